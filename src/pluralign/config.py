@@ -1,0 +1,66 @@
+"""Config files and flags: a YAML file gives defaults, command-line flags override them (TRL's convention).
+
+Each command describes its options with a dataclass (for trainers, one that extends the TRL config it
+builds on). Unknown keys in a config file are an error naming the key and the closest valid one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+
+from pluralign.errors import ConfigError
+
+T = TypeVar("T")
+
+
+def load_yaml(path: str | Path) -> dict[str, Any]:
+    """Read a YAML mapping; a missing file or a non-mapping is a one-line ConfigError."""
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"config file {str(p)!r} does not exist; check the path given to --config")
+    try:
+        data = yaml.safe_load(p.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"config file {str(p)!r} is not valid YAML: {str(exc).splitlines()[0]}") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {str(p)!r} must hold a mapping of option: value")
+    return data
+
+
+def check_keys(keys: Sequence[str], valid: Sequence[str], where: str) -> None:
+    """Raise ConfigError for the first key not in ``valid``, suggesting the nearest valid key."""
+    for key in keys:
+        if key not in valid:
+            near = difflib.get_close_matches(key, list(valid), n=1)
+            hint = f"; did you mean {near[0]!r}?" if near else "; run with --help to list the options"
+            raise ConfigError(f"unknown config key {key!r} in {where}{hint}")
+
+
+def parse_config(config_cls: type[T], argv: Sequence[str], prog: str = "pluralign") -> T:
+    """Build ``config_cls`` from ``--config FILE.yaml`` (defaults) and the flags in ``argv`` (overrides)."""
+    from transformers import HfArgumentParser
+
+    argv = list(argv)
+    file_values: dict[str, Any] = {}
+    if "--config" in argv:
+        i = argv.index("--config")
+        if i + 1 >= len(argv):
+            raise ConfigError("--config needs a file path, e.g. --config configs/ric_tiny.yaml")
+        file_values = load_yaml(argv[i + 1])
+        del argv[i : i + 2]
+    names = [f.name for f in dataclasses.fields(config_cls)]
+    check_keys(list(file_values), names, "the config file")
+    parser = HfArgumentParser(config_cls, prog=prog)
+    # list-valued fields from YAML are set as defaults directly (argparse would re-split them)
+    for action in parser._actions:
+        if action.dest in file_values:
+            action.default = file_values[action.dest]
+            action.required = False
+    (config,) = parser.parse_args_into_dataclasses(args=argv)
+    return config

@@ -1,0 +1,89 @@
+"""Scoring samples with K objectives through an on-disk cache, so interrupted runs resume.
+
+The cache is a SQLite file keyed by (objective identity, hash of prompt and response). Scores are
+committed chunk by chunk: a run killed half-way keeps every finished chunk, and a rerun scores only
+what is missing. NaN scores are refused before they enter the cache.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import sqlite3
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from pluralign.data.loading import prompt_text, response_text
+from pluralign.objectives.set import ObjectiveSet, check_finite
+
+
+def pair_key(prompt: str, response: str) -> str:
+    return hashlib.sha1(f"{prompt}\x00{response}".encode()).hexdigest()
+
+
+class ScoreCache:
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.conn = sqlite3.connect(str(self.path))
+        self.conn.execute(
+            "CREATE TABLE IF NOT EXISTS scores (objective TEXT, key TEXT, score REAL, PRIMARY KEY (objective, key))"
+        )
+        self.conn.commit()
+
+    def get(self, objective: str, keys: Sequence[str]) -> dict[str, float]:
+        out: dict[str, float] = {}
+        for start in range(0, len(keys), 500):
+            chunk = list(keys[start : start + 500])
+            q = f"SELECT key, score FROM scores WHERE objective=? AND key IN ({','.join('?' * len(chunk))})"
+            out.update(dict(self.conn.execute(q, [objective, *chunk]).fetchall()))
+        return out
+
+    def put(self, objective: str, items: dict[str, float]) -> None:
+        self.conn.executemany(
+            "INSERT OR REPLACE INTO scores VALUES (?, ?, ?)", [(objective, k, float(v)) for k, v in items.items()]
+        )
+        self.conn.commit()
+
+    def count(self, objective: str | None = None) -> int:
+        if objective is None:
+            return self.conn.execute("SELECT COUNT(*) FROM scores").fetchone()[0]
+        return self.conn.execute("SELECT COUNT(*) FROM scores WHERE objective=?", (objective,)).fetchone()[0]
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+def score_samples(
+    samples: Sequence[dict],
+    objectives: ObjectiveSet,
+    cache: ScoreCache | None = None,
+    chunk_size: int = 256,
+    progress: Callable[[str, int, int], None] | None = None,
+) -> dict[str, list[float]]:
+    """Score every sample's (prompt, response) with every objective, reusing and filling ``cache``.
+
+    Returns ``{objective name: [score per sample]}``. ``progress(name, done, total)`` is called per chunk.
+    """
+    prompts = [prompt_text(s["prompt"]) for s in samples]
+    responses = [response_text(s["response"]) for s in samples]
+    keys = [pair_key(p, r) for p, r in zip(prompts, responses)]
+    result: dict[str, list[float]] = {}
+    for obj in objectives.objectives:
+        known = cache.get(obj.identity, keys) if cache is not None else {}
+        todo = sorted({k: i for i, k in enumerate(keys) if k not in known}.values())
+        done = len(keys) - len(todo)
+        if progress:
+            progress(obj.name, done, len(keys))
+        for start in range(0, len(todo), chunk_size):
+            idx = todo[start : start + chunk_size]
+            vals = obj.score([prompts[i] for i in idx], [responses[i] for i in idx])
+            check_finite(vals, obj.name)
+            new = {keys[i]: v for i, v in zip(idx, vals)}
+            known.update(new)
+            if cache is not None:
+                cache.put(obj.identity, new)
+            done += len(idx)
+            if progress:
+                progress(obj.name, done, len(keys))
+        result[obj.name] = [known[k] for k in keys]
+    return result

@@ -1,0 +1,111 @@
+"""Hugging Face sequence-classification reward models as objectives.
+
+Input conventions differ between reward models (METHODS.md §1), so each is configurable:
+
+- ``input_format="pair"``: the tokenizer's text pair ``(prompt, response)``;
+- ``input_format="response"``: the response alone;
+- ``input_format="concat"``: ``prompt + response`` as one text;
+- ``input_format="template"``: ``template.format(prompt=..., response=..., bos=..., eos=...)``.
+
+``logit_index`` picks the class logit; ``activation`` optionally maps it (``sigmoid``, ``softmax``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+from pluralign.errors import ConfigError
+from pluralign.hub import check_model_source, load_error
+from pluralign.objectives.base import Objective
+
+INPUT_FORMATS = ("pair", "response", "concat", "template")
+DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+
+
+class HFRewardModel(Objective):
+    def __init__(
+        self,
+        name: str,
+        model: str,
+        input_format: str = "pair",
+        template: str | None = None,
+        logit_index: int = 0,
+        activation: str = "none",
+        max_length: int = 512,
+        batch_size: int = 8,
+        dtype: str = "float32",
+        device: str | None = None,
+        trust_remote_code: bool = False,
+    ) -> None:
+        if input_format not in INPUT_FORMATS:
+            raise ConfigError(f"objective {name!r}: input_format {input_format!r} is not one of {INPUT_FORMATS}")
+        if input_format == "template" and not template:
+            raise ConfigError(f"objective {name!r}: input_format 'template' needs a template with {{prompt}} and {{response}}")
+        if dtype not in DTYPES:
+            raise ConfigError(f"objective {name!r}: dtype {dtype!r} is not one of {list(DTYPES)}")
+        if activation not in ("none", "sigmoid", "softmax"):
+            raise ConfigError(f"objective {name!r}: activation {activation!r} is not none, sigmoid or softmax")
+        self.name = name
+        self.model_name = check_model_source(model, what=f"reward model for objective {name!r}")
+        self.input_format = input_format
+        self.template = template
+        self.logit_index = logit_index
+        self.activation = activation
+        self.max_length = max_length
+        self.batch_size = batch_size
+        self.dtype = dtype
+        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        self.trust_remote_code = trust_remote_code
+        self._model = None
+        self._tokenizer = None
+
+    @property
+    def identity(self) -> str:
+        return (
+            f"hf:{self.model_name}:{self.input_format}:{self.template}:{self.logit_index}:{self.activation}:"
+            f"{self.max_length}:{self.dtype}"
+        )
+
+    def _load(self) -> None:
+        if self._model is not None:
+            return
+        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+        try:
+            self._tokenizer = AutoTokenizer.from_pretrained(self.model_name, trust_remote_code=self.trust_remote_code)
+            self._model = AutoModelForSequenceClassification.from_pretrained(
+                self.model_name, dtype=DTYPES[self.dtype], trust_remote_code=self.trust_remote_code
+            )
+        except (OSError, ValueError) as exc:
+            raise load_error(self.model_name, f"reward model for objective {self.name!r}", exc) from exc
+        if self._tokenizer.pad_token is None:
+            self._tokenizer.pad_token = self._tokenizer.eos_token
+            self._model.config.pad_token_id = self._tokenizer.pad_token_id
+        self._model.to(self.device).eval()
+
+    def _texts(self, prompts: Sequence[str], responses: Sequence[str]) -> dict:
+        tok = self._tokenizer
+        kwargs = dict(truncation=True, max_length=self.max_length, padding=True, return_tensors="pt")
+        if self.input_format == "pair":
+            return tok(list(prompts), list(responses), **kwargs)
+        if self.input_format == "response":
+            return tok(list(responses), **kwargs)
+        if self.input_format == "concat":
+            return tok([p + r for p, r in zip(prompts, responses)], **kwargs)
+        bos, eos = tok.bos_token or "", tok.eos_token or ""
+        texts = [self.template.format(prompt=p, response=r, bos=bos, eos=eos) for p, r in zip(prompts, responses)]
+        return tok(texts, **kwargs)
+
+    @torch.no_grad()
+    def score_batch(self, prompts: Sequence[str], responses: Sequence[str]) -> list[float]:
+        self._load()
+        enc = {k: v.to(self.device) for k, v in self._texts(prompts, responses).items()}
+        logits = self._model(**enc).logits.float()
+        if self.activation == "softmax":
+            logits = logits.softmax(-1)
+        values = logits[:, self.logit_index]
+        if self.activation == "sigmoid":
+            values = values.sigmoid()
+        return values.cpu().tolist()

@@ -1,0 +1,75 @@
+"""Steerable policies and :func:`load_policy`, which reads ``pluralign.json`` and returns the right one.
+
+Each method provides ``pluralign.methods.<method>.policy.load(model_dir, manifest) -> SteerablePolicy``;
+no central registry needs editing when a method is added.
+"""
+
+from __future__ import annotations
+
+import importlib
+from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from pluralign.errors import ConfigError, PreferenceError
+from pluralign.manifest import Manifest
+from pluralign.preferences import Preference
+
+PreferenceLike = Preference | Mapping[str, float] | Sequence[float] | str
+Choice = tuple[Any, str, str]  # (prompt, chosen, rejected)
+
+
+class SteerablePolicy(ABC):
+    """A trained model that generates steered by a preference (or by a user's choices)."""
+
+    manifest: Manifest
+    model_dir: Path
+
+    @property
+    def objectives(self) -> list[str]:
+        return list(self.manifest.objectives)
+
+    @property
+    def method(self) -> str:
+        return self.manifest.method
+
+    def resolve_preference(self, preference: PreferenceLike | None) -> Preference | None:
+        if preference is None:
+            return None
+        return Preference.from_any(preference, self.objectives)
+
+    def preference_from_context(self, context: Sequence[Choice]) -> Preference:
+        """Infer weights from a user's choices (needs the objectives' scorers, see preferences.infer)."""
+        raise ConfigError(f"method {self.method!r} cannot be steered by context; pass preference= instead")
+
+    @abstractmethod
+    def generate(
+        self,
+        prompts: Sequence[Any],
+        preference: PreferenceLike | None = None,
+        context: Sequence[Choice] | None = None,
+        **generation_kwargs: Any,
+    ) -> list[str]:
+        """Generate one response per prompt, steered by ``preference`` (or ``context``)."""
+
+    def generate_many(
+        self, prompts: Sequence[Any], preferences: Sequence[PreferenceLike | None], **generation_kwargs: Any
+    ) -> list[str]:
+        """One response per (prompt, preference) pair; policies that can, batch them in one call."""
+        return [self.generate([p], preference=w, **generation_kwargs)[0] for p, w in zip(prompts, preferences)]
+
+    def _check_steering(self, preference: Any, context: Any) -> None:
+        if preference is not None and context is not None:
+            raise PreferenceError("give either preference= or context=, not both")
+
+
+def load_policy(path: str | Path, **kwargs: Any) -> SteerablePolicy:
+    """Load any trained pluralign model directory as a :class:`SteerablePolicy`."""
+    manifest = Manifest.load(path)
+    module_name = f"pluralign.methods.{manifest.method.replace('-', '_')}.policy"
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        raise ConfigError(f"{path}: unknown method {manifest.method!r} in pluralign.json") from exc
+    return module.load(Path(path), manifest, **kwargs)
