@@ -40,13 +40,17 @@ class Manifest:
     def load(cls, model_dir: str | Path) -> Manifest:
         path = Path(model_dir) / MANIFEST_NAME
         if not Path(model_dir).is_dir():
-            raise ModelNotFoundError(f"model directory {str(model_dir)!r} does not exist; pass a trained model dir to --model")
+            raise ModelNotFoundError(
+                f"model directory {str(model_dir)!r} does not exist; pass a trained model dir to --model"
+            )
         if not path.is_file():
             raise ModelNotFoundError(
                 f"{str(model_dir)!r} has no {MANIFEST_NAME}; it is not a pluralign model (train one with `pluralign train`)"
             )
         data = json.loads(path.read_text())
         if data.get("format_version", 1) > FORMAT_VERSION:
-            raise ModelNotFoundError(f"{path} was written by a newer pluralign (format {data['format_version']}); upgrade")
+            raise ModelNotFoundError(
+                f"{path} was written by a newer pluralign (format {data['format_version']}); upgrade"
+            )
         known = {f for f in cls.__dataclass_fields__}
         return cls(**{k: v for k, v in data.items() if k in known})

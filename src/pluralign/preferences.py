@@ -31,9 +31,13 @@ def validate_weights(weights: Sequence[float], k: int | None = None, normalise: 
     if w.ndim != 1 or w.size == 0:
         raise PreferenceError("preference must be a non-empty list of weights, one per objective")
     if k is not None and w.size != k:
-        raise PreferenceError(f"preference has {w.size} weights but the model has {k} objectives; give one per objective")
+        raise PreferenceError(
+            f"preference has {w.size} weights but the model has {k} objectives; give one per objective"
+        )
     if np.isnan(w).any():
-        raise PreferenceError(f"preference weight {int(np.flatnonzero(np.isnan(w))[0])} is NaN; give a number in [0, 1]")
+        raise PreferenceError(
+            f"preference weight {int(np.flatnonzero(np.isnan(w))[0])} is NaN; give a number in [0, 1]"
+        )
     if np.isinf(w).any():
         raise PreferenceError("preference weights must be finite numbers in [0, 1]")
     if (w < 0).any():

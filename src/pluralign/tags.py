@@ -32,9 +32,7 @@ class TagTemplate:
             raise ConfigError(f"tag_format {self.tag_format!r} must contain {{value}}")
 
     def render(self, names: Sequence[str], values: Sequence[float]) -> str:
-        return self.separator.join(
-            self.tag_format.format(name=n, value=_round(v)) for n, v in zip(names, values)
-        )
+        return self.separator.join(self.tag_format.format(name=n, value=_round(v)) for n, v in zip(names, values))
 
     def apply(self, prompt: Any, names: Sequence[str], values: Sequence[float] | None) -> Any:
         """Return ``prompt`` with tags for ``values`` inserted (``values=None``: prompt unchanged)."""

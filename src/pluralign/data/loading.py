@@ -70,7 +70,9 @@ def response_text(response: Any) -> str:
 def _split_dialogue(text: str, marker: str) -> tuple[str, str]:
     i = text.rfind(marker)
     if i < 0:
-        raise DataError(f"a dialogue has no response marker {marker!r}; set --response_marker to the one your data uses")
+        raise DataError(
+            f"a dialogue has no response marker {marker!r}; set --response_marker to the one your data uses"
+        )
     return text[: i + len(marker)], text[i + len(marker) :]
 
 
@@ -99,8 +101,7 @@ def to_samples(
                     out.append({"prompt": p, "response": r})
             return out
         raise DataError(
-            f"dataset has no prompt column {prompt_column!r} (columns: {', '.join(cols)}); "
-            "pass --prompt_column NAME"
+            f"dataset has no prompt column {prompt_column!r} (columns: {', '.join(cols)}); pass --prompt_column NAME"
         )
     if pairwise:
         out = []

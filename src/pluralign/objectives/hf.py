@@ -42,7 +42,9 @@ class HFRewardModel(Objective):
         if input_format not in INPUT_FORMATS:
             raise ConfigError(f"objective {name!r}: input_format {input_format!r} is not one of {INPUT_FORMATS}")
         if input_format == "template" and not template:
-            raise ConfigError(f"objective {name!r}: input_format 'template' needs a template with {{prompt}} and {{response}}")
+            raise ConfigError(
+                f"objective {name!r}: input_format 'template' needs a template with {{prompt}} and {{response}}"
+            )
         if dtype not in DTYPES:
             raise ConfigError(f"objective {name!r}: dtype {dtype!r} is not one of {list(DTYPES)}")
         if activation not in ("none", "sigmoid", "softmax"):

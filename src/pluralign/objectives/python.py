@@ -45,5 +45,7 @@ class CallableObjective(Objective):
     def score_batch(self, prompts: Sequence[str], responses: Sequence[str]) -> list[float]:
         out = list(self.fn(list(prompts), list(responses)))
         if len(out) != len(prompts):
-            raise ValueError(f"objective {self.name!r}: {self.function} returned {len(out)} scores for {len(prompts)} pairs")
+            raise ValueError(
+                f"objective {self.name!r}: {self.function} returned {len(out)} scores for {len(prompts)} pairs"
+            )
         return [float(x) for x in out]

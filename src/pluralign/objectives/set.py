@@ -45,7 +45,9 @@ def parse_objective_spec(spec: str | Mapping[str, Any]) -> dict[str, Any]:
             else:
                 raise ConfigError(f"objective {d['name']!r} needs a 'type' ({', '.join(SOURCE_TYPES)})")
         if d["type"] not in SOURCE_TYPES:
-            raise ConfigError(f"objective {d['name']!r} has unknown type {d['type']!r}; use one of {list(SOURCE_TYPES)}")
+            raise ConfigError(
+                f"objective {d['name']!r} has unknown type {d['type']!r}; use one of {list(SOURCE_TYPES)}"
+            )
         return d
     text = str(spec).strip()
     name, sep, source = text.partition("=")
@@ -73,7 +75,9 @@ def build_objective(spec: str | Mapping[str, Any]) -> Objective:
     cls = getattr(importlib.import_module(module_name), cls_name)
     options = {k: v for k, v in d.items() if k not in ("name", "type")}
     if d["type"] == "builtin" and options.get("scorer") not in BUILTINS:
-        raise ConfigError(f"objective {d['name']!r}: unknown built-in scorer {options.get('scorer')!r}; use one of {list(BUILTINS)}")
+        raise ConfigError(
+            f"objective {d['name']!r}: unknown built-in scorer {options.get('scorer')!r}; use one of {list(BUILTINS)}"
+        )
     try:
         obj = cls(d["name"], **options)
     except TypeError as exc:

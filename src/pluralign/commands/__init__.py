@@ -1,0 +1,1 @@
+"""The non-training CLI commands (one module each, each with ``run(argv)``)."""

@@ -1,0 +1,1 @@
+"""The embedded default: a generated text world, a tiny GPT pretrained on it, and the demo runner."""

@@ -1,0 +1,1 @@
+"""Evaluation: Pareto fronts over a preference grid, hypervolume, steerability, plots and reports."""

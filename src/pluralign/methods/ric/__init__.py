@@ -1,0 +1,1 @@
+"""Rewards-in-Context (METHODS.md §1)."""
