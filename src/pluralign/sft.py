@@ -1,0 +1,84 @@
+"""Supervised fine-tuning on prompt-completion samples through TRL's SFTTrainer (shared by methods).
+
+Loss is on completion tokens only (TRL's prompt-completion format), EOS is appended by TRL, checkpoints
+go to ``output_dir`` and a rerun resumes from the last one. The final model is saved to
+``output_dir/final`` and that folder is returned.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+FINAL = "final"
+
+
+def lora_config(r: int = 64, alpha: int = 128, dropout: float = 0.05, target_modules: Sequence[str] | None = None):
+    from peft import LoraConfig
+
+    return LoraConfig(
+        r=r,
+        lora_alpha=alpha,
+        lora_dropout=dropout,
+        target_modules=list(target_modules) if target_modules else None,
+        task_type="CAUSAL_LM",
+    )
+
+
+def precision_for_device(values: dict[str, Any]) -> dict[str, Any]:
+    """TRL defaults to bf16, which CPUs without bf16 support reject: fall back to fp32 there."""
+    import torch
+
+    if torch.cuda.is_available():
+        return {}
+    return {"bf16": False, "fp16": False}
+
+
+def run_sft(
+    model: str,
+    samples: Sequence[dict[str, Any]],
+    args,
+    output_dir: str | Path,
+    peft_config=None,
+    tokenizer=None,
+    **overrides: Any,
+) -> Path:
+    """Fine-tune ``model`` (folder or hub id, full or adapter) on ``samples`` ({"prompt", "completion"}).
+
+    ``args`` is an SFTConfig (or a subclass such as RiCConfig); ``overrides`` replace its fields for this
+    stage (e.g. learning_rate). Returns the folder of the saved final model. Finished stages are skipped.
+    """
+    from datasets import Dataset
+    from transformers.trainer_utils import get_last_checkpoint
+    from trl import SFTConfig, SFTTrainer
+
+    output_dir = Path(output_dir)
+    final = output_dir / FINAL
+    if (final / "config.json").is_file() or (final / "adapter_config.json").is_file():
+        return final
+    base_fields = {f.name for f in dataclasses.fields(SFTConfig) if f.init}
+    values = {k: getattr(args, k) for k in base_fields if hasattr(args, k)}
+    values.update(overrides)
+    values.update(output_dir=str(output_dir), save_strategy=values.get("save_strategy", "steps"))
+    values.setdefault("report_to", "none")
+    values.update(precision_for_device(values))
+    sft_args = SFTConfig(**values)
+    dataset = Dataset.from_list([{"prompt": s["prompt"], "completion": s["completion"]} for s in samples])
+    model_arg: Any = model
+    if (Path(model) / "adapter_config.json").is_file():
+        from peft import AutoPeftModelForCausalLM
+
+        model_arg = AutoPeftModelForCausalLM.from_pretrained(model, is_trainable=True)
+        peft_config = None
+    trainer = SFTTrainer(
+        model=model_arg, args=sft_args, train_dataset=dataset, processing_class=tokenizer, peft_config=peft_config
+    )
+    last = get_last_checkpoint(str(output_dir)) if output_dir.is_dir() else None
+    trainer.train(resume_from_checkpoint=last)
+    trainer.save_model(str(final))
+    if trainer.accelerator.is_main_process and tokenizer is not None:
+        tokenizer.save_pretrained(str(final))
+    trainer.accelerator.wait_for_everyone()
+    return final
