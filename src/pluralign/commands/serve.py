@@ -1,0 +1,75 @@
+"""``pluralign serve --model DIR``: an OpenAI-compatible HTTP API and a web page for a steerable model."""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pluralign.config import parse_config
+from pluralign.errors import ConfigError
+
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+@dataclass
+class ServeConfig:
+    """Options of ``pluralign serve`` (flags or ``--config FILE.yaml``)."""
+
+    model: str | None = field(default=None, metadata={"help": "trained model dir (with pluralign.json)"})
+    host: str = field(default="127.0.0.1", metadata={"help": "address to bind; loopback unless you mean otherwise"})
+    port: int = field(default=8000, metadata={"help": "TCP port"})
+    model_name: str | None = field(default=None, metadata={"help": "model id in the API (default: the dir name)"})
+    max_prompt_chars: int = field(default=8000, metadata={"help": "longer prompts get a 400 error"})
+    max_tokens_limit: int = field(default=256, metadata={"help": "largest max_tokens a request may ask for"})
+    default_max_tokens: int = field(default=64, metadata={"help": "max_tokens when a request gives none"})
+    batch_window_ms: float = field(default=10.0, metadata={"help": "how long to gather concurrent requests"})
+    max_batch_size: int = field(default=32, metadata={"help": "most requests in one generate call"})
+    backend: str = field(default="auto", metadata={"help": "auto | transformers | vllm (vllm needs a GPU)"})
+    front: str | None = field(
+        default=None, metadata={"help": "front.json for the page (default: found beside the model)"}
+    )
+    log_level: str = field(default="info", metadata={"help": "uvicorn log level"})
+
+
+def build_app(config: ServeConfig):
+    """Load the model of ``config`` and build the app (also used by benchmarks and tests)."""
+    from pluralign.serve.app import ServerSettings, create_app, find_front
+    from pluralign.serve.vllm_backend import select_backend
+    from pluralign.steering import load_policy
+
+    if not config.model:
+        raise ConfigError("--model is required: the trained model dir to serve (e.g. out/demo/model)")
+    for name in ("max_prompt_chars", "max_tokens_limit", "default_max_tokens", "max_batch_size"):
+        if getattr(config, name) < 1:
+            raise ConfigError(f"--{name} must be at least 1")
+    if config.default_max_tokens > config.max_tokens_limit:
+        raise ConfigError("--default_max_tokens must not exceed --max_tokens_limit")
+    if config.batch_window_ms < 0:
+        raise ConfigError("--batch_window_ms must be >= 0")
+    policy = select_backend(load_policy(config.model), config.backend)
+    front = Path(config.front) if config.front else find_front(config.model)
+    if config.front and not front.is_file():
+        raise ConfigError(f"--front {config.front!r} does not exist; give a front.json written by pluralign evaluate")
+    settings = ServerSettings(
+        model_name=config.model_name or Path(config.model).resolve().name,
+        max_prompt_chars=config.max_prompt_chars,
+        max_tokens_limit=config.max_tokens_limit,
+        default_max_tokens=config.default_max_tokens,
+        batch_window_s=config.batch_window_ms / 1000.0,
+        max_batch_size=config.max_batch_size,
+    )
+    return create_app(policy, settings, front_path=front)
+
+
+def run(argv: list[str]) -> int:
+    """Serve until interrupted."""
+    import uvicorn
+
+    config = parse_config(ServeConfig, argv, prog="pluralign serve")
+    app = build_app(config)
+    if config.host not in LOOPBACK:
+        print(f"pluralign serve: binding {config.host}: the API has no authentication", file=sys.stderr)
+    print(f"pluralign serve: {app.state.settings.model_name} on http://{config.host}:{config.port}/", file=sys.stderr)
+    uvicorn.run(app, host=config.host, port=config.port, log_level=config.log_level)
+    return 0

@@ -1,0 +1,181 @@
+"""Collect concurrent requests for a short window and generate them in one call.
+
+Requests that arrive within ``window_s`` of the first one waiting form a batch. Inside a batch they are
+grouped by their generation settings (``max_new_tokens``, ``do_sample``, ...), because one generate call
+takes one set of settings; each group is one ``policy.generate_many(prompts, preferences, **gen)`` call,
+so requests with *different* preferences share a forward pass and each answer is steered by its own
+request's preference. Requests steered by a user's choices (``context``) are grouped by identical
+context and go through ``policy.generate(prompts, context=...)``.
+
+Generation runs in one worker thread: the event loop keeps accepting requests (which queue up for the
+next batch) while the model is busy.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Hashable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from pluralign.preferences import Preference
+from pluralign.steering import Choice, SteerablePolicy
+
+
+@dataclass
+class BatcherStats:
+    """Counters exposed on ``/health``: how many requests were served in how many generate calls."""
+
+    requests: int = 0
+    batches: int = 0
+    generate_calls: int = 0
+    largest_batch: int = 0
+    failed_requests: int = 0
+    busy_seconds: float = 0.0
+
+    def as_dict(self) -> dict[str, float]:
+        return dict(self.__dict__)
+
+
+@dataclass
+class _Pending:
+    prompt: Any
+    preference: Preference | None
+    context: tuple[Choice, ...] | None
+    generation_kwargs: dict[str, Any]
+    future: asyncio.Future = field(repr=False)
+
+    def group_key(self) -> Hashable:
+        gen = tuple(sorted((k, _freeze(v)) for k, v in self.generation_kwargs.items()))
+        if self.context is None:
+            return ("preference", gen)
+        return ("context", gen, json.dumps(self.context, sort_keys=True, default=str))
+
+
+def _freeze(value: Any) -> Hashable:
+    if isinstance(value, list | tuple):
+        return tuple(_freeze(v) for v in value)
+    if isinstance(value, dict):
+        return tuple(sorted((k, _freeze(v)) for k, v in value.items()))
+    return value
+
+
+class RequestBatcher:
+    """Batch concurrent generation requests for one :class:`SteerablePolicy`.
+
+    ``await batcher.submit(prompt, preference=..., max_new_tokens=...)`` returns the generated text.
+    The queue and its worker task belong to the event loop that first submits (created lazily, so the
+    batcher works under uvicorn and under an in-process ASGI test client alike).
+    """
+
+    def __init__(self, policy: SteerablePolicy, window_s: float = 0.01, max_batch_size: int = 32) -> None:
+        if window_s < 0:
+            raise ValueError("window_s must be >= 0")
+        if max_batch_size < 1:
+            raise ValueError("max_batch_size must be >= 1")
+        self.policy = policy
+        self.window_s = window_s
+        self.max_batch_size = max_batch_size
+        self.stats = BatcherStats()
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pluralign-generate")
+        self._queue: asyncio.Queue[_Pending] | None = None
+        self._worker: asyncio.Task | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    async def submit(
+        self,
+        prompt: Any,
+        preference: Preference | None = None,
+        context: Sequence[Choice] | None = None,
+        **generation_kwargs: Any,
+    ) -> str:
+        """Queue one request and wait for its generated text (errors of its batch are raised here)."""
+        loop = asyncio.get_running_loop()
+        self._ensure_worker(loop)
+        ctx = tuple(tuple(c) for c in context) if context is not None else None
+        pending = _Pending(prompt, preference, ctx, dict(generation_kwargs), loop.create_future())
+        assert self._queue is not None
+        await self._queue.put(pending)
+        return await pending.future
+
+    async def aclose(self) -> None:
+        """Stop the worker task and the generation thread."""
+        if self._worker is not None:
+            self._worker.cancel()
+            try:
+                await self._worker
+            except asyncio.CancelledError:
+                pass
+            self._worker = None
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+    def _ensure_worker(self, loop: asyncio.AbstractEventLoop) -> None:
+        if self._loop is not loop or self._worker is None or self._worker.done():
+            self._loop = loop
+            self._queue = asyncio.Queue()
+            self._worker = loop.create_task(self._work(), name="pluralign-batcher")
+
+    async def _collect(self) -> list[_Pending]:
+        """Wait for one request, then gather more until the window closes or the batch is full."""
+        assert self._queue is not None
+        batch = [await self._queue.get()]
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.window_s
+        while len(batch) < self.max_batch_size:
+            try:
+                batch.append(self._queue.get_nowait())
+                continue
+            except asyncio.QueueEmpty:
+                pass
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                break
+            try:
+                batch.append(await asyncio.wait_for(self._queue.get(), remaining))
+            except TimeoutError:
+                break
+        return batch
+
+    async def _work(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            batch = await self._collect()
+            self.stats.batches += 1
+            self.stats.requests += len(batch)
+            self.stats.largest_batch = max(self.stats.largest_batch, len(batch))
+            groups: dict[Hashable, list[_Pending]] = {}
+            for item in batch:
+                groups.setdefault(item.group_key(), []).append(item)
+            for group in groups.values():
+                live = [g for g in group if not g.future.cancelled()]
+                if not live:
+                    continue
+                start = time.perf_counter()
+                try:
+                    texts = await loop.run_in_executor(self._executor, self._generate_group, live)
+                except Exception as exc:  # the error belongs to these requests; the server goes on
+                    self.stats.failed_requests += len(live)
+                    for item in live:
+                        if not item.future.done():
+                            item.future.set_exception(exc)
+                else:
+                    for item, text in zip(live, texts):
+                        if not item.future.done():
+                            item.future.set_result(text)
+                finally:
+                    self.stats.generate_calls += 1
+                    self.stats.busy_seconds += time.perf_counter() - start
+
+    def _generate_group(self, group: list[_Pending]) -> list[str]:
+        gen = group[0].generation_kwargs
+        prompts = [g.prompt for g in group]
+        if group[0].context is not None:
+            texts = self.policy.generate(prompts, context=list(group[0].context), **gen)
+        else:
+            texts = self.policy.generate_many(prompts, [g.preference for g in group], **gen)
+        if len(texts) != len(group):
+            raise RuntimeError(f"policy returned {len(texts)} responses for {len(group)} prompts")
+        return list(texts)
