@@ -1,0 +1,104 @@
+"""One DPO stage (train, save, resume) shared by DPO, each SPO round and each MODPO member; and DPO itself.
+
+A stage directory is finished when its ``pluralign.json`` exists (written last, after the weights and
+the tokenizer); an unfinished one resumes from its last checkpoint in ``<stage>/checkpoints``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import gc
+import random
+import shutil
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import trl
+
+from pluralign.data.multidim import Pairs, load_dimension_pairs
+from pluralign.manifest import MANIFEST_NAME, Manifest
+from pluralign.methods.dpo.config import DimensionDPOConfig
+from pluralign.methods.dpo.margin_trainer import MARGIN_COLUMN, MarginDPOTrainer
+
+CHECKPOINTS = "checkpoints"
+Progress = Callable[[str], None]
+
+
+def stage_is_done(stage_dir: str | Path) -> bool:
+    return (Path(stage_dir) / MANIFEST_NAME).is_file()
+
+
+def stage_args(config: DimensionDPOConfig, output_dir: str | Path, **overrides: Any) -> trl.DPOConfig:
+    """A plain ``trl.DPOConfig`` with ``config``'s TRL options, writing checkpoints under ``output_dir``."""
+    names = {f.name for f in dataclasses.fields(trl.DPOConfig) if f.init}
+    values = {k: getattr(config, k) for k in names if hasattr(config, k)}
+    values.update(output_dir=str(output_dir), **overrides)
+    return trl.DPOConfig(**values)
+
+
+def load_pairs(config: DimensionDPOConfig) -> dict[str, Pairs]:
+    """The config's datasets as ``{dimension: pairs}``."""
+    return load_dimension_pairs(config.dataset, config.dimensions, config.max_pairs, config.min_rating_gap, config.seed)
+
+
+def run_dpo_stage(
+    model: str | Path,
+    pairs: Pairs,
+    config: DimensionDPOConfig,
+    stage_dir: str | Path,
+    tokenizer: Any,
+    manifest: Manifest,
+    margins: Sequence[float] | None = None,
+    beta: float | None = None,
+) -> Path:
+    """Train DPO (with an optional per-pair margin) from ``model`` on ``pairs``; returns the saved stage dir.
+
+    The starting model is also the reference. A finished stage is returned as is.
+    """
+    from datasets import Dataset
+    from transformers.trainer_utils import get_last_checkpoint
+
+    stage_dir = Path(stage_dir)
+    if stage_is_done(stage_dir):
+        return stage_dir
+    rows = [{"prompt": p["prompt"], "chosen": p["chosen"], "rejected": p["rejected"]} for p in pairs]
+    dataset = Dataset.from_list(rows)
+    if margins is not None:
+        dataset = dataset.add_column(MARGIN_COLUMN, [float(m) for m in margins])
+    checkpoints = stage_dir / CHECKPOINTS
+    overrides = {"beta": beta} if beta is not None else {}
+    args = stage_args(config, checkpoints, **overrides)
+    trainer = MarginDPOTrainer(model=str(model), args=args, train_dataset=dataset, processing_class=tokenizer)
+    last = get_last_checkpoint(str(checkpoints)) if checkpoints.is_dir() else None
+    trainer.train(resume_from_checkpoint=last)
+    trainer.save_model(str(stage_dir))
+    tokenizer.save_pretrained(str(stage_dir))
+    manifest.save(stage_dir)
+    del trainer
+    gc.collect()
+    shutil.rmtree(checkpoints, ignore_errors=True)
+    return stage_dir
+
+
+def train_dpo(
+    config: DimensionDPOConfig, dimension_pairs: dict[str, Pairs] | None = None, progress: Progress | None = print
+) -> Path:
+    """DPO from the starting model on the pairs of every dimension merged; returns the model dir."""
+    from pluralign.modeling import load_tokenizer
+
+    model = config.require_model()
+    dimension_pairs = dimension_pairs if dimension_pairs is not None else load_pairs(config)
+    pairs = [p for dim_pairs in dimension_pairs.values() for p in dim_pairs]
+    random.Random(config.seed).shuffle(pairs)
+    dims = list(dimension_pairs)
+    if progress:
+        progress(f"dpo: {len(pairs)} pairs from {', '.join(dims)}")
+    manifest = Manifest(
+        method="dpo",
+        objectives=dims,
+        base_model=model,
+        extra={"beta": config.beta, "dimensions": {d: len(p) for d, p in dimension_pairs.items()}},
+    )
+    tokenizer = load_tokenizer(model, trust_remote_code=config.trust_remote_code)
+    return run_dpo_stage(model, pairs, config, config.output_dir, tokenizer, manifest)
