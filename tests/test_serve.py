@@ -88,7 +88,9 @@ def test_models_and_health_describe_the_model():
 def test_completion_is_steered_by_its_preference_and_has_openai_shape():
     async def go():
         async with make_client(EchoPolicy()) as c:
-            return (await c.post("/v1/completions", json=completion("hello", {"sentiment": 0.3, "conciseness": 0.7}))).json()
+            return (
+                await c.post("/v1/completions", json=completion("hello", {"sentiment": 0.3, "conciseness": 0.7}))
+            ).json()
 
     out = run(go())
     assert out["object"] == "text_completion" and out["id"].startswith("cmpl-") and out["model"] == "tiny"
@@ -138,7 +140,9 @@ def test_requests_with_different_generation_settings_go_in_different_calls():
 
     async def go():
         async with make_client(policy, batch_window_s=0.3) as c:
-            reqs = [c.post("/v1/completions", json=completion(f"p{i}", [0.5, 0.5], max_tokens=4 + i % 2)) for i in range(6)]
+            reqs = [
+                c.post("/v1/completions", json=completion(f"p{i}", [0.5, 0.5], max_tokens=4 + i % 2)) for i in range(6)
+            ]
             return await asyncio.gather(*reqs)
 
     responses = run(go())
