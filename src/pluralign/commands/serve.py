@@ -22,7 +22,9 @@ class ServeConfig:
     model_name: str | None = field(default=None, metadata={"help": "model id in the API (default: the dir name)"})
     max_prompt_chars: int = field(default=8000, metadata={"help": "longer prompts get a 400 error"})
     max_tokens_limit: int = field(default=256, metadata={"help": "largest max_tokens a request may ask for"})
-    default_max_tokens: int = field(default=64, metadata={"help": "max_tokens when a request gives none"})
+    default_max_tokens: int | None = field(
+        default=None, metadata={"help": "max_tokens when a request gives none (default: min(64, max_tokens_limit))"}
+    )
     batch_window_ms: float = field(default=10.0, metadata={"help": "how long to gather concurrent requests"})
     max_batch_size: int = field(default=32, metadata={"help": "most requests in one generate call"})
     backend: str = field(default="auto", metadata={"help": "auto | transformers | vllm (vllm needs a GPU)"})
@@ -41,9 +43,10 @@ def build_app(config: ServeConfig):
     if not config.model:
         raise ConfigError("--model is required: the trained model dir to serve (e.g. out/demo/model)")
     for name in ("max_prompt_chars", "max_tokens_limit", "default_max_tokens", "max_batch_size"):
-        if getattr(config, name) < 1:
+        if getattr(config, name) is not None and getattr(config, name) < 1:
             raise ConfigError(f"--{name} must be at least 1")
-    if config.default_max_tokens > config.max_tokens_limit:
+    default_max_tokens = config.default_max_tokens or min(64, config.max_tokens_limit)
+    if default_max_tokens > config.max_tokens_limit:
         raise ConfigError("--default_max_tokens must not exceed --max_tokens_limit")
     if config.batch_window_ms < 0:
         raise ConfigError("--batch_window_ms must be >= 0")
@@ -55,7 +58,7 @@ def build_app(config: ServeConfig):
         model_name=config.model_name or Path(config.model).resolve().name,
         max_prompt_chars=config.max_prompt_chars,
         max_tokens_limit=config.max_tokens_limit,
-        default_max_tokens=config.default_max_tokens,
+        default_max_tokens=default_max_tokens,
         batch_window_s=config.batch_window_ms / 1000.0,
         max_batch_size=config.max_batch_size,
     )
