@@ -115,3 +115,35 @@ def test_pluralign_serve_command_serves_on_loopback(ric_dir):
     assert ok.status_code == 200 and ok.json()["choices"][0]["message"]["role"] == "assistant"
     assert too_long.status_code == 400 and too_long.json()["error"]["code"] == "max_tokens_exceeded"
     assert again.json()["choices"][0]["message"]["content"] == ok.json()["choices"][0]["message"]["content"]
+
+
+def test_vllm_backend_sends_the_same_tagged_prompts_as_the_transformers_path(ric_dir, monkeypatch):
+    """VLLMPolicy against a stand-in ``vllm`` module that generates greedily with transformers."""
+    import types
+
+    import pluralign.serve.vllm_backend as vb
+    from pluralign.generation import generate_batched
+
+    policy = build_app(ServeConfig(model=str(ric_dir), backend="transformers")).state.policy
+    seen: dict = {}
+
+    class FakeLLM:
+        def __init__(self, model: str, **kwargs) -> None:
+            seen["model"] = model
+
+        def generate(self, texts, params, use_tqdm=False):
+            seen["texts"], seen["params"] = list(texts), params
+            outs = generate_batched(policy.model, policy.tokenizer, texts, max_new_tokens=params["max_tokens"],
+                                    do_sample=params["temperature"] > 0)  # fmt: skip
+            return [types.SimpleNamespace(outputs=[types.SimpleNamespace(text=t)]) for t in outs]
+
+    monkeypatch.setitem(sys.modules, "vllm", types.SimpleNamespace(LLM=FakeLLM, SamplingParams=lambda **kw: kw))
+    monkeypatch.setattr(vb, "vllm_available", lambda: True)
+    assert vb.supports_vllm(policy)
+    served = vb.select_backend(policy, "auto")
+    assert isinstance(served, vb.VLLMPolicy) and seen["model"] == str(ric_dir)
+    assert served.objectives == policy.objectives and served.tokenizer is policy.tokenizer
+    texts = served.generate_many(PROMPTS[:3], PREFS[:3], max_new_tokens=8, do_sample=False)
+    assert seen["params"] == {"max_tokens": 8, "temperature": 0.0}
+    assert seen["texts"] == [policy.tagged_prompt(p, w) for p, w in zip(PROMPTS[:3], PREFS[:3])]
+    assert texts == policy.generate_many(PROMPTS[:3], PREFS[:3], max_new_tokens=8, do_sample=False)

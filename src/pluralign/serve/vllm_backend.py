@@ -2,9 +2,10 @@
 
 Methods that steer through the prompt (RiC writes desired rewards as tags) can hand their steered
 prompts to vLLM, which batches and pages the KV cache far better than ``model.generate``. The policy
-must expose ``steered_prompts(prompts, preferences) -> list[str]`` (the exact text its own generate
-would feed the model) and keep full weights in ``policy.model_dir``. Methods that steer weights
-(soups, LoRA mixtures) or condition on context keep the transformers path.
+must expose ``tagged_prompt(prompt, preference)`` (the exact prompt its own generate feeds the model,
+as :class:`pluralign.methods.ric.policy.RiCPolicy` does) and a ``tokenizer``, and keep full weights
+(not a LoRA adapter) in ``policy.model_dir``. Methods that steer weights (soups, LoRA mixtures) keep
+the transformers path.
 
 ``import vllm`` happens only inside :func:`vllm_available` and :class:`VLLMPolicy`; the CPU path
 never imports it.
@@ -14,9 +15,11 @@ from __future__ import annotations
 
 import importlib.util
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from pluralign.errors import ConfigError
+from pluralign.generation import render_prompt
 from pluralign.steering import Choice, PreferenceLike, SteerablePolicy
 
 BACKENDS = ("auto", "transformers", "vllm")
@@ -32,8 +35,12 @@ def vllm_available() -> bool:
 
 
 def supports_vllm(policy: SteerablePolicy) -> bool:
-    """True for policies that steer through the prompt and expose ``steered_prompts``."""
-    return callable(getattr(policy, "steered_prompts", None))
+    """True for policies that steer through the prompt (``tagged_prompt``) and keep full weights."""
+    return (
+        callable(getattr(policy, "tagged_prompt", None))
+        and getattr(policy, "tokenizer", None) is not None
+        and not (Path(policy.model_dir) / "adapter_config.json").is_file()
+    )
 
 
 def to_sampling_kwargs(generation_kwargs: dict[str, Any]) -> dict[str, Any]:
@@ -62,14 +69,14 @@ class VLLMPolicy(SteerablePolicy):
     def __init__(self, policy: SteerablePolicy, gpu_memory_utilization: float = 0.85, **engine_kwargs: Any) -> None:
         if not supports_vllm(policy):
             raise ConfigError(
-                f"method {policy.method!r} does not steer through the prompt; serve it with --backend transformers"
+                f"method {policy.method!r} (or a LoRA adapter dir) cannot use vllm; serve it with --backend transformers"
             )
         from vllm import LLM  # guarded: only reached when the vllm backend is asked for
 
         self.inner = policy
         self.manifest = policy.manifest
         self.model_dir = policy.model_dir
-        self.tokenizer = getattr(policy, "tokenizer", None)
+        self.tokenizer = policy.tokenizer
         self.engine = LLM(model=str(policy.model_dir), gpu_memory_utilization=gpu_memory_utilization, **engine_kwargs)
 
     def generate(
@@ -89,7 +96,7 @@ class VLLMPolicy(SteerablePolicy):
     ) -> list[str]:
         from vllm import SamplingParams
 
-        texts = self.inner.steered_prompts(list(prompts), [self.inner.resolve_preference(p) for p in preferences])
+        texts = [render_prompt(self.tokenizer, self.inner.tagged_prompt(p, w)) for p, w in zip(prompts, preferences)]
         params = SamplingParams(**to_sampling_kwargs(generation_kwargs))
         outputs = self.engine.generate(texts, params, use_tqdm=False)
         return [o.outputs[0].text for o in outputs]
