@@ -1,0 +1,21 @@
+"""``pluralign train morlhf``: RLOO on sum_i w_i z_i, one run per preference point of the grid."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from pluralign.config import parse_config
+from pluralign.methods.morlhf.config import MORLHFConfig
+
+HELP = "MORLHF baseline: one RL (RLOO) policy per preference point, steered by the nearest trained point"
+
+
+def run(argv: Sequence[str]) -> int:
+    from pluralign.methods.morlhf.train import train_morlhf
+    from pluralign.rl import prepare_objectives_and_prompts
+
+    config = parse_config(MORLHFConfig, argv, prog="pluralign train morlhf")
+    objectives, prompts = prepare_objectives_and_prompts(config)
+    out = train_morlhf(config, objectives, prompts)
+    print(f"MORLHF model directory: {out}")
+    return 0

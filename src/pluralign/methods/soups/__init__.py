@@ -1,0 +1,1 @@
+"""Rewarded Soups: one RL policy per objective, interpolated in weight space at inference (METHODS.md §4)."""

@@ -1,0 +1,118 @@
+"""Steering a Rewarded Soups directory: theta(w) = sum_i w_i theta_i, built once per requested w and cached.
+
+LoRA runs are merged into their (shared) base before averaging, so the soup of adapters is exactly
+base + sum_i w_i B_i A_i (averaging A and B separately would not be).
+"""
+
+from __future__ import annotations
+
+import copy
+from collections import OrderedDict
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from pluralign.errors import ModelNotFoundError
+from pluralign.generation import generate_batched
+from pluralign.manifest import Manifest
+from pluralign.modeling import default_device, load_causal_lm, load_tokenizer
+from pluralign.steering import Choice, PreferenceLike, SteerablePolicy
+
+
+def average_state_dicts(state_dicts: Sequence[Mapping[str, torch.Tensor]], weights: Sequence[float]) -> dict:
+    """``sum_i w_i * sd_i`` for floating tensors (zero weights skipped, so one-hot returns sd_i exactly);
+    non-floating buffers are taken from the first state dict."""
+    if len(state_dicts) != len(weights):
+        raise ValueError(f"got {len(state_dicts)} state dicts but {len(weights)} weights")
+    active = [(sd, float(w)) for sd, w in zip(state_dicts, weights) if float(w) != 0.0]
+    out = {}
+    for key, first in state_dicts[0].items():
+        if not torch.is_floating_point(first):
+            out[key] = first.clone()
+            continue
+        acc = None
+        for sd, w in active:
+            term = sd[key] * w if w != 1.0 else sd[key].clone()
+            acc = term if acc is None else acc.add_(term)
+        out[key] = acc if acc is not None else torch.zeros_like(first)
+    return out
+
+
+class SoupsPolicy(SteerablePolicy):
+    """Per-objective policies averaged in weight space by the requested preference (``None``: equal weights).
+
+    The soup for each distinct w is cached (at most ``max_cached`` models in memory).
+    """
+
+    def __init__(self, model_dir: Path, manifest: Manifest, device: str | None = None, max_cached: int = 4) -> None:
+        self.model_dir = Path(model_dir)
+        self.manifest = manifest
+        runs = manifest.extra.get("runs") or {}
+        missing = [n for n in manifest.objectives if n not in runs]
+        if missing:
+            raise ModelNotFoundError(
+                f"{model_dir}: pluralign.json has no Soups run for objective {missing[0]!r}; retrain with `pluralign train soups`"
+            )
+        self.tokenizer = load_tokenizer(str(self.model_dir))
+        self.device = device or default_device()
+        models = [
+            load_causal_lm(str(self.model_dir / runs[n]), device="cpu", merge_adapter=True) for n in manifest.objectives
+        ]
+        self.state_dicts = [{k: v.detach().cpu() for k, v in m.state_dict().items()} for m in models]
+        self.template = models[0]
+        self.max_cached = max(1, max_cached)
+        self._soups: OrderedDict[tuple[float, ...], Any] = OrderedDict()
+
+    def weights_of(self, preference: PreferenceLike | None) -> tuple[float, ...]:
+        pref = self.resolve_preference(preference)
+        k = len(self.objectives)
+        return tuple([1.0 / k] * k) if pref is None else tuple(round(w, 6) for w in pref.weights)
+
+    def model_for(self, preference: PreferenceLike | None):
+        """The souped model theta(w) for ``preference``, from the cache when it was built before."""
+        w = self.weights_of(preference)
+        if w in self._soups:
+            self._soups.move_to_end(w)
+            return self._soups[w]
+        model = copy.deepcopy(self.template)
+        model.load_state_dict(average_state_dicts(self.state_dicts, w))
+        model = model.to(self.device).eval()
+        self._soups[w] = model
+        while len(self._soups) > self.max_cached:
+            self._soups.popitem(last=False)
+        return model
+
+    def generate(
+        self,
+        prompts: Sequence[Any],
+        preference: PreferenceLike | None = None,
+        context: Sequence[Choice] | None = None,
+        batch_size: int = 16,
+        **generation_kwargs: Any,
+    ) -> list[str]:
+        self._check_steering(preference, context)
+        if context is not None:
+            preference = self.preference_from_context(context)
+        return generate_batched(self.model_for(preference), self.tokenizer, prompts, batch_size, **generation_kwargs)
+
+    def generate_many(
+        self, prompts: Sequence[Any], preferences: Sequence[PreferenceLike | None], **generation_kwargs: Any
+    ) -> list[str]:
+        """Group the requests by preference, so each soup is built once and generates in batches."""
+        groups: dict[tuple[float, ...], list[int]] = {}
+        for i, p in enumerate(preferences):
+            groups.setdefault(self.weights_of(p), []).append(i)
+        out = [""] * len(prompts)
+        for w, idx in groups.items():
+            texts = generate_batched(
+                self.model_for(list(w)), self.tokenizer, [prompts[i] for i in idx], **generation_kwargs
+            )
+            for i, t in zip(idx, texts):
+                out[i] = t
+        return out
+
+
+def load(model_dir: Path, manifest: Manifest, **kwargs: Any) -> SoupsPolicy:
+    return SoupsPolicy(model_dir, manifest, **kwargs)
