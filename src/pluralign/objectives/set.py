@@ -21,6 +21,7 @@ SOURCE_TYPES: dict[str, str] = {
     "builtin": "pluralign.objectives.builtin:BuiltinObjective",
     "callable": "pluralign.objectives.python:CallableObjective",
     "hf": "pluralign.objectives.hf:HFRewardModel",
+    "multihead": "pluralign.methods.multihead.objective:MultiHeadObjective",
 }
 # which option of each type holds the "source" in the short `name=source` form
 SOURCE_KEY = {"builtin": "scorer", "callable": "function", "hf": "model"}

@@ -1,0 +1,101 @@
+"""MOSLIM on the demo world: a multi-head RM on the world's scores (5 quantile classes), then GRPO.
+
+The reward model is a small BERT trained from scratch (MiniLM's tokenizer, 2 layers of width 64) on the
+responses: both demo objectives depend on the response alone, and a from-scratch model of that size
+trains in seconds on 2 CPU cores where MiniLM would need minutes (docs/moslim.md has the figures).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from pluralign.demo.world import DemoWorld
+from pluralign.methods.moslim.config import MoslimGRPOConfig
+from pluralign.methods.moslim.trainer import train_moslim
+from pluralign.methods.multihead.config import MultiHeadRewardConfig
+from pluralign.methods.multihead.train import METRICS_FILE, train_multihead
+
+DEMO_BACKBONE = {
+    "num_hidden_layers": 2,
+    "hidden_size": 64,
+    "num_attention_heads": 2,
+    "intermediate_size": 128,
+    "max_position_embeddings": 128,
+}
+DEMO_CLASSES = 5
+
+
+def demo_reward_config(world: DemoWorld, output_dir: Path) -> MultiHeadRewardConfig:
+    return MultiHeadRewardConfig(
+        output_dir=str(output_dir),
+        objective=list(world.objectives.names),
+        num_classes=[DEMO_CLASSES],
+        binning="quantile",
+        from_scratch=True,
+        backbone_config_overrides=json.dumps(DEMO_BACKBONE),
+        input_format="response",
+        max_length=96,
+        num_train_epochs=4.0,
+        learning_rate=2e-3,
+        warmup_steps=20,
+        lr_scheduler_type="cosine",
+        per_device_train_batch_size=32,
+        eval_fraction=0.1,
+        logging_steps=50,
+        disable_tqdm=True,
+        use_cpu=True,
+        seed=world.settings.seed,
+    )
+
+
+def demo_rl_config(world: DemoWorld, output_dir: Path, reward_model: Path, **overrides: Any) -> MoslimGRPOConfig:
+    settings = dict(
+        output_dir=str(output_dir),
+        model_name_or_path=world.base_model,
+        reward_model=str(reward_model),
+        algorithm="grpo",
+        preferences_per_prompt=40,
+        unspecified_probability=0.1,
+        response_marker=None,
+        stats="head",
+        max_steps=120,
+        per_device_train_batch_size=32,
+        num_generations=8,
+        max_completion_length=world.generation_kwargs["max_new_tokens"],
+        temperature=1.0,
+        learning_rate=1e-3,
+        lr_scheduler_type="constant",
+        beta=0.0,
+        logging_steps=10,
+        disable_tqdm=True,
+        use_cpu=True,
+        seed=world.settings.seed,
+    )
+    settings.update(overrides)
+    return MoslimGRPOConfig(**settings)
+
+
+def train_on_demo(
+    world: DemoWorld, output_dir: Path, progress: Callable[[str], None] | None = print, **rl_overrides: Any
+) -> Path:
+    """Train the multi-head RM (cached in ``output_dir/reward_model``), then MOSLIM-GRPO; returns the policy dir."""
+    progress = progress or (lambda _msg: None)
+    output_dir = Path(output_dir)
+    rm_dir = output_dir / "reward_model"
+    t = time.time()
+    if not (rm_dir / METRICS_FILE).is_file():
+        metrics = train_multihead(demo_reward_config(world, rm_dir), rows=world.train, progress=progress)
+        progress(f"moslim: reward model trained in {time.time() - t:.1f}s")
+    else:
+        metrics = json.loads((rm_dir / METRICS_FILE).read_text())
+    distinct = list(dict.fromkeys(s["prompt"] for s in world.train))
+    config = demo_rl_config(world, output_dir, rm_dir, **rl_overrides)
+    out = train_moslim(config, prompts=distinct, progress=progress)
+    run = json.loads((out / "moslim_run.json").read_text())
+    run["reward_model"] = metrics
+    (out / "moslim_run.json").write_text(json.dumps(run, indent=2))
+    return out

@@ -1,0 +1,210 @@
+"""MOSLIM training: prompts with sampled intensity targets, the mapped multi-head reward, TRL's optimiser.
+
+MOSLIM changes only two things in a scalar-reward RL run, so no TRL trainer is subclassed:
+the training prompts (each carries a preference block with intensities and a mask sampled per row,
+:func:`preference_prompts`) and the reward function (:class:`MoslimReward`, which reads the block back
+from the prompt, scores the completion with every head and applies :class:`RewardMapping`). GRPO, RLOO
+and online DPO then run unchanged.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pluralign.data.loading import prompt_text, response_text
+from pluralign.errors import ConfigError, DataError
+from pluralign.manifest import Manifest
+from pluralign.methods.moslim.mapping import RewardMapping
+from pluralign.methods.moslim.template import PreferenceTemplate
+from pluralign.methods.multihead.reward_model import MultiHeadRewardScorer
+
+RUN_FILE = "moslim_run.json"
+
+
+def sample_targets(rng: random.Random, num_classes: Sequence[int], unspecified_probability: float) -> list[int | None]:
+    """Uniform intensity per objective; each left unspecified with the given chance (never all of them)."""
+    targets: list[int | None] = [rng.randrange(k) for k in num_classes]
+    masked = [rng.random() < unspecified_probability for _ in num_classes]
+    if all(masked):
+        masked[rng.randrange(len(masked))] = False
+    return [None if m else t for t, m in zip(targets, masked)]
+
+
+def preference_prompts(
+    prompts: Sequence[Any],
+    template: PreferenceTemplate,
+    per_prompt: int,
+    unspecified_probability: float,
+    seed: int = 0,
+) -> list[Any]:
+    """``per_prompt`` rows per prompt, each with its own sampled targets written into the prompt."""
+    rng = random.Random(seed)
+    rows = []
+    for p in prompts:
+        for _ in range(per_prompt):
+            rows.append(template.apply(p, sample_targets(rng, template.num_classes, unspecified_probability)))
+    rng.shuffle(rows)
+    return rows
+
+
+class MoslimReward:
+    """TRL reward function: r = (1/k) sum_i m_i (p_i[t_i] - mean_i) / std_i, targets and mask read from the prompt."""
+
+    __name__ = "moslim"
+
+    def __init__(self, scorer: MultiHeadRewardScorer, template: PreferenceTemplate, mapping: RewardMapping) -> None:
+        if scorer.objectives != template.objectives:
+            raise ConfigError(
+                f"the reward model's heads {scorer.objectives} differ from the template's objectives {template.objectives}"
+            )
+        self.scorer = scorer
+        self.template = template
+        self.mapping = mapping
+
+    def targets_and_mask(self, prompts: Sequence[Any]) -> tuple[list[str], np.ndarray, np.ndarray]:
+        clean, targets, mask = [], [], []
+        for p in prompts:
+            plain, t = self.template.parse(p)
+            clean.append(prompt_text(plain))
+            targets.append([-1 if x is None else x for x in t])
+            mask.append([0.0 if x is None else 1.0 for x in t])
+        return clean, np.asarray(targets, dtype=np.int64), np.asarray(mask)
+
+    def __call__(self, prompts: Sequence[Any], completions: Sequence[Any], **kwargs: Any) -> list[float]:
+        clean, targets, mask = self.targets_and_mask(prompts)
+        probs = self.scorer.probabilities(clean, [response_text(c) for c in completions])
+        heads = [probs[n] for n in self.template.objectives]
+        rewards = self.mapping(heads, targets, mask)
+        log_metric = kwargs.get("log_metric")
+        if log_metric is not None:  # GRPO / RLOO log these next to the reward
+            for i, name in enumerate(self.template.objectives):
+                on = mask[:, i] != 0
+                if on.any():
+                    hit = heads[i][np.arange(len(clean)), np.where(on, targets[:, i], 0)][on]
+                    log_metric(f"moslim/p_target_{name}", float(hit.mean()))
+        return [float(r) for r in rewards]
+
+
+def build_template(config: Any, scorer: MultiHeadRewardScorer) -> PreferenceTemplate:
+    return PreferenceTemplate(
+        objectives=scorer.objectives,
+        num_classes=scorer.spec.num_classes,
+        template=config.template,
+        level_format=config.level_format,
+        unspecified=config.unspecified,
+        response_marker=config.response_marker,
+    )
+
+
+def load_prompts(config: Any) -> list[Any]:
+    """Distinct prompts of ``config.dataset`` (first-seen order, at most ``max_prompts``)."""
+    from pluralign.data.loading import load_any
+
+    if not config.dataset:
+        raise ConfigError("--dataset is required: a local file or hub id with a prompt column")
+    ds = load_any(config.dataset)
+    if config.prompt_column not in ds.column_names:
+        raise DataError(
+            f"dataset has no prompt column {config.prompt_column!r} (columns: {', '.join(ds.column_names)}); "
+            "pass --prompt_column NAME"
+        )
+    seen, out = set(), []
+    for p in ds[config.prompt_column]:
+        key = prompt_text(p)
+        if key not in seen:
+            seen.add(key)
+            out.append(p)
+    return out[: config.max_prompts] if config.max_prompts else out
+
+
+def trainer_class(algorithm: str) -> type:
+    if algorithm == "grpo":
+        from trl import GRPOTrainer
+
+        return GRPOTrainer
+    if algorithm == "rloo":
+        from trl import RLOOTrainer
+
+        return RLOOTrainer
+    from trl.experimental.online_dpo import OnlineDPOTrainer
+
+    return OnlineDPOTrainer
+
+
+def train_moslim(config: Any, prompts: Sequence[Any] | None = None, progress: Callable[[str], None] = print) -> Path:
+    """Run MOSLIM RL from ``config.model_name_or_path`` and save a steerable model to ``config.output_dir``.
+
+    ``prompts`` may be given directly; otherwise the distinct prompts of ``config.dataset`` are used.
+    """
+    from datasets import Dataset
+    from transformers import AutoTokenizer
+
+    from pluralign.hub import check_model_source
+
+    started = time.time()
+    if not config.model_name_or_path:
+        raise ConfigError("--model_name_or_path is required: the starting policy (any causal LM)")
+    if not config.reward_model:
+        raise ConfigError("--reward_model is required: a dir from `pluralign train reward-model --type multihead`")
+    start = check_model_source(config.model_name_or_path, "--model_name_or_path")
+    scorer = MultiHeadRewardScorer(config.reward_model)
+    template = build_template(config, scorer)
+    mapping = RewardMapping(scorer.objectives, scorer.spec.num_classes, config.stats, scorer.spec.class_stats)
+    reward = MoslimReward(scorer, template, mapping)
+    prompts = list(prompts) if prompts is not None else load_prompts(config)
+    if not prompts:
+        raise DataError("no training prompts; give a dataset with a prompt column")
+    rows = preference_prompts(
+        prompts, template, config.preferences_per_prompt, config.unspecified_probability, config.seed
+    )
+
+    tokenizer = AutoTokenizer.from_pretrained(start)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    output_dir = Path(config.output_dir)
+    trainer = trainer_class(config.algorithm)(
+        model=start,
+        reward_funcs=reward,
+        args=config,
+        train_dataset=Dataset.from_dict({"prompt": rows}),
+        processing_class=tokenizer,
+        peft_config=config.peft_config(),
+    )
+    progress(f"moslim: {config.algorithm} on {len(rows)} prompts with sampled intensities ({len(prompts)} distinct)")
+    trainer.train()
+    model = trainer.model
+    if config.use_peft:
+        model = model.merge_and_unload()
+    model.save_pretrained(output_dir)
+    tokenizer.save_pretrained(output_dir)
+    rewards = [h["reward"] for h in trainer.state.log_history if "reward" in h]
+    Manifest(
+        method="moslim",
+        objectives=scorer.objectives,
+        template=template.to_dict(),
+        mapping=config.preference_mapping,
+        base_model=config.model_name_or_path,
+        extra={
+            "reward_model": str(Path(config.reward_model).resolve()),
+            "algorithm": config.algorithm,
+            "stats": config.stats,
+            "num_classes": scorer.spec.num_classes,
+        },
+    ).save(output_dir)
+    record = {
+        "algorithm": config.algorithm,
+        "steps": trainer.state.global_step,
+        "first_reward": rewards[0] if rewards else None,
+        "last_reward": rewards[-1] if rewards else None,
+        "wall_seconds": time.time() - started,
+    }
+    (output_dir / RUN_FILE).write_text(json.dumps(record, indent=2))
+    progress(f"moslim: {record['steps']} steps, reward {record['first_reward']} -> {record['last_reward']}")
+    return output_dir
