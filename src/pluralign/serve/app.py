@@ -13,6 +13,7 @@ docs/serving.md).
 from __future__ import annotations
 
 import asyncio
+import copy
 import json
 import re
 import time
@@ -129,6 +130,7 @@ def create_app(
     settings = settings or ServerSettings()
     batcher = RequestBatcher(policy, window_s=settings.batch_window_s, max_batch_size=settings.max_batch_size)
     front = Path(front_path) if front_path is not None else None
+    count_tokens = TokenCounter(policy)
     created = int(time.time())
 
     @asynccontextmanager
@@ -223,11 +225,11 @@ def create_app(
         job = _build_job(body, prompts, body.max_tokens, policy, settings)
         texts = await run_job(job)
         rid, now = f"cmpl-{uuid.uuid4().hex}", int(time.time())
-        finishes = [_finish_reason(policy, t, job) for t in texts]
+        finishes = [_finish_reason(count_tokens, t, job) for t in texts]
         extra = _steering_echo(job)
         if body.stream:
             return _sse(_completion_chunks(rid, now, settings.model_name, texts, finishes))
-        usage = _usage(policy, [_prompt_text(p) for p in prompts], texts)
+        usage = _usage(count_tokens, [_prompt_text(p) for p in prompts], texts)
         choices = [
             {"index": i, "text": t, "logprobs": None, "finish_reason": f}
             for i, (t, f) in enumerate(zip(texts, finishes))
@@ -244,8 +246,8 @@ def create_app(
         job = _build_job(body, [prompt], max_tokens, policy, settings)
         (text,) = await run_job(job)
         rid, now = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
-        finish = _finish_reason(policy, text, job)
-        usage = _usage(policy, [_prompt_text(prompt)], [text])
+        finish = _finish_reason(count_tokens, text, job)
+        usage = _usage(count_tokens, [_prompt_text(prompt)], [text])
         if body.stream:
             include_usage = bool((body.stream_options or {}).get("include_usage"))
             return _sse(_chat_chunks(rid, now, settings.model_name, text, finish, usage if include_usage else None))
@@ -376,16 +378,26 @@ def _prompt_text(prompt: Any) -> str:
     return "\n".join(str(m.get("content", "")) for m in prompt)
 
 
-def _count_tokens(policy: SteerablePolicy, text: str) -> int:
-    tokenizer = getattr(policy, "tokenizer", None)
-    if tokenizer is None:
-        return len(text.split())
-    return len(tokenizer(text, add_special_tokens=False)["input_ids"])
+class TokenCounter:
+    """Counts tokens for ``usage`` with the policy's tokenizer (words when it has none).
+
+    It keeps its own copy of the tokenizer: a fast tokenizer used from the event loop while the
+    generation thread pads with it fails with "Already borrowed".
+    """
+
+    def __init__(self, policy: SteerablePolicy) -> None:
+        tokenizer = getattr(policy, "tokenizer", None)
+        self.tokenizer = copy.deepcopy(tokenizer) if tokenizer is not None else None
+
+    def __call__(self, text: str) -> int:
+        if self.tokenizer is None:
+            return len(text.split())
+        return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
 
 
-def _usage(policy: SteerablePolicy, prompts: Sequence[str], texts: Sequence[str]) -> dict[str, int]:
-    prompt_tokens = sum(_count_tokens(policy, p) for p in prompts)
-    completion_tokens = sum(_count_tokens(policy, t) for t in texts)
+def _usage(count: TokenCounter, prompts: Sequence[str], texts: Sequence[str]) -> dict[str, int]:
+    prompt_tokens = sum(count(p) for p in prompts)
+    completion_tokens = sum(count(t) for t in texts)
     return {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
             "total_tokens": prompt_tokens + completion_tokens}  # fmt: skip
 
@@ -395,8 +407,8 @@ def _apply_stop(text: str, stop: Sequence[str]) -> str:
     return text[: min(cuts)] if cuts else text
 
 
-def _finish_reason(policy: SteerablePolicy, text: str, job: _Job) -> str:
-    return "length" if _count_tokens(policy, text) >= job.max_tokens else "stop"
+def _finish_reason(count: TokenCounter, text: str, job: _Job) -> str:
+    return "length" if count(text) >= job.max_tokens else "stop"
 
 
 def _steering_echo(job: _Job) -> dict[str, Any]:
