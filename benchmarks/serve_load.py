@@ -39,12 +39,12 @@ DEFAULT_PROMPTS = [
 ]
 
 
-def demo_model(work: Path) -> tuple[Path, list[str]]:
-    """The demo's RiC model and eval prompts (built once, then read from ``work``)."""
+def demo_model(work: Path, world_dir: Path | None = None) -> tuple[Path, list[str]]:
+    """The demo's RiC model and eval prompts (built once, then read from ``work``; the world may be shared)."""
     from pluralign.demo.world import build_world
     from pluralign.methods.ric.demo import train_on_demo
 
-    world = build_world(work / "world", progress=print)
+    world = build_world(world_dir or work / "world", progress=print)
     model_dir = train_on_demo(world, work / "ric", progress=print)
     return Path(model_dir), list(world.eval_prompts)
 
@@ -103,7 +103,8 @@ async def run_clients(base: str, jobs: list[dict], clients: int) -> tuple[float,
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", help="trained model dir (default: train the demo's RiC model in --work)")
-    parser.add_argument("--work", default="bench_work/serve_load", help="cache for the demo model")
+    parser.add_argument("--work", default="runs/serve_load", help="cache for the demo model")
+    parser.add_argument("--world", help="an existing demo-world cache to reuse (default: WORK/world)")
     parser.add_argument("--clients", default="1,8", help="comma-separated numbers of concurrent clients")
     parser.add_argument("--requests", type=int, default=64, help="requests per scenario")
     parser.add_argument("--max_tokens", type=int, default=32)
@@ -120,7 +121,7 @@ def main() -> int:
     if args.model:
         model, prompts = Path(args.model), DEFAULT_PROMPTS
     else:
-        model, prompts = demo_model(Path(args.work))
+        model, prompts = demo_model(Path(args.work), Path(args.world) if args.world else None)
     policy = load_policy(model)
     grid = preference_grid(len(policy.objectives))
     jobs = []
