@@ -42,6 +42,27 @@ def load_pairs(config: DimensionDPOConfig) -> dict[str, Pairs]:
     return load_dimension_pairs(config.dataset, config.dimensions, config.max_pairs, config.min_rating_gap, config.seed)
 
 
+def build_stage_trainer(
+    model: str | Path,
+    pairs: Pairs,
+    config: DimensionDPOConfig,
+    stage_dir: str | Path,
+    tokenizer: Any,
+    margins: Sequence[float] | None = None,
+    beta: float | None = None,
+) -> MarginDPOTrainer:
+    """The trainer of one stage: ``model`` is the starting policy and the reference; optional margins."""
+    from datasets import Dataset
+
+    rows = [{"prompt": p["prompt"], "chosen": p["chosen"], "rejected": p["rejected"]} for p in pairs]
+    dataset = Dataset.from_list(rows)
+    if margins is not None:
+        dataset = dataset.add_column(MARGIN_COLUMN, [float(m) for m in margins])
+    overrides = {"beta": beta} if beta is not None else {}
+    args = stage_args(config, Path(stage_dir) / CHECKPOINTS, **overrides)
+    return MarginDPOTrainer(model=str(model), args=args, train_dataset=dataset, processing_class=tokenizer)
+
+
 def run_dpo_stage(
     model: str | Path,
     pairs: Pairs,
@@ -54,22 +75,16 @@ def run_dpo_stage(
 ) -> Path:
     """Train DPO (with an optional per-pair margin) from ``model`` on ``pairs``; returns the saved stage dir.
 
-    The starting model is also the reference. A finished stage is returned as is.
+    The starting model is also the reference. A finished stage is returned as is; an interrupted one
+    resumes from its last checkpoint.
     """
-    from datasets import Dataset
     from transformers.trainer_utils import get_last_checkpoint
 
     stage_dir = Path(stage_dir)
     if stage_is_done(stage_dir):
         return stage_dir
-    rows = [{"prompt": p["prompt"], "chosen": p["chosen"], "rejected": p["rejected"]} for p in pairs]
-    dataset = Dataset.from_list(rows)
-    if margins is not None:
-        dataset = dataset.add_column(MARGIN_COLUMN, [float(m) for m in margins])
+    trainer = build_stage_trainer(model, pairs, config, stage_dir, tokenizer, margins, beta)
     checkpoints = stage_dir / CHECKPOINTS
-    overrides = {"beta": beta} if beta is not None else {}
-    args = stage_args(config, checkpoints, **overrides)
-    trainer = MarginDPOTrainer(model=str(model), args=args, train_dataset=dataset, processing_class=tokenizer)
     last = get_last_checkpoint(str(checkpoints)) if checkpoints.is_dir() else None
     trainer.train(resume_from_checkpoint=last)
     trainer.save_model(str(stage_dir))
