@@ -94,3 +94,24 @@ def test_conciseness_run_learns_to_stop_early(tiny_start, tmp_path):
 
     after, before = mean_words(str(run)), mean_words(start)
     assert after < 0.6 * before
+
+
+def test_prompt_only_dataset_needs_an_objectives_file(tmp_path):
+    from pluralign.errors import ConfigError
+    from pluralign.rl import prepare_objectives_and_prompts
+
+    data = tmp_path / "prompts.jsonl"
+    data.write_text(
+        "\n".join(json.dumps({"prompt": p}) for p in ["Review the lamp.", "How was the tent?", "Review the lamp."])
+    )
+    config = ObjectiveRLConfig(output_dir=str(tmp_path), dataset=str(data), objective=["sentiment", "conciseness"])
+    with pytest.raises(ConfigError, match="objectives_file"):
+        prepare_objectives_and_prompts(config)
+    fitted_objectives().save(tmp_path / "objectives.json")
+    config.objectives_file = str(tmp_path / "objectives.json")
+    objectives, prompts = prepare_objectives_and_prompts(config)
+    assert prompts == ["Review the lamp.", "How was the tent?"]
+    assert objectives.stats["conciseness"].std == 4.0
+    config.objective = ["conciseness", "sentiment"]
+    with pytest.raises(ConfigError, match="differs"):
+        prepare_objectives_and_prompts(config)

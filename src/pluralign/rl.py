@@ -76,6 +76,9 @@ class ObjectiveRLConfig(RLOOConfig):
     )
     prompt_column: str = field(default="prompt", metadata={"help": "dataset column holding the prompt"})
     response_column: str | None = field(default=None, metadata={"help": "dataset column holding the response"})
+    response_marker: str | None = field(
+        default="\n\nAssistant:", metadata={"help": "where whole-dialogue pairwise rows (HH-RLHF) are split"}
+    )
     max_prompts: int | None = field(default=None, metadata={"help": "use at most this many distinct prompts"})
     use_peft: bool = field(default=False, metadata={"help": "train LoRA adapters instead of all weights"})
     lora_r: int = field(default=16, metadata={"help": "LoRA rank"})
@@ -129,14 +132,23 @@ def prepare_objectives_and_prompts(
     """Objectives with statistics, and the distinct training prompts, from the config's dataset.
 
     Statistics come from ``objectives_file`` when given, else from scoring the dataset's responses
-    (cached in ``output_dir/scores.sqlite``, so a rerun does not score again).
+    (cached in ``output_dir/scores.sqlite``, so a rerun does not score again). A prompt-only dataset
+    therefore needs ``objectives_file``.
     """
     if not config.dataset:
-        raise ConfigError("--dataset is required: a local file or hub id with a prompt column")
+        raise ConfigError("--dataset is required: a local file or hub id with prompts (and responses)")
     ds = load_any(config.dataset)
-    if config.prompt_column not in ds.column_names:
+    cols = set(ds.column_names)
+    has_responses = bool(cols & {"chosen", "completion", "response", config.response_column or "response"})
+    samples = None
+    if has_responses:
+        samples = to_samples(ds, config.prompt_column, config.response_column, config.response_marker)
+        prompts = [s["prompt"] for s in samples]
+    elif config.prompt_column in cols:
+        prompts = list(ds[config.prompt_column])
+    else:
         raise DataError(
-            f"dataset has no prompt column {config.prompt_column!r} (columns: {', '.join(ds.column_names)}); "
+            f"dataset has no prompt column {config.prompt_column!r} (columns: {', '.join(sorted(cols))}); "
             "pass --prompt_column NAME"
         )
     if config.objectives_file:
@@ -146,19 +158,21 @@ def prepare_objectives_and_prompts(
                 f"--objective {config.objective} differs from {config.objectives_file}'s {objectives.names}; drop one"
             )
         objectives.require_stats()
-        prompts = list(ds[config.prompt_column])
+    elif samples is None:
+        raise ConfigError(
+            "the dataset holds prompts only, so statistics cannot be fitted on it: pass --objectives_file "
+            "(written by `pluralign score`)"
+        )
     else:
         if not config.objective:
             raise ConfigError("no objectives: pass --objective NAME for each objective, or --objectives_file")
         objectives = ObjectiveSet.from_specs(config.objective)
-        samples = to_samples(ds, prompt_column=config.prompt_column, response_column=config.response_column)
         progress(f"scoring {len(samples)} responses to fit normalisation statistics")
         cache = ScoreCache(Path(config.output_dir) / "scores.sqlite")
         try:
             objectives.fit_stats(score_samples(samples, objectives, cache))
         finally:
             cache.close()
-        prompts = [s["prompt"] for s in samples]
     return objectives, unique_prompts(prompts, config.max_prompts)
 
 
