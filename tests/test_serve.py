@@ -373,3 +373,15 @@ def test_vllm_backend_is_optional_and_guarded(monkeypatch):
         "max_tokens": 9, "temperature": 0.7, "top_p": 0.9}  # fmt: skip
     with pytest.raises(ConfigError, match="num_beams"):
         vb.to_sampling_kwargs({"num_beams": 4})
+
+
+def test_a_body_far_beyond_the_limits_is_refused_before_it_is_read():
+    async def go():
+        async with make_client(EchoPolicy(), max_prompt_chars=100) as c:
+            huge = await c.post("/v1/completions", json=completion(prompt="x" * 200_000))
+            ok = await c.post("/v1/completions", json=completion("fine", [1, 0]))
+            return huge, ok
+
+    huge, ok = run(go())
+    assert huge.status_code == 413 and huge.json()["error"]["code"] == "request_too_large"
+    assert ok.status_code == 200

@@ -198,6 +198,18 @@ def create_app(
 
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 
+    max_body = max_body_bytes(settings)
+
+    @app.middleware("http")
+    async def limit_body(request: Request, call_next):
+        """Refuse bodies far larger than the prompt limits allow before reading them."""
+        size = request.headers.get("content-length")
+        if size is not None and size.isdigit() and int(size) > max_body:
+            return APIError(
+                f"request body has {size} bytes; the limit is {max_body}", status=413, code="request_too_large"
+            ).response()
+        return await call_next(request)
+
     async def run_job(job: _Job) -> list[str]:
         async def one(prompt: Any) -> str:
             try:
@@ -457,6 +469,11 @@ def _completion_chunks(
             yield {"id": rid, "object": "text_completion", "created": created, "model": model,
                    "choices": [{"index": i, "text": piece, "logprobs": None,
                                 "finish_reason": finish if last else None}]}  # fmt: skip
+
+
+def max_body_bytes(settings: ServerSettings) -> int:
+    """Largest request body accepted: every prompt (and a context) at the character limit, in UTF-8, plus room."""
+    return 4 * settings.max_prompt_chars * (settings.max_prompts_per_request + 1) + 65536
 
 
 def find_front(model_dir: str | Path) -> Path | None:

@@ -242,6 +242,7 @@ async function init() {
   state.method = info.method;
   $("model-info").textContent = `${info.id} · method ${info.method} · objectives ${info.objectives.join(", ")}`;
   $("max-tokens").max = info.limits.max_tokens;
+  $("max-tokens").value = Math.min(48, info.limits.max_tokens);
   buildSliders();
   $("generate").addEventListener("click", generate);
   $("compare").addEventListener("click", compare);
