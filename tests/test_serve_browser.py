@@ -95,8 +95,8 @@ def test_slider_moves_steer_the_response_compare_and_front(driver, tmp_path):
         assert driver.find_element(By.ID, "weight-sentiment").text == "0.00"
         assert driver.find_element(By.ID, "weight-conciseness").text == "1.00"
         response = driver.find_element(By.ID, "response")
-        wait.until(lambda d: response.get_attribute("data-state") == "done")
-        assert response.text == "the weather today -> sentiment 0.00 conciseness 1.00"
+        expected = "the weather today -> sentiment 0.00 conciseness 1.00"
+        wait.until(lambda d: response.get_attribute("data-state") == "done" and response.text == expected)
 
         # move it the other way: to 100 against 50, weights (2/3, 1/3)
         slider.send_keys(Keys.END)

@@ -1,7 +1,7 @@
 // pluralign web page: sliders per objective -> preference -> POST /v1/completions (streamed).
 "use strict";
 
-const state = { model: null, objectives: [], method: null, front: null, busy: 0 };
+const state = { model: null, objectives: [], method: null, front: null, busy: 0, inflight: null };
 const $ = (id) => document.getElementById(id);
 const fmt = (x) => (Math.round(x * 100) / 100).toFixed(2);
 
@@ -64,7 +64,6 @@ async function errorMessage(resp) {
 
 function setBusy(delta) {
   state.busy += delta;
-  $("generate").disabled = state.busy > 0;
   $("compare").disabled = state.busy > 0;
 }
 
@@ -78,14 +77,17 @@ async function generate() {
   if (!prompt.trim()) { out.textContent = "Write a prompt first."; out.classList.add("error"); return; }
   const label = state.objectives.map((n) => n + "=" + fmt(preference[n])).join(", ");
   status.textContent = "generating at " + label + " …";
+  if (state.inflight) state.inflight.abort();  // a newer slider position replaces the running request
+  const controller = new AbortController();
+  state.inflight = controller;
   out.textContent = "";
   out.dataset.state = "streaming";
-  setBusy(1);
+  $("generate").disabled = true;
   const started = performance.now();
   try {
     const resp = await fetch("/v1/completions", {
       method: "POST", headers: { "Content-Type": "application/json" },
-      body: JSON.stringify(requestBody(prompt, preference, true)),
+      body: JSON.stringify(requestBody(prompt, preference, true)), signal: controller.signal,
     });
     if (!resp.ok) throw new Error(await errorMessage(resp));
     const reader = resp.body.getReader();
@@ -103,18 +105,20 @@ async function generate() {
         const data = event.slice(5).trim();
         if (data === "[DONE]") continue;
         const chunk = JSON.parse(data);
-        if (chunk.choices && chunk.choices.length) out.textContent += chunk.choices[0].text || "";
+        if (chunk.choices && chunk.choices.length && !controller.signal.aborted) out.textContent += chunk.choices[0].text || "";
       }
     }
+    if (controller.signal.aborted) return;
     status.textContent = "steered by " + label + " · " + Math.round(performance.now() - started) + " ms";
     out.dataset.state = "done";
   } catch (err) {
+    if (controller.signal.aborted) return;
     out.textContent = "Error: " + err.message;
     out.classList.add("error");
     out.dataset.state = "error";
     status.textContent = "";
   } finally {
-    setBusy(-1);
+    if (state.inflight === controller) { state.inflight = null; $("generate").disabled = false; }
   }
 }
 
