@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 import gc
-import random
 import shutil
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -23,6 +22,12 @@ from pluralign.methods.dpo.margin_trainer import MARGIN_COLUMN, MarginDPOTrainer
 
 CHECKPOINTS = "checkpoints"
 Progress = Callable[[str], None]
+
+
+def say(progress: Progress | None, msg: str) -> None:
+    """Report ``msg`` through ``progress`` when there is one."""
+    if progress:
+        progress(msg)
 
 
 def stage_is_done(stage_dir: str | Path) -> bool:
@@ -99,16 +104,14 @@ def run_dpo_stage(
 def train_dpo(
     config: DimensionDPOConfig, dimension_pairs: dict[str, Pairs] | None = None, progress: Progress | None = print
 ) -> Path:
-    """DPO from the starting model on the pairs of every dimension merged; returns the model dir."""
+    """DPO from the starting model on the pairs of every dimension merged (the trainer shuffles them)."""
     from pluralign.modeling import load_tokenizer
 
     model = config.require_model()
     dimension_pairs = dimension_pairs if dimension_pairs is not None else load_pairs(config)
     pairs = [p for dim_pairs in dimension_pairs.values() for p in dim_pairs]
-    random.Random(config.seed).shuffle(pairs)
     dims = list(dimension_pairs)
-    if progress:
-        progress(f"dpo: {len(pairs)} pairs from {', '.join(dims)}")
+    say(progress, f"dpo: {len(pairs)} pairs from {', '.join(dims)}")
     manifest = Manifest(
         method="dpo",
         objectives=dims,

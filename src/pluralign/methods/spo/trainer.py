@@ -27,7 +27,7 @@ from pluralign.data.scoring import ScoreCache
 from pluralign.errors import ConfigError
 from pluralign.manifest import Manifest
 from pluralign.methods.dpo.logps import pair_logps
-from pluralign.methods.dpo.train import Progress, load_pairs, run_dpo_stage, stage_is_done
+from pluralign.methods.dpo.train import Progress, load_pairs, run_dpo_stage, say, stage_is_done
 from pluralign.methods.spo.config import SPOConfig
 
 LOGPS_CACHE = "logps.sqlite"
@@ -100,9 +100,9 @@ def train_spo(
             pairs = dimension_pairs[dim]
             if stage_is_done(round_dir):
                 check_finished_round(round_dir, n, dim, betas[n - 1], alphas[: n - 1])
-                _say(progress, f"spo: round {n}/{len(dims)} ({dim}) already trained, skipped")
+                say(progress, f"spo: round {n}/{len(dims)} ({dim}) already trained, skipped")
             else:
-                _say(progress, f"spo: round {n}/{len(dims)} on {dim!r}: {len(pairs)} pairs, reference {models[-1]}")
+                say(progress, f"spo: round {n}/{len(dims)} on {dim!r}: {len(pairs)} pairs, reference {models[-1]}")
                 margins = spo_margins(models, pairs, betas, alphas, config, tokenizer, cache)
                 manifest = Manifest(
                     method="spo",
@@ -128,10 +128,5 @@ def train_spo(
         base_model=start,
         extra={"rounds": rounds, "final": rounds[-1]["dir"], "alpha": alphas[: len(dims) - 1]},
     ).save(out)
-    _say(progress, f"spo: {len(dims)} rounds done; final model {out / rounds[-1]['dir']}")
+    say(progress, f"spo: {len(dims)} rounds done; final model {out / rounds[-1]['dir']}")
     return out
-
-
-def _say(progress: Progress | None, msg: str) -> None:
-    if progress:
-        progress(msg)
