@@ -91,7 +91,6 @@ class MoslimArguments:
 class MoslimGRPOConfig(GRPOConfig, MoslimArguments):
     """MOSLIM with TRL's GRPO (group-normalised advantages over ``num_generations`` samples per prompt)."""
 
-    report_to: str | list[str] = "none"
     save_strategy: str = "no"
 
     def __post_init__(self) -> None:
@@ -105,7 +104,6 @@ class MoslimRLOOConfig(RLOOConfig, MoslimArguments):
     """MOSLIM with TRL's RLOO (leave-one-out baseline over ``num_generations`` samples per prompt)."""
 
     algorithm: str = "rloo"
-    report_to: str | list[str] = "none"
     save_strategy: str = "no"
 
     def __post_init__(self) -> None:
@@ -122,7 +120,6 @@ def _online_dpo_config():
         """MOSLIM with TRL's (experimental) online DPO: two samples per prompt, the higher reward is chosen."""
 
         algorithm: str = "online_dpo"
-        report_to: str | list[str] = "none"
         save_strategy: str = "no"
 
         def __post_init__(self) -> None:

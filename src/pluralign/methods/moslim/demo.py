@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from pluralign.demo.world import DemoWorld
-from pluralign.methods.moslim.config import MoslimGRPOConfig
+from pluralign.methods.moslim.config import MoslimArguments, config_class
 from pluralign.methods.moslim.trainer import train_moslim
 from pluralign.methods.multihead.config import MultiHeadRewardConfig
 from pluralign.methods.multihead.train import METRICS_FILE, train_multihead
@@ -52,12 +52,14 @@ def demo_reward_config(world: DemoWorld, output_dir: Path) -> MultiHeadRewardCon
     )
 
 
-def demo_rl_config(world: DemoWorld, output_dir: Path, reward_model: Path, **overrides: Any) -> MoslimGRPOConfig:
+def demo_rl_config(
+    world: DemoWorld, output_dir: Path, reward_model: Path, algorithm: str = "grpo", **overrides: Any
+) -> MoslimArguments:
+    """GRPO settings that fit the demo's time budget; ``algorithm`` swaps in RLOO or online DPO."""
     settings = dict(
         output_dir=str(output_dir),
         model_name_or_path=world.base_model,
         reward_model=str(reward_model),
-        algorithm="grpo",
         preferences_per_prompt=40,
         unspecified_probability=0.1,
         response_marker=None,
@@ -75,8 +77,11 @@ def demo_rl_config(world: DemoWorld, output_dir: Path, reward_model: Path, **ove
         use_cpu=True,
         seed=world.settings.seed,
     )
+    if algorithm == "online_dpo":  # two samples per prompt, its own name for the completion length
+        settings["max_new_tokens"] = settings.pop("max_completion_length")
+        settings.pop("num_generations")
     settings.update(overrides)
-    return MoslimGRPOConfig(**settings)
+    return config_class(algorithm)(**settings)
 
 
 def train_on_demo(

@@ -71,7 +71,6 @@ class MultiHeadRewardConfig(TrainingArguments):
     per_device_train_batch_size: int = 32
     per_device_eval_batch_size: int = 64
     save_strategy: str = "no"
-    report_to: str | list[str] = "none"
     logging_steps: int = 20
 
     def __post_init__(self) -> None:
