@@ -158,7 +158,8 @@ def load_dimension_pairs(
         if name:
             dims = [name]
         elif wanted:
-            dims = [d for d in wanted if d not in found and (d in available or d in columns)]
+            known = PKU_DIMENSIONS if layout == "pku" else HELPSTEER_ATTRIBUTES
+            dims = [d for d in wanted if d in known or d in columns]
         else:
             dims = available
         if not dims:
