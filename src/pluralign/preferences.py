@@ -172,3 +172,10 @@ def preference_to_rewards(
     else:
         raise PreferenceError(f"unknown mapping {method!r}; use one of {', '.join(MAPPINGS)}")
     return lo + frac * (hi - lo)
+
+
+def infer_preference(*args, **kwargs) -> Preference:
+    """A user's weights inferred from pairwise choices; see :mod:`pluralign.preference_inference` (lazy import)."""
+    from pluralign.preference_inference import infer_preference as _infer
+
+    return _infer(*args, **kwargs)
