@@ -147,3 +147,22 @@ def test_vllm_backend_sends_the_same_tagged_prompts_as_the_transformers_path(ric
     assert seen["params"] == {"max_tokens": 8, "temperature": 0.0}
     assert seen["texts"] == [policy.tagged_prompt(p, w) for p, w in zip(PROMPTS[:3], PREFS[:3])]
     assert texts == policy.generate_many(PROMPTS[:3], PREFS[:3], max_new_tokens=8, do_sample=False)
+
+
+def test_context_requests_are_steered_by_the_preference_inferred_from_the_choices(ric_dir):
+    app = build_app(ServeConfig(model=str(ric_dir), batch_window_ms=300))
+    policy = app.state.policy
+    context = [{"prompt": "the food was", "chosen": "wonderful, great and lovely", "rejected": "bad"},
+               {"prompt": "the park", "chosen": "a truly happy and beautiful day out", "rejected": "awful"}]  # fmt: skip
+
+    async def go():
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as c:
+            reqs = [c.post("/v1/completions", json={"prompt": p, "max_tokens": 8, "context": context}) for p in PROMPTS[:2]]
+            return await asyncio.gather(*reqs), (await c.get("/health")).json()
+
+    responses, health = asyncio.run(go())
+    assert health["batcher"]["generate_calls"] == 1
+    inferred = policy.preference_from_context([tuple(c.values()) for c in context])
+    assert inferred.weights[0] > inferred.weights[1]  # the user chose the more positive, longer answers
+    expected = [policy.generate([p], preference=inferred, max_new_tokens=8, do_sample=False)[0] for p in PROMPTS[:2]]
+    assert [r.json()["choices"][0]["text"] for r in responses] == expected

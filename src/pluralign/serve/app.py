@@ -345,23 +345,16 @@ def _resolve_steering(
 
 
 def _parse_context(raw: Any, settings: ServerSettings) -> list[Choice]:
-    """``[{"prompt", "chosen", "rejected"}, ...]`` or ``[[prompt, chosen, rejected], ...]`` -> choices."""
-    if not isinstance(raw, list) or not raw:
-        raise APIError("context must be a non-empty list of {prompt, chosen, rejected} choices", param="context")
-    if len(raw) > settings.max_context_choices:
+    """The user's choices, checked by :func:`pluralign.preference_inference.validate_context` and the limits."""
+    from pluralign.preference_inference import validate_context
+
+    if isinstance(raw, list) and len(raw) > settings.max_context_choices:
         raise APIError(f"context has {len(raw)} choices; the limit is {settings.max_context_choices}", param="context")
-    choices: list[Choice] = []
-    for i, item in enumerate(raw):
-        if isinstance(item, dict):
-            triple = (item.get("prompt"), item.get("chosen"), item.get("rejected"))
-        elif isinstance(item, list) and len(item) == 3:
-            triple = tuple(item)
-        else:
-            triple = (None, None, None)
-        if not all(isinstance(x, str) for x in triple):
-            raise APIError(f"context[{i}] must have string prompt, chosen and rejected", param=f"context[{i}]")
-        choices.append(triple)  # type: ignore[arg-type]
-    size = sum(len(x) for c in choices for x in c)
+    try:
+        choices = validate_context(raw)
+    except PreferenceError as exc:
+        raise APIError(str(exc), param="context") from exc
+    size = sum(len(_prompt_text(x)) for c in choices for x in c)
     if size > settings.max_prompt_chars:
         raise APIError(
             f"context has {size} characters; the limit is {settings.max_prompt_chars}",
