@@ -19,7 +19,9 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 
 @contextmanager
-def serve_in_thread(app: FastAPI, host: str = "127.0.0.1", port: int | None = None, timeout: float = 30.0) -> Iterator[str]:
+def serve_in_thread(
+    app: FastAPI, host: str = "127.0.0.1", port: int | None = None, timeout: float = 30.0
+) -> Iterator[str]:
     """Serve ``app`` on ``host:port`` until the block ends; yields the base URL (``http://host:port``)."""
     import uvicorn
 
