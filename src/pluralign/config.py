@@ -6,6 +6,7 @@ builds on). Unknown keys in a config file are an error naming the key and the cl
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import difflib
 from collections.abc import Sequence
@@ -64,3 +65,43 @@ def parse_config(config_cls: type[T], argv: Sequence[str], prog: str = "pluralig
             action.required = False
     (config,) = parser.parse_args_into_dataclasses(args=argv)
     return config
+
+
+def parse_args(parser, argv: Sequence[str]):
+    """argparse with TRL's ``--config`` convention: YAML values become defaults, flags override them."""
+    argv = list(argv)
+    if "--config" in argv:
+        i = argv.index("--config")
+        if i + 1 >= len(argv):
+            raise ConfigError("--config needs a file path")
+        values = load_yaml(argv[i + 1])
+        del argv[i : i + 2]
+        dests = [a.dest for a in parser._actions if a.dest not in ("help", "config")]
+        check_keys(list(values), dests, "the config file")
+        parser.set_defaults(**values)
+        for action in parser._actions:
+            if action.dest in values:
+                action.required = False
+    parser.add_argument("--config", help="YAML file whose keys are this command's flags")
+    return parser.parse_args(argv)
+
+
+def add_generation_flags(parser) -> None:
+    """transformers generation flags shared by generate / evaluate / demo."""
+    parser.add_argument("--max_new_tokens", type=int, default=None, help="new tokens per response")
+    parser.add_argument("--do_sample", action=argparse.BooleanOptionalAction, default=None, help="sample (else greedy)")
+    parser.add_argument("--temperature", type=float, default=None)
+    parser.add_argument("--top_p", type=float, default=None)
+    parser.add_argument("--seed", type=int, default=0)
+
+
+def generation_kwargs(args, defaults: dict[str, Any] | None = None) -> dict[str, Any]:
+    out = dict(defaults or {})
+    for key in ("max_new_tokens", "do_sample", "temperature", "top_p"):
+        value = getattr(args, key, None)
+        if value is not None:
+            out[key] = value
+    if not out.get("do_sample"):
+        out.pop("temperature", None)
+        out.pop("top_p", None)
+    return out

@@ -28,12 +28,12 @@ def lora_config(r: int = 64, alpha: int = 128, dropout: float = 0.05, target_mod
 
 
 def precision_for_device(values: dict[str, Any]) -> dict[str, Any]:
-    """TRL defaults to bf16, which CPUs without bf16 support reject: fall back to fp32 there."""
-    import torch
+    """TRL defaults to bf16, which machines without a GPU reject: fall back to fp32 there."""
+    from pluralign.training_args import gpu_available
 
-    if torch.cuda.is_available():
+    if gpu_available() or values.get("bf16"):
         return {}
-    return {"bf16": False, "fp16": False}
+    return {"bf16": False, "use_cpu": True}
 
 
 def run_sft(

@@ -1,0 +1,68 @@
+"""``pluralign evaluate --model DIR --out DIR``: the model's Pareto front over a preference grid.
+
+Writes front.json, pareto.png and report.html. The SFT start (``--baseline``, default the model's
+base_model from pluralign.json) is evaluated too and sets the hypervolume's normalisation.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+from pathlib import Path
+
+from pluralign.config import add_generation_flags, generation_kwargs, parse_args
+from pluralign.errors import ConfigError, DataError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="pluralign evaluate", description=__doc__)
+    p.add_argument("--model", required=True, help="a trained pluralign model dir")
+    p.add_argument("--out", required=True, help="folder for front.json, pareto.png, report.html")
+    p.add_argument("--dataset", default=None, help="prompts: hub id or local file with a prompt column")
+    p.add_argument("--prompt_column", default="prompt")
+    p.add_argument("--num_prompts", type=int, default=64)
+    p.add_argument("--baseline", default=None, help="the SFT model (default: base_model in pluralign.json)")
+    p.add_argument("--objective", action="append", default=None, help="objectives to score (default: the model's)")
+    p.add_argument("--grid_points", type=int, default=None, help="simplex lattice resolution (K=2: 10 -> 11 points)")
+    p.add_argument("--reference_z", type=float, default=-3.0, help="hypervolume reference point, z-units")
+    add_generation_flags(p)
+    return p
+
+
+def run(argv: Sequence[str]) -> int:
+    from pluralign.data.loading import load_any
+    from pluralign.evaluation.pipeline import evaluate_models, summary_table
+    from pluralign.objectives import ObjectiveSet
+    from pluralign.preferences import preference_grid
+    from pluralign.steering import load_policy
+
+    args = parse_args(build_parser(), argv)
+    policy = load_policy(args.model)
+    objectives = ObjectiveSet.from_specs(args.objective or policy.manifest.objective_specs)
+    baseline = args.baseline or policy.manifest.base_model
+    if not baseline:
+        raise ConfigError("no baseline SFT model: pass --baseline DIR")
+    if not args.dataset:
+        raise DataError("no prompts: pass --dataset FILE with a prompt column")
+    ds = load_any(args.dataset)
+    if args.prompt_column not in ds.column_names:
+        raise DataError(
+            f"dataset has no prompt column {args.prompt_column!r} (columns: {', '.join(ds.column_names)}); pass --prompt_column NAME"
+        )
+    prompts = list(dict.fromkeys(ds[args.prompt_column]))[: args.num_prompts]
+    gen = generation_kwargs(args, {"max_new_tokens": 64, "do_sample": True, "top_p": 0.9, "temperature": 0.7})
+    fronts = evaluate_models(
+        {policy.method: policy},
+        baseline,
+        prompts,
+        objectives,
+        args.out,
+        grid=preference_grid(len(objectives), args.grid_points),
+        reference_z=args.reference_z,
+        seed=args.seed,
+        title=f"pluralign evaluate: {Path(args.model).name}",
+        **gen,
+    )
+    print(summary_table(fronts, objectives.names))
+    print(f"pluralign: wrote {Path(args.out) / 'front.json'}, pareto.png, report.html")
+    return 0

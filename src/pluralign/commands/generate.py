@@ -1,0 +1,62 @@
+"""``pluralign generate --model DIR --preference a=0.7,b=0.3 "prompt" ...``: steered generation."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+from pluralign.config import add_generation_flags, generation_kwargs, parse_args
+from pluralign.errors import DataError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="pluralign generate", description=__doc__)
+    p.add_argument("prompts", nargs="*", help="prompt texts")
+    p.add_argument("--model", required=True, help="a trained pluralign model dir")
+    p.add_argument("--preference", default=None, help="name=w,name=w (weights sum to 1)")
+    p.add_argument("--context", default=None, help="jsonl of the user's choices: prompt, chosen, rejected")
+    p.add_argument("--prompts_file", default=None, help="one prompt per line")
+    p.add_argument("--trust_remote_code", action="store_true")
+    add_generation_flags(p)
+    return p
+
+
+def read_context(path: str) -> list[tuple[str, str, str]]:
+    p = Path(path)
+    if not p.is_file():
+        raise DataError(f"context file {path!r} does not exist")
+    out = []
+    for n, line in enumerate(p.read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        row = json.loads(line)
+        missing = [k for k in ("prompt", "chosen", "rejected") if k not in row]
+        if missing:
+            raise DataError(
+                f"context file {path!r} line {n} has no {missing[0]!r}; each line needs prompt, chosen, rejected"
+            )
+        out.append((row["prompt"], row["chosen"], row["rejected"]))
+    return out
+
+
+def run(argv: Sequence[str]) -> int:
+    import torch
+
+    from pluralign.steering import load_policy
+
+    args = parse_args(build_parser(), argv)
+    prompts = list(args.prompts)
+    if args.prompts_file:
+        prompts += [line for line in Path(args.prompts_file).read_text().splitlines() if line.strip()]
+    if not prompts:
+        raise DataError("no prompt given; pass prompt texts or --prompts_file FILE")
+    policy = load_policy(args.model, trust_remote_code=args.trust_remote_code)
+    context = read_context(args.context) if args.context else None
+    preference = policy.resolve_preference(args.preference) if args.preference else None
+    torch.manual_seed(args.seed)
+    outs = policy.generate(prompts, preference=preference, context=context, **generation_kwargs(args))
+    for text in outs:
+        print(text.strip())
+    return 0

@@ -1,0 +1,143 @@
+"""Pareto fronts over a preference grid: generate at every preference, score, summarise, save.
+
+All (prompt, preference) pairs of the grid are generated through ``policy.generate_many`` in one
+batched call; scores are the mean raw score per objective per preference point. Hypervolume uses
+z-scores with statistics of the SFT model's outputs (one reference point for all methods).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pluralign.evaluation.metrics import DEFAULT_REFERENCE_Z, hypervolume, steerability
+from pluralign.objectives import ObjectiveSet, ObjectiveStats
+from pluralign.preferences import preference_grid
+
+
+@dataclass
+class Front:
+    method: str
+    points: list[dict[str, list[float]]]  # {"preference": [K], "scores": [K]}
+    wall_seconds: float = 0.0
+    hypervolume: float = 0.0
+    steerability: list[float | None] = field(default_factory=list)
+    samples: list[dict[str, Any]] = field(default_factory=list)  # a few generations per point, for the report
+
+    @property
+    def weights(self) -> np.ndarray:
+        return np.array([p["preference"] for p in self.points])
+
+    @property
+    def scores(self) -> np.ndarray:
+        return np.array([p["scores"] for p in self.points])
+
+
+def evaluate_front(
+    policy,
+    prompts: Sequence[Any],
+    objectives: ObjectiveSet,
+    grid: Sequence[Sequence[float]] | None = None,
+    method: str | None = None,
+    seed: int = 0,
+    progress: Callable[[str], None] | None = None,
+    keep_samples: int = 2,
+    **generation_kwargs: Any,
+) -> Front:
+    """Generate for every prompt at every grid preference and return the front (hypervolume unset)."""
+    import torch
+
+    grid = [list(w) for w in (grid or preference_grid(len(objectives)))]
+    all_prompts = [p for _ in grid for p in prompts]
+    all_prefs = [dict(zip(objectives.names, w)) for w in grid for _ in prompts]
+    torch.manual_seed(seed)
+    t = time.time()
+    texts = policy.generate_many(all_prompts, all_prefs, **generation_kwargs)
+    from pluralign.data.loading import prompt_text
+
+    scores = objectives.score([prompt_text(p) for p in all_prompts], texts)
+    n = len(prompts)
+    points, samples = [], []
+    for g, w in enumerate(grid):
+        means = [float(np.mean(scores[name][g * n : (g + 1) * n])) for name in objectives.names]
+        points.append({"preference": [float(x) for x in w], "scores": means})
+        for j in range(min(keep_samples, n)):
+            samples.append({"preference": w, "prompt": prompt_text(prompts[j]), "response": texts[g * n + j]})
+    front = Front(method or policy.method, points, samples=samples)
+    front.steerability = steerability(front.weights, front.scores)
+    if progress:
+        progress(f"evaluate: {front.method} front over {len(grid)} preferences x {n} prompts in {time.time() - t:.1f}s")
+    return front
+
+
+def constant_front(
+    method: str, responses: Sequence[str], prompts: Sequence[Any], objectives: ObjectiveSet, grid
+) -> Front:
+    """A front for an unsteerable model (e.g. the SFT start): the same outputs at every preference."""
+    from pluralign.data.loading import prompt_text
+
+    scores = objectives.score([prompt_text(p) for p in prompts], list(responses))
+    means = [float(np.mean(scores[name])) for name in objectives.names]
+    points = [{"preference": [float(x) for x in w], "scores": means} for w in grid]
+    samples = [
+        {"preference": None, "prompt": prompt_text(p), "response": r} for p, r in list(zip(prompts, responses))[:2]
+    ]
+    front = Front(method, points, samples=samples)
+    front.steerability = steerability(front.weights, front.scores)
+    return front
+
+
+def output_stats(
+    responses: Sequence[str], prompts: Sequence[Any], objectives: ObjectiveSet
+) -> dict[str, ObjectiveStats]:
+    """Statistics of a model's per-sample scores (the SFT model's: the hypervolume's normalisation)."""
+    from pluralign.data.loading import prompt_text
+
+    scores = objectives.score([prompt_text(p) for p in prompts], list(responses))
+    return {n: ObjectiveStats.fit(scores[n], n) for n in objectives.names}
+
+
+def finalise(
+    fronts: Sequence[Front],
+    norm: dict[str, ObjectiveStats],
+    names: Sequence[str],
+    reference_z: float = DEFAULT_REFERENCE_Z,
+) -> list[float]:
+    """Set every front's hypervolume with one shared reference point; returns that point (z-units)."""
+    ref = [reference_z] * len(names)
+    for f in fronts:
+        z = np.stack([norm[n].z(f.scores[:, i]) for i, n in enumerate(names)], axis=1)
+        f.hypervolume = hypervolume(z, ref)
+    return ref
+
+
+def write_front_json(
+    path: str | Path,
+    names: Sequence[str],
+    fronts: Sequence[Front],
+    reference: Sequence[float],
+    norm: dict[str, ObjectiveStats],
+) -> Path:
+    data = {
+        "objectives": list(names),
+        "reference_point": list(reference),
+        "reference_point_units": "z-scores of the SFT model's outputs (see normalisation)",
+        "normalisation": {n: {"mean": norm[n].mean, "std": norm[n].std} for n in names},
+        "fronts": [asdict(f) for f in fronts],
+    }
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=2))
+    return path
+
+
+def read_front_json(path: str | Path) -> tuple[list[str], list[Front], dict[str, Any]]:
+    data = json.loads(Path(path).read_text())
+    fronts = [Front(**f) for f in data["fronts"]]
+    return data["objectives"], fronts, data

@@ -1,0 +1,39 @@
+"""Front quality measures (METHODS.md §6): hypervolume with one fixed reference point, steerability."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+DEFAULT_REFERENCE_Z = -3.0
+
+
+def hypervolume(points_z: np.ndarray, reference_z: Sequence[float]) -> float:
+    """Hypervolume dominated by ``points_z`` (maximised, z-units) above ``reference_z`` (moocore)."""
+    import moocore
+
+    pts = np.asarray(points_z, dtype=float)
+    ref = np.asarray(reference_z, dtype=float)
+    pts = pts[(pts > ref).all(axis=1)]  # points that do not dominate the reference add nothing
+    if pts.size == 0:
+        return 0.0
+    return float(moocore.hypervolume(pts, ref=ref, maximise=True))
+
+
+def steerability(weights: np.ndarray, achieved: np.ndarray) -> list[float | None]:
+    """Spearman correlation of w_i with the achieved mean of objective i, per objective.
+
+    ``None`` where it is undefined (a method whose output does not change across the grid).
+    """
+    from scipy.stats import spearmanr
+
+    w, a = np.asarray(weights, dtype=float), np.asarray(achieved, dtype=float)
+    out: list[float | None] = []
+    for i in range(w.shape[1]):
+        if np.ptp(w[:, i]) == 0 or np.ptp(a[:, i]) == 0:
+            out.append(None)
+            continue
+        rho = spearmanr(w[:, i], a[:, i]).statistic
+        out.append(None if np.isnan(rho) else float(rho))
+    return out

@@ -1,0 +1,80 @@
+"""One call that turns trained policies into front.json + pareto.png + report.html.
+
+Used by ``pluralign evaluate``, ``pluralign demo`` and the benchmarks, so every front is measured the
+same way: the SFT start's outputs set the normalisation and appear as the ``sft`` front.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from pluralign.evaluation.front import Front, constant_front, evaluate_front, finalise, output_stats, write_front_json
+from pluralign.evaluation.metrics import DEFAULT_REFERENCE_Z
+from pluralign.evaluation.plot import plot_fronts
+from pluralign.evaluation.report import write_report
+from pluralign.objectives import ObjectiveSet
+from pluralign.preferences import preference_grid
+
+
+def sft_front(
+    base_model: str, prompts: Sequence[Any], objectives: ObjectiveSet, grid, seed: int = 0, **generation_kwargs: Any
+) -> tuple[Front, dict]:
+    """Generate with the unconditioned SFT model; returns its (constant) front and its output statistics."""
+    import torch
+
+    from pluralign.generation import generate_batched
+    from pluralign.modeling import load_causal_lm, load_tokenizer
+
+    t = time.time()
+    model, tok = load_causal_lm(base_model), load_tokenizer(base_model)
+    torch.manual_seed(seed)
+    texts = generate_batched(model, tok, list(prompts), batch_size=64, **generation_kwargs)
+    front = constant_front("sft", texts, prompts, objectives, grid)
+    front.wall_seconds = time.time() - t
+    return front, output_stats(texts, prompts, objectives)
+
+
+def evaluate_models(
+    policies: dict[str, Any],
+    base_model: str,
+    prompts: Sequence[Any],
+    objectives: ObjectiveSet,
+    out_dir: str | Path,
+    train_seconds: dict[str, float] | None = None,
+    grid: Sequence[Sequence[float]] | None = None,
+    reference_z: float = DEFAULT_REFERENCE_Z,
+    seed: int = 0,
+    title: str = "pluralign: Pareto fronts",
+    progress: Callable[[str], None] | None = print,
+    **generation_kwargs: Any,
+) -> list[Front]:
+    """Evaluate each policy over the grid next to the SFT model; write the three result files."""
+    grid = [list(w) for w in (grid or preference_grid(len(objectives)))]
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    base, norm = sft_front(base_model, prompts, objectives, grid, seed=seed, **generation_kwargs)
+    fronts = [base]
+    for name, policy in policies.items():
+        t = time.time()
+        front = evaluate_front(
+            policy, prompts, objectives, grid, method=name, seed=seed, progress=progress, **generation_kwargs
+        )
+        front.wall_seconds = (train_seconds or {}).get(name, 0.0) + (time.time() - t)
+        fronts.append(front)
+    reference = finalise(fronts, norm, objectives.names, reference_z)
+    write_front_json(out_dir / "front.json", objectives.names, fronts, reference, norm)
+    plot_fronts(fronts, objectives.names, out_dir / "pareto.png", title=title)
+    write_report(out_dir / "report.html", fronts, objectives.names, reference, out_dir / "pareto.png", title)
+    return fronts
+
+
+def summary_table(fronts: Sequence[Front], names: Sequence[str]) -> str:
+    head = f"{'method':<10} {'wall s':>8} {'HV':>8} " + " ".join(f"{'steer ' + n:>18}" for n in names)
+    rows = [head, "-" * len(head)]
+    for f in fronts:
+        steer = " ".join(f"{'n/a' if s is None else f'{s:.3f}':>18}" for s in (f.steerability or [None] * len(names)))
+        rows.append(f"{f.method:<10} {f.wall_seconds:>8.1f} {f.hypervolume:>8.3f} {steer}")
+    return "\n".join(rows)

@@ -1,0 +1,19 @@
+"""``pluralign train ric``: Rewards-in-Context (offline SFT on reward-tagged prompts + online MORS)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from pluralign.config import parse_config
+from pluralign.methods.ric.config import RiCConfig
+
+HELP = "Rewards-in-Context: SFT on reward-tagged prompts, online multi-objective rejection sampling"
+
+
+def run(argv: Sequence[str]) -> int:
+    from pluralign.methods.ric.train import train_ric
+
+    config = parse_config(RiCConfig, argv, prog="pluralign train ric")
+    out = train_ric(config)
+    print(f"pluralign: RiC model written to {out}")
+    return 0

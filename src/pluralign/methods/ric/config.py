@@ -1,0 +1,53 @@
+"""RiCConfig: TRL's SFTConfig plus what Rewards-in-Context adds (data, objectives, tags, online MORS)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from trl import SFTConfig
+
+from pluralign.training_args import DevicePrecisionMixin
+
+
+@dataclass
+class RiCConfig(DevicePrecisionMixin, SFTConfig):
+    """Options of ``pluralign train ric``; every SFTConfig option applies to the offline stage."""
+
+    model_name_or_path: str | None = field(default=None, metadata={"help": "Starting (SFT) model: folder or hub id."})
+    dataset: str | None = field(default=None, metadata={"help": "Dataset: hub id or local jsonl/json/parquet/csv."})
+    dataset_split: str = field(default="train", metadata={"help": "Split to load from a hub dataset."})
+    prompt_column: str = field(default="prompt", metadata={"help": "Column with the prompt."})
+    response_column: str | None = field(default=None, metadata={"help": "Column with the response (auto)."})
+    response_marker: str | None = field(
+        default="\n\nAssistant:", metadata={"help": "Assistant-turn marker: tags go before it; dialogues split at it."}
+    )
+    max_samples: int | None = field(default=None, metadata={"help": "Use at most this many samples (debugging)."})
+    objective: list[Any] = field(
+        default_factory=list,
+        metadata={"help": "Objective spec, repeatable: sentiment | name=org/rm | name=module:fn (YAML: dicts)."},
+    )
+    score_batch_size: int = field(default=256, metadata={"help": "Pairs per scoring chunk (committed to the cache)."})
+    tag_format: str = field(default="<{name}> {value:.1f}", metadata={"help": "Format of one reward tag."})
+    tag_separator: str = field(default=" ", metadata={"help": "Text between tags."})
+    mapping: str = field(default="linf", metadata={"help": "Preference-to-reward mapping: linf | l2 | linear."})
+    # LoRA (the paper: r=64, alpha=128, dropout=0.05)
+    use_peft: bool = field(default=False, metadata={"help": "Train LoRA adapters instead of full weights."})
+    lora_r: int = field(default=64, metadata={"help": "LoRA rank."})
+    lora_alpha: int = field(default=128, metadata={"help": "LoRA alpha."})
+    lora_dropout: float = field(default=0.05, metadata={"help": "LoRA dropout."})
+    lora_target_modules: list[str] | None = field(default=None, metadata={"help": "LoRA target modules (auto)."})
+    # online multi-objective rejection sampling (MORS)
+    online_iterations: int = field(default=2, metadata={"help": "Online MORS iterations (the paper: 2)."})
+    online_prompts: int = field(default=512, metadata={"help": "Prompts sampled per online iteration."})
+    online_low: float | None = field(default=None, metadata={"help": "Lower bound of desired z-rewards (data min)."})
+    online_high: float | None = field(default=None, metadata={"help": "Upper bound of desired z-rewards (data max)."})
+    online_quantile: float = field(default=0.7, metadata={"help": "MORS threshold quantile per objective."})
+    online_offline_samples: int = field(default=10000, metadata={"help": "Filtered offline samples in the buffer."})
+    online_learning_rate: float = field(default=1e-5, metadata={"help": "Learning rate of online SFT (constant)."})
+    online_epochs: float = field(default=1.0, metadata={"help": "Epochs over the buffer per online iteration."})
+    online_max_new_tokens: int = field(default=128, metadata={"help": "New tokens per online generation."})
+    online_top_p: float = field(default=0.9, metadata={"help": "top_p of online generation."})
+    online_temperature: float = field(default=0.7, metadata={"help": "Temperature of online generation."})
+    generation_batch_size: int = field(default=32, metadata={"help": "Prompts per generate call."})
+    trust_remote_code: bool = field(default=False, metadata={"help": "Allow remote code in models (off by default)."})

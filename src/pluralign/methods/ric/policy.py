@@ -1,0 +1,76 @@
+"""Steering a RiC model: preference -> desired rewards (linf / l2 / linear) -> reward tags in the prompt."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pluralign.generation import generate_batched
+from pluralign.manifest import Manifest
+from pluralign.modeling import load_causal_lm, load_tokenizer
+from pluralign.objectives import ObjectiveSet, ObjectiveStats
+from pluralign.preferences import Preference, preference_to_rewards
+from pluralign.steering import Choice, PreferenceLike, SteerablePolicy
+from pluralign.tags import TagTemplate
+
+
+class RiCPolicy(SteerablePolicy):
+    """A RiC model. Without a preference it uses uniform weights; with ``context`` it infers weights."""
+
+    def __init__(self, model, tokenizer, manifest: Manifest, model_dir: Path, batch_size: int = 32) -> None:
+        self.model = model
+        self.tokenizer = tokenizer
+        self.manifest = manifest
+        self.model_dir = Path(model_dir)
+        self.batch_size = batch_size
+        self.template = TagTemplate(**manifest.template)
+        self.stats = {n: ObjectiveStats(**manifest.stats[n]) for n in manifest.objectives}
+        self.low = np.array([self.stats[n].zmin for n in manifest.objectives])
+        self.high = np.array([self.stats[n].zmax for n in manifest.objectives])
+
+    def desired_rewards(self, preference: Preference) -> np.ndarray:
+        return preference_to_rewards(preference.weights, self.low, self.high, self.manifest.mapping)
+
+    def tagged_prompt(self, prompt: Any, preference: PreferenceLike | None) -> Any:
+        pref = self.resolve_preference(preference) or self.uniform()
+        return self.template.apply(prompt, self.objectives, self.desired_rewards(pref))
+
+    def uniform(self) -> Preference:
+        k = len(self.objectives)
+        return Preference(tuple(self.objectives), tuple([1.0 / k] * k))
+
+    def preference_from_context(self, context: Sequence[Choice]) -> Preference:
+        from pluralign.preferences import infer_preference
+
+        objectives = ObjectiveSet.from_specs(self.manifest.objective_specs)
+        objectives.stats = dict(self.stats)
+        return infer_preference(context, objectives)
+
+    def generate(
+        self,
+        prompts: Sequence[Any],
+        preference: PreferenceLike | None = None,
+        context: Sequence[Choice] | None = None,
+        **generation_kwargs: Any,
+    ) -> list[str]:
+        self._check_steering(preference, context)
+        if context is not None:
+            preference = self.preference_from_context(context)
+        pref = self.resolve_preference(preference)
+        return self.generate_many(prompts, [pref] * len(prompts), **generation_kwargs)
+
+    def generate_many(
+        self, prompts: Sequence[Any], preferences: Sequence[PreferenceLike | None], **generation_kwargs: Any
+    ) -> list[str]:
+        tagged = [self.tagged_prompt(p, w) for p, w in zip(prompts, preferences)]
+        return generate_batched(self.model, self.tokenizer, tagged, batch_size=self.batch_size, **generation_kwargs)
+
+
+def load(model_dir: Path, manifest: Manifest, device: str | None = None, **kwargs: Any) -> RiCPolicy:
+    trust = bool(kwargs.pop("trust_remote_code", False))
+    model = load_causal_lm(str(model_dir), device=device, trust_remote_code=trust)
+    tokenizer = load_tokenizer(str(model_dir), trust_remote_code=trust)
+    return RiCPolicy(model, tokenizer, manifest, model_dir, **kwargs)

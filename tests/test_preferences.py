@@ -1,0 +1,84 @@
+import math
+
+import numpy as np
+import pytest
+
+from pluralign.errors import PreferenceError
+from pluralign.preferences import Preference, parse_preference, preference_grid, preference_to_rewards
+
+LO, HI = [-2.0, -1.0], [3.0, 1.0]
+
+
+def test_linf_matches_paper_rule():
+    # K=2, w1 >= 0.5: f1 = hi1, f2 = lo2 + 2(1-w1)(hi2-lo2)
+    f = preference_to_rewards([0.7, 0.3], LO, HI, "linf")
+    assert f[0] == pytest.approx(3.0)
+    assert f[1] == pytest.approx(-1.0 + 2 * 0.3 * 2.0)
+
+
+@pytest.mark.parametrize(
+    "w,expected",
+    [([0.5, 0.5], [3.0, 1.0]), ([1.0, 0.0], [3.0, -1.0]), ([0.0, 1.0], [-2.0, 1.0])],
+)
+def test_linf_edge_cases(w, expected):
+    np.testing.assert_allclose(preference_to_rewards(w, LO, HI), expected)
+
+
+def test_l2_and_linear():
+    w = [0.6, 0.4]
+    norm = math.sqrt(0.36 + 0.16)
+    np.testing.assert_allclose(preference_to_rewards(w, LO, HI, "l2"), [-2 + 0.6 / norm * 5, -1 + 0.4 / norm * 2])
+    np.testing.assert_allclose(preference_to_rewards(w, LO, HI, "linear"), [-2 + 0.6 * 5, -1 + 0.4 * 2])
+
+
+def test_unrounded_output():
+    f = preference_to_rewards([0.33, 0.67], [0.0, 0.0], [1.0, 1.0], "linear")
+    assert f[0] == pytest.approx(0.33)
+
+
+@pytest.mark.parametrize(
+    "w,msg",
+    [([-0.1, 1.1], "negative"), ([float("nan"), 1.0], "NaN"), ([0.0, 0.0], "all zero"), ([1.0], "2 objectives")],
+)
+def test_invalid_weights_raise_value_error(w, msg):
+    k = 2 if msg == "2 objectives" else None
+    with pytest.raises(ValueError, match=msg):
+        if k:
+            Preference.from_any(w, ["a", "b"])
+        else:
+            preference_to_rewards(w, LO, HI)
+
+
+def test_unknown_mapping():
+    with pytest.raises(PreferenceError, match="unknown mapping"):
+        preference_to_rewards([0.5, 0.5], LO, HI, "cubic")
+
+
+def test_preference_from_string_and_dict():
+    p = Preference.from_any("harmless=0.3,helpful=0.7", ["helpful", "harmless"])
+    assert p.weights == (0.7, 0.3)
+    assert str(p) == "helpful=0.7,harmless=0.3"
+    with pytest.raises(PreferenceError, match="unknown objective 'funny'"):
+        Preference.from_any({"helpful": 0.5, "funny": 0.5}, ["helpful", "harmless"])
+    with pytest.raises(PreferenceError, match="no weight for objective 'harmless'"):
+        Preference.from_any({"helpful": 1.0}, ["helpful", "harmless"])
+    with pytest.raises(PreferenceError, match="sum to"):
+        Preference.from_any([0.5, 0.7], ["helpful", "harmless"])
+
+
+def test_parse_errors_name_the_item():
+    assert parse_preference("a=0.25, b=0.75") == {"a": 0.25, "b": 0.75}
+    with pytest.raises(PreferenceError, match="not name=weight"):
+        parse_preference("a0.5")
+    with pytest.raises(PreferenceError, match="not a number"):
+        parse_preference("a=high")
+
+
+def test_grids():
+    g2 = preference_grid(2)
+    assert len(g2) == 11 and g2[0] == [0.0, 1.0] and g2[-1] == [1.0, 0.0]
+    g3 = preference_grid(3)
+    assert len(g3) == 15
+    for w in g3:
+        assert sum(w) == pytest.approx(1.0) and min(w) >= 0
+    assert len({tuple(w) for w in g3}) == len(g3)
