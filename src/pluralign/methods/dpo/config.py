@@ -27,6 +27,13 @@ class DimensionDPOConfig(trl.DPOConfig):
     )
     max_pairs: int | None = field(default=None, metadata={"help": "keep at most this many pairs per dimension"})
     min_rating_gap: float = field(default=1.0, metadata={"help": "ratings data: smallest rating gap that makes a pair"})
+    use_peft: bool = field(
+        default=False, metadata={"help": "train LoRA adapters (merged into full weights when each stage ends)"}
+    )
+    lora_r: int = field(default=64, metadata={"help": "LoRA rank"})
+    lora_alpha: int = field(default=128, metadata={"help": "LoRA alpha"})
+    lora_dropout: float = field(default=0.05, metadata={"help": "LoRA dropout"})
+    lora_target_modules: list[str] | None = field(default=None, metadata={"help": "LoRA target modules (auto)"})
     precompute_ref_log_probs: bool = field(
         default=True, metadata={"help": "precompute reference log-probs once (no reference model kept in memory)"}
     )
@@ -37,6 +44,14 @@ class DimensionDPOConfig(trl.DPOConfig):
         if self.bf16 is None and not self.fp16 and not torch.cuda.is_available():
             self.bf16 = False  # TRL defaults to bf16, which is slow or missing on CPUs
         super().__post_init__()
+
+    def peft_config(self):
+        """The LoRA config when ``use_peft`` is set, else None."""
+        if not self.use_peft:
+            return None
+        from pluralign.sft import lora_config
+
+        return lora_config(self.lora_r, self.lora_alpha, self.lora_dropout, self.lora_target_modules)
 
     def require_model(self) -> str:
         if not self.model_name_or_path:

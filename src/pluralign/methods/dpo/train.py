@@ -65,7 +65,20 @@ def build_stage_trainer(
         dataset = dataset.add_column(MARGIN_COLUMN, [float(m) for m in margins])
     overrides = {"beta": beta} if beta is not None else {}
     args = stage_args(config, Path(stage_dir) / CHECKPOINTS, **overrides)
-    return MarginDPOTrainer(model=str(model), args=args, train_dataset=dataset, processing_class=tokenizer)
+    return MarginDPOTrainer(
+        model=str(model), args=args, train_dataset=dataset, processing_class=tokenizer, peft_config=config.peft_config()
+    )
+
+
+def save_full_weights(trainer: MarginDPOTrainer, stage_dir: Path) -> None:
+    """Save the trained policy as full safetensors weights; LoRA adapters are merged first, so the next
+    stage (an SPO round, a logp pass, a loaded policy) starts from a plain model folder."""
+    from peft import PeftModel
+
+    model = trainer.accelerator.unwrap_model(trainer.model)
+    if isinstance(model, PeftModel):
+        model = model.merge_and_unload()
+    model.save_pretrained(str(stage_dir))
 
 
 def run_dpo_stage(
@@ -92,7 +105,7 @@ def run_dpo_stage(
     checkpoints = stage_dir / CHECKPOINTS
     last = get_last_checkpoint(str(checkpoints)) if checkpoints.is_dir() else None
     trainer.train(resume_from_checkpoint=last)
-    trainer.save_model(str(stage_dir))
+    save_full_weights(trainer, stage_dir)
     tokenizer.save_pretrained(str(stage_dir))
     manifest.save(stage_dir)
     del trainer

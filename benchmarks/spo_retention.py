@@ -1,0 +1,180 @@
+"""Does SPO keep dimension 1 after round 2 better than plain sequential DPO?  And what does a round cost in memory?
+
+On the demo world (sentiment, then conciseness; the two conflict), train two rounds twice with the same
+settings: SPO (alpha = 1) and sequential DPO (the same rounds with alpha = 0: round 2 is plain DPO from
+and against round 1). After round 2, each dimension's preference accuracy is measured on held-out pairs
+with the implicit reward of the final model against the starting model, log pi_2/pi_0 (chosen ranked
+above rejected), and on generations (mean objective score over the world's eval prompts).
+
+``--memory`` also measures the peak resident memory (ru_maxrss) of SPO with 1, 2 and 3 rounds, each in
+its own process, on a wider random GPT-2 so that model memory dominates the interpreter's.
+
+    python benchmarks/spo_retention.py --out spo_retention.json [--memory] [--work-dir DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import os
+import random
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from pluralign.demo.world import build_world
+from pluralign.generation import generate_batched
+from pluralign.methods.dpo.demo import demo_settings
+from pluralign.methods.dpo.logps import pair_logps
+from pluralign.methods.spo.config import SPOConfig
+from pluralign.methods.spo.trainer import train_spo
+from pluralign.modeling import load_causal_lm, load_tokenizer
+from pluralign.objectives import ObjectiveSet
+
+
+def split_pairs(world, name: str, n_train: int, n_eval: int) -> tuple[list[dict], list[dict]]:
+    pairs = world.pairs(name)
+    return pairs[:n_train], pairs[n_train : n_train + n_eval]
+
+
+def preference_accuracy(model: str, start: str, pairs: list[dict], args, tokenizer) -> float:
+    """Share of pairs whose implicit reward log pi/pi_0 ranks chosen above rejected."""
+    lp, lp0 = pair_logps(model, pairs, args, tokenizer), pair_logps(start, pairs, args, tokenizer)
+    reward = lp - lp0
+    return float(np.mean(reward[:, 0] > reward[:, 1]))
+
+
+def generation_scores(model_dir: str, world, tokenizer) -> dict[str, float]:
+    model = load_causal_lm(model_dir)
+    texts = generate_batched(
+        model, tokenizer, world.eval_prompts, 32, **{**world.generation_kwargs, "do_sample": False}
+    )
+    scores = world.objectives.score(world.eval_prompts, texts)
+    return {name: float(np.mean(v)) for name, v in scores.items()}
+
+
+def run_retention(args: argparse.Namespace) -> dict:
+    world = build_world(args.work_dir / "world", progress=print)
+    dims = world.objectives.names  # sentiment, conciseness
+    train, held_out = {}, {}
+    for name in dims:
+        train[name], held_out[name] = split_pairs(world, name, args.pairs, args.eval_pairs)
+    tokenizer = load_tokenizer(world.base_model)
+    results: dict = {}
+    for label, alpha in (("spo", args.alpha), ("sequential_dpo", 0.0)):
+        out = args.work_dir / f"{label}_alpha{alpha:g}"
+        config = SPOConfig(output_dir=str(out), alpha=[alpha], **demo_settings(world))
+        t = time.time()
+        train_spo(config, train, progress=print)
+        seconds = time.time() - t
+        row: dict = {"alpha": alpha, "train_seconds": round(seconds, 1)}
+        for stage, round_dir in (("round1", "round_1_sentiment"), ("final", "round_2_conciseness")):
+            model_dir = str(out / round_dir)
+            acc = {
+                f"dim{i}_accuracy": preference_accuracy(model_dir, world.base_model, held_out[d], config, tokenizer)
+                for i, d in enumerate(dims, start=1)
+            }
+            if stage == "final":
+                row.update(acc)
+                row["generation"] = generation_scores(model_dir, world, tokenizer)
+            else:
+                row["after_round1"] = acc
+        results[label] = row
+    results["sft"] = {"generation": generation_scores(world.base_model, world, tokenizer)}
+    results["settings"] = {
+        "dimensions": dims,
+        "train_pairs_per_dimension": args.pairs,
+        "held_out_pairs_per_dimension": args.eval_pairs,
+        **{k: v for k, v in demo_settings(world).items() if k in ("learning_rate", "beta", "num_train_epochs")},
+    }
+    return results
+
+
+def rounds_pairs(world, n_rounds: int, n_pairs: int) -> dict[str, list[dict]]:
+    """Sentiment, conciseness and (third) readability pairs from the world's training responses."""
+    dims = {name: world.pairs(name, n_pairs) for name in world.objectives.names}
+    if n_rounds > 2:
+        readability = ObjectiveSet.from_specs(["readability"])
+        scores = readability.score([s["prompt"] for s in world.train], [s["response"] for s in world.train])[
+            "readability"
+        ]
+        groups: dict[str, list[tuple[str, float]]] = {}
+        for s, v in zip(world.train, scores):
+            groups.setdefault(s["prompt"], []).append((s["response"], v))
+        pairs = [
+            {"prompt": p, "chosen": a[0] if a[1] > b[1] else b[0], "rejected": b[0] if a[1] > b[1] else a[0]}
+            for p, group in groups.items()
+            for a, b in itertools.combinations(group, 2)
+            if a[1] != b[1]
+        ]
+        random.Random(0).shuffle(pairs)
+        dims["readability"] = pairs[:n_pairs]
+    return dict(itertools.islice(dims.items(), n_rounds))
+
+
+def memory_child(n_rounds: int, work_dir: Path) -> None:
+    """Train ``n_rounds`` SPO rounds on a wide random GPT-2 and print this process's peak RSS (MiB)."""
+    from pluralign.demo.tiny_lm import build_tiny_gpt
+
+    world = build_world(work_dir / "world", progress=None)
+    wide = work_dir / "wide_model"
+    if not (wide / "model.safetensors").is_file():
+        build_tiny_gpt(wide, load_tokenizer(world.base_model), n_layer=6, n_embd=512, n_positions=160)
+    settings = {**demo_settings(world), "model_name_or_path": str(wide), "per_device_train_batch_size": 8}
+    with tempfile.TemporaryDirectory() as tmp:
+        config = SPOConfig(output_dir=tmp, alpha=[1.0], **settings)
+        train_spo(config, rounds_pairs(world, n_rounds, 64), progress=None)
+    print(json.dumps({"rounds": n_rounds, "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+
+
+def run_memory(work_dir: Path) -> dict[str, float]:
+    peaks = {}
+    for n in (1, 2, 3):
+        cmd = [sys.executable, __file__, "--memory-child", str(n), "--work-dir", str(work_dir)]
+        proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "TQDM_DISABLE": "1"})
+        if proc.returncode != 0:
+            raise RuntimeError(proc.stderr[-2000:])
+        line = [x for x in proc.stdout.splitlines() if x.startswith('{"rounds"')][-1]
+        peaks[str(n)] = round(json.loads(line)["peak_rss_mib"], 1)
+    return peaks
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, help="write the results as JSON here")
+    parser.add_argument("--work-dir", type=Path, default=Path(tempfile.gettempdir()) / "pluralign_spo_retention")
+    parser.add_argument("--pairs", type=int, default=1024, help="training pairs per dimension")
+    parser.add_argument("--eval-pairs", type=int, default=512, help="held-out pairs per dimension")
+    parser.add_argument("--alpha", type=float, default=1.0)
+    parser.add_argument("--memory", action="store_true", help="also measure peak memory of 1, 2 and 3 SPO rounds")
+    parser.add_argument("--memory-child", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    args.work_dir.mkdir(parents=True, exist_ok=True)
+    if args.memory_child:
+        memory_child(args.memory_child, args.work_dir)
+        return
+    results = run_retention(args)
+    if args.memory:
+        results["peak_rss_mib"] = run_memory(args.work_dir)
+    print(f"\n{'run':<16}{'alpha':>6}{'dim1 acc':>10}{'dim2 acc':>10}{'sentiment':>11}{'conciseness':>13}")
+    for label in ("spo", "sequential_dpo"):
+        r = results[label]
+        g = r["generation"]
+        print(f"{label:<16}{r['alpha']:>6g}{r['dim1_accuracy']:>10.3f}{r['dim2_accuracy']:>10.3f}"
+              f"{g['sentiment']:>11.3f}{g['conciseness']:>13.2f}")  # fmt: skip
+    g = results["sft"]["generation"]
+    print(f"{'sft':<16}{'':>6}{'':>10}{'':>10}{g['sentiment']:>11.3f}{g['conciseness']:>13.2f}")
+    if "peak_rss_mib" in results:
+        print("peak RSS (MiB) by number of SPO rounds:", results["peak_rss_mib"])
+    if args.out:
+        args.out.write_text(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()
