@@ -1,0 +1,14 @@
+"""Options of ``pluralign train reward-model --type btl``: the context-free baseline on the same features."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pluralign.methods.npbtl.config import PairwiseRewardDataConfig
+
+
+@dataclass
+class BTLConfig(PairwiseRewardDataConfig):
+    """Bradley-Terry on frozen embeddings, all users' pairs pooled (what a single reward model learns)."""
+
+    output_dir: str = "btl_model"

@@ -1,0 +1,28 @@
+"""The context-free Bradley-Terry reward model on frozen features: the baseline NP-BTL is compared with."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from pluralign.methods.npbtl.modules import NPConfig, RewardDecoder, TargetEncoder
+
+
+class BTL(nn.Module):
+    """r(x, y) = decoder(target_encoder(features)); P(a > b) = sigmoid(r(a) - r(b)) for every user alike."""
+
+    def __init__(self, cfg: NPConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.target_encoder = TargetEncoder(cfg)
+        self.decoder = RewardDecoder(cfg.hidden_dim, 0)
+
+    def rewards(self, options: torch.Tensor) -> torch.Tensor:
+        """options: (..., d) -> rewards (...)."""
+        return self.decoder(self.target_encoder(options))
+
+    def forward(self, chosen: torch.Tensor, rejected: torch.Tensor) -> torch.Tensor:
+        """Margins r(chosen) - r(rejected), shape (B, T)."""
+        t = chosen.shape[1]
+        r = self.rewards(torch.cat([chosen, rejected], dim=1))
+        return r[:, :t] - r[:, t:]

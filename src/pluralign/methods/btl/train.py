@@ -1,0 +1,67 @@
+"""``pluralign train reward-model --type btl``: one Bradley-Terry reward model for all users (the baseline).
+
+Same data and features as NP-BTL (each attribute's pairs, sampled evenly), no context. Saves
+``btl.safetensors`` + ``btl.json`` and ``pluralign.json`` (method "btl").
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import torch
+
+from pluralign.config import parse_config
+from pluralign.manifest import Manifest
+from pluralign.methods.btl.config import BTLConfig
+from pluralign.methods.btl.model import BTL
+from pluralign.methods.btl.reward_model import WEIGHTS
+from pluralign.methods.npbtl.data import load_user_pairs, make_embedder
+from pluralign.methods.npbtl.modules import NPConfig, save_module
+from pluralign.methods.npbtl.train import embedding_record
+from pluralign.methods.npbtl.training import TaskSampler, accuracy_by_context_size, train_tasks
+
+
+def train_btl(cfg: BTLConfig, progress: Callable[[str], None] = print) -> Path:
+    """Train and save a BTL reward model; returns the output directory."""
+    torch.manual_seed(cfg.seed)
+    embedder = make_embedder(cfg)
+    train, held = load_user_pairs(cfg, embedder, progress)
+    np_cfg = NPConfig(input_dim=embedder.dim, hidden_dim=cfg.hidden_dim, latent_dim=0)
+    model = BTL(np_cfg)
+    sampler = TaskSampler(train, cfg.num_targets, 0, 0, seed=cfg.seed)
+    stats = train_tasks(
+        model,
+        sampler,
+        cfg.max_steps,
+        cfg.batch_tasks,
+        cfg.learning_rate,
+        progress=lambda step, loss: progress(f"step {step}/{cfg.max_steps} loss {loss:.4f}"),
+    )
+    accuracy = {}
+    if held:
+        n_targets = max(1, min(20, min(len(u) for u in held.values())))
+        accuracy = accuracy_by_context_size(model, held, [0], repeats=200, num_targets=n_targets, seed=cfg.seed)
+        progress(f"held-out accuracy: {accuracy[0]:.1f}%")
+    out = Path(cfg.output_dir)
+    save_module(model, np_cfg, out, WEIGHTS)
+    Manifest(
+        method="btl",
+        objectives=list(train),
+        extra={
+            "embedding": embedding_record(cfg, embedder),
+            "user_types": list(train),
+            "train_seconds": round(stats["train_seconds"], 1),
+            "eval_accuracy": round(accuracy.get(0, float("nan")), 2) if accuracy else None,
+            "config": json.loads(json.dumps(vars(cfg), default=str)),
+        },
+    ).save(out)
+    progress(f"saved BTL reward model to {out}")
+    return out
+
+
+def run(argv: Sequence[str]) -> int:
+    cfg = parse_config(BTLConfig, argv, prog="pluralign train reward-model --type btl")
+    train_btl(cfg)
+    return 0

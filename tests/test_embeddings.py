@@ -1,0 +1,56 @@
+"""Embeddings of (prompt, response): a sentence encoder and a causal LM's end-token state, cached by content."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from pluralign.embeddings import Embedder
+from pluralign.errors import ConfigError, ModelNotFoundError
+
+
+@pytest.fixture(scope="module")
+def tiny_causal_lm(tmp_path_factory):
+    from pluralign.demo.tiny_lm import build_tiny_gpt, train_tokenizer
+
+    out = tmp_path_factory.mktemp("tiny_lm")
+    tok = train_tokenizer(["a b c d e f g"] * 10, out, vocab_size=280)
+    return build_tiny_gpt(out, tok, n_layer=2, n_embd=32, n_positions=64)
+
+
+def test_sentence_encoder_mean_pooled_normalised_and_cached(tmp_path):
+    emb = Embedder(cache_dir=tmp_path)  # the offline all-MiniLM-L6-v2
+    assert emb.pooling == "mean" and emb.dim == 384
+    prompts = ["How is the weather?", "How is the weather?", "Name a fruit."]
+    responses = ["Sunny and warm.", "Cold, grey and raining all day.", "An apple."]
+    v = emb.embed(prompts, responses)
+    assert v.shape == (3, 384) and v.dtype == np.float32
+    assert np.allclose(np.linalg.norm(v, axis=1), 1.0, atol=1e-5)
+    assert emb.calls == 3
+    # sentences about the weather are closer to each other than to the fruit
+    assert v[0] @ v[1] > v[0] @ v[2]
+    # a fresh embedder on the same cache reuses every vector: no model call, identical values
+    again = Embedder(cache_dir=tmp_path)
+    w = again.embed(list(reversed(prompts)), list(reversed(responses)))
+    assert again.calls == 0 and np.allclose(w[::-1], v)
+    # only new content is embedded
+    again.embed(prompts + ["Name a fruit."], responses + ["A pear."])
+    assert again.calls == 1
+
+
+def test_causal_lm_last_token_state(tmp_path, tiny_causal_lm):
+    emb = Embedder(tiny_causal_lm, cache_dir=tmp_path)
+    assert emb.pooling == "last"
+    v = emb.embed(["a b", "a b"], [" c", " c d"])
+    assert v.shape == (2, emb.dim)
+    assert not np.allclose(v[0], v[1])  # the end token's state depends on the whole text
+    # batching and padding do not change a row
+    single = Embedder(tiny_causal_lm, cache_dir=tmp_path / "other").embed(["a b"], [" c"])
+    assert np.allclose(single[0], v[0], atol=1e-5)
+
+
+def test_errors():
+    with pytest.raises(ConfigError, match="pooling"):
+        Embedder(pooling="max")
+    with pytest.raises(ModelNotFoundError, match="does not exist"):
+        Embedder("/nonexistent/encoder")
