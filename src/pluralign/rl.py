@@ -29,7 +29,7 @@ from pluralign.hub import check_model_source
 from pluralign.modeling import load_tokenizer
 from pluralign.objectives.set import ObjectiveSet
 from pluralign.preferences import validate_weights
-from pluralign.sft import precision_for_device
+from pluralign.training_args import DevicePrecisionMixin
 
 RUN_DONE = "pluralign_run.json"  # written last in a run folder: a rerun skips finished runs
 
@@ -58,8 +58,8 @@ class ScalarisedReward:
 
 
 @dataclass
-class ObjectiveRLConfig(RLOOConfig):
-    """RLOO options plus where the prompts, the objectives and their statistics come from."""
+class ObjectiveRLConfig(DevicePrecisionMixin, RLOOConfig):
+    """RLOO options plus where the prompts, the objectives and their statistics come from (fp32 without a GPU)."""
 
     model_name_or_path: str | None = field(default=None, metadata={"help": "starting (SFT) model: folder or hub id"})
     dataset: str | None = field(
@@ -85,12 +85,6 @@ class ObjectiveRLConfig(RLOOConfig):
     lora_alpha: int = field(default=32, metadata={"help": "LoRA alpha"})
     lora_dropout: float = field(default=0.05, metadata={"help": "LoRA dropout"})
     lora_target_modules: list[str] | None = field(default=None, metadata={"help": "LoRA target modules"})
-
-    def __post_init__(self) -> None:
-        # TRL defaults to bf16, which CPUs reject unless --use_cpu: default to fp32 where there is no GPU.
-        if self.bf16 is None and not self.fp16:
-            self.bf16 = precision_for_device({}).get("bf16")
-        super().__post_init__()
 
     def peft_config(self):
         """The LoRA config when ``use_peft`` is set, else None."""
