@@ -63,14 +63,16 @@ def run(steps: int, btl_steps: int, batch_size: int, lr: float, repeats: int, se
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, help="write the results as JSON here")
-    ap.add_argument("--steps", type=int, default=750, help="NP-BTL steps (the paper: 3 epochs = 750 batches)")
+    ap.add_argument("--steps", type=int, default=200, help="NP-BTL steps of 64 tasks (the paper ran 750 with a sampled latent)")
     ap.add_argument("--btl_steps", type=int, default=250)
     ap.add_argument("--batch_size", type=int, default=64, help="tasks per batch")
     ap.add_argument("--lr", type=float, default=1e-4)
     ap.add_argument("--hidden", type=int, default=256)
     ap.add_argument("--repeats", type=int, default=1000, help="tasks (random contexts) per user type and k")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--threads", type=int, default=1, help="torch threads (small MLPs: 1 is fastest on a shared CPU)")
     args = ap.parse_args(argv)
+    torch.set_num_threads(args.threads)
     res = run(args.steps, args.btl_steps, args.batch_size, args.lr, args.repeats, args.seed, args.hidden)
     print(f"{'k':>4} | {'BTL':>6} {'paper':>6} | {'NP-BTL':>6} {'paper':>6}")
     for i, k in enumerate(res["k"]):
