@@ -21,3 +21,10 @@ def logged_length(prompts, responses):
     with log.open("a") as f:
         f.writelines(r + "\n" for r in responses)
     return [float(len(r)) for r in responses]
+
+
+def logged_conciseness(prompts, responses):
+    """Minus the word count (like the built-in), logging every scored response to $SCORER_LOG."""
+    with Path(os.environ["SCORER_LOG"]).open("a") as f:
+        f.writelines(r.replace("\n", " ") + "\n" for r in responses)
+    return [-float(len(r.split())) for r in responses]

@@ -72,8 +72,22 @@ def dispatch(argv: Sequence[str]) -> int:
     return int(module.run(rest) or 0)
 
 
+def _quiet_libraries() -> None:
+    """Keep the terminal for pluralign's own progress lines: no weight-loading bars from transformers."""
+    import os
+
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    try:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+    except ImportError:  # pragma: no cover - transformers is a dependency
+        pass
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    _quiet_libraries()
     try:
         return dispatch(argv)
     except PluralignError as exc:

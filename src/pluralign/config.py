@@ -58,6 +58,8 @@ def parse_config(config_cls: type[T], argv: Sequence[str], prog: str = "pluralig
     names = [f.name for f in dataclasses.fields(config_cls)]
     check_keys(list(file_values), names, "the config file")
     parser = HfArgumentParser(config_cls, prog=prog)
+    repeatable = [a.option_strings[0] for a in parser._actions if a.nargs == "+" and a.option_strings]
+    argv = merge_repeated_flags(argv, repeatable)
     # list-valued fields from YAML are set as defaults directly (argparse would re-split them)
     for action in parser._actions:
         if action.dest in file_values:
@@ -65,6 +67,35 @@ def parse_config(config_cls: type[T], argv: Sequence[str], prog: str = "pluralig
             action.required = False
     (config,) = parser.parse_args_into_dataclasses(args=argv)
     return config
+
+
+def merge_repeated_flags(argv: Sequence[str], flags: Sequence[str]) -> list[str]:
+    """``--objective a --objective b`` -> ``--objective a b``: list options are repeatable flags."""
+    out: list[str] = []
+    merged: dict[str, list[str]] = {}
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        if arg in flags:
+            values = []
+            i += 1
+            while i < len(argv) and not argv[i].startswith("--"):
+                values.append(argv[i])
+                i += 1
+            if arg not in merged:
+                merged[arg] = values
+                out.append(arg)
+            else:
+                merged[arg].extend(values)
+            continue
+        out.append(arg)
+        i += 1
+    result: list[str] = []
+    for arg in out:
+        result.append(arg)
+        if arg in merged:
+            result.extend(merged[arg])
+    return result
 
 
 def parse_args(parser, argv: Sequence[str]):

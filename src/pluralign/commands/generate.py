@@ -9,6 +9,8 @@ from pathlib import Path
 
 from pluralign.config import add_generation_flags, generation_kwargs, parse_args
 from pluralign.errors import DataError
+from pluralign.manifest import Manifest
+from pluralign.preferences import Preference
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -52,9 +54,10 @@ def run(argv: Sequence[str]) -> int:
         prompts += [line for line in Path(args.prompts_file).read_text().splitlines() if line.strip()]
     if not prompts:
         raise DataError("no prompt given; pass prompt texts or --prompts_file FILE")
-    policy = load_policy(args.model, trust_remote_code=args.trust_remote_code)
+    manifest = Manifest.load(args.model)  # check the request before loading weights
+    preference = Preference.from_any(args.preference, manifest.objectives) if args.preference else None
     context = read_context(args.context) if args.context else None
-    preference = policy.resolve_preference(args.preference) if args.preference else None
+    policy = load_policy(args.model, trust_remote_code=args.trust_remote_code)
     torch.manual_seed(args.seed)
     outs = policy.generate(prompts, preference=preference, context=context, **generation_kwargs(args))
     for text in outs:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
 
 from trl import SFTConfig
 
@@ -23,7 +22,7 @@ class RiCConfig(DevicePrecisionMixin, SFTConfig):
         default="\n\nAssistant:", metadata={"help": "Assistant-turn marker: tags go before it; dialogues split at it."}
     )
     max_samples: int | None = field(default=None, metadata={"help": "Use at most this many samples (debugging)."})
-    objective: list[Any] = field(
+    objective: list[str] = field(
         default_factory=list,
         metadata={"help": "Objective spec, repeatable: sentiment | name=org/rm | name=module:fn (YAML: dicts)."},
     )

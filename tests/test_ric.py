@@ -1,0 +1,116 @@
+"""RiC end to end on a small world: the CLI trains, a kill in the online stage resumes without rescoring,
+and the trained model moves each objective in the direction of the preference."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pluralign import load_policy
+from pluralign.preferences import preference_grid
+
+pytestmark = pytest.mark.slow
+
+
+def ric_args(world, data: Path, out: Path) -> list[str]:
+    return [
+        "--model_name_or_path", world.base_model,
+        "--dataset", str(data),
+        "--objective", "sentiment",
+        "--objective", "conciseness=tests.scorers:logged_conciseness",
+        "--output_dir", str(out),
+        "--num_train_epochs", "5",
+        "--learning_rate", "3e-3",
+        "--lr_scheduler_type", "cosine",
+        "--per_device_train_batch_size", "32",
+        "--max_length", "160",
+        "--online_iterations", "1",
+        "--online_prompts", "96",
+        "--online_offline_samples", "400",
+        "--online_learning_rate", "5e-4",
+        "--online_max_new_tokens", "40",
+        "--generation_batch_size", "8",
+        "--save_steps", "40",
+        "--logging_steps", "1000",
+        "--disable_tqdm", "true",
+        "--report_to", "none",
+    ]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def ric_run(tiny_world, tmp_path_factory):
+    """Train through the CLI, kill it during online generation, rerun it to the end."""
+    root = tmp_path_factory.mktemp("ric")
+    data = root / "train.jsonl"
+    data.write_text("".join(json.dumps({"prompt": s["prompt"], "response": s["response"]}) + "\n" for s in tiny_world.train))
+    out = root / "run"
+    env = {**os.environ, "SCORER_LOG": str(root / "scored.log"), "OMP_NUM_THREADS": "2"}
+    cmd = [sys.executable, "-m", "pluralign.cli", "train", "ric", *ric_args(tiny_world, data, out)]
+    gen_file = out / "online_1" / "generations.rank0.jsonl"
+    proc = subprocess.Popen(cmd, env=env, cwd=Path(__file__).parent.parent, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    deadline = time.time() + 400
+    while time.time() < deadline and proc.poll() is None:
+        if gen_file.is_file() and gen_file.read_text().count("\n") >= 1:
+            proc.send_signal(signal.SIGKILL)
+            break
+        time.sleep(0.05)
+    proc.wait()
+    killed = json.loads((out / "ric_state.json").read_text())["done"]
+    lines_at_kill = gen_file.read_text().count("\n")
+    log_at_kill = (root / "scored.log").read_text().splitlines()
+    done = subprocess.run(cmd, env=env, cwd=Path(__file__).parent.parent, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    return {"out": out, "killed_state": killed, "lines_at_kill": lines_at_kill, "log_at_kill": log_at_kill,
+            "log": (root / "scored.log").read_text().splitlines(), "stdout": done.stdout}  # fmt: skip
+
+
+def test_kill_during_online_stage_resumes_without_rescoring(ric_run):
+    out = ric_run["out"]
+    assert ric_run["killed_state"] == ["score", "offline"]  # killed inside online iteration 1
+    assert 0 < ric_run["lines_at_kill"] < 96
+    assert "offline SFT done" not in ric_run["stdout"]  # the offline stage was not redone
+    gens = [json.loads(x) for x in (out / "online_1" / "generations.rank0.jsonl").read_text().splitlines()]
+    assert sorted(g["i"] for g in gens) == list(range(96))  # each planned generation exactly once
+    # every (prompt, response) scored once: the 800 offline samples before the kill, the generations after
+    assert len(ric_run["log_at_kill"]) == 800
+    assert len(ric_run["log"]) == 800 + 96
+    assert json.loads((out / "ric_state.json").read_text())["done"][-1] == "export"
+    manifest = json.loads((out / "pluralign.json").read_text())
+    assert manifest["method"] == "ric" and manifest["objectives"] == ["sentiment", "conciseness"]
+    assert (out / "model.safetensors").is_file() and not list(out.glob("*.bin"))
+
+
+def test_mors_buffer_follows_the_filter(ric_run):
+    out = ric_run["out"]
+    accepted = [json.loads(x) for x in (out / "online_1" / "accepted.jsonl").read_text().splitlines()]
+    z = np.array([a["z"] for a in accepted])
+    assert 0 < len(accepted) < 96
+    # hindsight relabelling: the tags are the rewards the generation actually obtained
+    lengths = np.array([-len(a["response"].split()) for a in accepted])
+    stats = json.loads((out / "objectives.json").read_text())["stats"]["conciseness"]
+    np.testing.assert_allclose(z[:, 1], (lengths - stats["mean"]) / stats["std"], atol=1e-6)
+
+
+def test_steering_moves_each_objective_towards_its_weight(ric_run, tiny_world):
+    import torch
+
+    policy = load_policy(ric_run["out"])
+    prompts = tiny_world.eval_prompts
+    means = {}
+    for w in ([1.0, 0.0], [0.0, 1.0]):
+        torch.manual_seed(0)
+        texts = policy.generate(prompts, preference=w, max_new_tokens=40, do_sample=True, top_p=0.9, temperature=0.7)
+        s = tiny_world.objectives.score(prompts, texts)
+        means[tuple(w)] = (np.mean(s["sentiment"]), np.mean(s["conciseness"]))
+    pro_sentiment, pro_concise = means[(1.0, 0.0)], means[(0.0, 1.0)]
+    assert pro_sentiment[0] > pro_concise[0] + 0.2
+    assert pro_concise[1] > pro_sentiment[1] + 3  # at least 3 words shorter on average
+    assert len(preference_grid(2)) == 11
