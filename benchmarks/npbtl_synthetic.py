@@ -18,7 +18,7 @@ import torch
 
 from pluralign.methods.btl.model import BTL
 from pluralign.methods.npbtl.modules import NPBTL, NPConfig
-from pluralign.methods.npbtl.synthetic import synthetic_users
+from pluralign.methods.npbtl.synthetic import oracle_accuracy, synthetic_users
 from pluralign.methods.npbtl.training import TaskSampler, accuracy_by_context_size, train_tasks
 
 KS = [0, 1, 3, 5, 10]
@@ -38,11 +38,13 @@ def run(steps: int, btl_steps: int, batch_size: int, lr: float, repeats: int, se
     train_seconds = time.perf_counter() - start
     acc_np = accuracy_by_context_size(npbtl, data["test"], KS, repeats=repeats, seed=seed)
     acc_btl = accuracy_by_context_size(btl, data["test"], KS, repeats=repeats, seed=seed)
+    oracle = oracle_accuracy(data["test"], KS, repeats=repeats, seed=seed)
     return {
         "k": KS,
         "btl": [round(acc_btl[k], 2) for k in KS],
         "npbtl": [round(acc_np[k], 2) for k in KS],
         "paper": PAPER,
+        "bayes_optimal": [round(oracle[k], 2) for k in KS],
         "train_seconds": round(train_seconds, 1),
         "npbtl_train_seconds": round(np_stats["train_seconds"], 1),
         "btl_train_seconds": round(btl_stats["train_seconds"], 1),
@@ -63,8 +65,8 @@ def run(steps: int, btl_steps: int, batch_size: int, lr: float, repeats: int, se
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, help="write the results as JSON here")
-    ap.add_argument("--steps", type=int, default=200, help="NP-BTL steps of 64 tasks (the paper ran 750 with a sampled latent)")
-    ap.add_argument("--btl_steps", type=int, default=250)
+    ap.add_argument("--steps", type=int, default=300, help="NP-BTL steps of 64 tasks (the paper ran 750 with a sampled latent)")
+    ap.add_argument("--btl_steps", type=int, default=100)
     ap.add_argument("--batch_size", type=int, default=64, help="tasks per batch")
     ap.add_argument("--lr", type=float, default=1e-4)
     ap.add_argument("--hidden", type=int, default=256)
@@ -74,10 +76,11 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     res = run(args.steps, args.btl_steps, args.batch_size, args.lr, args.repeats, args.seed, args.hidden)
-    print(f"{'k':>4} | {'BTL':>6} {'paper':>6} | {'NP-BTL':>6} {'paper':>6}")
+    print(f"{'k':>4} | {'BTL':>6} {'paper':>6} | {'NP-BTL':>6} {'paper':>6} | {'Bayes':>6}")
     for i, k in enumerate(res["k"]):
         print(
             f"{k:>4} | {res['btl'][i]:6.1f} {PAPER['btl'][i]:6.1f} | {res['npbtl'][i]:6.1f} {PAPER['npbtl'][i]:6.1f}"
+            f" | {res['bayes_optimal'][i]:6.1f}"
         )
     print(f"training: {res['train_seconds']:.1f} s on {res['settings']['threads']} threads")
     if args.out:

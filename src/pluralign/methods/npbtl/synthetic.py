@@ -37,3 +37,28 @@ def synthetic_users(n_pairs: int = 20000, seed: int = 0) -> dict[str, dict[str, 
             m = split == s
             out[s][f"type{user_type}"] = UserPairs(torch.from_numpy(chosen[m]), torch.from_numpy(rejected[m]))
     return out
+
+
+def oracle_accuracy(
+    users: dict[str, UserPairs], ks: list[int], repeats: int = 1000, num_targets: int = 20, seed: int = 0
+) -> dict[int, float]:
+    """Bayes-optimal accuracy (%) given k context choices, by the protocol of ``accuracy_by_context_size``.
+
+    The oracle knows both reward functions: the posterior keeps the types consistent with every context
+    choice, and a target is predicted by the posterior vote (a tie counts as half right).
+    """
+    rng = np.random.default_rng(seed)
+    out: dict[int, float] = {}
+    for k in ks:
+        scores = []
+        for u in users.values():
+            c, r = u.chosen[:, 0].numpy(), u.rejected[:, 0].numpy()
+            prefers = np.stack([reward(c, t) > reward(r, t) for t in (0, 1)])  # (2, n): type t agrees
+            for _ in range(repeats):
+                idx = rng.permutation(len(c))[: k + num_targets]
+                ctx, tgt = idx[:k], idx[k:]
+                posterior = prefers[:, ctx].all(axis=1).astype(float)
+                vote = (posterior[:, None] * prefers[:, tgt]).sum(0) / posterior.sum()
+                scores.append(np.where(vote > 0.5, 1.0, np.where(vote == 0.5, 0.5, 0.0)).mean())
+        out[k] = 100.0 * float(np.mean(scores))
+    return out

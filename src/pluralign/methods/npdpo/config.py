@@ -45,6 +45,9 @@ class NPDPOConfig(trl.DPOConfig):
     lora_target_modules: list[str] | None = field(default=None, metadata={"help": "default: q/v projections"})
     beta: float = field(default=0.05, metadata={"help": "DPO beta (the NP-DPO paper: 0.05)"})
     learning_rate: float = field(default=1e-4, metadata={"help": "learning rate of the LM (LoRA), FiLM and encoder"})
+    np_learning_rate: float | None = field(
+        default=None, metadata={"help": "learning rate of the context encoder and FiLM (default: learning_rate)"}
+    )
     precompute_ref_log_probs: bool = field(
         default=True, metadata={"help": "reference log-probs once before training (the reference is unconditioned)"}
     )

@@ -47,6 +47,19 @@ class NPDPOTrainer(DPOTrainer):
         self.model.add_module("npdpo_context_encoder", context_encoder)
         self.model.add_module("npdpo_film", film)
 
+    def create_optimizer(self, model=None) -> torch.optim.Optimizer:
+        """TRL's optimiser; the NP modules get their own learning rate when ``np_learning_rate`` is set."""
+        optimizer = super().create_optimizer(model) if model is not None else super().create_optimizer()
+        lr = getattr(self.args, "np_learning_rate", None)
+        if lr is None:
+            return optimizer
+        np_params = [p for m in (self.context_encoder, self.film) for p in m.parameters() if p.requires_grad]
+        np_ids = {id(p) for p in np_params}
+        for group in optimizer.param_groups:
+            group["params"] = [p for p in group["params"] if id(p) not in np_ids]
+        optimizer.add_param_group({"params": np_params, "lr": lr, "weight_decay": 0.0})
+        return optimizer
+
     def _set_signature_columns_if_needed(self) -> None:
         super()._set_signature_columns_if_needed()
         if CONTEXT_COLUMN not in self._signature_columns:
