@@ -19,6 +19,7 @@ import asyncio
 import json
 import os
 import platform
+import random
 import subprocess
 import sys
 import time
@@ -124,11 +125,13 @@ def main() -> int:
         model, prompts = demo_model(Path(args.work), Path(args.world) if args.world else None)
     policy = load_policy(model)
     grid = preference_grid(len(policy.objectives))
+    pairs = [(p, w) for p in prompts for w in grid]
+    random.Random(0).shuffle(pairs)  # distinct (prompt, preference) pairs first, in a mixed order
     jobs = []
     for i in range(args.requests):
-        weights = grid[i % len(grid)]
-        jobs.append({"prompt": prompts[(i // len(grid) + i) % len(prompts)], "max_tokens": args.max_tokens,
-                     "temperature": 0, "preference": dict(zip(policy.objectives, weights))})  # fmt: skip
+        prompt, weights = pairs[i % len(pairs)]
+        jobs.append({"prompt": prompt, "max_tokens": args.max_tokens, "temperature": 0,
+                     "preference": dict(zip(policy.objectives, weights))})  # fmt: skip
 
     print(f"expected answers: {len(jobs)} requests generated one at a time in-process ...", flush=True)
     t = time.perf_counter()
