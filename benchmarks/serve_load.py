@@ -187,6 +187,7 @@ def main() -> int:
         "machine": os.environ.get("PLURALIGN_MACHINE", f"{os.cpu_count()}-core CPU"),
         "platform": platform.platform(),
         "date": time.strftime("%Y-%m-%d"),
+        "load_average_1min": os.getloadavg()[0],  # other work sharing the cores makes every figure slower
         "model": str(model),
         "max_tokens": args.max_tokens,
         "batch_window_ms": args.batch_window_ms,
