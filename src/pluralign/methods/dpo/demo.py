@@ -16,7 +16,7 @@ def demo_settings(world: Any) -> dict[str, Any]:
     """DPO settings the demo's DPO-family methods share (tiny model, CPU, a few minutes)."""
     return dict(
         model_name_or_path=world.base_model,
-        learning_rate=5e-4,
+        learning_rate=1e-4,  # 5e-4 degenerates the tiny model's generations (benchmarks/spo_retention.py)
         lr_scheduler_type="cosine",
         warmup_steps=5,
         per_device_train_batch_size=16,
