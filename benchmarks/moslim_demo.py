@@ -50,6 +50,7 @@ def main() -> None:
     parser.add_argument("--ric", action="store_true", help="also train RiC's demo on the same world and time it")
     parser.add_argument("--max_steps", type=int, default=None, help="override the demo's GRPO steps")
     parser.add_argument("--algorithm", default=None, help="grpo (demo default) | rloo | online_dpo")
+    parser.add_argument("--set", nargs="*", default=[], help="more RL overrides as key=JSON, e.g. learning_rate=3e-4")
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -65,6 +66,9 @@ def main() -> None:
     overrides: dict[str, Any] = {}
     if args.max_steps:
         overrides["max_steps"] = args.max_steps
+    for item in args.set:
+        key, _, value = item.partition("=")
+        overrides[key] = json.loads(value)
     if args.algorithm and args.algorithm != "grpo":
         overrides["algorithm"] = args.algorithm
 

@@ -62,3 +62,17 @@ def test_template_errors_name_the_problem():
         PreferenceTemplate(NAMES, [5, 5], level_format="{max}")
     with pytest.raises(ConfigError, match="outside 0..4"):
         PreferenceTemplate(NAMES, [5, 5]).render([5, 0])
+
+
+def test_level_names_render_words_and_parse_back():
+    names = {"sentiment": ["awful", "fine", "great"], "conciseness": ["long", "medium", "short"]}
+    t = PreferenceTemplate(NAMES, [3, 3], level_names=names)
+    steered = t.apply("Review the lamp.", [2, 0])
+    assert steered == "Review the lamp. [sentiment=great conciseness=long]"
+    assert t.parse(steered) == ("Review the lamp.", [2, 0])
+    assert t.parse(t.apply("x", [None, 2])) == ("x", [None, 2])
+    assert PreferenceTemplate.from_dict(t.to_dict()).render([0, 1]) == " [sentiment=awful conciseness=medium]"
+    with pytest.raises(ConfigError, match=r"level_names\['sentiment'\] must hold 3 distinct"):
+        PreferenceTemplate(NAMES, [3, 3], level_names={"sentiment": ["bad", "good"]})
+    with pytest.raises(ConfigError, match="not an objective"):
+        PreferenceTemplate(NAMES, [3, 3], level_names={"tone": ["a", "b", "c"]})

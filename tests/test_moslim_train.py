@@ -67,6 +67,21 @@ def test_sampled_training_prompts_carry_targets_and_masks():
     assert sample_targets(random.Random(0), [5, 5], 0.0).count(None) == 0
 
 
+def test_preference_sampling_gives_the_levels_inference_asks_for():
+    import random
+
+    from pluralign.methods.moslim.mapping import preference_to_levels
+
+    rng = random.Random(0)
+    drawn = [sample_targets(rng, [5, 5], 0.0, sampling="preference") for _ in range(300)]
+    assert all(a + b in (3, 4, 5) for a, b in drawn)  # linear map of w and 1 - w: levels add up to about 4
+    assert {a for a, _ in drawn} == {0, 1, 2, 3, 4}
+    grid_levels = {tuple(preference_to_levels([w / 10, 1 - w / 10], [5, 5])) for w in range(11)}
+    assert grid_levels <= {tuple(t) for t in drawn}
+    with pytest.raises(ConfigError, match="target_sampling"):
+        sample_targets(rng, [5, 5], 0.0, sampling="zipf")
+
+
 def test_template_must_match_reward_model_heads(trained_rm):  # noqa: F811
     scorer = MultiHeadRewardScorer(trained_rm)
     with pytest.raises(ConfigError, match="differ from the template"):

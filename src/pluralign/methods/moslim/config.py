@@ -35,11 +35,21 @@ class MoslimArguments:
     unspecified_probability: float = field(
         default=0.25, metadata={"help": "chance that an objective is left unspecified (masked) in a training prompt"}
     )
+    target_sampling: str = field(
+        default="uniform",
+        metadata={"help": "intensities per training prompt: uniform (independent levels) | preference (w ~ simplex)"},
+    )
     template: str | None = field(
         default=None,
         metadata={"help": "preference block with one {objective} slot each (default ' [a={a} b={b}]')"},
     )
     level_format: str = field(default="{level}/{max}", metadata={"help": "how a slot shows an intensity"})
+    level_names: str | None = field(
+        default=None,
+        metadata={
+            "help": 'JSON {objective: [one word per class]} shown instead of level_format, e.g. {"tone": ["cold", "warm"]}'
+        },
+    )
     unspecified: str = field(default="any", metadata={"help": "what a slot shows for an unspecified objective"})
     response_marker: str | None = field(
         default="\n\nAssistant:", metadata={"help": "insert the block before this marker when a prompt ends with it"}
@@ -66,8 +76,27 @@ class MoslimArguments:
             )
         if not 0.0 <= self.unspecified_probability < 1.0:
             raise ConfigError(f"unspecified_probability must be in [0, 1), got {self.unspecified_probability}")
+        if self.target_sampling not in ("uniform", "preference"):
+            raise ConfigError(f"target_sampling {self.target_sampling!r} is not one of uniform, preference")
+        self.level_names_dict()
         if self.preferences_per_prompt < 1:
             raise ConfigError("preferences_per_prompt must be >= 1")
+
+    def level_names_dict(self) -> dict[str, list[str]] | None:
+        """``level_names`` parsed (YAML may give a mapping directly, flags give JSON)."""
+        import json
+
+        if not self.level_names:
+            return None
+        if isinstance(self.level_names, dict):
+            return {k: list(v) for k, v in self.level_names.items()}
+        try:
+            value = json.loads(self.level_names)
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"level_names is not valid JSON: {exc.msg}") from exc
+        if not isinstance(value, dict):
+            raise ConfigError('level_names must be a JSON object, e.g. {"tone": ["cold", "warm"]}')
+        return value
 
     def cpu_precision(self) -> None:
         """TRL turns ``bf16=None`` into True, which fails without a GPU: keep fp32 there (explicit values stay)."""

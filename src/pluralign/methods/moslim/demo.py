@@ -26,7 +26,10 @@ DEMO_BACKBONE = {
     "intermediate_size": 128,
     "max_position_embeddings": 128,
 }
-DEMO_CLASSES = 5
+DEMO_CLASSES = 3
+# The tiny base model was pretrained on reviews only: it knows these words, not what "2/2" means, so the
+# preference block reads " [sentiment=great conciseness=short]" (MOSLIM assumes a policy that can read it).
+DEMO_LEVEL_NAMES = {"sentiment": ["awful", "fine", "great"], "conciseness": ["long", "medium", "short"]}
 
 
 def demo_reward_config(world: DemoWorld, output_dir: Path) -> MultiHeadRewardConfig:
@@ -39,7 +42,7 @@ def demo_reward_config(world: DemoWorld, output_dir: Path) -> MultiHeadRewardCon
         backbone_config_overrides=json.dumps(DEMO_BACKBONE),
         input_format="response",
         max_length=96,
-        num_train_epochs=4.0,
+        num_train_epochs=3.0,
         learning_rate=2e-3,
         warmup_steps=20,
         lr_scheduler_type="cosine",
@@ -63,15 +66,18 @@ def demo_rl_config(
         preferences_per_prompt=40,
         unspecified_probability=0.1,
         response_marker=None,
+        level_names=json.dumps(DEMO_LEVEL_NAMES),
+        target_sampling="preference",
         stats="head",
-        max_steps=120,
-        per_device_train_batch_size=32,
+        max_steps=100,
+        per_device_train_batch_size=64,
         num_generations=8,
         max_completion_length=world.generation_kwargs["max_new_tokens"],
         temperature=1.0,
         learning_rate=1e-3,
         lr_scheduler_type="constant",
         beta=0.0,
+        gradient_checkpointing=False,  # checkpointing turns the KV cache off: generation gets ~3x slower
         logging_steps=10,
         disable_tqdm=True,
         use_cpu=True,

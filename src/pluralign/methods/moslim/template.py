@@ -2,7 +2,9 @@
 
 A template is a format string with one ``{objective}`` slot per objective, e.g. the default
 ``" [sentiment={sentiment} conciseness={conciseness}]"``; a slot renders as ``level_format``
-(``"3/4"``: level 3 of a 0-4 scale) or as ``unspecified`` (``"any"``) when the objective is masked out.
+(``"3/4"``: level 3 of a 0-4 scale), or as a word from ``level_names`` (e.g. ``["awful", "fine", "great"]``
+for a 3-class head: words a small pretrained LM already knows are easier to follow than digits), or as
+``unspecified`` (``"any"``) when the objective is masked out.
 The block is inserted right before the response marker when the prompt ends with one, else appended
 (conversational prompts: appended to the last user message). :meth:`PreferenceTemplate.parse` reads the
 targets back and removes the block, so the reward is a function of the visible prompt alone and works
@@ -39,6 +41,7 @@ class PreferenceTemplate:
     level_format: str = "{level}/{max}"
     unspecified: str = "any"
     response_marker: str | None = "\n\nAssistant:"
+    level_names: dict[str, list[str]] | None = None
     _pattern: re.Pattern = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -55,6 +58,14 @@ class PreferenceTemplate:
             )
         if not self.unspecified:
             raise ConfigError("unspecified must be a non-empty word, e.g. 'any'")
+        for name, words in (self.level_names or {}).items():
+            if name not in self.objectives:
+                raise ConfigError(f"level_names has an entry for {name!r}, which is not an objective {self.objectives}")
+            k = self.num_classes[self.objectives.index(name)]
+            if len(words) != k or len(set(words)) != k or self.unspecified in words or not all(words):
+                raise ConfigError(
+                    f"level_names[{name!r}] must hold {k} distinct non-empty words (one per class), other than {self.unspecified!r}"
+                )
         slots = [n for _, n in _fields(self.template, "template") if n is not None]
         for name in self.objectives:
             if name not in slots:
@@ -82,7 +93,12 @@ class PreferenceTemplate:
             regex += re.escape(lit)
             if name is not None:
                 i = self.objectives.index(name)
-                level = level_re.replace("{LEVEL}", f"(?P<l{i}>\\d+)")
+                words = (self.level_names or {}).get(name)
+                if words:
+                    alternatives = "|".join(re.escape(w) for w in sorted(words, key=len, reverse=True))
+                    level = f"(?P<w{i}>{alternatives})"
+                else:
+                    level = level_re.replace("{LEVEL}", f"(?P<l{i}>\\d+)")
                 regex += f"(?:{level}|(?P<u{i}>{re.escape(self.unspecified)}))"
         return re.compile(regex)
 
@@ -97,7 +113,8 @@ class PreferenceTemplate:
                 continue
             if not 0 <= int(t) < k:
                 raise ConfigError(f"intensity {t} for objective {name!r} is outside 0..{k - 1}")
-            values[name] = self.level_format.format(level=int(t), max=k - 1)
+            words = (self.level_names or {}).get(name)
+            values[name] = words[int(t)] if words else self.level_format.format(level=int(t), max=k - 1)
         return self.template.format(**values)
 
     def apply(self, prompt: Any, targets: Sequence[int | None]) -> Any:
@@ -129,9 +146,14 @@ class PreferenceTemplate:
             return prompt, [None] * len(self.objectives)
         m = matches[-1]
         targets: list[int | None] = []
-        for i in range(len(self.objectives)):
-            level = m.group(f"l{i}")
-            targets.append(int(level) if level is not None else None)
+        for i, name in enumerate(self.objectives):
+            words = (self.level_names or {}).get(name)
+            if words:
+                word = m.group(f"w{i}")
+                targets.append(words.index(word) if word is not None else None)
+            else:
+                level = m.group(f"l{i}")
+                targets.append(int(level) if level is not None else None)
         return prompt[: m.start()] + prompt[m.end() :], targets
 
     def to_dict(self) -> dict[str, Any]:
@@ -142,6 +164,7 @@ class PreferenceTemplate:
             "level_format": self.level_format,
             "unspecified": self.unspecified,
             "response_marker": self.response_marker,
+            "level_names": self.level_names,
         }
 
     @classmethod

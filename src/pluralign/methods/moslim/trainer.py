@@ -21,16 +21,38 @@ import numpy as np
 from pluralign.data.loading import prompt_text, response_text
 from pluralign.errors import ConfigError, DataError
 from pluralign.manifest import Manifest
-from pluralign.methods.moslim.mapping import RewardMapping
+from pluralign.methods.moslim.mapping import RewardMapping, preference_to_levels
 from pluralign.methods.moslim.template import PreferenceTemplate
 from pluralign.methods.multihead.reward_model import MultiHeadRewardScorer
 
 RUN_FILE = "moslim_run.json"
 
 
-def sample_targets(rng: random.Random, num_classes: Sequence[int], unspecified_probability: float) -> list[int | None]:
-    """Uniform intensity per objective; each left unspecified with the given chance (never all of them)."""
-    targets: list[int | None] = [rng.randrange(k) for k in num_classes]
+TARGET_SAMPLINGS = ("uniform", "preference")
+
+
+def sample_targets(
+    rng: random.Random,
+    num_classes: Sequence[int],
+    unspecified_probability: float,
+    sampling: str = "uniform",
+    preference_mapping: str = "linear",
+) -> list[int | None]:
+    """Intensity targets for one training prompt; each objective left unspecified with the given chance
+    (never all of them).
+
+    ``uniform``: every objective's level independently uniform (any combination, the paper's setting);
+    ``preference``: a preference w drawn uniformly from the simplex and mapped to levels exactly as
+    :meth:`MoslimPolicy.generate` maps a user's preference, so training covers the requests inference makes.
+    """
+    if sampling == "uniform":
+        targets: list[int | None] = [rng.randrange(k) for k in num_classes]
+    elif sampling == "preference":
+        cuts = sorted(rng.random() for _ in range(len(num_classes) - 1))
+        weights = [b - a for a, b in zip([0.0, *cuts], [*cuts, 1.0])]  # uniform on the simplex
+        targets = list(preference_to_levels(weights, num_classes, preference_mapping))
+    else:
+        raise ConfigError(f"target_sampling {sampling!r} is not one of {', '.join(TARGET_SAMPLINGS)}")
     masked = [rng.random() < unspecified_probability for _ in num_classes]
     if all(masked):
         masked[rng.randrange(len(masked))] = False
@@ -43,13 +65,16 @@ def preference_prompts(
     per_prompt: int,
     unspecified_probability: float,
     seed: int = 0,
+    sampling: str = "uniform",
+    preference_mapping: str = "linear",
 ) -> list[Any]:
     """``per_prompt`` rows per prompt, each with its own sampled targets written into the prompt."""
     rng = random.Random(seed)
     rows = []
     for p in prompts:
         for _ in range(per_prompt):
-            rows.append(template.apply(p, sample_targets(rng, template.num_classes, unspecified_probability)))
+            targets = sample_targets(rng, template.num_classes, unspecified_probability, sampling, preference_mapping)
+            rows.append(template.apply(p, targets))
     rng.shuffle(rows)
     return rows
 
@@ -100,6 +125,7 @@ def build_template(config: Any, scorer: MultiHeadRewardScorer) -> PreferenceTemp
         level_format=config.level_format,
         unspecified=config.unspecified,
         response_marker=config.response_marker,
+        level_names=config.level_names_dict(),
     )
 
 
@@ -162,7 +188,13 @@ def train_moslim(config: Any, prompts: Sequence[Any] | None = None, progress: Ca
     if not prompts:
         raise DataError("no training prompts; give a dataset with a prompt column")
     rows = preference_prompts(
-        prompts, template, config.preferences_per_prompt, config.unspecified_probability, config.seed
+        prompts,
+        template,
+        config.preferences_per_prompt,
+        config.unspecified_probability,
+        config.seed,
+        config.target_sampling,
+        config.preference_mapping,
     )
 
     tokenizer = AutoTokenizer.from_pretrained(start)
