@@ -26,10 +26,18 @@ MARGIN_LOSS_TYPES = ("sigmoid", "hinge", "robust", "exo_pair", "discopop")
 class MarginDPOTrainer(DPOTrainer):
     """TRL's DPOTrainer whose train/eval datasets may hold a per-pair ``margin`` column."""
 
-    def __init__(self, model: Any, args: Any = None, train_dataset: Any = None, **kwargs: Any) -> None:
-        if train_dataset is not None and MARGIN_COLUMN in train_dataset.column_names:
+    def __init__(
+        self,
+        model: Any,
+        ref_model: Any = None,
+        args: Any = None,
+        data_collator: Any = None,
+        train_dataset: Any = None,
+        **kwargs: Any,
+    ) -> None:
+        if MARGIN_COLUMN in (getattr(train_dataset, "column_names", None) or []):
             check_margin_args(args)
-        super().__init__(model=model, args=args, train_dataset=train_dataset, **kwargs)
+        super().__init__(model, ref_model, args, data_collator, train_dataset, **kwargs)
 
     def _precompute_ref_logps(self, dataset, name: str, batch_size: int):
         """TRL's precomputation, then the margin folded into the chosen reference log-probability."""

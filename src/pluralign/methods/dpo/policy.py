@@ -12,7 +12,8 @@ from pluralign.steering import Choice, PreferenceLike, SteerablePolicy
 
 
 class UnsteeredPolicy(SteerablePolicy):
-    """Generates with one fixed model; a preference is validated against its dimensions, then ignored."""
+    """Generates with one fixed model: a preference is validated against its dimensions, then (like a
+    context) ignored, so evaluation over a preference grid shows the method as one point."""
 
     def __init__(
         self,
