@@ -109,3 +109,27 @@ def test_trainer_reward_is_the_scalarised_formula(trained):
     got = trainer.reward_funcs[0](prompts=prompts, completions=completions)
     assert np.allclose(got, expected, atol=1e-9)
     assert not np.allclose(got, [sum(x) / 2 for x in zip(*objectives.zscores(raw).T)], atol=1e-3)
+
+
+def test_demo_hook_trains_a_loadable_grid_with_overrides(trained, tmp_path):
+    """``train_on_demo`` takes the world's start model, objectives and prompts; overrides shrink the run."""
+    from types import SimpleNamespace
+
+    from pluralign.methods.morlhf.demo import train_on_demo
+    from pluralign.objectives import ObjectiveSet
+
+    start, out, corpus, _ = trained
+    objectives = ObjectiveSet.from_specs(["sentiment", "conciseness"])
+    objectives.fit_stats(objectives.score([s["prompt"] for s in corpus], [s["response"] for s in corpus]))
+    world = SimpleNamespace(
+        base_model=str(start), objectives=objectives, train=corpus, generation_kwargs={"max_new_tokens": 6}
+    )
+    messages = []
+    model_dir = train_on_demo(
+        world, tmp_path / "demo", messages.append, grid_points=1, max_steps=1,
+        per_device_train_batch_size=4, num_generations=2,
+    )  # fmt: skip
+    policy = load_policy(model_dir, device="cpu")
+    assert policy.method == "morlhf" and len(policy.run_dirs) == 2
+    assert sum("RLOO for 1 steps" in m for m in messages) == 2
+    assert json.loads((model_dir / "runs" / "w_1.000_0.000" / "pluralign_run.json").read_text())["steps"] == 1
