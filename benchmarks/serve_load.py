@@ -51,9 +51,24 @@ def demo_model(work: Path, world_dir: Path | None = None) -> tuple[Path, list[st
 
 
 def start_server(model: Path, port: int, args: argparse.Namespace) -> subprocess.Popen:
-    cmd = [sys.executable, "-m", "pluralign.cli", "serve", "--model", str(model), "--port", str(port),
-           "--batch_window_ms", str(args.batch_window_ms), "--max_batch_size", str(args.max_batch_size),
-           "--max_tokens_limit", str(max(args.max_tokens, 64)), "--log_level", "warning"]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "pluralign.cli",
+        "serve",
+        "--model",
+        str(model),
+        "--port",
+        str(port),
+        "--batch_window_ms",
+        str(args.batch_window_ms),
+        "--max_batch_size",
+        str(args.max_batch_size),
+        "--max_tokens_limit",
+        str(max(args.max_tokens, 64)),
+        "--log_level",
+        "warning",
+    ]
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     deadline = time.monotonic() + 180
@@ -91,7 +106,12 @@ async def run_clients(base: str, jobs: list[dict], clients: int) -> tuple[float,
                 text = r.json()["choices"][0]["text"] if ok else None
                 results[i] = {"ok": ok, "status": r.status_code, "text": text, "latency": time.perf_counter() - t}
             except httpx.HTTPError as exc:
-                results[i] = {"ok": False, "status": type(exc).__name__, "text": None, "latency": time.perf_counter() - t}
+                results[i] = {
+                    "ok": False,
+                    "status": type(exc).__name__,
+                    "text": None,
+                    "latency": time.perf_counter() - t,
+                }
 
     limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
     async with httpx.AsyncClient(base_url=base, timeout=600, limits=limits) as http:
@@ -130,8 +150,14 @@ def main() -> int:
     jobs = []
     for i in range(args.requests):
         prompt, weights = pairs[i % len(pairs)]
-        jobs.append({"prompt": prompt, "max_tokens": args.max_tokens, "temperature": 0,
-                     "preference": dict(zip(policy.objectives, weights))})  # fmt: skip
+        jobs.append(
+            {
+                "prompt": prompt,
+                "max_tokens": args.max_tokens,
+                "temperature": 0,
+                "preference": dict(zip(policy.objectives, weights)),
+            }
+        )
 
     print(f"expected answers: {len(jobs)} requests generated one at a time in-process ...", flush=True)
     t = time.perf_counter()
@@ -140,8 +166,9 @@ def main() -> int:
     for job in jobs:
         key = (job["prompt"], tuple(job["preference"].values()))
         if key not in cache:
-            cache[key] = policy.generate([job["prompt"]], preference=job["preference"],
-                                         max_new_tokens=args.max_tokens, do_sample=False)[0]  # fmt: skip
+            cache[key] = policy.generate(
+                [job["prompt"]], preference=job["preference"], max_new_tokens=args.max_tokens, do_sample=False
+            )[0]
         expected.append(cache[key])
     unbatched_s = time.perf_counter() - t
     distinct = len({(j["prompt"], tuple(j["preference"].values())) for j in jobs})
@@ -158,29 +185,35 @@ def main() -> int:
             after = httpx.get(base + "/health").json()["batcher"]
             lat = np.array([r["latency"] for r in results]) * 1000
             calls = after["generate_calls"] - before["generate_calls"]
-            rows.append({
-                "clients": clients,
-                "requests": len(jobs),
-                "requests_per_s": len(jobs) / wall,
-                "p50_ms": float(np.percentile(lat, 50)),
-                "p99_ms": float(np.percentile(lat, 99)),
-                "errors": sum(not r["ok"] for r in results),
-                "mismatches": sum(r["text"] != e for r, e in zip(results, expected)),
-                "generate_calls": calls,
-                "mean_batch": (after["requests"] - before["requests"]) / max(calls, 1),
-                "wall_s": wall,
-            })  # fmt: skip
+            rows.append(
+                {
+                    "clients": clients,
+                    "requests": len(jobs),
+                    "requests_per_s": len(jobs) / wall,
+                    "p50_ms": float(np.percentile(lat, 50)),
+                    "p99_ms": float(np.percentile(lat, 99)),
+                    "errors": sum(not r["ok"] for r in results),
+                    "mismatches": sum(r["text"] != e for r, e in zip(results, expected)),
+                    "generate_calls": calls,
+                    "mean_batch": (after["requests"] - before["requests"]) / max(calls, 1),
+                    "wall_s": wall,
+                }
+            )
     finally:
         proc.terminate()
         proc.wait(30)
 
-    print(f"\nmodel {model} · {len(jobs)} greedy requests, max_tokens {args.max_tokens}, "
-          f"{distinct} distinct (prompt, preference) pairs · batch window {args.batch_window_ms} ms")  # fmt: skip
+    print(
+        f"\nmodel {model} · {len(jobs)} greedy requests, max_tokens {args.max_tokens}, "
+        f"{distinct} distinct (prompt, preference) pairs · batch window {args.batch_window_ms} ms"
+    )
     head = f"{'clients':>7} {'req/s':>7} {'p50 ms':>8} {'p99 ms':>8} {'errors':>6} {'mismatch':>8} {'calls':>6} {'mean batch':>10}"
     print(head)
     for r in rows:
-        print(f"{r['clients']:>7} {r['requests_per_s']:>7.2f} {r['p50_ms']:>8.0f} {r['p99_ms']:>8.0f} {r['errors']:>6} "
-              f"{r['mismatches']:>8} {r['generate_calls']:>6} {r['mean_batch']:>10.1f}")  # fmt: skip
+        print(
+            f"{r['clients']:>7} {r['requests_per_s']:>7.2f} {r['p50_ms']:>8.0f} {r['p99_ms']:>8.0f} {r['errors']:>6} "
+            f"{r['mismatches']:>8} {r['generate_calls']:>6} {r['mean_batch']:>10.1f}"
+        )
     print(f"in-process, one request at a time, no server: {len(cache) / unbatched_s:.2f} req/s")
     result = {
         "benchmark": "serve_load",

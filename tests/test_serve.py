@@ -104,8 +104,12 @@ def test_completion_is_steered_by_its_preference_and_has_openai_shape():
 def test_chat_completion_shape_and_list_preference():
     async def go():
         async with make_client(EchoPolicy()) as c:
-            body = {"model": "tiny", "messages": [{"role": "user", "content": "how are you"}],
-                    "max_completion_tokens": 5, "preference": [1.0, 0.0]}  # fmt: skip
+            body = {
+                "model": "tiny",
+                "messages": [{"role": "user", "content": "how are you"}],
+                "max_completion_tokens": 5,
+                "preference": [1.0, 0.0],
+            }
             return (await c.post("/v1/chat/completions", json=body)).json()
 
     out = run(go())
@@ -174,9 +178,14 @@ def _sse_events(text: str) -> list:
 def test_chat_streaming_sends_openai_chunks_that_add_up_to_the_full_text():
     async def go():
         async with make_client(EchoPolicy()) as c:
-            body = {"model": "tiny", "messages": [{"role": "user", "content": "one two three"}], "max_tokens": 7,
-                    "preference": {"sentiment": 0.5, "conciseness": 0.5}, "stream": True,
-                    "stream_options": {"include_usage": True}}  # fmt: skip
+            body = {
+                "model": "tiny",
+                "messages": [{"role": "user", "content": "one two three"}],
+                "max_tokens": 7,
+                "preference": {"sentiment": 0.5, "conciseness": 0.5},
+                "stream": True,
+                "stream_options": {"include_usage": True},
+            }
             plain = {**body, "stream": False}
             streamed = await c.post("/v1/chat/completions", json=body)
             full = (await c.post("/v1/chat/completions", json=plain)).json()
@@ -264,8 +273,10 @@ def test_bad_requests_get_openai_errors_and_the_server_keeps_serving(body, statu
 def test_unknown_objective_error_names_the_model_objectives():
     async def go():
         async with make_client(EchoPolicy()) as c:
-            return await c.post("/v1/chat/completions", json={"messages": [{"role": "user", "content": "x"}],
-                                                               "preference": {"humour": 1.0}})  # fmt: skip
+            return await c.post(
+                "/v1/chat/completions",
+                json={"messages": [{"role": "user", "content": "x"}], "preference": {"humour": 1.0}},
+            )
 
     err = run(go()).json()["error"]
     assert "humour" in err["message"] and "sentiment" in err["message"]
@@ -322,9 +333,18 @@ def test_page_static_files_and_front(tmp_path):
     model_dir = tmp_path / "demo" / "model"
     model_dir.mkdir(parents=True)
     assert find_front(model_dir) is None
-    front = {"objectives": OBJECTIVES, "reference_point": [0, 0],
-             "fronts": [{"method": "echo", "points": [{"preference": [1, 0], "scores": [0.5, -3]}],
-                         "hypervolume": 1.0, "wall_seconds": 1.0}]}  # fmt: skip
+    front = {
+        "objectives": OBJECTIVES,
+        "reference_point": [0, 0],
+        "fronts": [
+            {
+                "method": "echo",
+                "points": [{"preference": [1, 0], "scores": [0.5, -3]}],
+                "hypervolume": 1.0,
+                "wall_seconds": 1.0,
+            }
+        ],
+    }
     (tmp_path / "demo" / "front.json").write_text(json.dumps(front))
     assert find_front(model_dir) == tmp_path / "demo" / "front.json"
 
@@ -371,7 +391,10 @@ def test_vllm_backend_is_optional_and_guarded(monkeypatch):
     assert vb.select_backend(policy, "auto") is policy  # no steered_prompts: stays on transformers
     assert vb.to_sampling_kwargs({"max_new_tokens": 9, "do_sample": False}) == {"max_tokens": 9, "temperature": 0.0}
     assert vb.to_sampling_kwargs({"max_new_tokens": 9, "do_sample": True, "temperature": 0.7, "top_p": 0.9}) == {
-        "max_tokens": 9, "temperature": 0.7, "top_p": 0.9}  # fmt: skip
+        "max_tokens": 9,
+        "temperature": 0.7,
+        "top_p": 0.9,
+    }
     with pytest.raises(ConfigError, match="num_beams"):
         vb.to_sampling_kwargs({"num_beams": 4})
 

@@ -54,10 +54,19 @@ def driver(tmp_path):
     os.environ["SE_OFFLINE"] = "true"  # Selenium Manager must not fetch anything
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
-    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                 "--disable-dev-shm-usage", "--window-size=1280,1000",
-                 f"--user-data-dir={tmp_path / 'chromium-profile'}"):  # fmt: skip
+    for flag in (
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--disable-dev-shm-usage",
+        "--window-size=1280,1000",
+        f"--user-data-dir={tmp_path / 'chromium-profile'}",
+    ):
         options.add_argument(flag)
     drv = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=options)
     drv.set_page_load_timeout(30)
@@ -70,11 +79,24 @@ def test_slider_moves_steer_the_response_compare_and_front(driver, tmp_path):
     from selenium.webdriver.common.keys import Keys
     from selenium.webdriver.support.ui import WebDriverWait
 
-    front = {"objectives": OBJECTIVES, "reference_point": [-1, -10], "fronts": [
-        {"method": "ric", "hypervolume": 3.2, "wall_seconds": 1.0,
-         "points": [{"preference": [w / 10, 1 - w / 10], "scores": [w / 10, -2 - w / 3]} for w in range(11)]},
-        {"method": "sft", "hypervolume": 1.1, "wall_seconds": 1.0,
-         "points": [{"preference": [0.5, 0.5], "scores": [0.3, -4.0]}]}]}  # fmt: skip
+    front = {
+        "objectives": OBJECTIVES,
+        "reference_point": [-1, -10],
+        "fronts": [
+            {
+                "method": "ric",
+                "hypervolume": 3.2,
+                "wall_seconds": 1.0,
+                "points": [{"preference": [w / 10, 1 - w / 10], "scores": [w / 10, -2 - w / 3]} for w in range(11)],
+            },
+            {
+                "method": "sft",
+                "hypervolume": 1.1,
+                "wall_seconds": 1.0,
+                "points": [{"preference": [0.5, 0.5], "scores": [0.3, -4.0]}],
+            },
+        ],
+    }
     front_path = tmp_path / "front.json"
     front_path.write_text(json.dumps(front))
     app = create_app(WeightsPolicy(), ServerSettings(model_name="demo-model"), front_path=front_path)
@@ -106,7 +128,9 @@ def test_slider_moves_steer_the_response_compare_and_front(driver, tmp_path):
         driver.find_element(By.ID, "compare").click()
         wait.until(lambda d: all(c.text != "…" for c in d.find_elements(By.CSS_SELECTOR, "#compare-results .col div")))
         cells = [c.text for c in driver.find_elements(By.CSS_SELECTOR, "#compare-results .col div")]
-        assert cells == [f"the weather today -> sentiment {w:.2f} conciseness {1 - w:.2f}" for w in (0, 0.25, 0.5, 0.75, 1)]
+        assert cells == [
+            f"the weather today -> sentiment {w:.2f} conciseness {1 - w:.2f}" for w in (0, 0.25, 0.5, 0.75, 1)
+        ]
 
         assert driver.find_element(By.ID, "front-view").is_displayed()
         points = driver.find_elements(By.CSS_SELECTOR, "#front-plot circle.point")

@@ -35,11 +35,25 @@ def ric_dir(tmp_path_factory) -> Path:
     build_tiny_gpt(model_dir, tokenizer, n_layer=2, n_embd=32, n_positions=128)
     objectives = ObjectiveSet.from_specs(["sentiment", "conciseness"])
     objectives.fit_stats({"sentiment": [-0.8, -0.2, 0.1, 0.6, 0.9], "conciseness": [-30, -12, -8, -5, -2]})
-    Manifest(method="ric", objectives=objectives.names, stats=objectives.stats_dict(),
-             objective_specs=objectives.specs(), template=TagTemplate().to_dict()).save(model_dir)  # fmt: skip
-    front = {"objectives": objectives.names, "reference_point": [-1, -40],
-             "fronts": [{"method": "ric", "points": [{"preference": [1, 0], "scores": [0.4, -20]}],
-                         "hypervolume": 1.0, "wall_seconds": 1.0}]}  # fmt: skip
+    Manifest(
+        method="ric",
+        objectives=objectives.names,
+        stats=objectives.stats_dict(),
+        objective_specs=objectives.specs(),
+        template=TagTemplate().to_dict(),
+    ).save(model_dir)
+    front = {
+        "objectives": objectives.names,
+        "reference_point": [-1, -40],
+        "fronts": [
+            {
+                "method": "ric",
+                "points": [{"preference": [1, 0], "scores": [0.4, -20]}],
+                "hypervolume": 1.0,
+                "wall_seconds": 1.0,
+            }
+        ],
+    }
     (root / "front.json").write_text(json.dumps(front))
     return model_dir
 
@@ -56,8 +70,16 @@ def test_concurrent_requests_are_batched_and_each_equals_its_own_unbatched_gener
     async def go():
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as c:
             reqs = [
-                c.post("/v1/completions", json={"model": "ric-tiny", "prompt": p, "max_tokens": 12, "temperature": 0,
-                                                "preference": dict(zip(policy.objectives, w))})  # fmt: skip
+                c.post(
+                    "/v1/completions",
+                    json={
+                        "model": "ric-tiny",
+                        "prompt": p,
+                        "max_tokens": 12,
+                        "temperature": 0,
+                        "preference": dict(zip(policy.objectives, w)),
+                    },
+                )
                 for p, w in jobs
             ]
             return await asyncio.gather(*reqs), (await c.get("/health")).json()
@@ -89,8 +111,20 @@ def test_served_model_card_has_objectives_and_front(ric_dir):
 def test_pluralign_serve_command_serves_on_loopback(ric_dir):
     port = free_port()
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "pluralign.cli", "serve", "--model", str(ric_dir), "--port", str(port),
-           "--max_tokens_limit", "16", "--log_level", "warning"]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "pluralign.cli",
+        "serve",
+        "--model",
+        str(ric_dir),
+        "--port",
+        str(port),
+        "--max_tokens_limit",
+        "16",
+        "--log_level",
+        "warning",
+    ]
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         base = f"http://127.0.0.1:{port}"
@@ -104,8 +138,11 @@ def test_pluralign_serve_command_serves_on_loopback(ric_dir):
                 pass
             assert time.monotonic() < deadline, "pluralign serve did not come up in 60 s"
             time.sleep(0.3)
-        body = {"messages": [{"role": "user", "content": "the food was"}], "max_tokens": 6,
-                "preference": {"sentiment": 0.9, "conciseness": 0.1}}  # fmt: skip
+        body = {
+            "messages": [{"role": "user", "content": "the food was"}],
+            "max_tokens": 6,
+            "preference": {"sentiment": 0.9, "conciseness": 0.1},
+        }
         ok = httpx.post(base + "/v1/chat/completions", json=body, timeout=30)
         too_long = httpx.post(base + "/v1/chat/completions", json={**body, "max_tokens": 17}, timeout=30)
         again = httpx.post(base + "/v1/chat/completions", json=body, timeout=30)
@@ -133,8 +170,13 @@ def test_vllm_backend_sends_the_same_tagged_prompts_as_the_transformers_path(ric
 
         def generate(self, texts, params, use_tqdm=False):
             seen["texts"], seen["params"] = list(texts), params
-            outs = generate_batched(policy.model, policy.tokenizer, texts, max_new_tokens=params["max_tokens"],
-                                    do_sample=params["temperature"] > 0)  # fmt: skip
+            outs = generate_batched(
+                policy.model,
+                policy.tokenizer,
+                texts,
+                max_new_tokens=params["max_tokens"],
+                do_sample=params["temperature"] > 0,
+            )
             return [types.SimpleNamespace(outputs=[types.SimpleNamespace(text=t)]) for t in outs]
 
     monkeypatch.setitem(sys.modules, "vllm", types.SimpleNamespace(LLM=FakeLLM, SamplingParams=lambda **kw: kw))
@@ -152,12 +194,16 @@ def test_vllm_backend_sends_the_same_tagged_prompts_as_the_transformers_path(ric
 def test_context_requests_are_steered_by_the_preference_inferred_from_the_choices(ric_dir):
     app = build_app(ServeConfig(model=str(ric_dir), batch_window_ms=300))
     policy = app.state.policy
-    context = [{"prompt": "the food was", "chosen": "wonderful, great and lovely", "rejected": "bad"},
-               {"prompt": "the park", "chosen": "a truly happy and beautiful day out", "rejected": "awful"}]  # fmt: skip
+    context = [
+        {"prompt": "the food was", "chosen": "wonderful, great and lovely", "rejected": "bad"},
+        {"prompt": "the park", "chosen": "a truly happy and beautiful day out", "rejected": "awful"},
+    ]
 
     async def go():
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as c:
-            reqs = [c.post("/v1/completions", json={"prompt": p, "max_tokens": 8, "context": context}) for p in PROMPTS[:2]]
+            reqs = [
+                c.post("/v1/completions", json={"prompt": p, "max_tokens": 8, "context": context}) for p in PROMPTS[:2]
+            ]
             return await asyncio.gather(*reqs), (await c.get("/health")).json()
 
     responses, health = asyncio.run(go())

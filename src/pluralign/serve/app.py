@@ -246,8 +246,15 @@ def create_app(
             {"index": i, "text": t, "logprobs": None, "finish_reason": f}
             for i, (t, f) in enumerate(zip(texts, finishes))
         ]
-        return {"id": rid, "object": "text_completion", "created": now, "model": settings.model_name,
-                "choices": choices, "usage": usage, **extra}  # fmt: skip
+        return {
+            "id": rid,
+            "object": "text_completion",
+            "created": now,
+            "model": settings.model_name,
+            "choices": choices,
+            "usage": usage,
+            **extra,
+        }
 
     @app.post("/v1/chat/completions")
     async def chat_completions(body: ChatCompletionRequest) -> Any:
@@ -264,9 +271,15 @@ def create_app(
             include_usage = bool((body.stream_options or {}).get("include_usage"))
             return _sse(_chat_chunks(rid, now, settings.model_name, text, finish, usage if include_usage else None))
         message = {"role": "assistant", "content": text}
-        return {"id": rid, "object": "chat.completion", "created": now, "model": settings.model_name,
-                "choices": [{"index": 0, "message": message, "logprobs": None, "finish_reason": finish}],
-                "usage": usage, **_steering_echo(job)}  # fmt: skip
+        return {
+            "id": rid,
+            "object": "chat.completion",
+            "created": now,
+            "model": settings.model_name,
+            "choices": [{"index": 0, "message": message, "logprobs": None, "finish_reason": finish}],
+            "usage": usage,
+            **_steering_echo(job),
+        }
 
     return app
 
@@ -403,8 +416,11 @@ class TokenCounter:
 def _usage(count: TokenCounter, prompts: Sequence[str], texts: Sequence[str]) -> dict[str, int]:
     prompt_tokens = sum(count(p) for p in prompts)
     completion_tokens = sum(count(t) for t in texts)
-    return {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
-            "total_tokens": prompt_tokens + completion_tokens}  # fmt: skip
+    return {
+        "prompt_tokens": prompt_tokens,
+        "completion_tokens": completion_tokens,
+        "total_tokens": prompt_tokens + completion_tokens,
+    }
 
 
 def _apply_stop(text: str, stop: Sequence[str]) -> str:
@@ -439,8 +455,13 @@ def _chat_chunks(
     rid: str, created: int, model: str, text: str, finish: str, usage: dict[str, int] | None
 ) -> Iterator[dict[str, Any]]:
     def chunk(delta: dict[str, Any], finish_reason: str | None) -> dict[str, Any]:
-        return {"id": rid, "object": "chat.completion.chunk", "created": created, "model": model,
-                "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}]}  # fmt: skip
+        return {
+            "id": rid,
+            "object": "chat.completion.chunk",
+            "created": created,
+            "model": model,
+            "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}],
+        }
 
     yield chunk({"role": "assistant", "content": ""}, None)
     for piece in _pieces(text):
@@ -448,8 +469,14 @@ def _chat_chunks(
             yield chunk({"content": piece}, None)
     yield chunk({}, finish)
     if usage is not None:
-        yield {"id": rid, "object": "chat.completion.chunk", "created": created, "model": model, "choices": [],
-               "usage": usage}  # fmt: skip
+        yield {
+            "id": rid,
+            "object": "chat.completion.chunk",
+            "created": created,
+            "model": model,
+            "choices": [],
+            "usage": usage,
+        }
 
 
 def _completion_chunks(
@@ -459,9 +486,13 @@ def _completion_chunks(
         pieces = [p for p in _pieces(text) if p] or [""]
         for j, piece in enumerate(pieces):
             last = j == len(pieces) - 1
-            yield {"id": rid, "object": "text_completion", "created": created, "model": model,
-                   "choices": [{"index": i, "text": piece, "logprobs": None,
-                                "finish_reason": finish if last else None}]}  # fmt: skip
+            yield {
+                "id": rid,
+                "object": "text_completion",
+                "created": created,
+                "model": model,
+                "choices": [{"index": i, "text": piece, "logprobs": None, "finish_reason": finish if last else None}],
+            }
 
 
 def max_body_bytes(settings: ServerSettings) -> int:
