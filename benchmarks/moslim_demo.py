@@ -32,14 +32,16 @@ def front(policy: Any, world: Any, grid: list[list[float]], seed: int = 0) -> li
     return points
 
 
-def steerability(points: list[dict[str, Any]], names: list[str]) -> dict[str, float]:
-    from scipy.stats import spearmanr
+def steerability(points: list[dict[str, Any]], names: list[str]) -> dict[str, float | None]:
+    """Spearman(w_i, achieved mean of objective i) per objective (``pluralign.evaluation.metrics``)."""
+    from pluralign.evaluation.metrics import steerability as spearman_per_objective
 
-    out = {}
-    for i, name in enumerate(names):
-        rho = spearmanr([p["preference"][i] for p in points], [p["scores"][i] for p in points]).statistic
-        out[name] = float(rho)
-    return out
+    rho = spearman_per_objective([p["preference"] for p in points], [p["scores"] for p in points])
+    return dict(zip(names, rho))
+
+
+def _fmt(x: float | None) -> str:
+    return "undefined" if x is None else f"{x:.3f}"
 
 
 def main() -> None:
@@ -108,7 +110,9 @@ def main() -> None:
     for method in ("moslim", "ric"):
         if method in results:
             r = results[method]
-            print(f"{method:<8} {r['wall_seconds']:>8.1f} " + " ".join(f"{r['steerability'][n]:>18.3f}" for n in names))
+            print(
+                f"{method:<8} {r['wall_seconds']:>8.1f} " + " ".join(f"{_fmt(r['steerability'][n]):>18}" for n in names)
+            )
     print("\nreward-model heads (held-out accuracy vs majority class):")
     for n, m in results["moslim"]["reward_model_heads"].items():
         print(f"  {n:<12} {m['accuracy']:.3f} vs {m['majority_baseline']:.3f} (n={m['n']})")

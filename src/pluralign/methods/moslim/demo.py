@@ -1,13 +1,17 @@
-"""MOSLIM on the demo world: a multi-head RM on the world's scores (5 quantile classes), then GRPO.
+"""MOSLIM on the demo world: a multi-head RM on the world's scores (3 quantile classes), then GRPO.
 
 The reward model is a small BERT trained from scratch (MiniLM's tokenizer, 2 layers of width 64) on the
 responses: both demo objectives depend on the response alone, and a from-scratch model of that size
-trains in seconds on 2 CPU cores where MiniLM would need minutes (docs/moslim.md has the figures).
+trains in well under a minute on 2 CPU cores where MiniLM would need several (docs/moslim.md).
+Its training rows include degenerate responses (empty, cut off, one word repeated) scored by the world's
+own objectives: RL samples such text, and a reward model that never saw it rates it arbitrarily (the
+policy then learns to answer an empty string, which the untrained head called "awful").
 """
 
 from __future__ import annotations
 
 import json
+import random
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -76,7 +80,7 @@ def demo_rl_config(
         temperature=1.0,
         learning_rate=1e-3,
         lr_scheduler_type="constant",
-        beta=0.0,
+        beta=0.1,  # the KL to the base model keeps the text fluent (beta=0 degenerated into "said said said")
         gradient_checkpointing=False,  # checkpointing turns the KV cache off: generation gets ~3x slower
         logging_steps=10,
         disable_tqdm=True,
@@ -90,6 +94,26 @@ def demo_rl_config(
     return config_class(algorithm)(**settings)
 
 
+def degenerate_rows(world: DemoWorld, fraction: float = 0.1, seed: int = 0) -> list[dict[str, Any]]:
+    """Empty, cut-off and repeated-word variants of some training responses, scored by the world's objectives."""
+    rng = random.Random(seed)
+    rows = []
+    for sample in rng.sample(world.train, int(fraction * len(world.train))):
+        words = sample["response"].split()
+        kind = rng.choice(("empty", "cut", "repeat"))
+        if kind == "empty" or not words:
+            text = ""
+        elif kind == "cut":
+            text = " " + " ".join(words[: rng.randint(1, max(1, len(words) - 1))])
+        else:
+            text = " " + " ".join([rng.choice(words)] * rng.randint(2, 20))
+        rows.append({"prompt": sample["prompt"], "response": text})
+    scores = world.objectives.score([r["prompt"] for r in rows], [r["response"] for r in rows])
+    for i, row in enumerate(rows):
+        row.update({f"score_{n}": scores[n][i] for n in world.objectives.names})
+    return rows
+
+
 def train_on_demo(
     world: DemoWorld, output_dir: Path, progress: Callable[[str], None] | None = print, **rl_overrides: Any
 ) -> Path:
@@ -99,7 +123,8 @@ def train_on_demo(
     rm_dir = output_dir / "reward_model"
     t = time.time()
     if not (rm_dir / METRICS_FILE).is_file():
-        metrics = train_multihead(demo_reward_config(world, rm_dir), rows=world.train, progress=progress)
+        rows = list(world.train) + degenerate_rows(world, seed=world.settings.seed)
+        metrics = train_multihead(demo_reward_config(world, rm_dir), rows=rows, progress=progress)
         progress(f"moslim: reward model trained in {time.time() - t:.1f}s")
     else:
         metrics = json.loads((rm_dir / METRICS_FILE).read_text())
