@@ -41,7 +41,7 @@ def ric_args(world, data: Path, out: Path) -> list[str]:
         "--save_steps", "40",
         "--logging_steps", "1000",
         "--disable_tqdm", "true",
-        "--report_to", "none",
+        "--report_to", "none", "--gradient_checkpointing", "false",
     ]  # fmt: skip
 
 

@@ -129,6 +129,7 @@ def _pretrain(train: list[dict], base: Path, settings: WorldSettings, progress) 
         seed=settings.seed,
         max_length=160,
         disable_tqdm=True,
+        gradient_checkpointing=False,  # TRL turns it on by default; a tiny model on CPU only pays for it
         **precision_for_device({}),
     )
     samples = [{"prompt": s["prompt"], "completion": s["response"]} for s in train]

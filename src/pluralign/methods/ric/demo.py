@@ -41,6 +41,7 @@ def demo_config(world: DemoWorld, output_dir: Path) -> RiCConfig:
         save_steps=100,
         save_total_limit=1,
         disable_tqdm=True,
+        gradient_checkpointing=False,
         report_to="none",
         seed=world.settings.seed,
     )

@@ -62,8 +62,8 @@ def _read_jsonl(path: Path) -> list[dict]:
     for line in path.read_text().splitlines():
         try:
             rows.append(json.loads(line))
-        except json.JSONDecodeError:  # a line cut short by a kill: dropped and regenerated
-            break
+        except json.JSONDecodeError:  # a line cut short by a kill: dropped, and regenerated on resume
+            continue
     return rows
 
 
@@ -229,6 +229,9 @@ def _online_generate(config, model, tokenizer, samples, objectives, template, st
     acc.wait_for_everyone()
     plan = _read_jsonl(plan_file)
     out_file = stage / f"generations.rank{acc.process_index}.jsonl"
+    if out_file.is_file():  # drop a line a kill may have cut short before appending to the file
+        _write_jsonl(out_file, _read_jsonl(out_file))
+    acc.wait_for_everyone()
     done = {r["i"] for f in stage.glob("generations.rank*.jsonl") for r in _read_jsonl(f)}
     todo = [p for p in plan if p["i"] not in done]
     with acc.split_between_processes(todo) as mine:
@@ -245,9 +248,9 @@ def _online_generate(config, model, tokenizer, samples, objectives, template, st
                 chunk = mine[start : start + step]
                 tagged = [template.apply(p["prompt"], objectives.names, p["desired"]) for p in chunk]
                 texts = generate_batched(lm, tokenizer, tagged, batch_size=config.generation_batch_size, **kwargs)
+                rows = "".join(json.dumps({"i": p["i"], "prompt": p["prompt"], "response": t}) + "\n" for p, t in zip(chunk, texts))
                 with out_file.open("a") as f:
-                    for p, text in zip(chunk, texts):
-                        f.write(json.dumps({"i": p["i"], "prompt": p["prompt"], "response": text}) + "\n")
+                    f.write(rows)
                 log(
                     f"ric: online {it}: generated {min(start + step, len(mine))}/{len(mine)} on process {acc.process_index}"
                 )
