@@ -88,12 +88,13 @@ def test_template_must_match_reward_model_heads(trained_rm):  # noqa: F811
         MoslimReward(scorer, PreferenceTemplate(["length", "positivity"], [3, 5]), RewardMapping(["a"], [2], "none"))
 
 
-@pytest.mark.parametrize("algorithm", ["grpo", "rloo"])
+@pytest.mark.parametrize("algorithm", ["grpo", "rloo", "online_dpo"])
 def test_moslim_trains_with_trl_and_steers_by_preference(tmp_path, trained_rm, tiny_policy, algorithm):  # noqa: F811
     from pluralign import load_policy
     from pluralign.methods.moslim.config import config_class
     from pluralign.methods.moslim.trainer import train_moslim
 
+    length = {"max_new_tokens": 8} if algorithm == "online_dpo" else {"max_completion_length": 8, "num_generations": 4}
     config = config_class(algorithm)(
         output_dir=str(tmp_path / "moslim"),
         model_name_or_path=tiny_policy,
@@ -101,12 +102,11 @@ def test_moslim_trains_with_trl_and_steers_by_preference(tmp_path, trained_rm, t
         preferences_per_prompt=2,
         max_steps=2,
         per_device_train_batch_size=4,
-        num_generations=4,
-        max_completion_length=8,
         learning_rate=1e-3,
         logging_steps=1,
         use_cpu=True,
         disable_tqdm=True,
+        **length,
     )
     out = train_moslim(config, prompts=PROMPTS, progress=lambda _m: None)
     run = json.loads((out / "moslim_run.json").read_text())

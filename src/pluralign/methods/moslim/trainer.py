@@ -216,7 +216,8 @@ def train_moslim(config: Any, prompts: Sequence[Any] | None = None, progress: Ca
         model = model.merge_and_unload()
     model.save_pretrained(output_dir)
     tokenizer.save_pretrained(output_dir)
-    rewards = [h["reward"] for h in trainer.state.log_history if "reward" in h]
+    reward_key = "objective/scores" if config.algorithm == "online_dpo" else "reward"  # online DPO's log name
+    rewards = [h[reward_key] for h in trainer.state.log_history if reward_key in h]
     Manifest(
         method="moslim",
         objectives=scorer.objectives,
