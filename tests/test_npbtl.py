@@ -21,10 +21,10 @@ def test_reduced_synthetic_run_context_beats_no_context_and_btl():
     data = synthetic_users(n_pairs=4000)
     cfg = NPConfig(input_dim=1, hidden_dim=64, latent_dim=64, num_heads=4)
     npbtl, btl = NPBTL(cfg), BTL(cfg)
-    train_tasks(npbtl, TaskSampler(data["train"], seed=0), steps=200, batch_size=32, lr=1e-3)
-    train_tasks(btl, TaskSampler(data["train"], max_context=0, min_context=0, seed=1), steps=100, batch_size=32, lr=1e-3)
-    acc_np = accuracy_by_context_size(npbtl, data["test"], [0, 10], repeats=200)
-    acc_btl = accuracy_by_context_size(btl, data["test"], [0, 10], repeats=200)
+    train_tasks(npbtl, TaskSampler(data["train"], seed=0), steps=120, batch_size=32, lr=3e-3, schedule="cosine")
+    train_tasks(btl, TaskSampler(data["train"], max_context=0, min_context=0, seed=1), steps=60, batch_size=32, lr=3e-3)
+    acc_np = accuracy_by_context_size(npbtl, data["test"], [0, 10], repeats=100)
+    acc_btl = accuracy_by_context_size(btl, data["test"], [0, 10], repeats=100)
     assert 65 < acc_btl[10] < 85  # a context-free model is capped near 75% on these users
     assert acc_np[10] > acc_np[0] + 10
     assert acc_np[10] > acc_btl[10] + 10
@@ -84,7 +84,7 @@ def test_cli_trains_npbtl_that_follows_the_users_choices(two_user_dataset, tmp_p
     cache = tmp_path / "cache"
     common = ["--dataset", str(two_user_dataset), "--embedding_cache", str(cache), "--hidden_dim", "64"]
     common += ["--num_targets", "8", "--batch_tasks", "16", "--learning_rate", "1e-3", "--eval_fraction", "0"]
-    assert train_reward_model(["--type", "npbtl", *common, "--output_dir", str(out), "--max_steps", "150",
+    assert train_reward_model(["--type", "npbtl", *common, "--output_dir", str(out), "--max_steps", "100",
                                "--max_context", "4", "--num_heads", "4"]) == 0
     rm = load_reward_model(out)
     assert rm.manifest.method == "npbtl" and set(rm.user_types) == {"brief", "detailed"}
@@ -99,7 +99,7 @@ def test_cli_trains_npbtl_that_follows_the_users_choices(two_user_dataset, tmp_p
             rm.score([prompt], responses[:1], context=bad)
 
     btl_dir = tmp_path / "btl"
-    assert train_reward_model(["--type", "btl", *common, "--output_dir", str(btl_dir), "--max_steps", "50"]) == 0
+    assert train_reward_model(["--type", "btl", *common, "--output_dir", str(btl_dir), "--max_steps", "30"]) == 0
     btl = load_reward_model(btl_dir)
     assert btl.manifest.method == "btl" and len(btl.score([prompt] * 2, responses)) == 2
     with pytest.raises(PreferenceError, match="cannot use a context"):
