@@ -68,10 +68,16 @@ def test_context_of_texts_is_scored_with_the_objectives():
     objectives = ObjectiveSet([_Length("verbose", 1.0), _Length("concise", -1.0)])
     lengths = [1, 3, 5, 8, 12]
     objectives.fit_stats({"verbose": lengths, "concise": [-x for x in lengths]})
-    context = [("q", "a b c d e f g h", "a"), ("q", "a b c d e", "a b"), {"prompt": "q", "chosen": "x y z", "rejected": "x"}]
+    context = [
+        ("q", "a b c d e f g h", "a"),
+        ("q", "a b c d e", "a b"),
+        {"prompt": "q", "chosen": "x y z", "rejected": "x"},
+    ]
     pref = infer_preference(context, objectives)
     assert pref.weights[0] > 0.7  # every choice picked the longer answer
-    flipped = [(c["prompt"], c["rejected"], c["chosen"]) if isinstance(c, dict) else (c[0], c[2], c[1]) for c in context]
+    flipped = [
+        (c["prompt"], c["rejected"], c["chosen"]) if isinstance(c, dict) else (c[0], c[2], c[1]) for c in context
+    ]
     assert infer_preference(flipped, objectives).weights[1] > 0.7
 
 

@@ -75,7 +75,9 @@ def _context(user: str) -> list[tuple[str, str, str]]:
     out = []
     for item in ITEMS[-2:]:
         s, long_ = _short(item, 0), _long(item, 0)
-        out.append((f"Tell me about the {item}.", s, long_) if user == "brief" else (f"Tell me about the {item}.", long_, s))
+        out.append(
+            (f"Tell me about the {item}.", s, long_) if user == "brief" else (f"Tell me about the {item}.", long_, s)
+        )
     return out
 
 
@@ -84,8 +86,24 @@ def test_cli_trains_npbtl_that_follows_the_users_choices(two_user_dataset, tmp_p
     cache = tmp_path / "cache"
     common = ["--dataset", str(two_user_dataset), "--embedding_cache", str(cache), "--hidden_dim", "64"]
     common += ["--num_targets", "8", "--batch_tasks", "16", "--learning_rate", "1e-3", "--eval_fraction", "0"]
-    assert train_reward_model(["--type", "npbtl", *common, "--output_dir", str(out), "--max_steps", "100",
-                               "--max_context", "4", "--num_heads", "4"]) == 0
+    assert (
+        train_reward_model(
+            [
+                "--type",
+                "npbtl",
+                *common,
+                "--output_dir",
+                str(out),
+                "--max_steps",
+                "100",
+                "--max_context",
+                "4",
+                "--num_heads",
+                "4",
+            ]
+        )
+        == 0
+    )
     rm = load_reward_model(out)
     assert rm.manifest.method == "npbtl" and set(rm.user_types) == {"brief", "detailed"}
     prompt = "Tell me about the toaster."

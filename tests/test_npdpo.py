@@ -14,8 +14,32 @@ from pluralign.methods.npdpo.evaluation import implicit_reward_accuracy
 from pluralign.methods.npdpo.film import FiLM
 
 SUNNY, GLOOMY = " good day sun", " bad night rain"
-TOPICS = ["lamp", "desk", "chair", "bike", "phone", "kettle", "sofa", "clock", "shelf", "mug", "rug", "fan",
-          "door", "bed", "cup", "pen", "bag", "hat", "car", "map", "box", "key", "cat", "dog"]
+TOPICS = [
+    "lamp",
+    "desk",
+    "chair",
+    "bike",
+    "phone",
+    "kettle",
+    "sofa",
+    "clock",
+    "shelf",
+    "mug",
+    "rug",
+    "fan",
+    "door",
+    "bed",
+    "cup",
+    "pen",
+    "bag",
+    "hat",
+    "car",
+    "map",
+    "box",
+    "key",
+    "cat",
+    "dog",
+]
 
 
 def _pairs(user: str, topics: list[str]) -> list[dict]:
@@ -40,11 +64,42 @@ def world(tmp_path_factory):
     data = root / "pairs.jsonl"
     data.write_text("\n".join(json.dumps(r) for r in rows))
     out = root / "model"
-    argv = ["--model_name_or_path", base, "--dataset", str(data), "--output_dir", str(out),
-            "--embedding_cache", str(root / "cache"), "--max_context", "4", "--contexts_per_pair", "4",
-            "--np_hidden_dim", "32", "--np_num_heads", "4", "--context_bank_size", "4",
-            "--per_device_train_batch_size", "16", "--num_train_epochs", "5", "--learning_rate", "3e-3",
-            "--beta", "0.1", "--logging_steps", "5", "--seed", "0", "--use_cpu", "true", "--disable_tqdm", "true"]
+    argv = [
+        "--model_name_or_path",
+        base,
+        "--dataset",
+        str(data),
+        "--output_dir",
+        str(out),
+        "--embedding_cache",
+        str(root / "cache"),
+        "--max_context",
+        "4",
+        "--contexts_per_pair",
+        "4",
+        "--np_hidden_dim",
+        "32",
+        "--np_num_heads",
+        "4",
+        "--context_bank_size",
+        "4",
+        "--per_device_train_batch_size",
+        "16",
+        "--num_train_epochs",
+        "5",
+        "--learning_rate",
+        "3e-3",
+        "--beta",
+        "0.1",
+        "--logging_steps",
+        "5",
+        "--seed",
+        "0",
+        "--use_cpu",
+        "true",
+        "--disable_tqdm",
+        "true",
+    ]
     assert train_npdpo_cli(argv) == 0
     return {"base": base, "model": out, "train_topics": train_topics, "test_topics": TOPICS[18:]}
 

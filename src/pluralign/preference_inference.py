@@ -53,7 +53,9 @@ def validate_context(context: Any) -> list[Choice]:
         if isinstance(item, Mapping):
             missing = [k for k in ("prompt", "chosen", "rejected") if k not in item]
             if missing:
-                raise PreferenceError(f"context item {i} has no {missing[0]!r}; each choice needs prompt, chosen, rejected")
+                raise PreferenceError(
+                    f"context item {i} has no {missing[0]!r}; each choice needs prompt, chosen, rejected"
+                )
             item = (item["prompt"], item["chosen"], item["rejected"])
         if isinstance(item, (str, bytes)) or not isinstance(item, Sequence) or len(item) != 3:
             raise PreferenceError(f"context item {i} is not a (prompt, chosen, rejected) triple: {str(item)[:60]!r}")

@@ -19,7 +19,9 @@ class NPDPOConfig(trl.DPOConfig):
     FiLM-conditioned on z = context_encoder(context); the reference is the unconditioned starting model.
     """
 
-    model_name_or_path: str | None = field(default=None, metadata={"help": "starting (SFT) causal LM: folder or hub id"})
+    model_name_or_path: str | None = field(
+        default=None, metadata={"help": "starting (SFT) causal LM: folder or hub id"}
+    )
     dataset: str | None = field(default=None, metadata={"help": "pairs by attribute/user, or per-attribute ratings"})
     format: str = field(default="auto", metadata={"help": "auto | ultrafeedback | pairwise_ids | ratings | pairs"})
     attributes: list[str] = field(default_factory=list, metadata={"help": "user types (attributes) to keep"})

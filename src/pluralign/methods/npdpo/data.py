@@ -54,7 +54,9 @@ def training_rows(
                 k = int(rng.integers(min_context, max_context + 1))
                 ctx = rng.choice(others, size=k, replace=False).tolist() if k else []
                 p = pairs[i]
-                rows.append({"prompt": p["prompt"], "chosen": p["chosen"], "rejected": p["rejected"], CONTEXT_COLUMN: ctx})
+                rows.append(
+                    {"prompt": p["prompt"], "chosen": p["chosen"], "rejected": p["rejected"], CONTEXT_COLUMN: ctx}
+                )
     rng.shuffle(rows)
     return rows
 

@@ -105,13 +105,17 @@ class NPDPOPolicy(SteerablePolicy):
             groups.setdefault(key, []).append(i)
         out = [""] * len(prompts)
         for key, idx in groups.items():
-            texts = self.generate([prompts[i] for i in idx], preference=None if key is None else list(key), **generation_kwargs)
+            texts = self.generate(
+                [prompts[i] for i in idx], preference=None if key is None else list(key), **generation_kwargs
+            )
             for i, t in zip(idx, texts):
                 out[i] = t
         return out
 
     @torch.no_grad()
-    def log_probs(self, prompts: Sequence[str], responses: Sequence[str], context: Sequence[Any] | None = None) -> list[float]:
+    def log_probs(
+        self, prompts: Sequence[str], responses: Sequence[str], context: Sequence[Any] | None = None
+    ) -> list[float]:
         """Sum of log pi(response | prompt, z) over response tokens, z from ``context``."""
         with self.film.condition(self.latent(context)):
             return response_logprobs(self.model, self.tokenizer, prompts, responses)

@@ -30,7 +30,10 @@ FILM_WEIGHTS = "npdpo_film"
 def save_film(film: FiLM, directory: Path) -> None:
     from safetensors.torch import save_file
 
-    save_file({k: v.detach().contiguous().cpu() for k, v in film.state_dict().items()}, directory / f"{FILM_WEIGHTS}.safetensors")
+    save_file(
+        {k: v.detach().contiguous().cpu() for k, v in film.state_dict().items()},
+        directory / f"{FILM_WEIGHTS}.safetensors",
+    )
     (directory / f"{FILM_WEIGHTS}.json").write_text(json.dumps(film.config_dict(), indent=2))
 
 
@@ -106,15 +109,22 @@ def train_npdpo(cfg: NPDPOConfig, progress: Callable[[str], None] = print) -> Pa
     save_module(context_encoder, np_cfg, out, CONTEXT_WEIGHTS)
     save_film(film, out)
     bank = {
-        name: [[p["prompt"], p["chosen"], p["rejected"]] for p in g[: cfg.context_bank_size]] for name, g in groups.items()
+        name: [[p["prompt"], p["chosen"], p["rejected"]] for p in g[: cfg.context_bank_size]]
+        for name, g in groups.items()
     }
-    embedding_model = cfg.embedding_model if cfg.embedding_model in (DEFAULT_ENCODER, "default") else embedder.model_name
+    embedding_model = (
+        cfg.embedding_model if cfg.embedding_model in (DEFAULT_ENCODER, "default") else embedder.model_name
+    )
     Manifest(
         method="npdpo",
         objectives=list(groups),
         base_model=cfg.model_name_or_path,
         extra={
-            "embedding": {"model": embedding_model, "pooling": embedder.pooling, "max_length": cfg.embedding_max_length},
+            "embedding": {
+                "model": embedding_model,
+                "pooling": embedder.pooling,
+                "max_length": cfg.embedding_max_length,
+            },
             "user_types": list(groups),
             "context_bank": bank,
             "beta": cfg.beta,

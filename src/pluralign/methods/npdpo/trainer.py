@@ -31,7 +31,11 @@ class NPDPOTrainer(DPOTrainer):
         processing_class=None,
         **kwargs: Any,
     ) -> None:
-        pad_id = processing_class.pad_token_id if processing_class.pad_token_id is not None else processing_class.eos_token_id
+        pad_id = (
+            processing_class.pad_token_id
+            if processing_class.pad_token_id is not None
+            else processing_class.eos_token_id
+        )
         args_ = kwargs.get("args")
         kwargs.setdefault(
             "data_collator",
