@@ -43,7 +43,7 @@ class WeightsPolicy(SteerablePolicy):
 
 
 @pytest.fixture()
-def driver(tmp_path):
+def driver(tmp_path, monkeypatch):
     if not (os.path.exists(CHROMIUM) and os.access(CHROMIUM, os.X_OK)):
         pytest.skip("chromium is not installed (apt-get install -y chromium chromium-driver)")
     if not (os.path.exists(CHROMEDRIVER) and os.access(CHROMEDRIVER, os.X_OK)):
@@ -51,7 +51,7 @@ def driver(tmp_path):
     webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed (pip install selenium)")
     from selenium.webdriver.chrome.service import Service
 
-    os.environ["SE_OFFLINE"] = "true"  # Selenium Manager must not fetch anything
+    monkeypatch.setenv("SE_OFFLINE", "true")  # Selenium Manager must not fetch anything
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
     for flag in (
