@@ -147,6 +147,10 @@ def test_modpo_artifact_steers_by_nearest_weight_and_interpolates(base, tmp_path
     key = "transformer.h.0.attn.c_attn.weight"
     torch.testing.assert_close(mixed[key], 0.8 * wa[key] + 0.2 * wb[key])
 
+    cfg.weights = ["1,0"]  # resuming with another margin objective is refused, not silently mixed
+    with pytest.raises(ConfigError, match="trained with objectives"):
+        train_modpo(cfg, {"good": PAIRS}, ObjectiveSet.from_specs(["brief=builtin:verbosity"]), progress=None)
+
 
 def test_modpo_weight_errors(base, tmp_path):
     model, _ = base

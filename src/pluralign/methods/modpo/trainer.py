@@ -24,7 +24,7 @@ from pluralign.data.scoring import ScoreCache, score_samples
 from pluralign.errors import ConfigError
 from pluralign.manifest import MANIFEST_NAME, Manifest
 from pluralign.methods.dpo.logps import pair_logps
-from pluralign.methods.dpo.train import Progress, load_pairs, run_dpo_stage, say
+from pluralign.methods.dpo.train import Progress, load_pairs, run_dpo_stage, say, stage_is_done
 from pluralign.methods.modpo.config import MODPOConfig
 from pluralign.objectives import ObjectiveSet
 from pluralign.objectives.set import ObjectiveStats, build_objective
@@ -175,6 +175,11 @@ def train_modpo(
     members = []
     for i, w in enumerate(weights, start=1):
         member = out / MEMBERS / member_dir_name(w)
+        if stage_is_done(member) and Manifest.load(member).objectives != names:
+            raise ConfigError(
+                f"{member} was trained with objectives {Manifest.load(member).objectives}, not {names}; "
+                "use a new --output_dir or the same objectives to resume"
+            )
         say(progress, f"modpo: member {i}/{len(weights)} weights {dict(zip(names, w.round(3).tolist()))}")
         manifest = Manifest(
             method="dpo",
