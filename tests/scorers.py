@@ -26,5 +26,5 @@ def logged_length(prompts, responses):
 def logged_conciseness(prompts, responses):
     """Minus the word count (like the built-in), logging every scored response to $SCORER_LOG."""
     with Path(os.environ["SCORER_LOG"]).open("a") as f:
-        f.writelines(r.replace("\n", " ") + "\n" for r in responses)
+        f.writelines(repr((p, r)) + "\n" for p, r in zip(prompts, responses))
     return [-float(len(r.split())) for r in responses]
