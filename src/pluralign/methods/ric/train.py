@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pluralign.data.loading import load_any, prompt_text, to_samples
+from pluralign.data.loading import load_any, to_samples
 from pluralign.data.scoring import ScoreCache, score_samples
 from pluralign.errors import ConfigError
 from pluralign.manifest import Manifest
@@ -217,7 +217,9 @@ def _online_generate(config, model, tokenizer, samples, objectives, template, st
     plan_file = stage / "plan.jsonl"
     if acc.is_main_process and not plan_file.is_file():
         rng = np.random.default_rng(config.seed + 1000 * it)
-        prompts = list({prompt_text(s["prompt"]): s["prompt"] for s in samples}.values())
+        # prompts are drawn from the training rows, so a prompt with several responses can come back
+        # with other desired rewards
+        prompts = [s["prompt"] for s in samples]
         picked = rng.choice(len(prompts), size=min(config.online_prompts, len(prompts)), replace=False)
         low, high = objectives.z_bounds()
         low = np.full_like(low, config.online_low) if config.online_low is not None else low
