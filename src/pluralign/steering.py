@@ -63,6 +63,11 @@ class SteerablePolicy(ABC):
         if preference is not None and context is not None:
             raise PreferenceError("give either preference= or context=, not both")
 
+    def preference_for(self, preference: PreferenceLike | None, context: Sequence[Choice] | None) -> Any:
+        """The preference to steer by: the one given, or the one inferred from the user's choices."""
+        self._check_steering(preference, context)
+        return self.preference_from_context(context) if context is not None else preference
+
 
 def load_policy(path: str | Path, **kwargs: Any) -> SteerablePolicy:
     """Load any trained pluralign model directory as a :class:`SteerablePolicy`."""

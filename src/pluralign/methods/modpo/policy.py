@@ -100,9 +100,7 @@ class MODPOPolicy(SteerablePolicy):
         context: Sequence[Choice] | None = None,
         **generation_kwargs: Any,
     ) -> list[str]:
-        self._check_steering(preference, context)
-        if context is not None:
-            preference = self.preference_from_context(context)
+        preference = self.preference_for(preference, context)
         model = self.model_for(self.blend_for(self._weights(preference)))
         return generate_batched(model, self.tokenizer, prompts, self.batch_size, **generation_kwargs)
 

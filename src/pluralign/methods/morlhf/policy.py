@@ -62,9 +62,7 @@ class MORLHFPolicy(SteerablePolicy):
         batch_size: int = 16,
         **generation_kwargs: Any,
     ) -> list[str]:
-        self._check_steering(preference, context)
-        if context is not None:
-            preference = self.preference_from_context(context)
+        preference = self.preference_for(preference, context)
         model = self.model_for_run(self.nearest_run(preference))
         return generate_batched(model, self.tokenizer, prompts, batch_size=batch_size, **generation_kwargs)
 

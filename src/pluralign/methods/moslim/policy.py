@@ -44,9 +44,7 @@ class MoslimPolicy(SteerablePolicy):
         context: Sequence[Choice] | None = None,
         **generation_kwargs: Any,
     ) -> list[str]:
-        self._check_steering(preference, context)
-        if context is not None:
-            preference = self.preference_from_context(context)
+        preference = self.preference_for(preference, context)
         return self.generate_many(prompts, [preference] * len(prompts), **generation_kwargs)
 
     def generate_many(

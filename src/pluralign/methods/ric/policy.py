@@ -56,9 +56,7 @@ class RiCPolicy(SteerablePolicy):
         context: Sequence[Choice] | None = None,
         **generation_kwargs: Any,
     ) -> list[str]:
-        self._check_steering(preference, context)
-        if context is not None:
-            preference = self.preference_from_context(context)
+        preference = self.preference_for(preference, context)
         pref = self.resolve_preference(preference)
         return self.generate_many(prompts, [pref] * len(prompts), **generation_kwargs)
 

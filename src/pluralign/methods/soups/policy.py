@@ -92,9 +92,7 @@ class SoupsPolicy(SteerablePolicy):
         batch_size: int = 16,
         **generation_kwargs: Any,
     ) -> list[str]:
-        self._check_steering(preference, context)
-        if context is not None:
-            preference = self.preference_from_context(context)
+        preference = self.preference_for(preference, context)
         return generate_batched(self.model_for(preference), self.tokenizer, prompts, batch_size, **generation_kwargs)
 
     def generate_many(
