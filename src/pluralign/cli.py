@@ -73,7 +73,7 @@ def dispatch(argv: Sequence[str]) -> int:
 
 
 def _quiet_libraries() -> None:
-    """Keep the terminal for pluralign's own progress lines: no weight-loading bars from transformers."""
+    """Keep the terminal for pluralign's own progress lines: no weight-loading or dataset-map bars."""
     import os
 
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -81,7 +81,10 @@ def _quiet_libraries() -> None:
         from transformers.utils import logging as hf_logging
 
         hf_logging.disable_progress_bar()
-    except ImportError:  # pragma: no cover - transformers is a dependency
+        import datasets
+
+        datasets.disable_progress_bars()
+    except ImportError:  # pragma: no cover - both are dependencies
         pass
 
 
