@@ -116,3 +116,23 @@ def test_steering_moves_each_objective_towards_its_weight(ric_run, tiny_world):
     assert pro_sentiment[0] > pro_concise[0] + 0.2
     assert pro_concise[1] > pro_sentiment[1] + 3  # at least 3 words shorter on average
     assert len(preference_grid(2)) == 11
+
+
+def test_evaluate_command_writes_the_front_files(ric_run, tiny_world, tmp_path):
+    from pluralign.cli import main
+
+    prompts = tmp_path / "prompts.jsonl"
+    prompts.write_text("".join(json.dumps({"prompt": p}) + "\n" for p in tiny_world.eval_prompts))
+    out = tmp_path / "eval"
+    args = ["evaluate", "--model", str(ric_run["out"]), "--dataset", str(prompts), "--out", str(out)]
+    args += ["--objective", "sentiment", "--objective", "conciseness"]
+    assert main([*args, "--num_prompts", "8", "--max_new_tokens", "24"]) == 0
+    front = json.loads((out / "front.json").read_text())
+    assert front["objectives"] == ["sentiment", "conciseness"] and len(front["reference_point"]) == 2
+    methods = [f["method"] for f in front["fronts"]]
+    assert methods == ["sft", "ric"]
+    ric = front["fronts"][1]
+    assert len(ric["points"]) == 11 and all(len(p["scores"]) == 2 for p in ric["points"])
+    assert ric["hypervolume"] >= 0 and ric["wall_seconds"] > 0
+    assert (out / "pareto.png").stat().st_size > 1000 and "<img" in (out / "report.html").read_text()
+    assert main([*args, "--prompt_column", "question"]) == 2  # a missing prompt column is a user error
