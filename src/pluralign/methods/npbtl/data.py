@@ -67,3 +67,19 @@ def load_user_pairs(
         if progress:
             progress(f"user type {name!r}: {len(group) - n_eval} training pairs, {n_eval} held out")
     return train, held
+
+
+def context_tensor(context: Any, embedder: Embedder, dim: int) -> torch.Tensor:
+    """A user's choices as the context encoder's input: (1, n, 2, dim) embeddings of (chosen, rejected);
+    ``None`` (no choices yet) gives an empty set, i.e. the learnt default user."""
+    from pluralign.preference_inference import validate_context
+
+    if context is None:
+        return torch.zeros(1, 0, 2, dim)
+    choices = validate_context(context)
+    prompts = [c[0] for c in choices]
+    vecs = torch.from_numpy(embedder.embed(prompts + prompts, [c[1] for c in choices] + [c[2] for c in choices]))
+    if vecs.shape[1] != dim:
+        raise ConfigError(f"embedding size {vecs.shape[1]} does not match the model's {dim}; same encoder?")
+    n = len(choices)
+    return torch.stack([vecs[:n], vecs[n:]], dim=1).unsqueeze(0)

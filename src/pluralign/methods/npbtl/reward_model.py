@@ -15,8 +15,8 @@ import torch
 from pluralign.embeddings import Embedder
 from pluralign.errors import ConfigError
 from pluralign.manifest import Manifest
+from pluralign.methods.npbtl.data import context_tensor
 from pluralign.methods.npbtl.modules import NPBTL, load_module
-from pluralign.preference_inference import validate_context
 
 WEIGHTS = "npbtl"
 
@@ -47,19 +47,7 @@ class NPBTLRewardModel:
     @torch.no_grad()
     def latent(self, context: Sequence[Any] | None) -> torch.Tensor:
         """z (1, latent) for a user's choices (the default user when ``context`` is None)."""
-        d = self.model.cfg.input_dim
-        if context is None:
-            pairs = torch.zeros(1, 0, 2, d)
-        else:
-            choices = validate_context(context)
-            prompts = [c[0] for c in choices]
-            vecs = torch.from_numpy(
-                self.embedder.embed(prompts + prompts, [c[1] for c in choices] + [c[2] for c in choices])
-            )
-            if vecs.shape[1] != d:
-                raise ConfigError(f"embedding size {vecs.shape[1]} does not match the model's {d}; same encoder?")
-            n = len(choices)
-            pairs = torch.stack([vecs[:n], vecs[n:]], dim=1).unsqueeze(0)
+        pairs = context_tensor(context, self.embedder, self.model.cfg.input_dim)
         return self.model.context_encoder(pairs, torch.ones(pairs.shape[:2], dtype=torch.bool))
 
     @torch.no_grad()

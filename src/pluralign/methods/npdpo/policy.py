@@ -20,11 +20,11 @@ from pluralign.embeddings import Embedder
 from pluralign.errors import ModelNotFoundError
 from pluralign.generation import generate_batched
 from pluralign.manifest import Manifest
+from pluralign.methods.npbtl.data import context_tensor
 from pluralign.methods.npbtl.modules import ContextEncoder, load_module
 from pluralign.methods.npdpo.evaluation import response_logprobs
 from pluralign.methods.npdpo.film import FiLM, FiLMConfig
 from pluralign.methods.npdpo.train import CONTEXT_WEIGHTS, FILM_WEIGHTS
-from pluralign.preference_inference import validate_context
 from pluralign.steering import PreferenceLike, SteerablePolicy
 
 
@@ -50,17 +50,7 @@ class NPDPOPolicy(SteerablePolicy):
     @torch.no_grad()
     def latent(self, context: Sequence[Any] | None) -> torch.Tensor:
         """z (1, latent) of a user's choices; the learnt default user when ``context`` is None."""
-        d = self.context_encoder.cfg.input_dim
-        if context is None:
-            pairs = torch.zeros(1, 0, 2, d)
-        else:
-            choices = validate_context(context)
-            prompts = [c[0] for c in choices]
-            vecs = torch.from_numpy(
-                self.embedder.embed(prompts + prompts, [c[1] for c in choices] + [c[2] for c in choices])
-            )
-            n = len(choices)
-            pairs = torch.stack([vecs[:n], vecs[n:]], dim=1).unsqueeze(0)
+        pairs = context_tensor(context, self.embedder, self.context_encoder.cfg.input_dim)
         device = next(self.model.parameters()).device
         self.context_encoder.to(device)
         self.film.to(device)
