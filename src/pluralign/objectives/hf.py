@@ -3,9 +3,14 @@
 Input conventions differ between reward models (METHODS.md §1), so each is configurable:
 
 - ``input_format="pair"``: the tokenizer's text pair ``(prompt, response)``;
+- ``input_format="reversed_pair"``: the text pair ``(response, prompt)`` (RiC's summary reward models);
 - ``input_format="response"``: the response alone;
-- ``input_format="concat"``: ``prompt + response`` as one text;
-- ``input_format="template"``: ``template.format(prompt=..., response=..., bos=..., eos=...)``.
+- ``input_format="concat"``: ``prompt + separator + response`` as one text;
+- ``input_format="template"``: ``template.format(prompt=..., response=..., bos=..., eos=...)``;
+- ``input_format="summary_bos_post"``: ``response + " " + bos + " " + prompt`` (RiC's summary convention).
+
+Over ``max_length`` tokens the oldest prompt tokens are dropped and the response kept
+(:mod:`pluralign.truncation`).
 
 ``logit_index`` picks the class logit; ``activation`` optionally maps it (``sigmoid``, ``softmax``).
 """
@@ -19,8 +24,8 @@ import torch
 from pluralign.errors import ConfigError
 from pluralign.hub import check_model_source, load_error
 from pluralign.objectives.base import Objective
+from pluralign.truncation import INPUT_FORMATS, PairFormat, encode_pairs
 
-INPUT_FORMATS = ("pair", "response", "concat", "template")
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
 
@@ -31,6 +36,8 @@ class HFRewardModel(Objective):
         model: str,
         input_format: str = "pair",
         template: str | None = None,
+        separator: str = "",
+        append_eos: bool = False,
         logit_index: int = 0,
         activation: str = "none",
         max_length: int = 512,
@@ -53,6 +60,8 @@ class HFRewardModel(Objective):
         self.model_name = check_model_source(model, what=f"reward model for objective {name!r}")
         self.input_format = input_format
         self.template = template
+        self.separator = separator
+        self.append_eos = append_eos
         self.logit_index = logit_index
         self.activation = activation
         self.max_length = max_length
@@ -66,8 +75,8 @@ class HFRewardModel(Objective):
     @property
     def identity(self) -> str:
         return (
-            f"hf:{self.model_name}:{self.input_format}:{self.template}:{self.logit_index}:{self.activation}:"
-            f"{self.max_length}:{self.dtype}"
+            f"hf:{self.model_name}:{self.input_format}:{self.template}:{self.separator!r}:{self.append_eos}:"
+            f"{self.logit_index}:{self.activation}:{self.max_length}:{self.dtype}:keep-end"
         )
 
     def _load(self) -> None:
@@ -87,18 +96,14 @@ class HFRewardModel(Objective):
             self._model.config.pad_token_id = self._tokenizer.pad_token_id
         self._model.to(self.device).eval()
 
+    def _format(self) -> PairFormat:
+        suffix = (self._tokenizer.eos_token or "") if self.append_eos else ""
+        return PairFormat(self.input_format, self.template, self.separator, suffix)
+
     def _texts(self, prompts: Sequence[str], responses: Sequence[str]) -> dict:
-        tok = self._tokenizer
-        kwargs = dict(truncation=True, max_length=self.max_length, padding=True, return_tensors="pt")
-        if self.input_format == "pair":
-            return tok(list(prompts), list(responses), **kwargs)
-        if self.input_format == "response":
-            return tok(list(responses), **kwargs)
-        if self.input_format == "concat":
-            return tok([p + r for p, r in zip(prompts, responses)], **kwargs)
-        bos, eos = tok.bos_token or "", tok.eos_token or ""
-        texts = [self.template.format(prompt=p, response=r, bos=bos, eos=eos) for p, r in zip(prompts, responses)]
-        return tok(texts, **kwargs)
+        return encode_pairs(
+            self._tokenizer, list(prompts), list(responses), self.max_length, self._format(), return_tensors="pt"
+        )
 
     @torch.no_grad()
     def score_batch(self, prompts: Sequence[str], responses: Sequence[str]) -> list[float]:

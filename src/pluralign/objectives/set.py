@@ -22,9 +22,10 @@ SOURCE_TYPES: dict[str, str] = {
     "callable": "pluralign.objectives.python:CallableObjective",
     "hf": "pluralign.objectives.hf:HFRewardModel",
     "multihead": "pluralign.methods.multihead.objective:MultiHeadObjective",
+    "reward_model": "pluralign.objectives.trained:TrainedRewardModelObjective",
 }
 # which option of each type holds the "source" in the short `name=source` form
-SOURCE_KEY = {"builtin": "scorer", "callable": "function", "hf": "model"}
+SOURCE_KEY = {"builtin": "scorer", "callable": "function", "hf": "model", "reward_model": "model"}
 QUANTILES = (0.05, 0.1, 0.25, 0.5, 0.7, 0.75, 0.9, 0.95)
 
 
@@ -32,12 +33,17 @@ def parse_objective_spec(spec: str | Mapping[str, Any]) -> dict[str, Any]:
     """Normalise an objective spec to a dict with ``name`` and ``type``.
 
     Strings: ``sentiment`` (a built-in), ``name=builtin:verbosity``, ``name=module:function``,
-    ``name=org/reward-model`` or ``name=./local/folder`` (Hugging Face), ``name=hf:path``.
+    ``name=org/reward-model`` or ``name=./local/folder`` (Hugging Face), ``name=hf:path``, and
+    ``name=DIR`` for a reward model pluralign trained (``,context=FILE`` gives an NP-BTL model its user).
     """
+    from pluralign.objectives.trained import is_reward_model_dir
+
     if isinstance(spec, Mapping):
         d = dict(spec)
         if "name" not in d:
             raise ConfigError(f"objective spec {d} has no 'name'; give each objective a name")
+        if "type" not in d and d.get("model") and is_reward_model_dir(str(d["model"])):
+            d["type"] = "reward_model"
         if "type" not in d:
             for t, key in SOURCE_KEY.items():
                 if key in d:
@@ -60,6 +66,13 @@ def parse_objective_spec(spec: str | Mapping[str, Any]) -> dict[str, Any]:
             "e.g. helpful=org/reward-model or score=mymodule:function"
         )
     name, source = name.strip(), source.strip()
+    head, csep, context = source.partition(",context=")
+    if csep or is_reward_model_dir(source):
+        if head.startswith("reward_model:"):
+            head = head[len("reward_model:") :]
+        if not is_reward_model_dir(head):
+            raise ConfigError(f"objective {name!r}: {head!r} is not a reward model pluralign trained (no pluralign.json)")
+        return {"name": name, "type": "reward_model", "model": head} | ({"context": context} if csep else {})
     prefix, psep, rest = source.partition(":")
     if psep and prefix in SOURCE_TYPES:
         return {"name": name, "type": prefix, SOURCE_KEY.get(prefix, "model"): rest}

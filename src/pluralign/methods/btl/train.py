@@ -21,13 +21,14 @@ from pluralign.methods.npbtl.data import load_user_pairs, make_embedder
 from pluralign.methods.npbtl.modules import NPConfig, save_module
 from pluralign.methods.npbtl.train import embedding_record
 from pluralign.methods.npbtl.training import TaskSampler, accuracy_by_context_size, train_tasks
+from pluralign.reward_models import record_held_out_accuracy
 
 
 def train_btl(cfg: BTLConfig, progress: Callable[[str], None] = print) -> Path:
     """Train and save a BTL reward model; returns the output directory."""
     torch.manual_seed(cfg.seed)
     embedder = make_embedder(cfg)
-    train, held = load_user_pairs(cfg, embedder, progress)
+    train, held, held_pairs = load_user_pairs(cfg, embedder, progress)
     np_cfg = NPConfig(input_dim=embedder.dim, hidden_dim=cfg.hidden_dim, latent_dim=0)
     model = BTL(np_cfg)
     sampler = TaskSampler(train, cfg.num_targets, 0, 0, seed=cfg.seed)
@@ -57,6 +58,12 @@ def train_btl(cfg: BTLConfig, progress: Callable[[str], None] = print) -> Path:
             "config": json.loads(json.dumps(vars(cfg), default=str)),
         },
     ).save(out)
+    record_held_out_accuracy(
+        out,
+        held_pairs,
+        {"train_pairs": sum(map(len, train.values())), "train_seconds": round(stats["train_seconds"], 1)},
+        progress,
+    )
     progress(f"saved BTL reward model to {out}")
     return out
 

@@ -33,7 +33,8 @@ class MultiHeadRewardConfig(TrainingArguments):
     Labels per objective come from the dataset: an integer rating column ``NAME`` (HelpSteer-style 0-4;
     ``rating_min`` is subtracted), else a float column ``score_NAME`` binned into ``num_classes`` classes,
     else the objective is scored (``NAME`` may be any objective spec, e.g. ``sentiment`` or
-    ``helpful=org/rm``) and the scores are binned.
+    ``helpful=org/rm``) and the scores are binned. A preference-pairs file (prompt / chosen / rejected)
+    without ``--objective`` trains one head ``preference``: rejected (0) / chosen (1).
     """
 
     dataset: str | None = field(default=None, metadata={"help": "hub id or local jsonl/json/parquet/csv file"})
@@ -56,7 +57,12 @@ class MultiHeadRewardConfig(TrainingArguments):
     input_format: str = field(default="pair", metadata={"help": "pair | response | concat"})
     max_length: int = field(default=256, metadata={"help": "max tokens per (prompt, response)"})
     head_dropout: float = field(default=0.1, metadata={"help": "dropout before the heads"})
-    eval_fraction: float = field(default=0.1, metadata={"help": "held-out fraction for per-head accuracy"})
+    eval_fraction: float = field(
+        default=0.1, metadata={"help": "held-out fraction (by pair / prompt) for per-head and pairwise accuracy"}
+    )
+    skip_invalid_pairs: bool = field(
+        default=False, metadata={"help": "pairs files: drop pairs with an empty or identical response (else an error)"}
+    )
     max_samples: int | None = field(default=None, metadata={"help": "use at most this many samples"})
     prompt_column: str = field(default="prompt", metadata={"help": "prompt column of the dataset"})
     response_column: str | None = field(

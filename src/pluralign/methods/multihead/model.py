@@ -174,12 +174,15 @@ def load_multihead(model_dir: str | Path, device: str = "cpu") -> tuple[MultiHea
 def encode(
     tokenizer: Any, spec: MultiHeadSpec, prompts: Sequence[str], responses: Sequence[str], padding: bool | str = True
 ) -> dict[str, Any]:
-    """Tokenize pairs the way the model was trained (``spec.input_format``)."""
-    kwargs: dict[str, Any] = dict(truncation=True, max_length=spec.max_length, padding=padding)
-    if padding:
-        kwargs["return_tensors"] = "pt"
-    if spec.input_format == "pair":
-        return tokenizer(list(prompts), list(responses), **kwargs)
-    if spec.input_format == "response":
-        return tokenizer(list(responses), **kwargs)
-    return tokenizer([p + r for p, r in zip(prompts, responses)], **kwargs)
+    """Tokenize pairs the way the model was trained (``spec.input_format``), keeping the response and the
+    latest prompt tokens within ``spec.max_length`` (:mod:`pluralign.truncation`)."""
+    from pluralign.truncation import PairFormat, encode_pairs
+
+    return encode_pairs(
+        tokenizer,
+        list(prompts),
+        list(responses),
+        spec.max_length,
+        PairFormat(spec.input_format),
+        return_tensors="pt" if padding else None,
+    )

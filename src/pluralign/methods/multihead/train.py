@@ -31,8 +31,10 @@ from pluralign.methods.multihead.model import (
     load_backbone,
     resolve_pooling,
 )
+from pluralign.reward_models import record_held_out_accuracy
 
 METRICS_FILE = "head_metrics.json"
+PREFERENCE_HEAD = "preference"
 
 
 def bin_scores(scores: Sequence[float], num_classes: int, binning: str = "quantile") -> tuple[np.ndarray, list[float]]:
@@ -193,10 +195,8 @@ def train_multihead(
         raise DataError(f"the dataset has {len(rows)} samples; a multi-head reward model needs at least 10")
     data = build_labels(rows, config.objective, config)
 
-    order = list(range(len(rows)))
-    random.Random(config.seed).shuffle(order)
-    n_eval = max(1, int(round(config.eval_fraction * len(order))))
-    eval_idx, train_idx = order[:n_eval], order[n_eval:]
+    train_idx, eval_idx = split_rows(rows, config.eval_fraction, config.seed)
+    n_eval = len(eval_idx)
 
     torch.manual_seed(config.seed)
     backbone, tokenizer = load_backbone(
@@ -253,20 +253,57 @@ def train_multihead(
         base_model=config.model_name_or_path or "all-MiniLM-L6-v2",
         extra={"num_classes": spec.num_classes, "label_sources": data.label_sources, "head_metrics": metrics["heads"]},
     ).save(out)
+    held_pairs = held_out_pairs([rows[i] for i in eval_idx])
+    if held_pairs:
+        extra = {"train_samples": len(train_idx), "train_seconds": round(metrics["wall_seconds"], 1)}
+        metrics["held_out"] = record_held_out_accuracy(out, held_pairs, extra, progress)
     return metrics
 
 
+def split_rows(rows: Sequence[dict[str, Any]], eval_fraction: float, seed: int) -> tuple[list[int], list[int]]:
+    """``(train, eval)`` row indices; a pair's two responses (rows sharing a ``pair_id``) land on the same
+    side, so no held-out pair was seen in training. Rows without a pair are split one by one."""
+    from pluralign.data.pairs import split_by_id
+
+    keys = [str(r.get("pair_id") or f"row:{i}") for i, r in enumerate(rows)]
+    train, evals = split_by_id(keys, eval_fraction, seed)
+    random.Random(seed).shuffle(train)
+    return train, evals
+
+
+def held_out_pairs(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The (prompt, chosen, rejected) pairs among rows that came from a pairs file (``pair_id`` + ``chosen``)."""
+    by_id: dict[str, dict[str, Any]] = {}
+    for r in rows:
+        if r.get("pair_id") and "chosen" in r:
+            by_id.setdefault(r["pair_id"], {"prompt": r["prompt"], "chosen": r["chosen"], "rejected": r["rejected"]})
+    return list(by_id.values())
+
+
 def _load_rows(config: MultiHeadRewardConfig) -> list[dict[str, Any]]:
+    """Samples with label columns. A preference-pairs file gives two samples per pair and, without
+    ``--objective``, one head ``preference`` with classes rejected (0) / chosen (1)."""
     from pluralign.data.loading import load_any, to_samples
+    from pluralign.data.pairs import load_pairs, pair_id
 
     if not config.dataset:
         raise DataError("--dataset is required: a hub id or a local jsonl/json/parquet/csv file")
     ds = load_any(config.dataset)
+    if "chosen" in ds.column_names or "rejected" in ds.column_names:
+        pairs = load_pairs(ds, config.prompt_column, skip_invalid=config.skip_invalid_pairs)
+        if not config.objective:
+            config.objective = [PREFERENCE_HEAD]
+            config.num_classes = [2]
+        rows = []
+        for p in pairs:
+            base = {"prompt": p["prompt"], "chosen": p["chosen"], "rejected": p["rejected"], "pair_id": pair_id(p)}
+            rows.append(base | {"response": p["chosen"], PREFERENCE_HEAD: 1})
+            rows.append(base | {"response": p["rejected"], PREFERENCE_HEAD: 0})
+        return rows
     samples = to_samples(ds, prompt_column=config.prompt_column, response_column=config.response_column)
-    label_cols = [c for c in ds.column_names if c not in (config.prompt_column, "chosen", "rejected")]
-    if len(samples) == len(ds):  # one sample per row: carry rating / score columns along
-        for sample, row in zip(samples, ds):
-            sample.update({c: row[c] for c in label_cols})
+    label_cols = [c for c in ds.column_names if c != config.prompt_column]
+    for sample, row in zip(samples, ds):
+        sample.update({c: row[c] for c in label_cols if c not in sample})
     return samples
 
 

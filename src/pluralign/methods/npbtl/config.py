@@ -24,6 +24,9 @@ class PairwiseRewardDataConfig:
         default_factory=list, metadata={"help": "attributes = hidden user types to keep (default: all)"}
     )
     conflicting_only: bool = field(default=False, metadata={"help": "keep only pairs on which the attributes disagree"})
+    skip_invalid_pairs: bool = field(
+        default=False, metadata={"help": "drop pairs with an empty response or identical responses (else an error)"}
+    )
     prompt_column: str = "prompt"
     embedding_model: str = field(
         default=DEFAULT_ENCODER, metadata={"help": "sentence encoder or causal LM (folder or hub id) for features"}
@@ -31,7 +34,9 @@ class PairwiseRewardDataConfig:
     embedding_pooling: str = field(default="auto", metadata={"help": "auto | mean (sentence encoder) | last (LM)"})
     embedding_cache: str | None = field(default=None, metadata={"help": "cache folder (default ~/.cache/pluralign)"})
     max_length: int = field(default=256, metadata={"help": "token limit of an embedded (prompt, response)"})
-    eval_fraction: float = field(default=0.1, metadata={"help": "share of each user type's pairs held out"})
+    eval_fraction: float = field(
+        default=0.1, metadata={"help": "share of the pairs held out (split by pair, shared by all user types)"}
+    )
     hidden_dim: int = 256
     learning_rate: float = 1e-4
     batch_tasks: int = field(default=64, metadata={"help": "tasks per batch (one user type each)"})

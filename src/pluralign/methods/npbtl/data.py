@@ -9,6 +9,7 @@ import numpy as np
 import torch
 
 from pluralign.data.attributes import attribute_pairs, group_by_attribute
+from pluralign.data.pairs import split_pairs
 from pluralign.embeddings import Embedder
 from pluralign.errors import ConfigError
 from pluralign.methods.npbtl.config import PairwiseRewardDataConfig
@@ -41,10 +42,14 @@ def embed_pairs(
 
 def load_user_pairs(
     cfg: PairwiseRewardDataConfig, embedder: Embedder, progress: Callable[[str], None] | None = None
-) -> tuple[dict[str, UserPairs], dict[str, UserPairs]]:
-    """``(train, eval)`` feature pairs per user type (attribute), split per type with ``eval_fraction``."""
+) -> tuple[dict[str, UserPairs], dict[str, UserPairs], list[dict[str, Any]]]:
+    """``(train, eval)`` feature pairs per user type (attribute) and the held-out pairs themselves.
+
+    The split is by pair id across all user types (:func:`pluralign.data.pairs.split_pairs`): a pair held
+    out for one type is held out for every type that chose on it. A plain pairs file is one user type.
+    """
     if not cfg.dataset:
-        raise ConfigError("--dataset is required: a file or hub id with pairs by attribute, or per-attribute ratings")
+        raise ConfigError("--dataset is required: a pairs file (prompt/chosen/rejected), or ratings per attribute")
     if not 0 <= cfg.eval_fraction < 1:
         raise ConfigError(f"--eval_fraction must be in [0, 1), got {cfg.eval_fraction}")
     pairs = attribute_pairs(
@@ -53,20 +58,20 @@ def load_user_pairs(
         format=cfg.format,
         conflicting_only=cfg.conflicting_only,
         prompt_column=cfg.prompt_column,
+        skip_invalid=cfg.skip_invalid_pairs,
     )
+    train_pairs, held_pairs = split_pairs(pairs, cfg.eval_fraction, cfg.seed)
     rng = np.random.default_rng(cfg.seed)
     train: dict[str, UserPairs] = {}
     held: dict[str, UserPairs] = {}
-    for name, group in group_by_attribute(pairs).items():
-        order = rng.permutation(len(group))
-        n_eval = int(round(cfg.eval_fraction * len(group)))
-        feats = embed_pairs(embedder, [group[i] for i in order], progress)
-        train[name] = UserPairs(feats.chosen[n_eval:], feats.rejected[n_eval:])
-        if n_eval:
-            held[name] = UserPairs(feats.chosen[:n_eval], feats.rejected[:n_eval])
+    for part, out in ((train_pairs, train), (held_pairs, held)):
+        for name, group in group_by_attribute(part).items():
+            order = rng.permutation(len(group))
+            out[name] = embed_pairs(embedder, [group[i] for i in order], progress)
+    for name in train:
         if progress:
-            progress(f"user type {name!r}: {len(group) - n_eval} training pairs, {n_eval} held out")
-    return train, held
+            progress(f"user type {name!r}: {len(train[name])} training pairs, {len(held.get(name, ()))} held out")
+    return train, held, held_pairs
 
 
 def context_tensor(context: Any, embedder: Embedder, dim: int) -> torch.Tensor:

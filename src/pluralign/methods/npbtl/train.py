@@ -22,6 +22,7 @@ from pluralign.methods.npbtl.data import load_user_pairs, make_embedder
 from pluralign.methods.npbtl.modules import NPBTL, NPConfig, save_module
 from pluralign.methods.npbtl.reward_model import WEIGHTS
 from pluralign.methods.npbtl.training import TaskSampler, accuracy_by_context_size, train_tasks
+from pluralign.reward_models import record_held_out_accuracy
 
 
 def embedding_record(cfg: PairwiseRewardDataConfig, embedder: Embedder) -> dict:
@@ -34,7 +35,7 @@ def train_npbtl(cfg: NPBTLConfig, progress: Callable[[str], None] = print) -> Pa
     """Train and save an NP-BTL reward model; returns the output directory."""
     torch.manual_seed(cfg.seed)
     embedder = make_embedder(cfg)
-    train, held = load_user_pairs(cfg, embedder, progress)
+    train, held, held_pairs = load_user_pairs(cfg, embedder, progress)
     if cfg.max_context > cfg.num_targets:
         raise ConfigError("--max_context must not exceed --num_targets (the context is drawn from the targets)")
     np_cfg = NPConfig(
@@ -74,6 +75,12 @@ def train_npbtl(cfg: NPBTLConfig, progress: Callable[[str], None] = print) -> Pa
             "config": json.loads(json.dumps(vars(cfg), default=str)),
         },
     ).save(out)
+    record_held_out_accuracy(
+        out,
+        held_pairs,
+        {"train_pairs": sum(map(len, train.values())), "train_seconds": round(stats["train_seconds"], 1)},
+        progress,
+    )
     progress(f"saved NP-BTL reward model to {out}")
     return out
 

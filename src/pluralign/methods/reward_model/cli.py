@@ -1,4 +1,4 @@
-"""``pluralign train reward-model --type btl|npbtl|multihead ...``.
+"""``pluralign train reward-model --type btl|npbtl|multihead|classifier ...``.
 
 Each type's trainer lives in ``pluralign.methods.<type>.train`` with ``run(argv) -> int``.
 """
@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from pluralign.errors import ConfigError
 from pluralign.reward_models import REWARD_MODEL_TYPES
 
-HELP = "train a reward model: --type btl | npbtl | multihead"
+HELP = "train a reward model: --type btl | npbtl | multihead | classifier"
 
 
 def run(argv: Sequence[str]) -> int:
