@@ -124,6 +124,18 @@ def add_generation_flags(parser) -> None:
     parser.add_argument("--temperature", type=float, default=None)
     parser.add_argument("--top_p", type=float, default=None)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--clean",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="cut responses at the next turn marker, no EOS as first token (default: on; --no-clean: raw)",
+    )
+    parser.add_argument(
+        "--chat",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="send plain prompts as a user turn through the chat template (default: when the model has one)",
+    )
 
 
 def generation_kwargs(args, defaults: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -135,4 +147,8 @@ def generation_kwargs(args, defaults: dict[str, Any] | None = None) -> dict[str,
     if not out.get("do_sample"):
         out.pop("temperature", None)
         out.pop("top_p", None)
+    if getattr(args, "clean", None) is False:
+        from pluralign.cleaning import Cleaning
+
+        out["cleaning"] = Cleaning.off()
     return out

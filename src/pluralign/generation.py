@@ -1,7 +1,8 @@
 """Batched generation for causal LMs: left padding, length-sorted batches, outputs in input order.
 
 Every method and the evaluator generate through :func:`generate_batched`; RiC's reference code generated
-one prompt at a time, which is several times slower (benchmarks/generation_throughput.py).
+one prompt at a time, which is several times slower (benchmarks/generation_throughput.py). Responses are
+cleaned (:mod:`pluralign.cleaning`: cut at the next turn, no EOS as first token) unless ``cleaning`` is off.
 """
 
 from __future__ import annotations
@@ -10,6 +11,9 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
+
+from pluralign.cleaning import DEFAULT as DEFAULT_CLEANING
+from pluralign.cleaning import Cleaning, clean_text, end_of_turn_ids, generation_overrides, truncate_ids
 
 DEFAULT_GENERATION = {"max_new_tokens": 64, "do_sample": False}
 
@@ -28,11 +32,14 @@ def generate_batched(
     prompts: Sequence[Any],
     batch_size: int = 16,
     progress: Callable[[int, int], None] | None = None,
+    cleaning: Cleaning | None = None,
     **generation_kwargs: Any,
 ) -> list[str]:
-    """Generate one completion per prompt; returns only the new text (special tokens removed)."""
+    """Generate one completion per prompt; returns only the new text (special tokens removed), cleaned."""
+    cleaning = cleaning or DEFAULT_CLEANING
     texts = [render_prompt(tokenizer, p) for p in prompts]
-    kwargs = {**DEFAULT_GENERATION, **generation_kwargs}
+    kwargs = {**DEFAULT_GENERATION, **generation_overrides(tokenizer, cleaning), **generation_kwargs}
+    stop_ids = end_of_turn_ids(tokenizer) if cleaning.enabled else []
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     kwargs.setdefault("pad_token_id", tokenizer.pad_token_id)
@@ -51,8 +58,10 @@ def generate_batched(
             enc = {k: v.to(device) for k, v in enc.items()}
             seqs = model.generate(**enc, **kwargs)
             new = seqs[:, enc["input_ids"].shape[1] :]
+            if stop_ids:
+                new = truncate_ids(new.tolist(), stop_ids)
             for i, row in zip(idx, tokenizer.batch_decode(new, skip_special_tokens=True)):
-                out[i] = row
+                out[i] = clean_text(row, cleaning)
             if progress:
                 progress(min(start + batch_size, len(order)), len(order))
     finally:

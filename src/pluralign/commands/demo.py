@@ -22,7 +22,10 @@ DEMO_METHODS = ("ric", "moslim", "spo", "modpo", "morlhf", "soups", "npdpo", "dp
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="pluralign demo", description=__doc__)
     p.add_argument("--out", required=True, help="output folder")
-    p.add_argument("--method", default="ric", help=f"one of {', '.join(DEMO_METHODS)}")
+    p.add_argument("--world", default="reviews", help="reviews (the toy text world, default) | chat (SmolLM2, HH prompts)")
+    p.add_argument(
+        "--method", default="ric", help=f"one of {', '.join(DEMO_METHODS)}; chat world: ric, dpo or both (ric,dpo)"
+    )
     p.add_argument("--work_dir", default=None, help="where the world and the SFT model are cached (default: OUT/world)")
     add_generation_flags(p)
     return p
@@ -30,6 +33,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 def run(argv: Sequence[str]) -> int:
     args = parse_args(build_parser(), argv)
+    if args.world == "chat":
+        from pluralign.demo.chat_demo import parse_methods, run_chat_demo
+
+        return run_chat_demo(
+            args.out, parse_methods(args.method), args.work_dir, args.seed, generation_kwargs(args, {})
+        )
+    if args.world != "reviews":
+        raise ConfigError(f"unknown demo --world {args.world!r}; use reviews or chat")
     if args.method not in DEMO_METHODS:
         raise ConfigError(f"unknown demo --method {args.method!r}; use one of {', '.join(DEMO_METHODS)}")
     try:

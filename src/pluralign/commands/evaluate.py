@@ -30,6 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def run(argv: Sequence[str]) -> int:
+    from pluralign.chat import as_chat
     from pluralign.data.loading import load_any
     from pluralign.evaluation.pipeline import evaluate_models, summary_table
     from pluralign.objectives import ObjectiveSet
@@ -50,6 +51,7 @@ def run(argv: Sequence[str]) -> int:
             f"dataset has no prompt column {args.prompt_column!r} (columns: {', '.join(ds.column_names)}); pass --prompt_column NAME"
         )
     prompts = list(dict.fromkeys(ds[args.prompt_column]))[: args.num_prompts]
+    prompts = as_chat(prompts, getattr(policy, "tokenizer", None), args.chat)
     gen = generation_kwargs(args, {"max_new_tokens": 64, "do_sample": True, "top_p": 0.9, "temperature": 0.7})
     fronts = evaluate_models(
         {policy.method: policy},

@@ -7,6 +7,7 @@ import json
 from collections.abc import Sequence
 from pathlib import Path
 
+from pluralign.chat import as_chat
 from pluralign.config import add_generation_flags, generation_kwargs, parse_args
 from pluralign.errors import DataError
 from pluralign.manifest import Manifest
@@ -58,6 +59,7 @@ def run(argv: Sequence[str]) -> int:
     preference = Preference.from_any(args.preference, manifest.objectives) if args.preference else None
     context = read_context(args.context) if args.context else None
     policy = load_policy(args.model, trust_remote_code=args.trust_remote_code)
+    prompts = as_chat(prompts, getattr(policy, "tokenizer", None), args.chat)
     torch.manual_seed(args.seed)
     outs = policy.generate(prompts, preference=preference, context=context, **generation_kwargs(args))
     for text in outs:

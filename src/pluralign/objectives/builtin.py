@@ -3,6 +3,8 @@
 - ``sentiment``: VADER compound polarity of the response, in [-1, 1] (vaderSentiment).
 - ``verbosity``: number of words in the response.
 - ``conciseness``: minus the number of words in the response.
+- ``relevance``: cosine similarity of prompt (last user turn) and response under the pretrained
+  all-MiniLM-L6-v2 encoder (:mod:`pluralign.objectives.relevance`).
 - ``readability``: Flesch reading ease computed with a vowel-group syllable count (textstat's
   release fetches a dictionary at first use, so it is not used).
 """
@@ -62,11 +64,18 @@ def readability(prompts: Sequence[str], responses: Sequence[str]) -> list[float]
     return out
 
 
+def _relevance(prompts: Sequence[str], responses: Sequence[str]) -> list[float]:
+    from pluralign.objectives.relevance import relevance
+
+    return relevance(prompts, responses)
+
+
 BUILTINS: dict[str, Callable[[Sequence[str], Sequence[str]], list[float]]] = {
     "sentiment": sentiment,
     "verbosity": verbosity,
     "conciseness": conciseness,
     "readability": readability,
+    "relevance": _relevance,
 }
 
 

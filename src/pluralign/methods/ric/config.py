@@ -48,5 +48,9 @@ class RiCConfig(DevicePrecisionMixin, SFTConfig):
     online_max_new_tokens: int = field(default=128, metadata={"help": "New tokens per online generation."})
     online_top_p: float = field(default=0.9, metadata={"help": "top_p of online generation."})
     online_temperature: float = field(default=0.7, metadata={"help": "Temperature of online generation."})
+    clean_generations: bool = field(
+        default=True,
+        metadata={"help": "Cut online generations at the next turn, no EOS first, drop degenerate ones (reference)."},
+    )
     generation_batch_size: int = field(default=32, metadata={"help": "Prompts per generate call."})
     trust_remote_code: bool = field(default=False, metadata={"help": "Allow remote code in models (off by default)."})

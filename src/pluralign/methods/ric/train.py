@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from pluralign.cleaning import Cleaning, keep_mask
 from pluralign.data.loading import load_any, to_samples
 from pluralign.data.scoring import ScoreCache, score_samples
 from pluralign.errors import ConfigError
@@ -150,6 +151,7 @@ def train_ric(config: RiCConfig, progress: Progress | None = print) -> Path:
         stage.mkdir(exist_ok=True)
         t = time.time()
         generated = _online_generate(config, model, tokenizer, samples, objectives, template, stage, it, log)
+        generated = _drop_degenerate(generated, config, log, it)
         if state_acc.is_main_process and not (stage / "buffer.jsonl").is_file():
             gen_scores = score_samples(
                 generated, objectives, ScoreCache(cache_path), chunk_size=config.score_batch_size
@@ -208,6 +210,18 @@ def _tokenizer(config: RiCConfig):
     return load_tokenizer(config.model_name_or_path, trust_remote_code=config.trust_remote_code)
 
 
+def _cleaning(config: RiCConfig) -> Cleaning:
+    return Cleaning() if config.clean_generations else Cleaning.off()
+
+
+def _drop_degenerate(generated: list[dict], config: RiCConfig, log: Progress, it: int) -> list[dict]:
+    """Online samples without degenerate responses (reference ``get_clean_data(remove_bad=True)``)."""
+    keep = keep_mask([g["response"] for g in generated], _cleaning(config))
+    if not all(keep):
+        log(f"ric: online {it}: dropped {len(keep) - sum(keep)} degenerate generations (empty or punctuation)")
+    return [g for g, k in zip(generated, keep) if k]
+
+
 def _online_generate(config, model, tokenizer, samples, objectives, template, stage: Path, it: int, log) -> list[dict]:
     """Generate for sampled prompts at sampled desired rewards; chunks are saved as they finish."""
     from pluralign.generation import generate_batched
@@ -249,7 +263,9 @@ def _online_generate(config, model, tokenizer, samples, objectives, template, st
             for start in range(0, len(mine), step):
                 chunk = mine[start : start + step]
                 tagged = [template.apply(p["prompt"], objectives.names, p["desired"]) for p in chunk]
-                texts = generate_batched(lm, tokenizer, tagged, batch_size=config.generation_batch_size, **kwargs)
+                texts = generate_batched(
+                    lm, tokenizer, tagged, batch_size=config.generation_batch_size, cleaning=_cleaning(config), **kwargs
+                )
                 rows = "".join(json.dumps({"i": p["i"], "prompt": p["prompt"], "response": t}) + "\n" for p, t in zip(chunk, texts))
                 with out_file.open("a") as f:
                     f.write(rows)

