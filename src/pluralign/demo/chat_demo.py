@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import resource
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -59,7 +60,7 @@ def ric_config(world: ChatWorld, output_dir: Path):
         save_steps=20,
         save_total_limit=1,
         disable_tqdm=True,
-        gradient_checkpointing=False,
+        activation_checkpointing=False,  # a 135M model on CPU only pays for it
         report_to="none",
         seed=s.seed,
     )
@@ -75,6 +76,7 @@ def train_dpo_chat(world: ChatWorld, output_dir: Path, progress: Progress | None
     """DPO with LoRA (merged at the end) on both objectives' pairs merged: one model for every preference."""
     from pluralign.methods.dpo.config import DimensionDPOConfig
     from pluralign.methods.dpo.train import train_dpo
+    from pluralign.training_args import gpu_available
 
     s = world.settings
     config = DimensionDPOConfig(
@@ -90,11 +92,12 @@ def train_dpo_chat(world: ChatWorld, output_dir: Path, progress: Progress | None
         per_device_train_batch_size=s.batch_size,
         num_train_epochs=1.0,
         beta=s.dpo_beta,
+        dataloader_pin_memory=gpu_available(),  # without an accelerator pinning only warns
         max_length=192,
         logging_steps=5,
         save_steps=10,
         save_total_limit=1,
-        gradient_checkpointing=False,
+        activation_checkpointing=False,  # a 135M model on CPU only pays for it
         disable_tqdm=True,
         report_to="none",
         seed=s.seed,
@@ -127,17 +130,16 @@ def write_samples(out: Path, policy: Any, world: ChatWorld, n_prompts: int = 3) 
 
     prompts = world.eval_prompts[:n_prompts]
     names = world.objectives.names
+    texts = {w: policy.generate(prompts, preference=dict(zip(names, w)), **world.generation_kwargs) for w in SAMPLE_WEIGHTS}
     lines = [f"# Steered samples ({policy.manifest.method}, {world.base_model})", ""]
     lines.append(f"Objectives: {', '.join(names)}; greedy decoding, {world.settings.max_new_tokens} new tokens at most.")
-    for p in prompts:
+    for i, p in enumerate(prompts):
         lines += ["", f"## {last_user_turn(p)}", ""]
-        for w in SAMPLE_WEIGHTS:
-            pref = dict(zip(names, w))
-            text = policy.generate([p], preference=pref, **world.generation_kwargs)[0]
-            score = world.objectives.score([p], [text])
-            label = ", ".join(f"{n}={v:g}" for n, v in pref.items())
-            got = ", ".join(f"{n} {score[n][0]:+.2f}" for n in names)
-            lines.append(f"- **w = ({label})** [{got}]: {text.strip() or '(empty)'}")
+        scores = world.objectives.score([p] * len(SAMPLE_WEIGHTS), [texts[w][i] for w in SAMPLE_WEIGHTS])
+        for j, w in enumerate(SAMPLE_WEIGHTS):
+            label = ", ".join(f"{n}={v:g}" for n, v in zip(names, w))
+            got = ", ".join(f"{n} {scores[n][j]:+.2f}" for n in names)
+            lines.append(f"- **w = ({label})** [{got}]: {texts[w][i].strip() or '(empty)'}")
     (out / "samples.md").write_text("\n".join(lines) + "\n")
 
 
@@ -153,6 +155,8 @@ def run_chat_demo(
     from pluralign.preferences import preference_grid
     from pluralign.steering import load_policy
 
+    # PEFT/TRL still call transformers' renamed ``is_gradient_checkpointing``; nothing a user can change
+    warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning)
     start = time.time()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

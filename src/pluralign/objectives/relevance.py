@@ -17,6 +17,7 @@ from typing import Any
 ENCODER = "builtin:all-minilm-l6-v2"
 _CHATML_USER = re.compile(r"<\|im_start\|>user\n(.*?)(?:<\|im_end\|>|$)", re.S)
 _HH_HUMAN = re.compile(r"Human:(.*?)(?=\n\nAssistant:|\nAssistant:|$)", re.S)
+_ROLE_USER = re.compile(r"(?:^|\n)user: (.*?)(?=\n(?:system|user|assistant): |$)", re.S)  # data.loading.prompt_text
 
 
 def last_user_turn(prompt: Any) -> str:
@@ -25,7 +26,7 @@ def last_user_turn(prompt: Any) -> str:
         users = [m.get("content", "") for m in prompt if m.get("role") == "user"]
         return str(users[-1]).strip() if users else ""
     text = str(prompt)
-    for pattern in (_CHATML_USER, _HH_HUMAN):
+    for pattern in (_CHATML_USER, _HH_HUMAN, _ROLE_USER):
         found = pattern.findall(text)
         if found:
             return found[-1].strip()

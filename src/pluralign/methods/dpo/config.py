@@ -56,4 +56,6 @@ class DimensionDPOConfig(trl.DPOConfig):
     def require_model(self) -> str:
         if not self.model_name_or_path:
             raise ConfigError("--model_name_or_path is required: the starting (SFT) model folder or hub id")
-        return self.model_name_or_path
+        from pluralign.builtin_models import resolve_model
+
+        return resolve_model(self.model_name_or_path)
