@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import resource
+import shutil
 import time
 import warnings
 from collections.abc import Callable, Sequence
@@ -33,6 +34,9 @@ def ric_config(world: ChatWorld, output_dir: Path):
     output_dir.mkdir(parents=True, exist_ok=True)
     if not data.is_file():
         data.write_text("".join(json.dumps({"prompt": r["prompt"], "response": r["response"]}) + "\n" for r in world.train))
+    cache = output_dir / "score_cache.sqlite"
+    if not cache.is_file() and (world.work_dir / "score_cache.sqlite").is_file():
+        shutil.copy2(world.work_dir / "score_cache.sqlite", cache)  # the world's scores: no rescoring
     return RiCConfig(
         output_dir=str(output_dir),
         model_name_or_path=world.base_model,
