@@ -36,11 +36,20 @@ from typing import Any
 
 METHODS = ("ric", "morlhf", "soups")
 RL_METHODS = ("morlhf", "soups")
-WORLDS = ("reviews", "chat")
+# world name -> its builder, called as builder(work_dir, progress=...); every method's demo hook takes the world
+WORLDS = {"reviews": "pluralign.demo.world:build_world", "chat": "pluralign.demo.chat_world:build_chat_world"}
 
 # RiC settings of the cost benchmark (the demo's own, except where profiling showed time that buys no HV).
-RIC_COST_SETTINGS: dict[str, Any] = {}
-# RLOO settings of the cost benchmark, the same for MORLHF and Soups.
+# Measured in FLOPs (load-independent): one offline epoch on its own cosine schedule and two online
+# iterations reach a given front with fewer FLOPs than the demo's three epochs and one iteration; a
+# smaller offline share of the online buffer halves online SFT; larger generation batches are free.
+RIC_COST_SETTINGS: dict[str, Any] = {
+    "num_train_epochs": 1.0,
+    "online_iterations": 2,
+    "online_offline_samples": 500,
+    "generation_batch_size": 128,
+}
+# RLOO settings of the cost benchmark on top of DEMO_RL_SETTINGS, the same for MORLHF and Soups.
 RL_COST_SETTINGS: dict[str, Any] = {}
 
 
@@ -58,8 +67,8 @@ def overrides_for(method: str, args: argparse.Namespace) -> dict[str, Any]:
             out["num_train_epochs"] = args.ric_epochs
         if args.ric_online_iterations is not None:
             out["online_iterations"] = args.ric_online_iterations
-        return out
-    out = dict(RL_COST_SETTINGS)
+        return {**out, **parse_sets(args.ric_set)}
+    out = {**RL_COST_SETTINGS, **parse_sets(args.rl_set)}
     if method in RL_METHODS:
         out["max_steps"] = args.rl_steps
     if method == "morlhf" and args.morlhf_grid_points is not None:
@@ -67,15 +76,26 @@ def overrides_for(method: str, args: argparse.Namespace) -> dict[str, Any]:
     return out
 
 
-def load_world(name: str, work_dir: Path, progress) -> Any:
-    """The world every method trains on; ``chat`` needs the chat world's module (``pluralign.demo.chat``)."""
-    if name == "reviews":
-        from pluralign.demo.world import build_world
+def parse_sets(items: list[str] | None) -> dict[str, Any]:
+    """``KEY=VALUE`` pairs (VALUE read as JSON when it parses, else as text) -> config overrides."""
+    out: dict[str, Any] = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise SystemExit(f"--ric_set/--rl_set expects KEY=VALUE, got {item!r}")
+        try:
+            out[key] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key] = value
+    return out
 
-        return build_world(work_dir, progress=progress)
-    if importlib.util.find_spec("pluralign.demo.chat") is None:
-        raise SystemExit(f"--world {name}: this version of pluralign has no chat world yet; use --world reviews")
-    return importlib.import_module("pluralign.demo.chat").build_world(work_dir, progress=progress)
+
+def load_world(name: str, work_dir: Path, progress) -> Any:
+    """The world every method trains on, built (or loaded) by ``WORLDS[name]`` ("module:function")."""
+    module, _, function = WORLDS[name].partition(":")
+    if importlib.util.find_spec(module) is None:
+        raise SystemExit(f"--world {name}: this version of pluralign has no {module}; use --world reviews")
+    return getattr(importlib.import_module(module), function)(work_dir, progress=progress)
 
 
 def policy_parameters(model_dir: str) -> int:
@@ -142,7 +162,7 @@ def plot_curves(curves: dict[str, list[dict]], path: Path, title: str) -> Path:
         axes[1].plot([p["flops"] for p in curve], hv, "-o", ms=4, label=method)
     axes[0].set_xlabel("cumulative training wall time (s)")
     axes[1].set_xlabel("cumulative training FLOPs")
-    axes[1].set_xscale("log")
+    axes[1].ticklabel_format(axis="x", style="sci", scilimits=(0, 0))
     for ax in axes:
         ax.set_ylabel("hypervolume of the whole front")
         ax.grid(alpha=0.3)
@@ -157,15 +177,17 @@ def plot_curves(curves: dict[str, list[dict]], path: Path, title: str) -> Path:
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", required=True, help="output folder")
-    parser.add_argument("--world", choices=WORLDS, default="reviews", help="built-in world (default: reviews)")
+    parser.add_argument("--world", choices=list(WORLDS), default="reviews", help="built-in world (default: reviews)")
     parser.add_argument("--world_dir", default=None, help="world cache (default: OUT/world); reuse to save time")
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS, help="methods to run")
     parser.add_argument("--morlhf_grid_points", type=int, default=None, help="MORLHF grid resolution (default 10)")
     parser.add_argument("--rl_steps", type=int, default=100, help="RLOO steps per MORLHF/Soups run")
     parser.add_argument("--rl_snapshot_every", type=int, default=20, help="RLOO steps between snapshots")
-    parser.add_argument("--ric_snapshot_every", type=int, default=63, help="SFT steps between RiC snapshots")
+    parser.add_argument("--ric_snapshot_every", type=int, default=42, help="SFT steps between RiC snapshots")
     parser.add_argument("--ric_epochs", type=float, default=None, help="RiC offline epochs")
     parser.add_argument("--ric_online_iterations", type=int, default=None, help="RiC online MORS iterations")
+    parser.add_argument("--ric_set", nargs="*", default=[], help="RiCConfig overrides KEY=VALUE")
+    parser.add_argument("--rl_set", nargs="*", default=[], help="RLOO config overrides KEY=VALUE (MORLHF and Soups)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
 
@@ -194,7 +216,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     n_policy = policy_parameters(world.base_model)
     tokenizer = load_tokenizer(world.base_model)
     base, norm = sft_front(world.base_model, world.eval_prompts, world.objectives, grid, seed=args.seed, **gen)
-    final_fronts, curves, profiles, overrides, eval_seconds = [base], {}, {}, {}, {}, {}
+    final_fronts, curves, profiles, overrides, eval_seconds = [base], {}, {}, {}, {}
     for method in present:
         hook = importlib.import_module(f"pluralign.methods.{method}.demo")
         overrides[method] = overrides_for(method, args)
@@ -222,7 +244,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             fronts.append((entry, front))
         eval_seconds[method] = time.time() - t
         finalise([base] + [f for _, f in fronts], norm, world.objectives.names)  # sets their hypervolumes
-        curves[method] = [
+        curves[method] = [CurvePoint("sft", 0.0, 0.0, base.hypervolume, {"stage": "start", "step": 0, "tokens": 0})] + [
             CurvePoint(
                 label=entry["tag"],
                 seconds=entry["seconds"],

@@ -239,6 +239,7 @@ DEMO_RL_SETTINGS: dict[str, Any] = {
     "temperature": 1.0,
     "logging_steps": 10,
     "disable_tqdm": True,
+    "activation_checkpointing": False,  # TRL's default (on) only costs time on a tiny CPU model; RiC's demo has it off
     "save_strategy": "no",
     "report_to": [],
     "seed": 0,

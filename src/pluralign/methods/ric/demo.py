@@ -43,7 +43,7 @@ def demo_config(world: DemoWorld, output_dir: Path, **overrides: Any) -> RiCConf
         save_steps=100,
         save_total_limit=1,
         disable_tqdm=True,
-        gradient_checkpointing=False,
+        activation_checkpointing=False,  # TRL turns it on by default; a tiny CPU model only pays for it
         report_to="none",
         seed=world.settings.seed,
     )
