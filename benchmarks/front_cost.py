@@ -195,7 +195,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     from pluralign.cli import _quiet_libraries
     from pluralign.evaluation.checkpoints import SnapshotCallback, Stopwatch, materialise, tag_totals
-    from pluralign.evaluation.cost import CurvePoint, matched, paper_projection, reward_model_parameters
+    from pluralign.evaluation.cost import CurvePoint, matched, paper_projection, plateaued, reward_model_parameters
     from pluralign.evaluation.front import evaluate_front, finalise
     from pluralign.evaluation.pipeline import sft_front, summary_table, write_results
     from pluralign.modeling import load_tokenizer
@@ -277,6 +277,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "policy_parameters": n_policy,
         "reward_model_parameters": n_rm,
         "matched": matched_blocks,
+        "plateau": {m: plateaued(c) for m, c in curves.items()},
         "profile_seconds": profiles,
         "evaluation_seconds": eval_seconds,
         "overrides": overrides,
@@ -304,6 +305,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 else f"never reached it (best {b['ric_hv_best']:.3f})"
             )
         )
+    for m in RL_METHODS:
+        if m in curves and not result["plateau"][m]["plateaued"]:
+            print(f"{m}: its hypervolume was still improving at the last snapshot; raise --rl_steps")
     print(f"wrote {out / 'front.json'}, {out / 'hv_vs_compute.png'}, {out / 'front_cost.json'}")
     return result
 

@@ -23,6 +23,7 @@ from pluralign.evaluation.cost import (
     forward_flops,
     matched,
     paper_projection,
+    plateaued,
     reward_model_parameters,
     rloo_tokens,
     train_flops,
@@ -81,6 +82,12 @@ def test_matched_block_says_when_ric_never_reaches_the_target():
     assert block["ric_hv_best"] == 3.9
     with pytest.raises(ValueError):
         matched("soups", [], curve([(1, 1, 3.0)]))
+
+
+def test_plateau_means_the_last_snapshot_adds_little():
+    assert plateaued(curve([(0, 0, 9.0), (1, 1, 12.0), (2, 2, 12.02)]))["plateaued"]
+    assert plateaued(curve([(0, 0, 9.0), (1, 1, 12.0), (2, 2, 11.5)]))["last_gain"] == pytest.approx(-0.5)
+    assert not plateaued(curve([(0, 0, 9.0), (1, 1, 11.0), (2, 2, 12.0)]))["plateaued"]
 
 
 def test_paper_projection_is_labelled_and_scales_with_the_ppo_budget():

@@ -134,6 +134,19 @@ def matched(target_method: str, target: Sequence[CurvePoint], ric: Sequence[Curv
     }
 
 
+def plateaued(curve: Sequence[CurvePoint], tolerance: float = 0.02) -> dict[str, Any]:
+    """Whether a curve has stopped improving: its last point gains at most ``tolerance`` of the total gain.
+
+    ``last_gain`` is the last point's hypervolume minus the best before it (negative when it fell back).
+    """
+    hv = [p.hypervolume for p in curve]
+    if len(hv) < 3:
+        return {"plateaued": False, "last_gain": None, "total_gain": None}
+    total = max(hv) - hv[0]
+    last = hv[-1] - max(hv[:-1])
+    return {"plateaued": bool(last <= tolerance * max(total, 1e-12)), "last_gain": last, "total_gain": total}
+
+
 # ---- projection to the paper's scale (RiC, Yang et al. 2024; METHODS.md §1) -----------------------------
 
 PAPER_SETTINGS: dict[str, Any] = {
