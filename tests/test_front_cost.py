@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from pluralign import load_policy
+from pluralign.evaluation import evaluate_front
 from pluralign.evaluation.checkpoints import (
     SnapshotCallback,
     Stopwatch,
@@ -156,8 +157,10 @@ def test_snapshots_along_soups_runs_load_as_fronts_and_end_on_the_final_weights(
     snapshot = materialise(tmp_path / "snaps" / "step_2", out)
     policy = load_policy(snapshot)
     assert policy.method == "soups"
-    text = policy.generate(["The food was"], preference=[0.5, 0.5], max_new_tokens=4, do_sample=False)
-    assert isinstance(text[0], str)
+    front = evaluate_front(policy, ["The food was", "I think"], objectives, [[1.0, 0.0], [0.0, 1.0]],
+                           max_new_tokens=4, do_sample=False)  # fmt: skip
+    assert [p["preference"] for p in front.points] == [[1.0, 0.0], [0.0, 1.0]]
+    assert all(len(p["scores"]) == 2 for p in front.points)
     final = load_causal_lm(str(out / "runs" / "sentiment")).state_dict()
     last = load_causal_lm(str(snapshot / "runs" / "sentiment")).state_dict()
     assert all(torch.equal(final[k], last[k]) for k in final)
