@@ -16,7 +16,8 @@ model is shared and counted for no method.
 
 Writes DIR/front.json (the final fronts, every method's ``curves`` and the ``matched`` blocks),
 DIR/pareto.png, DIR/report.html, DIR/hv_vs_compute.png (hypervolume against seconds and against FLOPs,
-one line per method) and DIR/front_cost.json (profile, settings, the paper-scale projection).
+one line per method), DIR/matched.md (the matched table) and DIR/front_cost.json (profile, settings,
+whether each RL curve plateaued, the paper-scale projection).
 
     OMP_NUM_THREADS=1 python benchmarks/front_cost.py --out results/front_cost
 """
@@ -174,6 +175,27 @@ def plot_curves(curves: dict[str, list[dict]], path: Path, title: str) -> Path:
     return path
 
 
+def matched_markdown(blocks: list[dict[str, Any]], final_hv: dict[str, float]) -> str:
+    """The matched table of docs/front_cost.md, from front.json's matched blocks."""
+
+    def num(x: float | None, fmt: str) -> str:
+        return "never" if x is None else format(x, fmt)
+
+    rows = [
+        "| target | target's best HV | target s to reach it | RiC s to reach it | time ratio "
+        "| target FLOPs | RiC FLOPs | FLOP ratio | final HV target / RiC |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for b in blocks:
+        m = b["target_method"]
+        rows.append(
+            f"| {m} | {b['target_hv']:.2f} | {b['target_seconds']:.1f} | {num(b['ric_seconds_to_match'], '.1f')} "
+            f"| {num(b['time_ratio'], '.3f')} | {b['target_flops']:.2e} | {num(b['ric_flops_to_match'], '.2e')} "
+            f"| {num(b['flops_ratio'], '.3f')} | {final_hv.get(m, float('nan')):.2f} / {final_hv.get('ric', float('nan')):.2f} |"
+        )
+    return "\n".join(rows) + "\n"
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", required=True, help="output folder")
@@ -290,6 +312,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "wall_seconds_of_benchmark": time.time() - start,
     }
     (out / "front_cost.json").write_text(json.dumps(result, indent=2))
+    table = matched_markdown(matched_blocks, {f.method: f.hypervolume for f in final_fronts})
+    (out / "matched.md").write_text(table)
     print(summary_table(final_fronts, world.objectives.names))
     for m in curves:
         print(f"{m:<8} " + "  ".join(f"{p.hypervolume:.2f}@{p.seconds:.0f}s/{p.flops:.2g}F" for p in curves[m]))
@@ -308,7 +332,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     for m in RL_METHODS:
         if m in curves and not result["plateau"][m]["plateaued"]:
             print(f"{m}: its hypervolume was still improving at the last snapshot; raise --rl_steps")
-    print(f"wrote {out / 'front.json'}, {out / 'hv_vs_compute.png'}, {out / 'front_cost.json'}")
+    print(table)
+    print(f"wrote {out / 'front.json'}, {out / 'hv_vs_compute.png'}, {out / 'front_cost.json'}, {out / 'matched.md'}")
     return result
 
 
