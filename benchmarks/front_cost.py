@@ -183,15 +183,16 @@ def matched_markdown(blocks: list[dict[str, Any]], final_hv: dict[str, float]) -
 
     rows = [
         "| target | target's best HV | target s to reach it | RiC s to reach it | time ratio "
-        "| target FLOPs | RiC FLOPs | FLOP ratio | final HV target / RiC |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| target FLOPs | RiC FLOPs | FLOP ratio | final HV target / RiC | RiC's best HV: RiC s / target s |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for b in blocks:
         m = b["target_method"]
         rows.append(
             f"| {m} | {b['target_hv']:.2f} | {b['target_seconds']:.1f} | {num(b['ric_seconds_to_match'], '.1f')} "
             f"| {num(b['time_ratio'], '.3f')} | {b['target_flops']:.2e} | {num(b['ric_flops_to_match'], '.2e')} "
-            f"| {num(b['flops_ratio'], '.3f')} | {final_hv.get(m, float('nan')):.2f} / {final_hv.get('ric', float('nan')):.2f} |"
+            f"| {num(b['flops_ratio'], '.3f')} | {final_hv.get(m, float('nan')):.2f} / {final_hv.get('ric', float('nan')):.2f} "
+            f"| {b['ric_hv_best']:.2f}: {b['ric_seconds_to_best']:.1f} / {num(b['target_seconds_to_ric_best'], '.1f')} |"
         )
     return "\n".join(rows) + "\n"
 
@@ -328,6 +329,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 if t is not None
                 else f"never reached it (best {b['ric_hv_best']:.3f})"
             )
+        )
+        tb = b["target_seconds_to_ric_best"]
+        print(
+            f"  reverse: RiC's best HV {b['ric_hv_best']:.3f} reached by RiC at {b['ric_seconds_to_best']:.1f}s, by "
+            f"{b['target_method']} " + ("never" if tb is None else f"at {tb:.1f}s")
         )
     for m in RL_METHODS:
         if m in curves and not result["plateau"][m]["plateaued"]:

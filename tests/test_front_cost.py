@@ -81,6 +81,8 @@ def test_matched_block_says_when_ric_never_reaches_the_target():
     block = matched("soups", curve([(5, 50, 4.0)]), curve([(1, 1, 3.0), (2, 2, 3.9)]))
     assert block["ric_seconds_to_match"] is None and block["time_ratio"] is None
     assert block["ric_hv_best"] == 3.9
+    # the reverse match: when the target first reached RiC's best (3.9), against when RiC did
+    assert (block["ric_seconds_to_best"], block["target_seconds_to_ric_best"]) == (2, 5)
     with pytest.raises(ValueError):
         matched("soups", [], curve([(1, 1, 3.0)]))
 

@@ -113,7 +113,8 @@ def matched(target_method: str, target: Sequence[CurvePoint], ric: Sequence[Curv
     """front.json's matched block: the target's best HV, when it first got there, and when RiC first did.
 
     ``ric_seconds_to_match`` and ``ric_flops_to_match`` are None when RiC never reaches the target's best
-    hypervolume; ``time_ratio`` / ``flops_ratio`` are RiC's over the target's.
+    hypervolume; ``time_ratio`` / ``flops_ratio`` are RiC's over the target's. The reverse match is added
+    too: RiC's best hypervolume, when RiC first reached it, and when the target first did (None if never).
     """
     if not target or not ric:
         raise ValueError("matched() needs a non-empty curve for the target and for RiC")
@@ -121,6 +122,10 @@ def matched(target_method: str, target: Sequence[CurvePoint], ric: Sequence[Curv
     at = first_reaching(target, best)
     assert at is not None
     hit = first_reaching(ric, best)
+    ric_best = max(p.hypervolume for p in ric)
+    ric_at = first_reaching(ric, ric_best)
+    assert ric_at is not None
+    target_hit = first_reaching(target, ric_best)
     return {
         "target_method": target_method,
         "target_hv": best,
@@ -128,7 +133,11 @@ def matched(target_method: str, target: Sequence[CurvePoint], ric: Sequence[Curv
         "target_flops": at.flops,
         "ric_seconds_to_match": hit.seconds if hit else None,
         "ric_flops_to_match": hit.flops if hit else None,
-        "ric_hv_best": max(p.hypervolume for p in ric),
+        "ric_hv_best": ric_best,
+        "ric_seconds_to_best": ric_at.seconds,
+        "ric_flops_to_best": ric_at.flops,
+        "target_seconds_to_ric_best": target_hit.seconds if target_hit else None,
+        "target_flops_to_ric_best": target_hit.flops if target_hit else None,
         "time_ratio": hit.seconds / at.seconds if hit and at.seconds > 0 else None,
         "flops_ratio": hit.flops / at.flops if hit and at.flops > 0 else None,
     }
