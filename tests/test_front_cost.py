@@ -52,8 +52,9 @@ def test_reward_model_parameters_count_neural_models_only():
     class Rule:
         pass
 
-    class Neural:
-        model = torch.nn.Linear(4, 3)  # 15 parameters
+    class Neural:  # like HFRewardModel once loaded: the model in a private attribute
+        def __init__(self):
+            self._model = torch.nn.Linear(4, 3)  # 15 parameters
 
     class Declared:
         num_parameters = 7

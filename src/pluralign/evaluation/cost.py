@@ -43,18 +43,33 @@ def count_parameters(model: Any) -> int:
     return int(sum(p.numel() for p in model.parameters()))
 
 
+def _modules_in(obj: Any, depth: int = 2) -> list[Any]:
+    """torch modules an object holds in its attributes (and theirs, ``depth`` levels down); loads nothing."""
+    import torch
+
+    if isinstance(obj, torch.nn.Module):
+        return [obj]
+    if depth == 0 or not hasattr(obj, "__dict__"):
+        return []
+    found = []
+    for value in vars(obj).values():
+        found.extend(_modules_in(value, depth - 1))
+    return found
+
+
 def reward_model_parameters(objectives: Iterable[Any]) -> int:
     """Summed parameters of the objectives that are neural reward models (0 for rule-based scorers).
 
-    An objective counts when it exposes a loaded torch ``model`` (e.g. :class:`HFRewardModel` after its
-    first call) or a ``num_parameters`` attribute.
+    An objective counts with its ``num_parameters`` attribute if it has one, else with the torch modules it
+    holds once loaded (an HF reward model after its first call, a trained reward-model directory); score
+    the objectives before counting. Nothing is loaded here.
     """
     total = 0
     for obj in objectives:
         n = getattr(obj, "num_parameters", None)
-        if n is None and getattr(obj, "model", None) is not None and hasattr(obj.model, "parameters"):
-            n = count_parameters(obj.model)
-        total += int(n or 0)
+        if n is None:
+            n = sum(count_parameters(m) for m in _modules_in(obj))
+        total += int(n)
     return total
 
 
