@@ -1,20 +1,25 @@
-"""The cost of a whole front: every method that exists produces its Pareto front on the demo world.
+"""The cost of a whole front, at matched quality: hypervolume against training time and FLOPs, per method.
 
-All methods start from the same SFT model (the demo world's tiny GPT-2), train through their own demo
-hook ``pluralign.methods.<m>.demo.train_on_demo`` (timed), and are evaluated by the shared pipeline
-(:func:`pluralign.evaluation.pipeline.evaluate_models`) on the same prompts at every preference point of
-the grid, with one hypervolume reference point. A front's ``wall_seconds`` is everything the method
-needs to produce the whole front: its training (all runs: one per grid point for MORLHF, one per
-objective for Rewarded Soups) plus generating and scoring the front. Building the world and its SFT
-model is shared by all methods and counted for none.
+Every method starts from the same SFT model and trains through its demo hook
+(``pluralign.methods.<m>.demo.train_on_demo``) with a :class:`~pluralign.evaluation.checkpoints.SnapshotCallback`:
+the model is saved along training (RiC: every ``--ric_snapshot_every`` SFT steps and at the end of the
+offline stage and of each online iteration; MORLHF and Soups: every ``--rl_snapshot_every`` RLOO steps of
+every run). Afterwards each snapshot's whole front is evaluated by the shared pipeline (same prompts,
+same preference grid, one hypervolume reference point from the SFT model's outputs).
 
-Writes DIR/front.json (all fronts), DIR/pareto.png (all fronts in one plot), DIR/report.html and
-DIR/front_cost.json (training and evaluation seconds apart, skipped methods, the RiC claim check), and
-prints the table. The paper's claim (METHODS.md §1): RiC's wall time at most 10% of MORLHF's, with a
-hypervolume at least MORLHF's.
+Accounting. A snapshot's ``seconds`` is the wall time the method spent to get there (model loading,
+scoring, generation, training: everything its hook does), summed over its runs (MORLHF: 11 RLOO runs
+at step s; Soups: 2). Saving snapshots and evaluating them is excluded (the clock is paused while
+saving; evaluation happens after training). Its ``flops`` follow :mod:`pluralign.evaluation.cost`
+(6N per trained token, 2N per generated / reference / scored token). Building the world and its SFT
+model is shared and counted for no method.
+
+Writes DIR/front.json (the final fronts, every method's ``curves`` and the ``matched`` blocks),
+DIR/pareto.png, DIR/report.html, DIR/hv_vs_compute.png (hypervolume against seconds and against FLOPs,
+one line per method), DIR/matched.md (the matched table) and DIR/front_cost.json (profile, settings,
+whether each RL curve plateaued, the paper-scale projection).
 
     OMP_NUM_THREADS=1 python benchmarks/front_cost.py --out results/front_cost
-    python benchmarks/front_cost.py --out /tmp/fc --methods ric morlhf --morlhf_grid_points 4 --rl_steps 10
 """
 
 from __future__ import annotations
@@ -30,8 +35,24 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-METHODS = ("ric", "morlhf", "soups", "moslim", "spo", "modpo", "npdpo")
-RL_METHODS = ("morlhf", "soups")  # their demo hooks accept config overrides (steps, grid resolution)
+METHODS = ("ric", "morlhf", "soups")
+RL_METHODS = ("morlhf", "soups")
+# world name -> its builder, called as builder(work_dir, progress=...); every method's demo hook takes the world
+WORLDS = {"reviews": "pluralign.demo.world:build_world", "chat": "pluralign.demo.chat_world:build_chat_world"}
+
+# RiC settings of the cost benchmark (the demo's own, except where profiling showed time that buys no HV).
+# Measured in FLOPs (load-independent, docs/front_cost.md): one offline epoch on its own cosine schedule
+# and four online iterations reach a higher front with fewer FLOPs than the demo's three epochs and one
+# iteration (16.1 at 1.1e12 FLOPs against 15.5 at 1.5e12); a smaller offline share of the online buffer
+# shortens online SFT; larger generation batches are free.
+RIC_COST_SETTINGS: dict[str, Any] = {
+    "num_train_epochs": 1.0,
+    "online_iterations": 4,
+    "online_offline_samples": 500,
+    "generation_batch_size": 128,
+}
+# RLOO settings of the cost benchmark on top of DEMO_RL_SETTINGS, the same for MORLHF and Soups.
+RL_COST_SETTINGS: dict[str, Any] = {}
 
 
 def available(methods: list[str]) -> tuple[list[str], list[str]]:
@@ -41,110 +62,285 @@ def available(methods: list[str]) -> tuple[list[str], list[str]]:
 
 
 def overrides_for(method: str, args: argparse.Namespace) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    if method in RL_METHODS and args.rl_steps is not None:
+    """Config overrides of one method's demo hook in this benchmark."""
+    if method == "ric":
+        out = {**RIC_COST_SETTINGS, "include_num_input_tokens_seen": "non_padding"}
+        if args.ric_epochs is not None:
+            out["num_train_epochs"] = args.ric_epochs
+        if args.ric_online_iterations is not None:
+            out["online_iterations"] = args.ric_online_iterations
+        return {**out, **parse_sets(args.ric_set)}
+    out = {**RL_COST_SETTINGS, **parse_sets(args.rl_set)}
+    if method in RL_METHODS:
         out["max_steps"] = args.rl_steps
     if method == "morlhf" and args.morlhf_grid_points is not None:
         out["grid_points"] = args.morlhf_grid_points
     return out
 
 
-def claim_check(rows: dict[str, dict[str, float]]) -> dict[str, Any] | None:
-    """RiC's headline claim against MORLHF: wall time <= 10% and hypervolume >= MORLHF's."""
-    if "ric" not in rows or "morlhf" not in rows:
-        return None
-    ric, morlhf = rows["ric"], rows["morlhf"]
-    ratio = ric["wall_seconds"] / morlhf["wall_seconds"]
-    return {
-        "wall_ratio_ric_over_morlhf": ratio,
-        "hypervolume_ric": ric["hypervolume"],
-        "hypervolume_morlhf": morlhf["hypervolume"],
-        "wall_within_10_percent": ratio <= 0.10,
-        "hypervolume_at_least_morlhf": ric["hypervolume"] >= morlhf["hypervolume"],
-    }
+def parse_sets(items: list[str] | None) -> dict[str, Any]:
+    """``KEY=VALUE`` pairs (VALUE read as JSON when it parses, else as text) -> config overrides."""
+    out: dict[str, Any] = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise SystemExit(f"--ric_set/--rl_set expects KEY=VALUE, got {item!r}")
+        try:
+            out[key] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key] = value
+    return out
+
+
+def load_world(name: str, work_dir: Path, progress) -> Any:
+    """The world every method trains on, built (or loaded) by ``WORLDS[name]`` ("module:function")."""
+    module, _, function = WORLDS[name].partition(":")
+    if importlib.util.find_spec(module) is None:
+        raise SystemExit(f"--world {name}: this version of pluralign has no {module}; use --world reviews")
+    return getattr(importlib.import_module(module), function)(work_dir, progress=progress)
+
+
+def policy_parameters(model_dir: str) -> int:
+    from pluralign.evaluation.cost import count_parameters
+    from pluralign.modeling import load_causal_lm
+
+    return count_parameters(load_causal_lm(model_dir, device="cpu"))
+
+
+def text_tokens(tokenizer, texts: list[str]) -> int:
+    return sum(len(ids) for ids in tokenizer(texts, add_special_tokens=False)["input_ids"])
+
+
+def ric_tokens_outside_trainers(world: Any, model_dir: Path, tokenizer) -> dict[str, float]:
+    """Tokens RiC processes outside its trainers: offline scoring, and per online iteration generation + scoring."""
+    out = {"score": float(text_tokens(tokenizer, [s["prompt"] + s["response"] for s in world.train]))}
+    for stage in sorted(model_dir.glob("online_*")):
+        rows = [json.loads(line) for f in stage.glob("generations.rank*.jsonl") for line in f.read_text().splitlines()]
+        out[stage.name] = float(text_tokens(tokenizer, [r["prompt"] + r["response"] for r in rows]))
+    return out
+
+
+def snapshot_flops(method: str, entry: dict[str, Any], n: int, n_rm: int, beta: float, ric_extra: dict) -> float:
+    from pluralign.evaluation.cost import TokenLedger, rloo_tokens
+
+    if method in RL_METHODS:
+        return rloo_tokens(entry["tokens"], beta).flops(n, n_rm)
+    ledger = TokenLedger(trained=entry["tokens"], scored=ric_extra.get("score", 0.0))
+    if entry["stage"].startswith("online_"):
+        done = int(entry["stage"].split("_")[1])
+        for k in range(1, done + 1):
+            gen = ric_extra.get(f"online_{k}", 0.0)
+            ledger = ledger + TokenLedger(forward=gen, scored=gen)
+    return ledger.flops(n, n_rm)
+
+
+def profile(method: str, events: list[dict[str, Any]], total: float) -> dict[str, float]:
+    """Where a method's training time went, from its trainers' begin/end on the clock."""
+    if method in RL_METHODS:
+        rl = sum(e["end"] - e["begin"] for e in events)
+        return {"rloo_trainers": rl, "loading_and_setup": total - rl, "total": total}
+    out: dict[str, float] = {}
+    last = 0.0
+    for e in events:
+        gap = "scoring_and_setup" if e["stage"] == "offline" else f"{e['stage']}_generation_and_scoring"
+        out[gap] = e["begin"] - last
+        out[f"{e['stage']}_sft"] = e["end"] - e["begin"]
+        last = e["end"]
+    out["export"] = total - last
+    out["total"] = total
+    return out
+
+
+def plot_curves(curves: dict[str, list[dict]], path: Path, title: str) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    for method, curve in curves.items():
+        hv = [p["hypervolume"] for p in curve]
+        axes[0].plot([p["seconds"] for p in curve], hv, "-o", ms=4, label=method)
+        axes[1].plot([p["flops"] for p in curve], hv, "-o", ms=4, label=method)
+    axes[0].set_xlabel("cumulative training wall time (s)")
+    axes[1].set_xlabel("cumulative training FLOPs")
+    axes[1].ticklabel_format(axis="x", style="sci", scilimits=(0, 0))
+    for ax in axes:
+        ax.set_ylabel("hypervolume of the whole front")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def matched_markdown(blocks: list[dict[str, Any]], final_hv: dict[str, float]) -> str:
+    """The matched table of docs/front_cost.md, from front.json's matched blocks."""
+
+    def num(x: float | None, fmt: str) -> str:
+        return "never" if x is None else format(x, fmt)
+
+    rows = [
+        "| target | target's best HV | target s to reach it | RiC s to reach it | time ratio "
+        "| target FLOPs | RiC FLOPs | FLOP ratio | final HV target / RiC | RiC's best HV: RiC s / target s |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    for b in blocks:
+        m = b["target_method"]
+        rows.append(
+            f"| {m} | {b['target_hv']:.2f} | {b['target_seconds']:.1f} | {num(b['ric_seconds_to_match'], '.1f')} "
+            f"| {num(b['time_ratio'], '.3f')} | {b['target_flops']:.2e} | {num(b['ric_flops_to_match'], '.2e')} "
+            f"| {num(b['flops_ratio'], '.3f')} | {final_hv.get(m, float('nan')):.2f} / {final_hv.get('ric', float('nan')):.2f} "
+            f"| {b['ric_hv_best']:.2f}: {b['ric_seconds_to_best']:.1f} / {num(b['target_seconds_to_ric_best'], '.1f')} |"
+        )
+    return "\n".join(rows) + "\n"
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", required=True, help="output folder")
-    parser.add_argument("--world_dir", default=None, help="demo world cache (default: OUT/world); reuse to save time")
-    parser.add_argument("--methods", nargs="+", default=list(METHODS), help="methods to run if they exist")
+    parser.add_argument("--world", choices=list(WORLDS), default="reviews", help="built-in world (default: reviews)")
+    parser.add_argument("--world_dir", default=None, help="world cache (default: OUT/world); reuse to save time")
+    parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS, help="methods to run")
     parser.add_argument("--morlhf_grid_points", type=int, default=None, help="MORLHF grid resolution (default 10)")
-    parser.add_argument("--rl_steps", type=int, default=None, help="RLOO steps per MORLHF/Soups run (default 20)")
+    parser.add_argument("--rl_steps", type=int, default=100, help="RLOO steps per MORLHF/Soups run")
+    parser.add_argument("--rl_snapshot_every", type=int, default=20, help="RLOO steps between snapshots")
+    parser.add_argument("--ric_snapshot_every", type=int, default=63, help="SFT steps between RiC snapshots")
+    parser.add_argument("--ric_epochs", type=float, default=None, help="RiC offline epochs")
+    parser.add_argument("--ric_online_iterations", type=int, default=None, help="RiC online MORS iterations")
+    parser.add_argument("--ric_set", nargs="*", default=[], help="RiCConfig overrides KEY=VALUE")
+    parser.add_argument("--rl_set", nargs="*", default=[], help="RLOO config overrides KEY=VALUE (MORLHF and Soups)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
 
     import torch
 
-    from pluralign.demo.world import build_world
-    from pluralign.evaluation.pipeline import evaluate_models, summary_table
+    from pluralign.cli import _quiet_libraries
+    from pluralign.evaluation.checkpoints import SnapshotCallback, Stopwatch, materialise, tag_totals
+    from pluralign.evaluation.cost import CurvePoint, matched, paper_projection, plateaued, reward_model_parameters
+    from pluralign.evaluation.front import evaluate_front, finalise
+    from pluralign.evaluation.pipeline import sft_front, summary_table, write_results
+    from pluralign.modeling import load_tokenizer
+    from pluralign.preferences import preference_grid
     from pluralign.steering import load_policy
 
+    _quiet_libraries()
     out = Path(args.out)
     start = time.time()
 
     def progress(msg: str) -> None:
         print(f"[{time.time() - start:7.1f}s] {msg}", flush=True)
 
-    world = build_world(Path(args.world_dir) if args.world_dir else out / "world", progress=progress)
+    world = load_world(args.world, Path(args.world_dir) if args.world_dir else out / "world", progress)
     present, skipped = available(args.methods)
-    if skipped:
-        progress(f"skipped (no demo hook yet): {', '.join(skipped)}")
-    policies, train_seconds = {}, {}
+    grid = [list(w) for w in preference_grid(len(world.objectives))]
+    gen = world.generation_kwargs
+    n_policy = policy_parameters(world.base_model)
+    tokenizer = load_tokenizer(world.base_model)
+    base, norm = sft_front(world.base_model, world.eval_prompts, world.objectives, grid, seed=args.seed, **gen)
+    final_fronts, curves, profiles, overrides, eval_seconds = [base], {}, {}, {}, {}
     for method in present:
         hook = importlib.import_module(f"pluralign.methods.{method}.demo")
-        progress(f"{method}: training its whole front from the SFT model")
-        t = time.perf_counter()
-        model_dir = hook.train_on_demo(world, out / "models" / method, progress, **overrides_for(method, args))
-        train_seconds[method] = time.perf_counter() - t
-        policies[method] = load_policy(model_dir)
-        progress(f"{method}: trained in {train_seconds[method]:.1f}s")
-    fronts = evaluate_models(
-        policies,
-        world.base_model,
-        world.eval_prompts,
-        world.objectives,
-        out,
-        train_seconds=train_seconds,
-        seed=args.seed,
-        title="Whole fronts on the demo world, same SFT start",
-        progress=progress,
-        **world.generation_kwargs,
-    )
-    rows = {
-        f.method: {
-            "train_seconds": train_seconds.get(f.method, 0.0),
-            "evaluation_seconds": f.wall_seconds - train_seconds.get(f.method, 0.0),
-            "wall_seconds": f.wall_seconds,
-            "hypervolume": f.hypervolume,
-            "steerability": f.steerability,
-        }
-        for f in fronts
+        overrides[method] = overrides_for(method, args)
+        every = args.ric_snapshot_every if method == "ric" else args.rl_snapshot_every
+        clock = Stopwatch()
+        callback = SnapshotCallback(out / "snapshots" / method, clock, every_steps=every)
+        progress(f"{method}: training its whole front from the SFT model, snapshots every {every} steps")
+        model_dir = Path(
+            hook.train_on_demo(world, out / "models" / method, progress, callbacks=[callback], **overrides[method])
+        )
+        total = clock.elapsed()
+        profiles[method] = profile(method, callback.events, total)
+        progress(f"{method}: trained in {total:.1f}s (saving snapshots excluded)")
+        ric_extra = ric_tokens_outside_trainers(world, model_dir, tokenizer) if method == "ric" else {}
+        beta = float(overrides[method].get("beta", 0.05)) if method in RL_METHODS else 0.0
+        n_rm = reward_model_parameters(world.objectives[n] for n in world.objectives.names)
+        t = time.time()
+        fronts = []
+        for entry in tag_totals(callback.snapshots):
+            policy = load_policy(materialise(out / "snapshots" / method / entry["tag"], model_dir))
+            front = evaluate_front(
+                policy, world.eval_prompts, world.objectives, grid, method=method, seed=args.seed, **gen
+            )
+            front.wall_seconds = entry["seconds"]
+            fronts.append((entry, front))
+        eval_seconds[method] = time.time() - t
+        finalise([base] + [f for _, f in fronts], norm, world.objectives.names)  # sets their hypervolumes
+        curves[method] = [CurvePoint("sft", 0.0, 0.0, base.hypervolume, {"stage": "start", "step": 0, "tokens": 0})] + [
+            CurvePoint(
+                label=entry["tag"],
+                seconds=entry["seconds"],
+                flops=snapshot_flops(method, entry, n_policy, n_rm, beta, ric_extra),
+                hypervolume=front.hypervolume,
+                extra={"stage": entry["stage"], "step": entry["step"], "tokens": entry["tokens"]},
+            )
+            for entry, front in fronts
+        ]
+        final_fronts.append(fronts[-1][1])
+        progress(
+            f"{method}: {len(fronts)} snapshots evaluated in {eval_seconds[method]:.1f}s; HV "
+            + ", ".join(f"{p.hypervolume:.2f}@{p.seconds:.0f}s" for p in curves[method])
+        )
+    matched_blocks = [matched(m, curves[m], curves["ric"]) for m in RL_METHODS if m in curves and "ric" in curves]
+    extra = {
+        "curves": {m: [p.to_dict() for p in c] for m, c in curves.items()},
+        "matched": matched_blocks,
+        "accounting": "seconds: training wall time, snapshot saving and evaluation excluded, summed over a "
+        "method's runs; flops: pluralign.evaluation.cost (6N trained, 2N generated/reference/scored token)",
     }
+    title = f"Whole fronts on the {args.world} world, same SFT start"
+    write_results(final_fronts, norm, world.objectives.names, out, title=title, extra=extra)
+    plot_curves(extra["curves"], out / "hv_vs_compute.png", f"Hypervolume against compute ({args.world} world)")
     result = {
         "machine": f"{os.cpu_count()}-core CPU ({platform.machine()})",
         "date": date.today().isoformat(),
         "torch_threads": torch.get_num_threads(),
-        "methods": rows,
+        "world": args.world,
+        "policy_parameters": n_policy,
+        "reward_model_parameters": n_rm,
+        "matched": matched_blocks,
+        "plateau": {m: plateaued(c) for m, c in curves.items()},
+        "profile_seconds": profiles,
+        "evaluation_seconds": eval_seconds,
+        "overrides": overrides,
+        "rl_snapshot_every": args.rl_snapshot_every,
+        "ric_snapshot_every": args.ric_snapshot_every,
         "skipped": skipped,
-        "overrides": {m: overrides_for(m, args) for m in present},
         "eval_prompts": len(world.eval_prompts),
-        "generation_kwargs": world.generation_kwargs,
-        "ric_claim": claim_check(rows),
+        "generation_kwargs": gen,
+        "paper_projection": paper_projection(),
+        "wall_seconds_of_benchmark": time.time() - start,
     }
     (out / "front_cost.json").write_text(json.dumps(result, indent=2))
-    print(summary_table(fronts, world.objectives.names))
-    if skipped:
-        print(f"skipped (no demo hook yet): {', '.join(skipped)}")
-    claim = result["ric_claim"]
-    if claim:
+    table = matched_markdown(matched_blocks, {f.method: f.hypervolume for f in final_fronts})
+    (out / "matched.md").write_text(table)
+    print(summary_table(final_fronts, world.objectives.names))
+    for m in curves:
+        print(f"{m:<8} " + "  ".join(f"{p.hypervolume:.2f}@{p.seconds:.0f}s/{p.flops:.2g}F" for p in curves[m]))
+    for b in matched_blocks:
+        t = b["ric_seconds_to_match"]
         print(
-            f"RiC / MORLHF wall time: {claim['wall_ratio_ric_over_morlhf']:.1%} (claim: <= 10%: "
-            f"{'yes' if claim['wall_within_10_percent'] else 'no'}); hypervolume {claim['hypervolume_ric']:.3f} vs "
-            f"{claim['hypervolume_morlhf']:.3f} (claim: at least MORLHF's: "
-            f"{'yes' if claim['hypervolume_at_least_morlhf'] else 'no'})"
+            f"matched {b['target_method']}: best HV {b['target_hv']:.3f} first reached at {b['target_seconds']:.1f}s "
+            f"({b['target_flops']:.3g} FLOPs); RiC "
+            + (
+                f"reached it at {t:.1f}s ({b['ric_flops_to_match']:.3g} FLOPs): time ratio {b['time_ratio']:.3f}, "
+                f"FLOP ratio {b['flops_ratio']:.3f}"
+                if t is not None
+                else f"never reached it (best {b['ric_hv_best']:.3f})"
+            )
         )
-    print(f"wrote {out / 'front.json'}, {out / 'pareto.png'}, {out / 'front_cost.json'}")
+        tb = b["target_seconds_to_ric_best"]
+        print(
+            f"  reverse: RiC's best HV {b['ric_hv_best']:.3f} reached by RiC at {b['ric_seconds_to_best']:.1f}s, by "
+            f"{b['target_method']} " + ("never" if tb is None else f"at {tb:.1f}s")
+        )
+    for m in RL_METHODS:
+        if m in curves and not result["plateau"][m]["plateaued"]:
+            print(f"{m}: its hypervolume was still improving at the last snapshot; raise --rl_steps")
+    print(table)
+    print(f"wrote {out / 'front.json'}, {out / 'hv_vs_compute.png'}, {out / 'front_cost.json'}, {out / 'matched.md'}")
     return result
 
 

@@ -187,11 +187,13 @@ def train_weighted_policy(
     prompts: Sequence[Any],
     run_dir: str | Path,
     processing_class: Any = None,
+    callbacks: Sequence[Any] | None = None,
 ) -> Path:
     """One RLOO run from ``config.model_name_or_path`` on the reward ``sum_i w_i z_i``; saved to ``run_dir``.
 
     The run folder holds the policy (safetensors, or a LoRA adapter), its tokenizer and
     ``pluralign_run.json`` (weights and final metrics), written last so a rerun skips finished runs.
+    ``callbacks`` (🤗 TrainerCallback) go to the trainer.
     """
     from datasets import Dataset
 
@@ -209,6 +211,7 @@ def train_weighted_policy(
         train_dataset=Dataset.from_dict({"prompt": list(prompts)}),
         processing_class=processing_class,
         peft_config=config.peft_config(),
+        callbacks=list(callbacks) if callbacks else None,
     )
     trainer.train()
     trainer.save_model(str(run_dir))
@@ -236,6 +239,7 @@ DEMO_RL_SETTINGS: dict[str, Any] = {
     "temperature": 1.0,
     "logging_steps": 10,
     "disable_tqdm": True,
+    "activation_checkpointing": False,  # TRL's default (on) only costs time on a tiny CPU model; RiC's demo has it off
     "save_strategy": "no",
     "report_to": [],
     "seed": 0,

@@ -123,13 +123,16 @@ def write_front_json(
     fronts: Sequence[Front],
     reference: Sequence[float],
     norm: dict[str, ObjectiveStats],
+    extra: dict[str, Any] | None = None,
 ) -> Path:
+    """Write front.json (DESIGN.md's contract); ``extra`` adds top-level keys (e.g. ``matched``)."""
     data = {
         "objectives": list(names),
         "reference_point": list(reference),
         "reference_point_units": "z-scores of the SFT model's outputs (see normalisation)",
         "normalisation": {n: {"mean": norm[n].mean, "std": norm[n].std} for n in names},
         "fronts": [asdict(f) for f in fronts],
+        **(extra or {}),
     }
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -64,11 +64,26 @@ def evaluate_models(
         )
         front.wall_seconds = (train_seconds or {}).get(name, 0.0) + (time.time() - t)
         fronts.append(front)
-    reference = finalise(fronts, norm, objectives.names, reference_z)
-    write_front_json(out_dir / "front.json", objectives.names, fronts, reference, norm)
-    plot_fronts(fronts, objectives.names, out_dir / "pareto.png", title=title)
-    write_report(out_dir / "report.html", fronts, objectives.names, reference, out_dir / "pareto.png", title)
+    write_results(fronts, norm, objectives.names, out_dir, title=title, reference_z=reference_z)
     return fronts
+
+
+def write_results(
+    fronts: Sequence[Front],
+    norm: dict,
+    names: Sequence[str],
+    out_dir: str | Path,
+    title: str = "pluralign: Pareto fronts",
+    reference_z: float = DEFAULT_REFERENCE_Z,
+    extra: dict[str, Any] | None = None,
+) -> None:
+    """Set the fronts' hypervolumes and write front.json (plus ``extra`` keys), pareto.png and report.html."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    reference = finalise(fronts, norm, names, reference_z)
+    write_front_json(out_dir / "front.json", names, fronts, reference, norm, extra=extra)
+    plot_fronts(fronts, names, out_dir / "pareto.png", title=title)
+    write_report(out_dir / "report.html", fronts, names, reference, out_dir / "pareto.png", title)
 
 
 def summary_table(fronts: Sequence[Front], names: Sequence[str]) -> str:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -21,8 +21,14 @@ def demo_config(world: Any, output_dir: Path, **overrides: Any) -> MORLHFConfig:
     return MORLHFConfig(output_dir=str(output_dir), model_name_or_path=world.base_model, **settings)
 
 
-def train_on_demo(world: Any, output_dir: Path, progress: Callable[[str], None] = print, **overrides: Any) -> Path:
+def train_on_demo(
+    world: Any,
+    output_dir: Path,
+    progress: Callable[[str], None] = print,
+    callbacks: Sequence[Any] | None = None,
+    **overrides: Any,
+) -> Path:
     """Train the MORLHF grid on the demo world; ``overrides`` set config fields (e.g. grid_points, max_steps)."""
     config = demo_config(world, Path(output_dir), **overrides)
     prompts = unique_prompts([s["prompt"] for s in world.train])
-    return train_morlhf(config, world.objectives, prompts, progress)
+    return train_morlhf(config, world.objectives, prompts, progress, callbacks=callbacks)

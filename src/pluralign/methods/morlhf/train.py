@@ -28,6 +28,7 @@ def train_morlhf(
     objectives: ObjectiveSet,
     prompts: Sequence[Any],
     progress: Callable[[str], None] = print,
+    callbacks: Sequence[Any] | None = None,
 ) -> Path:
     """Train every preference point of the grid and write the MORLHF model directory (``config.output_dir``)."""
     start = check_start_model(config)
@@ -42,7 +43,9 @@ def train_morlhf(
             progress(f"morlhf run {i}/{len(grid)} ({label}): already trained, skipped")
         else:
             progress(f"morlhf run {i}/{len(grid)} ({label}): RLOO for {config.max_steps} steps")
-            train_weighted_policy(config, objectives, weights, prompts, run_dir, processing_class=tokenizer)
+            train_weighted_policy(
+                config, objectives, weights, prompts, run_dir, processing_class=tokenizer, callbacks=callbacks
+            )
         runs.append({"preference": [float(w) for w in weights], "path": str(run_dir.relative_to(out))})
     tokenizer.save_pretrained(str(out))
     Manifest(

@@ -3,22 +3,24 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 from pluralign.demo.world import DemoWorld
 from pluralign.methods.ric.config import RiCConfig
 from pluralign.methods.ric.train import train_ric
 
 
-def demo_config(world: DemoWorld, output_dir: Path) -> RiCConfig:
+def demo_config(world: DemoWorld, output_dir: Path, **overrides: Any) -> RiCConfig:
+    """The demo's RiC settings; ``overrides`` set config fields (e.g. num_train_epochs)."""
     data = output_dir / "train.jsonl"
     output_dir.mkdir(parents=True, exist_ok=True)
     if not data.is_file():
         data.write_text(
             "".join(json.dumps({"prompt": s["prompt"], "response": s["response"]}) + "\n" for s in world.train)
         )
-    return RiCConfig(
+    settings: dict[str, Any] = dict(
         output_dir=str(output_dir),
         model_name_or_path=world.base_model,
         dataset=str(data),
@@ -41,11 +43,19 @@ def demo_config(world: DemoWorld, output_dir: Path) -> RiCConfig:
         save_steps=100,
         save_total_limit=1,
         disable_tqdm=True,
-        gradient_checkpointing=False,
+        activation_checkpointing=False,  # TRL turns it on by default; a tiny CPU model only pays for it
         report_to="none",
         seed=world.settings.seed,
     )
+    return RiCConfig(**{**settings, **overrides})
 
 
-def train_on_demo(world: DemoWorld, output_dir: Path, progress: Callable[[str], None] | None = print) -> Path:
-    return train_ric(demo_config(world, Path(output_dir)), progress=progress)
+def train_on_demo(
+    world: DemoWorld,
+    output_dir: Path,
+    progress: Callable[[str], None] | None = print,
+    callbacks: Sequence[Any] | None = None,
+    **overrides: Any,
+) -> Path:
+    """Train RiC on the demo world; ``callbacks`` go to every SFT trainer, ``overrides`` to the config."""
+    return train_ric(demo_config(world, Path(output_dir), **overrides), progress=progress, callbacks=callbacks)

@@ -88,8 +88,11 @@ def validate(config: RiCConfig) -> None:
         raise ConfigError(f"online_quantile must be in (0, 1), got {config.online_quantile}")
 
 
-def train_ric(config: RiCConfig, progress: Progress | None = print) -> Path:
-    """Run (or resume) the whole RiC pipeline; returns ``config.output_dir`` holding the trained model."""
+def train_ric(config: RiCConfig, progress: Progress | None = print, callbacks: Sequence | None = None) -> Path:
+    """Run (or resume) the whole RiC pipeline; returns ``config.output_dir`` holding the trained model.
+
+    ``callbacks`` (🤗 TrainerCallback) go to every SFT stage's trainer, offline and online.
+    """
     validate(config)
     log = progress or (lambda _msg: None)
     state_acc = process_state()
@@ -139,6 +142,7 @@ def train_ric(config: RiCConfig, progress: Progress | None = print) -> Path:
         out / "offline",
         peft_config=peft,
         tokenizer=tokenizer,
+        callbacks=callbacks,
     )
     if "offline" not in state:
         log(f"ric: offline SFT done in {time.time() - t:.1f}s")
@@ -186,6 +190,7 @@ def train_ric(config: RiCConfig, progress: Progress | None = print) -> Path:
             config,
             stage / "sft",
             tokenizer=tokenizer,
+            callbacks=callbacks,
             learning_rate=config.online_learning_rate,
             lr_scheduler_type="constant",
             num_train_epochs=config.online_epochs,

@@ -23,6 +23,7 @@ def train_soups(
     objectives: ObjectiveSet,
     prompts: Sequence[Any],
     progress: Callable[[str], None] = print,
+    callbacks: Sequence[Any] | None = None,
 ) -> Path:
     """Train one policy per objective and write the Soups model directory (``config.output_dir``)."""
     start = check_start_model(config)
@@ -37,7 +38,9 @@ def train_soups(
         else:
             progress(f"soups run {i + 1}/{k} ({name}): RLOO for {config.max_steps} steps")
             one_hot = [1.0 if j == i else 0.0 for j in range(k)]
-            train_weighted_policy(config, objectives, one_hot, prompts, run_dir, processing_class=tokenizer)
+            train_weighted_policy(
+                config, objectives, one_hot, prompts, run_dir, processing_class=tokenizer, callbacks=callbacks
+            )
         runs[name] = str(run_dir.relative_to(out))
     tokenizer.save_pretrained(str(out))
     Manifest(

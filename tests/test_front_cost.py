@@ -1,0 +1,171 @@
+"""The cost of a front: the FLOP model, the matched-quality block, snapshots along training."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+import torch
+
+from pluralign import load_policy
+from pluralign.evaluation import evaluate_front
+from pluralign.evaluation.checkpoints import (
+    SnapshotCallback,
+    Stopwatch,
+    default_run_key,
+    default_stage,
+    materialise,
+    tag_totals,
+)
+from pluralign.evaluation.cost import (
+    CurvePoint,
+    TokenLedger,
+    forward_flops,
+    matched,
+    paper_projection,
+    plateaued,
+    reward_model_parameters,
+    rloo_tokens,
+    train_flops,
+)
+
+
+def test_flop_model_counts_6n_trained_2n_forward_and_lora_backward():
+    assert train_flops(1000, 3) == 18000
+    assert forward_flops(1000, 3) == 6000
+    # LoRA: 4N through the frozen base (forward + activation gradients) + 6 N_trainable
+    assert train_flops(1000, 1, trainable=10) == 4000 + 60
+    assert train_flops(1000, 1, trainable=1000) == 6000  # all weights trainable: the plain count
+    ledger = TokenLedger(trained=2, forward=5) + TokenLedger(scored=7)
+    assert ledger.flops(100, reward_params=10) == 6 * 100 * 2 + 2 * 100 * 5 + 2 * 10 * 7
+
+
+def test_rloo_tokens_count_the_reference_model_only_with_a_kl_penalty():
+    with_kl, without = rloo_tokens(100, beta=0.05), rloo_tokens(100, beta=0.0)
+    assert (with_kl.trained, with_kl.forward, with_kl.scored) == (100, 200, 100)
+    assert without.forward == 100
+    assert with_kl.flops(10) - without.flops(10) == 2 * 10 * 100
+
+
+def test_reward_model_parameters_count_neural_models_only():
+    class Rule:
+        pass
+
+    class Neural:  # like HFRewardModel once loaded: the model in a private attribute
+        def __init__(self):
+            self._model = torch.nn.Linear(4, 3)  # 15 parameters
+
+    class Declared:
+        num_parameters = 7
+
+    assert reward_model_parameters([Rule(), Neural(), Declared()]) == 22
+
+
+def curve(points):
+    return [CurvePoint(f"p{i}", s, f, h) for i, (s, f, h) in enumerate(points)]
+
+
+def test_matched_block_uses_the_targets_best_and_the_first_time_each_reaches_it():
+    target = curve([(10, 100, 1.0), (20, 200, 3.0), (30, 300, 2.5), (40, 400, 3.0)])
+    ric = curve([(1, 5, 2.0), (2, 10, 2.9), (3, 15, 3.2), (4, 20, 3.5)])
+    block = matched("morlhf", target, ric)
+    assert block["target_method"] == "morlhf"
+    assert block["target_hv"] == 3.0
+    assert (block["target_seconds"], block["target_flops"]) == (20, 200)  # first time at 3.0, not the later 40
+    assert (block["ric_seconds_to_match"], block["ric_flops_to_match"]) == (3, 15)
+    assert block["time_ratio"] == pytest.approx(3 / 20)
+    assert block["flops_ratio"] == pytest.approx(15 / 200)
+
+
+def test_matched_block_says_when_ric_never_reaches_the_target():
+    block = matched("soups", curve([(5, 50, 4.0)]), curve([(1, 1, 3.0), (2, 2, 3.9)]))
+    assert block["ric_seconds_to_match"] is None and block["time_ratio"] is None
+    assert block["ric_hv_best"] == 3.9
+    # the reverse match: when the target first reached RiC's best (3.9), against when RiC did
+    assert (block["ric_seconds_to_best"], block["target_seconds_to_ric_best"]) == (2, 5)
+    with pytest.raises(ValueError):
+        matched("soups", [], curve([(1, 1, 3.0)]))
+
+
+def test_plateau_means_the_last_snapshot_adds_little():
+    assert plateaued(curve([(0, 0, 9.0), (1, 1, 12.0), (2, 2, 12.02)]))["plateaued"]
+    assert plateaued(curve([(0, 0, 9.0), (1, 1, 12.0), (2, 2, 11.5)]))["last_gain"] == pytest.approx(-0.5)
+    assert not plateaued(curve([(0, 0, 9.0), (1, 1, 11.0), (2, 2, 12.0)]))["plateaued"]
+
+
+def test_paper_projection_is_labelled_and_scales_with_the_ppo_budget():
+    small, large = paper_projection({"ppo_episodes_per_point": 10000}), paper_projection()
+    assert "projection" in large["label"]
+    assert large["ric_flops"] == small["ric_flops"]
+    assert large["morlhf_flops"] == pytest.approx(2 * small["morlhf_flops"])
+    assert large["ratio_ric_over_morlhf"] == pytest.approx(small["ratio_ric_over_morlhf"] / 2)
+    stages = large["ric_flops_by_stage"]
+    assert sum(stages.values()) == pytest.approx(large["ric_flops"])
+
+
+def test_stopwatch_leaves_out_paused_time_and_names_runs_and_stages():
+    clock = Stopwatch()
+    with clock.paused():
+        time.sleep(0.05)
+    assert clock.excluded >= 0.05 and clock.elapsed() < 0.05
+    assert default_run_key("out/runs/w_0.100_0.900/checkpoints") == "runs/w_0.100_0.900"
+    assert default_run_key("out/offline") == ""
+    assert (default_stage("m/online_2/sft"), default_stage("m/offline"), default_stage("m/runs/a/checkpoints")) == (
+        "online_2",
+        "offline",
+        "rl",
+    )
+
+
+def test_snapshots_along_soups_runs_load_as_fronts_and_end_on_the_final_weights(tmp_path):
+    from pluralign.demo.corpus import generate_corpus
+    from pluralign.demo.tiny_lm import build_tiny_gpt, tokenizer_texts, train_tokenizer
+    from pluralign.methods.soups.config import SoupsConfig
+    from pluralign.methods.soups.train import train_soups
+    from pluralign.modeling import load_causal_lm
+    from pluralign.objectives import ObjectiveSet
+
+    corpus = generate_corpus(10, 2, seed=7)
+    start = tmp_path / "start"
+    build_tiny_gpt(start, train_tokenizer(tokenizer_texts(corpus), start, vocab_size=300), n_layer=1, n_embd=32)
+    objectives = ObjectiveSet.from_specs(["sentiment", "conciseness"])
+    objectives.fit_stats(objectives.score([s["prompt"] for s in corpus], [s["response"] for s in corpus]))
+    config = SoupsConfig(
+        output_dir=str(tmp_path / "model"), model_name_or_path=str(start), max_steps=2,
+        per_device_train_batch_size=4, num_generations=2, max_completion_length=8, save_strategy="no",
+        report_to=[], learning_rate=1e-2, disable_tqdm=True,
+    )  # fmt: skip
+    clock = Stopwatch()
+    callback = SnapshotCallback(tmp_path / "snaps", clock, every_steps=1)
+    out = train_soups(config, objectives, sorted({s["prompt"] for s in corpus}), lambda _m: None, [callback])
+
+    assert [(s.tag, s.run) for s in callback.snapshots] == [
+        ("step_1", "runs/sentiment"), ("step_2", "runs/sentiment"),
+        ("step_1", "runs/conciseness"), ("step_2", "runs/conciseness"),
+    ]  # fmt: skip
+    assert clock.excluded > 0  # saving the snapshots is off the clock
+    assert all(s.tokens > 0 and s.seconds > 0 for s in callback.snapshots)
+    totals = tag_totals(callback.snapshots)
+    assert [t["tag"] for t in totals] == ["step_1", "step_2"]
+    by_run = {(s.tag, s.run): s for s in callback.snapshots}
+    assert totals[1]["seconds"] == pytest.approx(
+        by_run["step_2", "runs/sentiment"].seconds + by_run["step_2", "runs/conciseness"].seconds
+    )
+    # a run's clock starts where the previous run ended: the second run's seconds are its own only
+    # (measured from the start instead, the two runs' seconds would add up to more than the whole clock)
+    assert totals[1]["seconds"] <= clock.elapsed()
+    assert json.loads((tmp_path / "snaps" / "snapshots.json").read_text())[0]["tag"] == "step_1"
+
+    snapshot = materialise(tmp_path / "snaps" / "step_2", out)
+    policy = load_policy(snapshot)
+    assert policy.method == "soups"
+    front = evaluate_front(policy, ["The food was", "I think"], objectives, [[1.0, 0.0], [0.0, 1.0]],
+                           max_new_tokens=4, do_sample=False)  # fmt: skip
+    assert [p["preference"] for p in front.points] == [[1.0, 0.0], [0.0, 1.0]]
+    assert all(len(p["scores"]) == 2 for p in front.points)
+    final = load_causal_lm(str(out / "runs" / "sentiment")).state_dict()
+    last = load_causal_lm(str(snapshot / "runs" / "sentiment")).state_dict()
+    assert all(torch.equal(final[k], last[k]) for k in final)
+    first = load_causal_lm(str(tmp_path / "snaps" / "step_1" / "runs" / "sentiment")).state_dict()
+    assert any(not torch.equal(final[k], first[k]) for k in final)
