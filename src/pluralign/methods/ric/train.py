@@ -230,6 +230,8 @@ def _online_generate(
     config, model, tokenizer, samples, objectives, template, stage: Path, it: int, log, low, high
 ) -> list[dict]:
     """Generate for sampled prompts at sampled desired rewards; chunks are saved as they finish."""
+    import torch
+
     from pluralign.generation import generate_batched
     from pluralign.modeling import load_causal_lm
 
@@ -265,6 +267,9 @@ def _online_generate(
             step = config.generation_batch_size * 4
             for start in range(0, len(mine), step):
                 chunk = mine[start : start + step]
+                # a seed per chunk (from its first plan index): the same run samples the same texts,
+                # whatever RNG state training left behind
+                torch.manual_seed(config.seed + 1000 * it + int(chunk[0]["i"]))
                 tagged = [template.apply(p["prompt"], objectives.names, p["desired"]) for p in chunk]
                 texts = generate_batched(
                     lm, tokenizer, tagged, batch_size=config.generation_batch_size, cleaning=_cleaning(config), **kwargs
