@@ -28,8 +28,8 @@ class Front:
     wall_seconds: float = 0.0
     hypervolume: float = 0.0
     steerability: list[float | None] = field(default_factory=list)
-    range: list[float | None] = field(default_factory=list)  # span over the grid / data spread, per objective
     samples: list[dict[str, Any]] = field(default_factory=list)  # a few generations per point, for the report
+    range: list[float | None] = field(default_factory=list)  # span over the grid / data spread, per objective
 
     @property
     def weights(self) -> np.ndarray:
