@@ -291,7 +291,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "method's runs; flops: pluralign.evaluation.cost (6N trained, 2N generated/reference/scored token)",
     }
     title = f"Whole fronts on the {args.world} world, same SFT start"
-    write_results(final_fronts, norm, world.objectives.names, out, title=title, extra=extra)
+    write_results(final_fronts, norm, world.objectives.names, out, title=title, extra=extra, range_stats=dict(world.objectives.stats))
     plot_curves(extra["curves"], out / "hv_vs_compute.png", f"Hypervolume against compute ({args.world} world)")
     result = {
         "machine": f"{os.cpu_count()}-core CPU ({platform.machine()})",

@@ -68,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, help="write the results as JSON here")
     ap.add_argument(
-        "--steps", type=int, default=300, help="NP-BTL steps of 64 tasks (the paper ran 750 with a sampled latent)"
+        "--steps", type=int, default=600, help="NP-BTL steps of 64 tasks (the paper ran 750 with a sampled latent)"
     )
     ap.add_argument("--btl_steps", type=int, default=100)
     ap.add_argument("--batch_size", type=int, default=64, help="tasks per batch")

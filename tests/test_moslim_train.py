@@ -117,8 +117,9 @@ def test_moslim_trains_with_trl_and_steers_by_preference(tmp_path, trained_rm, t
     policy = load_policy(out)
     assert policy.objectives == ["positivity", "length"]
     assert policy.steered_prompt("Review it.", {"positivity": 1.0, "length": 0.0}) == (
-        "Review it. [positivity=4/4 length=0/2]"
+        "Review it. [positivity=4/4 length=any]"  # w = 0: unspecified (zero_weight, docs/moslim.md)
     )
+    assert manifest["extra"]["zero_weight"] == "unspecified"
     assert policy.steered_prompt("Review it.", [0.5, 0.5]) == "Review it. [positivity=2/4 length=1/2]"
     assert policy.steered_prompt("Review it.", None) == "Review it. [positivity=any length=any]"
     texts = policy.generate(PROMPTS[:2], preference={"positivity": 0.8, "length": 0.2}, max_new_tokens=5)

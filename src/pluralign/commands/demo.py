@@ -15,6 +15,7 @@ from pathlib import Path
 
 from pluralign.config import add_generation_flags, generation_kwargs, parse_args
 from pluralign.errors import ConfigError
+from pluralign.reproducibility import seed_everything
 
 DEMO_METHODS = ("ric", "moslim", "spo", "modpo", "morlhf", "soups", "npdpo", "dpo")
 
@@ -47,7 +48,7 @@ def run(argv: Sequence[str]) -> int:
         hook = importlib.import_module(f"pluralign.methods.{args.method}.demo")
     except ModuleNotFoundError as exc:
         raise ConfigError(f"method {args.method!r} has no demo in this version of pluralign") from exc
-    from pluralign.demo.world import build_world
+    from pluralign.demo.world import WorldSettings, build_world
     from pluralign.evaluation.pipeline import evaluate_models, summary_table
     from pluralign.steering import load_policy
 
@@ -58,7 +59,11 @@ def run(argv: Sequence[str]) -> int:
         print(f"[{time.time() - start:6.1f}s] {msg}", flush=True)
 
     progress("demo: building the world and pretraining the tiny SFT model (cached after the first run)")
-    world = build_world(Path(args.work_dir) if args.work_dir else out / "world", progress=progress)
+    # --seed seeds everything: the world's corpus, the SFT model, the method's training and the evaluation
+    seed_everything(args.seed)
+    world = build_world(
+        Path(args.work_dir) if args.work_dir else out / "world", progress=progress, settings=WorldSettings(seed=args.seed)
+    )
     progress(f"demo: training {args.method}")
     t = time.time()
     model_dir = hook.train_on_demo(world, out / "model", progress)
@@ -75,6 +80,7 @@ def run(argv: Sequence[str]) -> int:
         seed=args.seed,
         title=f"pluralign demo: {args.method} vs sft on the review world",
         progress=progress,
+        range_stats=dict(world.objectives.stats),  # range: relative to the training data's spread
         **generation_kwargs(args, world.generation_kwargs),
     )
     print(summary_table(fronts, world.objectives.names))

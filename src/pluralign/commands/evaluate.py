@@ -23,6 +23,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--num_prompts", type=int, default=64)
     p.add_argument("--baseline", default=None, help="the SFT model (default: base_model in pluralign.json)")
     p.add_argument("--objective", action="append", default=None, help="objectives to score (default: the model's)")
+    p.add_argument(
+        "--grid",
+        default="lattice",
+        help="preferences to evaluate: lattice (default) | ric13 (RiC's 13 fixed points, K=3) | a points file "
+        "(JSON list of weight lists, or one comma-separated point per line)",
+    )
     p.add_argument("--grid_points", type=int, default=None, help="simplex lattice resolution (K=2: 10 -> 11 points)")
     p.add_argument("--reference_z", type=float, default=-3.0, help="hypervolume reference point, z-units")
     add_generation_flags(p)
@@ -32,12 +38,14 @@ def build_parser() -> argparse.ArgumentParser:
 def run(argv: Sequence[str]) -> int:
     from pluralign.chat import as_chat
     from pluralign.data.loading import load_any
+    from pluralign.evaluation.grids import resolve_grid
     from pluralign.evaluation.pipeline import evaluate_models, summary_table
-    from pluralign.objectives import ObjectiveSet
-    from pluralign.preferences import preference_grid
+    from pluralign.objectives import ObjectiveSet, ObjectiveStats
+    from pluralign.reproducibility import seed_everything
     from pluralign.steering import load_policy
 
     args = parse_args(build_parser(), argv)
+    seed_everything(args.seed)
     policy = load_policy(args.model)
     objectives = ObjectiveSet.from_specs(args.objective or policy.manifest.objective_specs)
     baseline = args.baseline or policy.manifest.base_model
@@ -59,12 +67,24 @@ def run(argv: Sequence[str]) -> int:
         prompts,
         objectives,
         args.out,
-        grid=preference_grid(len(objectives), args.grid_points),
+        grid=resolve_grid(args.grid, len(objectives), args.grid_points),
         reference_z=args.reference_z,
         seed=args.seed,
         title=f"pluralign evaluate: {Path(args.model).name}",
+        range_stats=_training_stats(policy.manifest.stats, objectives.names, ObjectiveStats),
         **gen,
     )
     print(summary_table(fronts, objectives.names))
     print(f"pluralign: wrote {Path(args.out) / 'front.json'}, pareto.png, report.html")
     return 0
+
+
+def _training_stats(stats: dict, names: Sequence[str], cls) -> dict:
+    """The model's training-data statistics (the range's unit) for the objectives it has them for."""
+    out = {}
+    for n in names:
+        try:
+            out[n] = cls(**stats[n])
+        except (KeyError, TypeError):
+            continue
+    return out

@@ -33,12 +33,14 @@ def train_tokenizer(texts: Iterable[str], out_dir: str | Path, vocab_size: int =
     return fast
 
 
-def build_tiny_gpt(out_dir: str | Path, tokenizer, n_layer: int = 3, n_embd: int = 96, n_positions: int = 160) -> str:
+def build_tiny_gpt(
+    out_dir: str | Path, tokenizer, n_layer: int = 3, n_embd: int = 96, n_positions: int = 160, seed: int = 0
+) -> str:
     """Save a randomly initialised GPT-2 of the given size beside ``tokenizer``; returns the folder."""
     import torch
     from transformers import GPT2Config, GPT2LMHeadModel
 
-    torch.manual_seed(0)
+    torch.manual_seed(seed)
     config = GPT2Config(
         vocab_size=len(tokenizer),
         n_positions=n_positions,

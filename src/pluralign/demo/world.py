@@ -17,6 +17,7 @@ from typing import Any
 
 from pluralign.data.scoring import ScoreCache, score_samples
 from pluralign.demo.corpus import eval_prompts, generate_corpus
+from pluralign.errors import ConfigError
 from pluralign.objectives import ObjectiveSet
 
 OBJECTIVES = ["sentiment", "conciseness"]
@@ -82,12 +83,17 @@ def build_world(
     if data_file.is_file():
         data = json.loads(data_file.read_text())
         train = data["train"]
+        if data.get("seed", 0) != settings.seed:
+            raise ConfigError(
+                f"{work_dir} holds the demo world of seed {data.get('seed', 0)}, not {settings.seed}; "
+                "pass another --work_dir (or --out) or that --seed"
+            )
     else:
         t = time.time()
         corpus = generate_corpus(settings.n_prompts, settings.responses_per_prompt, seed=settings.seed)
         scores = score_samples(corpus, objectives, ScoreCache(work_dir / "score_cache.sqlite"))
         train = [{**s, **{f"score_{n}": scores[n][i] for n in objectives.names}} for i, s in enumerate(corpus)]
-        data = {"train": train, "eval_prompts": eval_prompts(settings.n_eval_prompts)}
+        data = {"train": train, "eval_prompts": eval_prompts(settings.n_eval_prompts), "seed": settings.seed}
         data_file.write_text(json.dumps(data))
         _log(progress, f"world: {len(train)} samples scored with {objectives.names} in {time.time() - t:.1f}s")
     objectives.fit_stats({n: [s[f"score_{n}"] for s in train] for n in objectives.names})
@@ -114,7 +120,7 @@ def _pretrain(train: list[dict], base: Path, settings: WorldSettings, progress) 
     t = time.time()
     init = base / "init"
     tok = train_tokenizer(tokenizer_texts(train, extra=[f"<{n}>" for n in OBJECTIVES]), init)
-    build_tiny_gpt(init, tok, n_layer=settings.n_layer, n_embd=settings.n_embd)
+    build_tiny_gpt(init, tok, n_layer=settings.n_layer, n_embd=settings.n_embd, seed=settings.seed)
     args = SFTConfig(
         output_dir=str(base),
         num_train_epochs=settings.pretrain_epochs,

@@ -29,6 +29,7 @@ class Front:
     hypervolume: float = 0.0
     steerability: list[float | None] = field(default_factory=list)
     samples: list[dict[str, Any]] = field(default_factory=list)  # a few generations per point, for the report
+    range: list[float | None] = field(default_factory=list)  # span over the grid / data spread, per objective
 
     @property
     def weights(self) -> np.ndarray:
@@ -115,6 +116,15 @@ def finalise(
         z = np.stack([norm[n].z(f.scores[:, i]) for i, n in enumerate(names)], axis=1)
         f.hypervolume = hypervolume(z, ref)
     return ref
+
+
+def set_ranges(fronts: Sequence[Front], names: Sequence[str], spread_stats: dict[str, ObjectiveStats]) -> None:
+    """Set every front's ``range`` (METHODS.md §6) against the 5th-95th percentile spread in ``spread_stats``."""
+    from pluralign.evaluation.metrics import data_spread, objective_range
+
+    spreads = [data_spread(spread_stats.get(n)) for n in names]
+    for f in fronts:
+        f.range = objective_range(f.scores, spreads)
 
 
 def write_front_json(

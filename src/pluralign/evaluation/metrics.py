@@ -1,4 +1,4 @@
-"""Front quality measures (METHODS.md §6): hypervolume with one fixed reference point, steerability."""
+"""Front quality measures (METHODS.md §6): hypervolume with one fixed reference point, steerability, range."""
 
 from __future__ import annotations
 
@@ -36,4 +36,26 @@ def steerability(weights: np.ndarray, achieved: np.ndarray) -> list[float | None
             continue
         rho = spearmanr(w[:, i], a[:, i]).statistic
         out.append(None if np.isnan(rho) else float(rho))
+    return out
+
+
+def data_spread(stats) -> float | None:
+    """5th-95th percentile spread of an objective in a reference sample (an ``ObjectiveStats``)."""
+    q = getattr(stats, "quantiles", None) or {}
+    if "0.05" not in q or "0.95" not in q:
+        return None
+    return float(q["0.95"] - q["0.05"])
+
+
+def objective_range(achieved: np.ndarray, spreads: Sequence[float | None]) -> list[float | None]:
+    """Per objective: the span of its achieved means over the grid divided by its data spread.
+
+    Spearman steerability only measures order, so a method that barely moves can score 1.0; the range
+    says how far it moves (1.0 = as far as the 5th-95th percentile spread of the training data).
+    ``None`` where the spread is unknown or zero.
+    """
+    a = np.asarray(achieved, dtype=float)
+    out: list[float | None] = []
+    for i, spread in enumerate(spreads):
+        out.append(None if not spread or spread <= 0 else float(np.ptp(a[:, i]) / spread))
     return out

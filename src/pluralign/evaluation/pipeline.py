@@ -11,7 +11,15 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from pluralign.evaluation.front import Front, constant_front, evaluate_front, finalise, output_stats, write_front_json
+from pluralign.evaluation.front import (
+    Front,
+    constant_front,
+    evaluate_front,
+    finalise,
+    output_stats,
+    set_ranges,
+    write_front_json,
+)
 from pluralign.evaluation.metrics import DEFAULT_REFERENCE_Z
 from pluralign.evaluation.plot import plot_fronts
 from pluralign.evaluation.report import write_report
@@ -49,9 +57,14 @@ def evaluate_models(
     seed: int = 0,
     title: str = "pluralign: Pareto fronts",
     progress: Callable[[str], None] | None = print,
+    range_stats: dict[str, Any] | None = None,
     **generation_kwargs: Any,
 ) -> list[Front]:
-    """Evaluate each policy over the grid next to the SFT model; write the three result files."""
+    """Evaluate each policy over the grid next to the SFT model; write the three result files.
+
+    ``range_stats``: per objective the statistics (an ``ObjectiveStats`` with quantiles) of the training
+    data, whose 5th-95th percentile spread is each front's ``range`` unit; default: the SFT model's outputs.
+    """
     grid = [list(w) for w in (grid or preference_grid(len(objectives)))]
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -64,7 +77,7 @@ def evaluate_models(
         )
         front.wall_seconds = (train_seconds or {}).get(name, 0.0) + (time.time() - t)
         fronts.append(front)
-    write_results(fronts, norm, objectives.names, out_dir, title=title, reference_z=reference_z)
+    write_results(fronts, norm, objectives.names, out_dir, title=title, reference_z=reference_z, range_stats=range_stats)
     return fronts
 
 
@@ -76,20 +89,33 @@ def write_results(
     title: str = "pluralign: Pareto fronts",
     reference_z: float = DEFAULT_REFERENCE_Z,
     extra: dict[str, Any] | None = None,
+    range_stats: dict | None = None,
 ) -> None:
-    """Set the fronts' hypervolumes and write front.json (plus ``extra`` keys), pareto.png and report.html."""
+    """Set the fronts' hypervolumes and ranges; write front.json (plus ``extra`` keys), pareto.png and report.html.
+
+    ``range_stats`` (objective -> statistics with q05/q95) is the spread the range is measured in (the
+    training data's); objectives without it fall back to ``norm`` (the SFT model's outputs)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     reference = finalise(fronts, norm, names, reference_z)
+    set_ranges(fronts, names, {**norm, **(range_stats or {})})
     write_front_json(out_dir / "front.json", names, fronts, reference, norm, extra=extra)
     plot_fronts(fronts, names, out_dir / "pareto.png", title=title)
     write_report(out_dir / "report.html", fronts, names, reference, out_dir / "pareto.png", title)
 
 
 def summary_table(fronts: Sequence[Front], names: Sequence[str]) -> str:
-    head = f"{'method':<10} {'wall s':>8} {'HV':>8} " + " ".join(f"{'steer ' + n:>18}" for n in names)
+    head = (
+        f"{'method':<10} {'wall s':>8} {'HV':>8} "
+        + " ".join(f"{'steer ' + n:>18}" for n in names)
+        + " "
+        + " ".join(f"{'range ' + n:>18}" for n in names)
+    )
     rows = [head, "-" * len(head)]
+
+    def cells(values) -> str:
+        return " ".join(f"{'n/a' if s is None else f'{s:.3f}':>18}" for s in (values or [None] * len(names)))
+
     for f in fronts:
-        steer = " ".join(f"{'n/a' if s is None else f'{s:.3f}':>18}" for s in (f.steerability or [None] * len(names)))
-        rows.append(f"{f.method:<10} {f.wall_seconds:>8.1f} {f.hypervolume:>8.3f} {steer}")
+        rows.append(f"{f.method:<10} {f.wall_seconds:>8.1f} {f.hypervolume:>8.3f} {cells(f.steerability)} {cells(f.range)}")
     return "\n".join(rows)

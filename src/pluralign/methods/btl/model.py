@@ -15,7 +15,7 @@ class BTL(nn.Module):
         super().__init__()
         self.cfg = cfg
         self.target_encoder = TargetEncoder(cfg)
-        self.decoder = RewardDecoder(cfg.hidden_dim, 0)
+        self.decoder = RewardDecoder(cfg.hidden_dim, 0, cfg.paper_layers)
 
     def rewards(self, options: torch.Tensor) -> torch.Tensor:
         """options: (..., d) -> rewards (...)."""

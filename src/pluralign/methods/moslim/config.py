@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from trl import GRPOConfig, RLOOConfig
 
 from pluralign.errors import ConfigError
-from pluralign.methods.moslim.mapping import LEVEL_MAPPINGS, STATS_MODES
+from pluralign.methods.moslim.mapping import LEVEL_MAPPINGS, STATS_MODES, ZERO_WEIGHT
 
 ALGORITHMS = ("grpo", "rloo", "online_dpo")
 
@@ -60,6 +60,10 @@ class MoslimArguments:
     preference_mapping: str = field(
         default="linear", metadata={"help": "preference weights -> intensities at inference: linear | linf | l2"}
     )
+    zero_weight: str = field(
+        default="unspecified",
+        metadata={"help": "a preference weight of 0 at inference: unspecified (masked) | lowest (lowest level)"},
+    )
     use_peft: bool = field(default=False, metadata={"help": "train LoRA adapters instead of all weights"})
     lora_r: int = field(default=16, metadata={"help": "LoRA rank"})
     lora_alpha: int = field(default=32, metadata={"help": "LoRA alpha"})
@@ -76,6 +80,8 @@ class MoslimArguments:
             )
         if not 0.0 <= self.unspecified_probability < 1.0:
             raise ConfigError(f"unspecified_probability must be in [0, 1), got {self.unspecified_probability}")
+        if self.zero_weight not in ZERO_WEIGHT:
+            raise ConfigError(f"zero_weight {self.zero_weight!r} is not one of {', '.join(ZERO_WEIGHT)}")
         if self.target_sampling not in ("uniform", "preference"):
             raise ConfigError(f"target_sampling {self.target_sampling!r} is not one of uniform, preference")
         self.level_names_dict()

@@ -27,6 +27,7 @@ from pluralign.preferences import preference_to_rewards
 
 STATS_MODES = ("head", "batch", "none")
 LEVEL_MAPPINGS = ("linear", "linf", "l2")
+ZERO_WEIGHT = ("unspecified", "lowest")
 
 
 def moslim_reward(
@@ -145,3 +146,21 @@ def preference_to_levels(weights: Sequence[float], num_classes: Sequence[int], m
     k = np.asarray(num_classes, dtype=np.float64)
     levels = preference_to_rewards(weights, np.zeros_like(k), k - 1, method=method)
     return [int(np.floor(v + 0.5 + 1e-9)) for v in levels]
+
+
+def preference_targets(
+    weights: Sequence[float], num_classes: Sequence[int], method: str = "linear", zero_weight: str = "unspecified"
+) -> list[int | None]:
+    """What a preference asks a MOSLIM policy for: :func:`preference_to_levels`, except where w_i = 0.
+
+    ``zero_weight="unspecified"`` (default) leaves such an objective out of the prompt (masked, as in
+    training, where each objective is unspecified with ``unspecified_probability``): a weight of 0 means
+    "I do not care about objective i", not "make it as bad as possible". ``"lowest"`` asks for its lowest
+    level (e.g. the least harmless answer), which is what the plain level mapping gives.
+    """
+    if zero_weight not in ZERO_WEIGHT:
+        raise ConfigError(f"zero_weight {zero_weight!r} is not one of {', '.join(ZERO_WEIGHT)}")
+    levels: list[int | None] = list(preference_to_levels(weights, num_classes, method))
+    if zero_weight == "unspecified":
+        levels = [None if float(w) == 0.0 else lv for w, lv in zip(weights, levels)]
+    return levels

@@ -8,7 +8,7 @@ from typing import Any
 
 from pluralign.generation import generate_batched
 from pluralign.manifest import Manifest
-from pluralign.methods.moslim.mapping import preference_to_levels
+from pluralign.methods.moslim.mapping import preference_targets
 from pluralign.methods.moslim.template import PreferenceTemplate
 from pluralign.modeling import load_causal_lm, load_tokenizer
 from pluralign.preferences import Preference
@@ -17,7 +17,8 @@ from pluralign.steering import Choice, PreferenceLike, SteerablePolicy
 
 class MoslimPolicy(SteerablePolicy):
     """A MOSLIM policy. A preference w asks for level round(f(w_i) (K_i - 1)) of each objective
-    (``manifest.mapping``: linear, linf or l2); no preference leaves every objective unspecified."""
+    (``manifest.mapping``: linear, linf or l2); w_i = 0 leaves objective i unspecified (or asks for its
+    lowest level with ``zero_weight: lowest`` in the manifest); no preference leaves every objective unspecified."""
 
     def __init__(self, model: Any, tokenizer: Any, manifest: Manifest, model_dir: Path, batch_size: int = 32) -> None:
         self.model = model
@@ -32,7 +33,8 @@ class MoslimPolicy(SteerablePolicy):
         pref = self.resolve_preference(preference)
         if pref is None:
             return [None] * len(self.objectives)
-        return preference_to_levels(pref.weights, self.template.num_classes, self.manifest.mapping)
+        zero = (self.manifest.extra or {}).get("zero_weight", "unspecified")
+        return preference_targets(pref.weights, self.template.num_classes, self.manifest.mapping, zero)
 
     def steered_prompt(self, prompt: Any, preference: PreferenceLike | None) -> Any:
         return self.template.apply(prompt, self.targets(preference))

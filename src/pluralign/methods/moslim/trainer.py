@@ -229,6 +229,7 @@ def train_moslim(config: Any, prompts: Sequence[Any] | None = None, progress: Ca
             "algorithm": config.algorithm,
             "stats": config.stats,
             "num_classes": scorer.spec.num_classes,
+            "zero_weight": config.zero_weight,
         },
     ).save(output_dir)
     record = {

@@ -2,14 +2,17 @@
 
 - :class:`ContextEncoder`: a user's choices (chosen, rejected feature pairs) -> latent z. Each pair is
   ``concat(chosen, rejected)`` -> Linear -> hidden, then multi-head self-attention over the set, SUM
-  aggregation (so an empty context gives a zero vector and thus a learnt "default user"), then an MLP.
+  aggregation (so an empty context gives a zero vector and thus a learnt "default user"), then an MLP
+  256 -> 256 -> 256 (two linear layers, as the reference's ``MLP(num_hidden=2)``).
   With ``latent=True`` it outputs a Gaussian q(z | C) and samples z (the optional latent path).
 - :class:`TargetEncoder`: one option's features -> hidden (MLP d -> 256 -> 256).
-- :class:`RewardDecoder`: ``[h; z]`` -> scalar reward (MLP 512 -> 256 -> 1 with batch norm).
+- :class:`RewardDecoder`: ``[h; z]`` -> scalar reward (MLP 512 -> 256 -> 1 with batch norm: two linear
+  layers after the concatenation, as the paper and its reference code).
 - :class:`NPBTL`: the three together (the context-free baseline is :class:`pluralign.methods.btl.model.BTL`).
 
 Contexts are batched as ``(B, K, 2, d)`` tensors with a ``(B, K)`` boolean mask (True = a real pair);
-K may be 0.
+K may be 0. Models saved before the paper's layer counts were adopted (three linear layers in the decoder
+and the context head) load with ``paper_layers=False``.
 """
 
 from __future__ import annotations
@@ -44,13 +47,16 @@ class NPConfig:
     latent_dim: int = 256
     num_heads: int = 8
     latent: bool = False  # optional latent path: q(z|C) Gaussian, z sampled in training
+    paper_layers: bool = True  # decoder 512 -> 256 -> 1 and context head 256 -> 256 -> 256 (False: one more layer)
 
     def save(self, path: str | Path) -> None:
         Path(path).write_text(json.dumps(asdict(self), indent=2))
 
     @classmethod
     def load(cls, path: str | Path) -> NPConfig:
-        return cls(**json.loads(Path(path).read_text()))
+        data = json.loads(Path(path).read_text())
+        data.setdefault("paper_layers", False)  # saved before the field existed: the older, deeper MLPs
+        return cls(**data)
 
 
 class ContextEncoder(nn.Module):
@@ -62,7 +68,8 @@ class ContextEncoder(nn.Module):
         self.pair_proj = nn.Linear(2 * cfg.input_dim, cfg.hidden_dim)
         self.attention = nn.MultiheadAttention(cfg.hidden_dim, cfg.num_heads, batch_first=True)
         out = cfg.latent_dim * (2 if cfg.latent else 1)
-        self.head = mlp([cfg.hidden_dim, cfg.hidden_dim, cfg.hidden_dim, out])
+        extra = [] if cfg.paper_layers else [cfg.hidden_dim]
+        self.head = mlp([cfg.hidden_dim, cfg.hidden_dim, *extra, out])
 
     def aggregate(self, pairs: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """(B, K, 2, d) pairs and (B, K) mask -> (B, hidden) sum over the attended set (zeros when K = 0)."""
@@ -102,11 +109,13 @@ class TargetEncoder(nn.Module):
 
 
 class RewardDecoder(nn.Module):
-    """``[h; z]`` (or ``h`` alone when ``latent_dim`` is 0) -> scalar reward, MLP with batch norm."""
+    """``[h; z]`` (or ``h`` alone when ``latent_dim`` is 0) -> scalar reward, MLP with batch norm
+    (``paper_layers``: (hidden + latent) -> hidden -> 1, else one more hidden layer)."""
 
-    def __init__(self, hidden_dim: int, latent_dim: int) -> None:
+    def __init__(self, hidden_dim: int, latent_dim: int, paper_layers: bool = True) -> None:
         super().__init__()
-        self.net = mlp([hidden_dim + latent_dim, hidden_dim, hidden_dim, 1], batch_norm=True)
+        extra = [] if paper_layers else [hidden_dim]
+        self.net = mlp([hidden_dim + latent_dim, hidden_dim, *extra, 1], batch_norm=True)
 
     def forward(self, h: torch.Tensor, z: torch.Tensor | None = None) -> torch.Tensor:
         """h: (..., hidden), z: broadcastable (..., latent) -> rewards (...)."""
@@ -125,7 +134,7 @@ class NPBTL(nn.Module):
         self.cfg = cfg
         self.context_encoder = ContextEncoder(cfg)
         self.target_encoder = TargetEncoder(cfg)
-        self.decoder = RewardDecoder(cfg.hidden_dim, cfg.latent_dim)
+        self.decoder = RewardDecoder(cfg.hidden_dim, cfg.latent_dim, cfg.paper_layers)
 
     def rewards(self, options: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         """options: (B, T, d) features, z: (B, latent) -> (B, T) rewards."""
@@ -143,13 +152,17 @@ class NPBTL(nn.Module):
     def kl_term(
         self, context: torch.Tensor, context_mask: torch.Tensor, target: torch.Tensor, target_mask: torch.Tensor
     ) -> torch.Tensor:
-        """KL(q(z|C) || q(z|T)) per row (latent path only; the target set includes the context)."""
+        """KL(q(z|C) || q(z|T)) per row (latent path only; the target set includes the context).
+
+        As the reference's loss: both distributions come from the same encoder and both get gradients
+        (no stop-gradient on q(z|T)); summed over latent dimensions.
+        """
         mu_c, std_c = self.context_encoder.distribution(context, context_mask)
         mu_t, std_t = self.context_encoder.distribution(target, target_mask)
         if std_c is None:
             return mu_c.new_zeros(mu_c.shape[0])
         q_c = torch.distributions.Normal(mu_c, std_c)
-        q_t = torch.distributions.Normal(mu_t.detach(), std_t.detach())
+        q_t = torch.distributions.Normal(mu_t, std_t)
         return torch.distributions.kl_divergence(q_c, q_t).sum(-1)
 
 

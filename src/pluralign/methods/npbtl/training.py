@@ -75,6 +75,21 @@ class TaskSampler:
         return {"chosen": chosen_t, "rejected": rejected_t, "context": context, "context_mask": mask}
 
 
+def task_loss(model: nn.Module, batch: dict[str, torch.Tensor], beta_kl: float = 0.0) -> torch.Tensor:
+    """Per task the mean NLL of its target choices, plus ``beta_kl * KL(q(z|C) || q(z|T))`` on the latent
+    path (the reference's loss: the KL is added once per task, not divided by the number of targets),
+    averaged over the batch of tasks."""
+    if not hasattr(model, "context_encoder"):
+        return -F.logsigmoid(model(batch["chosen"], batch["rejected"])).mean()
+    margins = model(batch["context"], batch["context_mask"], batch["chosen"], batch["rejected"])
+    loss = -F.logsigmoid(margins).mean()
+    if beta_kl > 0 and model.cfg.latent:
+        target = torch.stack([batch["chosen"], batch["rejected"]], dim=2)
+        full = torch.ones(target.shape[:2], dtype=torch.bool)
+        loss = loss + beta_kl * model.kl_term(batch["context"], batch["context_mask"], target, full).mean()
+    return loss
+
+
 def train_tasks(
     model: nn.Module,
     sampler: TaskSampler,
@@ -92,7 +107,6 @@ def train_tasks(
 
     Returns ``{"train_seconds", "cpu_seconds", "final_loss"}`` (cpu: this process, all threads).
     """
-    conditional = hasattr(model, "context_encoder")
     optimiser = torch.optim.Adam(model.parameters(), lr=lr)
     if schedule not in ("constant", "cosine"):
         raise ValueError(f"unknown schedule {schedule!r}; use constant or cosine")
@@ -102,17 +116,7 @@ def train_tasks(
     start, cpu_start = time.perf_counter(), time.process_time()
     running = float("nan")
     for step in range(1, steps + 1):
-        batch = sampler.sample(batch_size)
-        if conditional:
-            margins = model(batch["context"], batch["context_mask"], batch["chosen"], batch["rejected"])
-        else:
-            margins = model(batch["chosen"], batch["rejected"])
-        loss = -F.logsigmoid(margins).mean()
-        if conditional and beta_kl > 0 and model.cfg.latent:
-            target = torch.stack([batch["chosen"], batch["rejected"]], dim=2)
-            full = torch.ones(target.shape[:2], dtype=torch.bool)
-            kl = model.kl_term(batch["context"], batch["context_mask"], target, full)
-            loss = loss + beta_kl * kl.mean() / sampler.num_targets
+        loss = task_loss(model, sampler.sample(batch_size), beta_kl)
         optimiser.zero_grad(set_to_none=True)
         loss.backward()
         optimiser.step()

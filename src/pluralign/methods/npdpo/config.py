@@ -63,6 +63,13 @@ class NPDPOConfig(trl.DPOConfig):
             self.bf16 = False  # TRL defaults to bf16, which is slow or missing on CPUs
         if not 0 <= self.min_context <= self.max_context:
             raise ConfigError("--min_context and --max_context must satisfy 0 <= min_context <= max_context")
+        if self.gradient_checkpointing and (self.gradient_checkpointing_kwargs or {}).get("use_reentrant"):
+            # z reaches the blocks outside the checkpoint's inputs: a reentrant checkpoint cannot carry its
+            # gradient back to the context encoder (methods/npdpo/film.py)
+            raise ConfigError(
+                "NP-DPO needs gradient_checkpointing_kwargs use_reentrant: false (FiLM's z is not a checkpoint "
+                "input); drop use_reentrant or turn gradient_checkpointing off"
+            )
         super().__post_init__()
 
     def require(self) -> None:

@@ -4,10 +4,17 @@ gamma(z) = 1 + W_g z and beta(z) = W_b z are linear maps from z initialised at z
 leaves the model exactly as it was (METHODS.md §5). The conditioner holds the current z; forward hooks on
 the blocks read it. With no z set the hooks do nothing, so the same model also runs unconditioned.
 z may have one row (broadcast over the batch, e.g. for generation) or one row per sequence.
+
+Gradient checkpointing: transformers before 5.x checkpoints a block's whole ``__call__``, hooks included,
+so the backward pass re-runs the hook after :meth:`FiLM.condition` has exited. Each hook therefore
+records the z it applied to a checkpointed block's input and applies that same z when the block is
+recomputed (matched by the input tensor, dropped once used or once the input is freed); where the
+checkpoint wraps only ``forward`` (newer transformers) the records are never used and simply expire.
 """
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
@@ -49,6 +56,8 @@ class FiLM(nn.Module):
             nn.init.zeros_(lin.bias)
         self._z: torch.Tensor | None = None
         self._handles: list = []
+        # per block: (weak ref to a checkpointed input, its data_ptr, shape, the z applied to it)
+        self._records: list[list[tuple]] = [[] for _ in range(cfg.num_layers)]
 
     def config_dict(self) -> dict:
         return asdict(self.cfg)
@@ -65,20 +74,41 @@ class FiLM(nn.Module):
         if len(blocks) != self.cfg.num_layers:
             raise ConfigError(f"FiLM was built for {self.cfg.num_layers} blocks but the model has {len(blocks)}")
         for i, block in enumerate(blocks):
-            self._handles.append(block.register_forward_hook(self._hook(i)))
+            self._handles.append(block.register_forward_hook(self._hook(i), with_kwargs=True))
         return self
 
     def detach(self) -> None:
         for h in self._handles:
             h.remove()
         self._handles = []
+        self._records = [[] for _ in range(self.cfg.num_layers)]
+
+    def _replayed(self, i: int, x: torch.Tensor | None) -> torch.Tensor | None:
+        """The z recorded for block ``i``'s input ``x`` by the original forward (a recompute), or None."""
+        live = [r for r in self._records[i] if r[0]() is not None]
+        self._records[i] = live
+        if x is None:
+            return None
+        for n, (_, ptr, shape, z) in enumerate(live):
+            if ptr == x.data_ptr() and shape == tuple(x.shape):
+                del live[n]
+                return z
+        return None
 
     def _hook(self, i: int):
-        def hook(module: nn.Module, args: tuple, output):  # noqa: ANN202
-            if self._z is None:
-                return output
+        def hook(module: nn.Module, args: tuple, kwargs: dict, output):  # noqa: ANN202
+            x = args[0] if args else kwargs.get("hidden_states")
+            x = x if isinstance(x, torch.Tensor) else None
+            z = self._replayed(i, x)
+            if z is None:
+                z = self._z
+                if z is None:
+                    return output
+                # (a reentrant checkpoint runs the first forward under no_grad: record regardless)
+                if x is not None and module.training and getattr(module, "gradient_checkpointing", False):
+                    self._records[i].append((weakref.ref(x), x.data_ptr(), tuple(x.shape), z))
             hidden = output[0] if isinstance(output, tuple) else output
-            z = self._z.to(hidden.dtype)
+            z = z.to(hidden.dtype)
             gamma = (1.0 + self.gamma[i](z)).unsqueeze(1)  # (B or 1, 1, H)
             beta = self.beta[i](z).unsqueeze(1)
             new = gamma * hidden + beta

@@ -39,12 +39,22 @@ class RiCConfig(DevicePrecisionMixin, SFTConfig):
     # online multi-objective rejection sampling (MORS)
     online_iterations: int = field(default=2, metadata={"help": "Online MORS iterations (the paper: 2)."})
     online_prompts: int = field(default=512, metadata={"help": "Prompts sampled per online iteration."})
-    online_low: float | None = field(default=None, metadata={"help": "Lower bound of desired z-rewards (data min)."})
-    online_high: float | None = field(default=None, metadata={"help": "Upper bound of desired z-rewards (data max)."})
+    reward_bounds: str = field(
+        default="data",
+        metadata={
+            "help": "Bounds of desired z-rewards online and at inference: data (training z min/max) | "
+            "gaussian (the reference's min/max of N(0,1) draws, about -4.3..4.3). Stored in pluralign.json."
+        },
+    )
+    online_low: float | None = field(default=None, metadata={"help": "Override the lower bound of desired z-rewards."})
+    online_high: float | None = field(default=None, metadata={"help": "Override the upper bound of desired z-rewards."})
     online_quantile: float = field(default=0.7, metadata={"help": "MORS threshold quantile per objective."})
     online_offline_samples: int = field(default=10000, metadata={"help": "Filtered offline samples in the buffer."})
     online_learning_rate: float = field(default=1e-5, metadata={"help": "Learning rate of online SFT (constant)."})
     online_epochs: float = field(default=1.0, metadata={"help": "Epochs over the buffer per online iteration."})
+    online_max_steps: int = field(
+        default=-1, metadata={"help": "Optimiser steps per online iteration (> 0 overrides online_epochs; paper: 4000)."}
+    )
     online_max_new_tokens: int = field(default=128, metadata={"help": "New tokens per online generation."})
     online_top_p: float = field(default=0.9, metadata={"help": "top_p of online generation."})
     online_temperature: float = field(default=0.7, metadata={"help": "Temperature of online generation."})

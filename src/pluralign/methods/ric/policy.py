@@ -28,8 +28,10 @@ class RiCPolicy(SteerablePolicy):
         self.batch_size = batch_size
         self.template = TagTemplate(**manifest.template)
         self.stats = {n: ObjectiveStats(**manifest.stats[n]) for n in manifest.objectives}
-        self.low = np.array([self.stats[n].zmin for n in manifest.objectives])
-        self.high = np.array([self.stats[n].zmax for n in manifest.objectives])
+        # the desired-reward bounds training used (methods/ric/bounds.py); older models: the data's z min/max
+        extra = manifest.extra or {}
+        self.low = np.array(extra.get("desired_low") or [self.stats[n].zmin for n in manifest.objectives], dtype=float)
+        self.high = np.array(extra.get("desired_high") or [self.stats[n].zmax for n in manifest.objectives], dtype=float)
 
     def desired_rewards(self, preference: Preference) -> np.ndarray:
         return preference_to_rewards(preference.weights, self.low, self.high, self.manifest.mapping)

@@ -9,7 +9,6 @@ command resumes at the first unfinished step and rescoring is never needed. Work
 from __future__ import annotations
 
 import json
-import random
 import shutil
 import time
 from collections.abc import Callable, Sequence
@@ -22,6 +21,8 @@ from pluralign.data.loading import load_any, to_samples
 from pluralign.data.scoring import ScoreCache, score_samples
 from pluralign.errors import ConfigError
 from pluralign.manifest import Manifest
+from pluralign.methods.ric.bounds import BOUNDS, desired_bounds
+from pluralign.methods.ric.buffer import offline_selection
 from pluralign.methods.ric.config import RiCConfig
 from pluralign.methods.ric.mors import mors_accept, mors_thresholds, sample_desired_rewards
 from pluralign.objectives import ObjectiveSet
@@ -84,6 +85,8 @@ def validate(config: RiCConfig) -> None:
         raise ConfigError("no objectives: pass --objective NAME (repeatable) or 'objective:' in the config")
     if config.mapping not in MAPPINGS:
         raise ConfigError(f"mapping {config.mapping!r} is not one of {', '.join(MAPPINGS)}")
+    if config.reward_bounds not in BOUNDS:
+        raise ConfigError(f"reward_bounds {config.reward_bounds!r} is not one of {', '.join(BOUNDS)}")
     if not 0 < config.online_quantile < 1:
         raise ConfigError(f"online_quantile must be in (0, 1), got {config.online_quantile}")
 
@@ -125,7 +128,7 @@ def train_ric(config: RiCConfig, progress: Progress | None = print, callbacks: S
     objectives = ObjectiveSet.load(out / "objectives.json")
     scores = score_samples(samples, objectives, ScoreCache(cache_path))  # all cached now
     z = objectives.zscores(scores)
-    low, high = objectives.z_bounds()
+    low, high = desired_bounds(config.reward_bounds, *objectives.z_bounds(), config.online_low, config.online_high)
     state.mark("score")
 
     # 2. offline SFT on prompts tagged with each sample's own rewards
@@ -154,7 +157,7 @@ def train_ric(config: RiCConfig, progress: Progress | None = print, callbacks: S
         stage = out / f"online_{it}"
         stage.mkdir(exist_ok=True)
         t = time.time()
-        generated = _online_generate(config, model, tokenizer, samples, objectives, template, stage, it, log)
+        generated = _online_generate(config, model, tokenizer, samples, objectives, template, stage, it, log, low, high)
         generated = _drop_degenerate(generated, config, log, it)
         if state_acc.is_main_process and not (stage / "buffer.jsonl").is_file():
             gen_scores = score_samples(
@@ -169,9 +172,10 @@ def train_ric(config: RiCConfig, progress: Progress | None = print, callbacks: S
                 if keep[i]
             ]
             _write_jsonl(stage / "accepted.jsonl", accepted)
-            offline_keep = np.flatnonzero(mors_accept(z, thr))
-            rng = random.Random(config.seed + it)
-            chosen = rng.sample(list(offline_keep), min(config.online_offline_samples, len(offline_keep)))
+            # the offline part: filtered by the OFFLINE data's own quantiles, a fresh subset per iteration
+            chosen, offline_thr = offline_selection(
+                z, config.online_quantile, config.online_offline_samples, np.random.default_rng(config.seed + it)
+            )
             offline_rows = [
                 {"prompt": samples[i]["prompt"], "response": samples[i]["response"], "z": z[i].tolist()} for i in chosen
             ]
@@ -179,7 +183,7 @@ def train_ric(config: RiCConfig, progress: Progress | None = print, callbacks: S
             _write_jsonl(stage / "buffer.jsonl", previous + accepted + offline_rows)
             log(
                 f"ric: online {it}: {len(generated)} generations scored, {int(keep.sum())} kept by MORS "
-                f"(thresholds {np.round(thr, 2).tolist()}), buffer {len(previous) + len(accepted) + len(offline_rows)}"
+                f"(thresholds {np.round(thr, 2).tolist()}; offline {np.round(offline_thr, 2).tolist()}), buffer {len(previous) + len(accepted) + len(offline_rows)}"
             )
         state_acc.wait_for_everyone()
         buffer = _read_jsonl(stage / "buffer.jsonl")
@@ -194,7 +198,7 @@ def train_ric(config: RiCConfig, progress: Progress | None = print, callbacks: S
             learning_rate=config.online_learning_rate,
             lr_scheduler_type="constant",
             num_train_epochs=config.online_epochs,
-            max_steps=-1,
+            max_steps=config.online_max_steps if config.online_max_steps > 0 else -1,
             warmup_steps=0,
         )
         if f"online_{it}" not in state:
@@ -203,7 +207,7 @@ def train_ric(config: RiCConfig, progress: Progress | None = print, callbacks: S
 
     # 4. the model directory: final weights + tokenizer + pluralign.json
     if state_acc.is_main_process:
-        _export(Path(model), out, config, objectives, template)
+        _export(Path(model), out, config, objectives, template, low, high)
     state_acc.wait_for_everyone()
     state.mark("export")
     return out
@@ -227,8 +231,12 @@ def _drop_degenerate(generated: list[dict], config: RiCConfig, log: Progress, it
     return [g for g, k in zip(generated, keep) if k]
 
 
-def _online_generate(config, model, tokenizer, samples, objectives, template, stage: Path, it: int, log) -> list[dict]:
+def _online_generate(
+    config, model, tokenizer, samples, objectives, template, stage: Path, it: int, log, low, high
+) -> list[dict]:
     """Generate for sampled prompts at sampled desired rewards; chunks are saved as they finish."""
+    import torch
+
     from pluralign.generation import generate_batched
     from pluralign.modeling import load_causal_lm
 
@@ -240,9 +248,6 @@ def _online_generate(config, model, tokenizer, samples, objectives, template, st
         # with other desired rewards
         prompts = [s["prompt"] for s in samples]
         picked = rng.choice(len(prompts), size=min(config.online_prompts, len(prompts)), replace=False)
-        low, high = objectives.z_bounds()
-        low = np.full_like(low, config.online_low) if config.online_low is not None else low
-        high = np.full_like(high, config.online_high) if config.online_high is not None else high
         desired = sample_desired_rewards(len(picked), low, high, rng)
         _write_jsonl(
             plan_file, [{"i": n, "prompt": prompts[j], "desired": desired[n].tolist()} for n, j in enumerate(picked)]
@@ -267,6 +272,9 @@ def _online_generate(config, model, tokenizer, samples, objectives, template, st
             step = config.generation_batch_size * 4
             for start in range(0, len(mine), step):
                 chunk = mine[start : start + step]
+                # a seed per chunk (from its first plan index): the same run samples the same texts,
+                # whatever RNG state training left behind
+                torch.manual_seed(config.seed + 1000 * it + int(chunk[0]["i"]))
                 tagged = [template.apply(p["prompt"], objectives.names, p["desired"]) for p in chunk]
                 texts = generate_batched(
                     lm, tokenizer, tagged, batch_size=config.generation_batch_size, cleaning=_cleaning(config), **kwargs
@@ -282,7 +290,9 @@ def _online_generate(config, model, tokenizer, samples, objectives, template, st
     return [rows[p["i"]] for p in plan if p["i"] in rows]
 
 
-def _export(model_dir: Path, out: Path, config: RiCConfig, objectives: ObjectiveSet, template: TagTemplate) -> None:
+def _export(
+    model_dir: Path, out: Path, config: RiCConfig, objectives: ObjectiveSet, template: TagTemplate, low, high
+) -> None:
     for f in model_dir.iterdir():
         if f.is_file() and not f.name.startswith("training_args"):
             shutil.copy2(f, out / f.name)
@@ -294,5 +304,11 @@ def _export(model_dir: Path, out: Path, config: RiCConfig, objectives: Objective
         template=template.to_dict(),
         mapping=config.mapping,
         base_model=config.model_name_or_path,
-        extra={"online_iterations": config.online_iterations, "use_peft": config.use_peft},
+        extra={
+            "online_iterations": config.online_iterations,
+            "use_peft": config.use_peft,
+            "reward_bounds": config.reward_bounds,
+            "desired_low": [float(x) for x in low],
+            "desired_high": [float(x) for x in high],
+        },
     ).save(out)
