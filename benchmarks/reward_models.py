@@ -3,8 +3,8 @@
 On a pairs file (default: the 1,000 real HH-RLHF harmless-base pairs shipped with pluralign), one
 held-out split by pair id (``--eval_fraction``, ``--seed``) shared by every type:
 
-- ``btl``: Bradley-Terry on frozen all-MiniLM-L6-v2 features (mean-pooled, response kept whole);
-- ``npbtl``: NP-BTL scored with an empty context (k = 0), same features;
+- ``btl``: a linear Bradley-Terry head on frozen all-MiniLM-L6-v2 features (mean-pooled, response kept whole);
+- ``npbtl``: NP-BTL (its default MLP sizes) scored with an empty context (k = 0), same features;
 - ``classifier``: all-MiniLM-L6-v2 fine-tuned with TRL's RewardTrainer.
 
 Each type is trained through its pluralign trainer (the same code as ``pluralign train reward-model``) and
@@ -58,14 +58,15 @@ def train_one(kind: str, args: argparse.Namespace, out: Path, cache: Path) -> di
         from pluralign.methods.btl.train import train_btl
 
         cfg = BTLConfig(**common, embedding_cache=str(cache), max_length=args.embedding_max_length,
-                        max_steps=args.btl_steps, hidden_dim=args.btl_hidden)  # fmt: skip
+                        max_steps=args.btl_steps, hidden_dim=args.btl_hidden, batch_tasks=args.btl_batch_tasks,
+                        learning_rate=args.btl_learning_rate)  # fmt: skip
         train_btl(cfg, progress=lambda s: None)
     elif kind == "npbtl":
         from pluralign.methods.npbtl.config import NPBTLConfig
         from pluralign.methods.npbtl.train import train_npbtl
 
         cfg = NPBTLConfig(**common, embedding_cache=str(cache), max_length=args.embedding_max_length,
-                          max_steps=args.btl_steps, hidden_dim=args.btl_hidden, eval_context_sizes=[0])  # fmt: skip
+                          max_steps=args.npbtl_steps, eval_context_sizes=[0])  # fmt: skip
         train_npbtl(cfg, progress=lambda s: None)
     else:
         from pluralign.methods.classifier.config import ClassifierRewardConfig
@@ -91,8 +92,12 @@ def main() -> None:
     p.add_argument("--eval_fraction", type=float, default=0.2)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--embedding_max_length", type=int, default=256)
-    p.add_argument("--btl_steps", type=int, default=100)
-    p.add_argument("--btl_hidden", type=int, default=256)
+    p.add_argument("--btl_hidden", type=int, default=0, help="0: a linear Bradley-Terry head on the features")
+    p.add_argument("--btl_steps", type=int, default=400)
+    p.add_argument("--btl_batch_tasks", type=int, default=2, help="tasks of 20 pairs per step")
+    p.add_argument("--btl_learning_rate", type=float, default=1e-2)
+    p.add_argument("--npbtl_steps", type=int, default=100)
+    p.add_argument("--embedding_cache", default=None, help="reuse this feature cache (default: a fresh one)")
     p.add_argument("--classifier_max_length", type=int, default=256)
     p.add_argument("--classifier_epochs", type=float, default=2.0)
     p.add_argument("--classifier_learning_rate", type=float, default=3e-5)
@@ -103,7 +108,7 @@ def main() -> None:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     out = Path(args.out)
     shutil.rmtree(out, ignore_errors=True)  # a benchmark starts from nothing: no cached features or checkpoints
-    cache = out / "embedding_cache"
+    cache = Path(args.embedding_cache) if args.embedding_cache else out / "embedding_cache"
     rows = []
     feats = None
     for kind in args.types:
