@@ -200,3 +200,19 @@ def test_long_dialogue_with_different_responses_scores_differently(tiny_classifi
         assert abs(a - b) > 1e-6, fmt
     vecs = Embedder(None, max_length=32, use_cache=False).embed([LONG_DIALOGUE] * 2, responses)
     assert np.abs(vecs[0] - vecs[1]).max() > 1e-3
+
+
+def test_btl_linear_head_round_trips(tmp_path):
+    """``--hidden_dim 0``: a linear Bradley-Terry head, saved and loaded like the MLP one."""
+    import torch
+
+    from pluralign.methods.btl.model import BTL
+    from pluralign.methods.npbtl.modules import NPConfig, load_module, save_module
+
+    cfg = NPConfig(input_dim=4, hidden_dim=0, latent_dim=0)
+    model = BTL(cfg)
+    assert sum(p.numel() for p in model.parameters()) == 5
+    save_module(model, cfg, tmp_path, "btl")
+    loaded = load_module(BTL, tmp_path, "btl")
+    x = torch.randn(2, 3, 4)
+    assert torch.allclose(loaded.rewards(x), model.rewards(x)) and model(x, x).shape == (2, 3)

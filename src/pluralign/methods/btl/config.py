@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from pluralign.methods.npbtl.config import PairwiseRewardDataConfig
 
@@ -12,3 +12,4 @@ class BTLConfig(PairwiseRewardDataConfig):
     """Bradley-Terry on frozen embeddings, all users' pairs pooled (what a single reward model learns)."""
 
     output_dir: str = "btl_model"
+    hidden_dim: int = field(default=256, metadata={"help": "MLP width; 0 = a linear Bradley-Terry head"})

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from pluralign.data.pairs import load_pairs, split_pairs
-from pluralign.errors import ConfigError, DataError
+from pluralign.errors import DataError
 from pluralign.manifest import Manifest
 from pluralign.methods.classifier.config import ClassifierRewardConfig
 from pluralign.reward_models import record_held_out_accuracy
@@ -35,15 +35,7 @@ def resolve_backbone(name: str | None) -> str:
 
     if name in (None, "", BUILTIN_MINILM):
         return resolve_encoder(None)
-    if str(name).startswith("builtin:"):
-        try:  # the general resolver of bundled models, where this version has one
-            from pluralign.builtin_models import resolve_builtin
-        except ImportError:
-            raise ConfigError(
-                f"unknown bundled model {name!r}; this version bundles {BUILTIN_MINILM} as a reward-model backbone"
-            ) from None
-        return str(resolve_builtin(name))
-    from pluralign.hub import check_model_source
+    from pluralign.hub import check_model_source  # resolves every builtin:<name> too
 
     return check_model_source(str(name), what="reward-model backbone (--model_name_or_path)")
 
