@@ -147,6 +147,7 @@ def base_config(data: Path, out: Path, steps: int, **overrides):
         unet_config=str(unet_cfg),
         text_encoder="builtin:all-minilm-l6-v2",
         vae="patch:2",
+        prediction_type="v_prediction",
         text_max_length=32,
         resolution=SIZE,
         dataset=str(data),

@@ -24,6 +24,9 @@ class RiCImageConfig:
     text_encoder: str = field(
         default="", metadata={"help": "Frozen text encoder: '' = the model's text_encoder/, builtin:all-minilm-l6-v2, a folder or hub id."}
     )
+    prediction_type: str = field(
+        default="epsilon", metadata={"help": "From-scratch UNets: epsilon | v_prediction (pretrained: its scheduler's)."}
+    )
     vae: str = field(default="", metadata={"help": "'' = the model's vae/; patch:N = pixel-space on N x N patches."})
     text_max_length: int | None = field(default=None, metadata={"help": "Caption tokens (default: the tokenizer's)."})
     resolution: int = field(default=512, metadata={"help": "Training image size (pixels, square)."})

@@ -147,7 +147,11 @@ def _build_unet(config: RiCImageConfig):
             raise ConfigError(f"unet_config {config.unet_config!r} does not exist; give a JSON UNet2DConditionModel config")
         torch.manual_seed(config.seed)
         unet = UNet2DConditionModel.from_config(json.loads(p.read_text()))
-        scheduler = DDPMScheduler(num_train_timesteps=1000, beta_schedule="squaredcos_cap_v2")
+        if config.prediction_type not in ("epsilon", "v_prediction"):
+            raise ConfigError(f"prediction_type {config.prediction_type!r} is not epsilon or v_prediction")
+        scheduler = DDPMScheduler(
+            num_train_timesteps=1000, beta_schedule="squaredcos_cap_v2", prediction_type=config.prediction_type
+        )
         return unet, scheduler
     where = check_model_source(config.model_name_or_path, what="model_name_or_path")
     try:
