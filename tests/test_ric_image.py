@@ -258,3 +258,18 @@ def test_config_errors_are_one_line(world, tmp_path, capsys):
                "builtin:all-minilm-l6-v2", "--vae", "patch:2", "--caption_column", "caption"])
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2 and len(err) == 1 and "--caption_column" in err[0]
+
+
+def test_image_world_objectives_conflict_without_mirroring(world):
+    from pluralign.demo.image_world import render
+
+    root, data = world
+    rows = [json.loads(line) for line in (data / "metadata.jsonl").read_text().splitlines()]
+    images = [Image.open(data / r["file_name"]) for r in rows]
+    comp = np.array([jpeg_compressibility(im) for im in images])
+    col = np.array([colourfulness(im) for im in images])
+    assert np.corrcoef(comp, col)[0, 1] < -0.5  # conflict across the data
+    assert all(r["text"].endswith("background") for r in rows)
+    rng = np.random.default_rng(0)
+    flat_vivid = Image.fromarray((render("red", "circle", "plain", 1.0, 0.0, rng) * 255).astype(np.uint8))
+    assert colourfulness(flat_vivid) > np.median(col) and jpeg_compressibility(flat_vivid) > np.median(comp)
