@@ -228,14 +228,19 @@ class TextToImage:
         guidance_scale: float = 7.5,
         seed: int = 0,
         batch_size: int = 64,
+        seeds: Sequence[int] | None = None,
     ) -> list:
-        """One image per caption (DDIM, classifier-free guidance against the empty caption); PIL images."""
+        """One image per caption (DDIM, classifier-free guidance against the empty caption); PIL images.
+
+        Image i starts from noise seeded by ``seeds[i]`` (default ``seed + i``), so the same prompt position
+        gets the same starting noise under every preference: fronts compare preferences, not noise draws.
+        """
         import torch
         from diffusers import DDIMScheduler
 
         scheduler = DDIMScheduler.from_config(self.scheduler_config)
         device = next(self.unet.parameters()).device
-        generator = torch.Generator("cpu").manual_seed(int(seed))
+        seeds = list(seeds) if seeds is not None else [int(seed) + i for i in range(len(captions))]
         size = self.unet.config.sample_size
         channels = self.unet.config.in_channels
         images: list = []
@@ -243,7 +248,12 @@ class TextToImage:
         for start in range(0, len(captions), batch_size):
             chunk = list(captions[start : start + batch_size])
             cond = self.text_encoder.encode(chunk)
-            latents = torch.randn((len(chunk), channels, size, size), generator=generator).to(device)
+            latents = torch.stack(
+                [
+                    torch.randn((channels, size, size), generator=torch.Generator("cpu").manual_seed(int(s)))
+                    for s in seeds[start : start + len(chunk)]
+                ]
+            ).to(device)
             latents = latents * scheduler.init_noise_sigma
             scheduler.set_timesteps(num_inference_steps)
             context = torch.cat([uncond.expand(len(chunk), -1, -1), cond]) if guidance_scale != 1.0 else cond

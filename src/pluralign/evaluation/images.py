@@ -93,7 +93,10 @@ def evaluate_image_models(
         t = time.time()
         n_prompts = len(prompts)
         all_imgs = policy.generate_many(
-            [p for _ in grid for p in prompts], [w for w in grid for _ in prompts], seed=seed, **gen
+            [p for _ in grid for p in prompts],
+            [w for w in grid for _ in prompts],
+            seeds=[seed + k for _ in grid for k in range(n_prompts)],  # the same noise per prompt at every point
+            **gen,
         )
         points, samples, per_image = [], [], []
         for g, w in enumerate(grid):

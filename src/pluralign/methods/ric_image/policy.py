@@ -71,6 +71,7 @@ class RiCImagePolicy(SteerablePolicy):
             "guidance_scale": float(generation_kwargs.pop("guidance_scale", extra.get("guidance_scale", 7.5))),
             "seed": int(generation_kwargs.pop("seed", 0)),
             "batch_size": int(generation_kwargs.pop("batch_size", self.batch_size)),
+            "seeds": generation_kwargs.pop("seeds", None),
         }
         tagged = [self.tagged_prompt(p, w) for p, w in zip(prompts, preferences)]
         return self.pipe.sample(tagged, **kwargs)
