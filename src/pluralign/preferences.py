@@ -179,3 +179,50 @@ def infer_preference(*args, **kwargs) -> Preference:
     from pluralign.preference_inference import infer_preference as _infer
 
     return _infer(*args, **kwargs)
+
+
+# RiC's diffusion mapping (ric_txt2img): desired rewards are quantiles of the training rewards.
+QUANTILE_MAPPING = "quantile"
+QUANTILE_TOP = 0.9999999
+QUANTILE_TABLE_SIZE = 1001
+
+
+def preference_to_quantiles(weights: Sequence[float], top: float = QUANTILE_TOP) -> np.ndarray:
+    """Quantile levels RiC asks for at inference on diffusion models (METHODS.md §1).
+
+    The dominant objective (largest weight, the first on ties) asks for its ``top``-quantile (0.9999999);
+    every other objective i for its ``K * w_i``-quantile, capped at ``top``. So (0.5, 0.5) -> both at the
+    top, one-hot -> (top, 0.0), and w_i = 0 -> the minimum of objective i.
+    """
+    w = validate_weights(weights)
+    if not 0.0 < top <= 1.0:
+        raise PreferenceError(f"top quantile must be in (0, 1], got {top}")
+    levels = np.minimum(w.size * w, top)
+    levels[int(np.argmax(w))] = top
+    return levels
+
+
+def quantile_table(values: Sequence[float], size: int = QUANTILE_TABLE_SIZE) -> list[float]:
+    """``size`` evenly spaced quantiles (levels 0..1) of ``values``: enough to map any level later."""
+    v = np.asarray(values, dtype=np.float64)
+    if v.size == 0 or not np.isfinite(v).all():
+        raise PreferenceError("a quantile table needs at least one finite value")
+    return [float(x) for x in np.quantile(v, np.linspace(0.0, 1.0, size))]
+
+
+def preference_to_rewards_by_quantile(
+    weights: Sequence[float], tables: Sequence[Sequence[float]], top: float = QUANTILE_TOP
+) -> np.ndarray:
+    """Desired rewards under the quantile mapping: objective i's value at level :func:`preference_to_quantiles`.
+
+    ``tables[i]`` is :func:`quantile_table` of objective i's training rewards (z-scores for RiC's tags);
+    levels between table entries are interpolated linearly, as ``numpy.quantile`` does between samples.
+    """
+    levels = preference_to_quantiles(weights, top)
+    if len(tables) != levels.size:
+        raise PreferenceError(f"got {len(tables)} quantile tables for {levels.size} objectives; give one per objective")
+    out = []
+    for level, table in zip(levels, tables):
+        t = np.asarray(table, dtype=np.float64)
+        out.append(float(np.interp(level, np.linspace(0.0, 1.0, t.size), t)))
+    return np.asarray(out)

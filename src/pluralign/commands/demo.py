@@ -23,7 +23,9 @@ DEMO_METHODS = ("ric", "moslim", "spo", "modpo", "morlhf", "soups", "npdpo", "dp
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="pluralign demo", description=__doc__)
     p.add_argument("--out", required=True, help="output folder")
-    p.add_argument("--world", default="reviews", help="reviews (the toy text world, default) | chat (SmolLM2, HH prompts)")
+    p.add_argument(
+        "--world", default="reviews", help="reviews (the toy text world, default) | chat (SmolLM2, HH prompts) | images"
+    )
     p.add_argument(
         "--method", default="ric", help=f"one of {', '.join(DEMO_METHODS)}; chat world: ric, dpo or both (ric,dpo)"
     )
@@ -40,8 +42,12 @@ def run(argv: Sequence[str]) -> int:
         return run_chat_demo(
             args.out, parse_methods(args.method), args.work_dir, args.seed, generation_kwargs(args, {})
         )
+    if args.world == "images":
+        from pluralign.demo import image_demo
+
+        return image_demo.run(args)
     if args.world != "reviews":
-        raise ConfigError(f"unknown demo --world {args.world!r}; use reviews or chat")
+        raise ConfigError(f"unknown demo --world {args.world!r}; use reviews, chat or images")
     if args.method not in DEMO_METHODS:
         raise ConfigError(f"unknown demo --method {args.method!r}; use one of {', '.join(DEMO_METHODS)}")
     try:

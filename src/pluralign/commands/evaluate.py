@@ -31,6 +31,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--grid_points", type=int, default=None, help="simplex lattice resolution (K=2: 10 -> 11 points)")
     p.add_argument("--reference_z", type=float, default=-3.0, help="hypervolume reference point, z-units")
+    p.add_argument("--num_inference_steps", type=int, default=None, help="image models: sampling steps")
+    p.add_argument("--guidance_scale", type=float, default=None, help="image models: classifier-free guidance")
     add_generation_flags(p)
     return p
 
@@ -59,6 +61,8 @@ def run(argv: Sequence[str]) -> int:
             f"dataset has no prompt column {args.prompt_column!r} (columns: {', '.join(ds.column_names)}); pass --prompt_column NAME"
         )
     prompts = list(dict.fromkeys(ds[args.prompt_column]))[: args.num_prompts]
+    if getattr(policy, "modality", "text") == "image":
+        return _evaluate_images(policy, baseline, prompts, objectives, args)
     prompts = as_chat(prompts, getattr(policy, "tokenizer", None), args.chat)
     gen = generation_kwargs(args, {"max_new_tokens": 64, "do_sample": True, "top_p": 0.9, "temperature": 0.7})
     fronts = evaluate_models(
@@ -88,3 +92,27 @@ def _training_stats(stats: dict, names: Sequence[str], cls) -> dict:
         except (KeyError, TypeError):
             continue
     return out
+
+
+def _evaluate_images(policy, baseline: str, prompts, objectives, args) -> int:
+    from pluralign.diffusion import TextToImage
+    from pluralign.evaluation.grids import resolve_grid
+    from pluralign.evaluation.images import evaluate_image_models
+    from pluralign.evaluation.pipeline import summary_table
+
+    gen = {k: getattr(args, k) for k in ("num_inference_steps", "guidance_scale") if getattr(args, k) is not None}
+    fronts = evaluate_image_models(
+        {"ric": policy},
+        TextToImage.load(baseline, device=None),
+        [str(p) for p in prompts],
+        objectives,
+        args.out,
+        grid=resolve_grid(args.grid, len(objectives), args.grid_points),
+        reference_z=args.reference_z,
+        seed=args.seed,
+        title=f"pluralign evaluate: {Path(args.model).name}",
+        **gen,
+    )
+    print(summary_table(fronts, objectives.names))
+    print(f"pluralign: wrote {Path(args.out) / 'front.json'}, pareto.png, report.html, samples/")
+    return 0

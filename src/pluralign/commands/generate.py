@@ -22,6 +22,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--context", default=None, help="jsonl of the user's choices: prompt, chosen, rejected")
     p.add_argument("--prompts_file", default=None, help="one prompt per line")
     p.add_argument("--trust_remote_code", action="store_true")
+    p.add_argument("--out", default=None, help="image models: PNG file to write (several prompts: OUT_0.png, ...)")
+    p.add_argument("--num_inference_steps", type=int, default=None, help="image models: sampling steps")
+    p.add_argument("--guidance_scale", type=float, default=None, help="image models: classifier-free guidance")
     add_generation_flags(p)
     return p
 
@@ -61,7 +64,26 @@ def run(argv: Sequence[str]) -> int:
     policy = load_policy(args.model, trust_remote_code=args.trust_remote_code)
     prompts = as_chat(prompts, getattr(policy, "tokenizer", None), args.chat)
     torch.manual_seed(args.seed)
+    if getattr(policy, "modality", "text") == "image":
+        return _write_images(policy, prompts, preference, context, args)
     outs = policy.generate(prompts, preference=preference, context=context, **generation_kwargs(args))
     for text in outs:
         print(text.strip())
+    return 0
+
+
+def _write_images(policy, prompts: list[str], preference, context, args) -> int:
+    if not args.out:
+        raise DataError("this is an image model: pass --out FILE.png for the generated image")
+    kwargs = {"seed": args.seed}
+    for key in ("num_inference_steps", "guidance_scale"):
+        if getattr(args, key) is not None:
+            kwargs[key] = getattr(args, key)
+    images = policy.generate(prompts, preference=preference, context=context, **kwargs)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    paths = [out] if len(images) == 1 else [out.with_name(f"{out.stem}_{i}{out.suffix or '.png'}") for i in range(len(images))]
+    for image, path in zip(images, paths):
+        image.save(path if path.suffix else path.with_suffix(".png"))
+        print(path)
     return 0

@@ -23,9 +23,10 @@ SOURCE_TYPES: dict[str, str] = {
     "hf": "pluralign.objectives.hf:HFRewardModel",
     "multihead": "pluralign.methods.multihead.objective:MultiHeadObjective",
     "reward_model": "pluralign.objectives.trained:TrainedRewardModelObjective",
+    "image": "pluralign.objectives.image:build_image_objective",
 }
 # which option of each type holds the "source" in the short `name=source` form
-SOURCE_KEY = {"builtin": "scorer", "callable": "function", "hf": "model", "reward_model": "model"}
+SOURCE_KEY = {"builtin": "scorer", "callable": "function", "hf": "model", "reward_model": "model", "image": "scorer"}
 QUANTILES = (0.05, 0.1, 0.25, 0.5, 0.7, 0.75, 0.9, 0.95)
 
 

@@ -1,0 +1,275 @@
+"""RiC for text-to-image: image objectives, the quantile mapping, tagged captions with dropout, resume, end to end."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from pluralign.objectives import ObjectiveSet
+from pluralign.objectives.image import colourfulness, jpeg_compressibility
+from pluralign.preferences import (
+    PreferenceError,
+    preference_to_quantiles,
+    preference_to_rewards,
+    preference_to_rewards_by_quantile,
+    quantile_table,
+)
+
+TOP = 0.9999999
+TINY_UNET = {
+    "sample_size": 16,
+    "in_channels": 12,
+    "out_channels": 12,
+    "layers_per_block": 1,
+    "block_out_channels": [16, 16],
+    "down_block_types": ["CrossAttnDownBlock2D", "DownBlock2D"],
+    "up_block_types": ["UpBlock2D", "CrossAttnUpBlock2D"],
+    "cross_attention_dim": 384,
+    "attention_head_dim": 8,
+    "norm_num_groups": 8,
+}
+OBJECTIVES = ["compressibility=image:compressibility", "colourfulness=image:colourfulness"]
+
+
+def _img(arr) -> Image.Image:
+    return Image.fromarray(np.asarray(arr, dtype=np.uint8))
+
+
+# ---------------------------------------------------------------- image objectives
+
+
+def test_compressibility_prefers_flat_images():
+    rng = np.random.default_rng(0)
+    flat = _img(np.full((32, 32, 3), 120))
+    noisy = _img(rng.integers(0, 256, size=(32, 32, 3)))
+    assert jpeg_compressibility(flat) > jpeg_compressibility(noisy)
+    assert jpeg_compressibility(noisy) < -1.0 < jpeg_compressibility(flat) < 0  # negative KB at quality 95
+
+
+def test_colourfulness_grey_is_zero_and_saturated_is_high():
+    grey = _img(np.full((32, 32, 3), 128))
+    grey_noise = _img(np.repeat(np.random.default_rng(1).integers(0, 256, size=(32, 32, 1)), 3, axis=2))
+    red = _img(np.tile([255, 0, 0], (32, 32, 1)))
+    assert colourfulness(grey) == pytest.approx(0.0)
+    assert colourfulness(grey_noise) == pytest.approx(0.0)  # grey noise: incompressible, not colourful
+    # pure red: rg = 255, yb = 127.5, no spread -> 0.3 * hypot(255, 127.5)
+    assert colourfulness(red) == pytest.approx(0.3 * np.hypot(255, 127.5))
+    assert jpeg_compressibility(red) > jpeg_compressibility(grey_noise)  # flat + colourful: not mirrors
+
+
+def test_image_objectives_in_an_objective_set():
+    objectives = ObjectiveSet.from_specs(OBJECTIVES)
+    images = [_img(np.full((32, 32, 3), v)) for v in (0, 100, 200)] + [_img(np.tile([0, 0, 255], (32, 32, 1)))]
+    scores = objectives.score(["a"] * 4, images)
+    objectives.fit_stats(scores)
+    assert objectives.stats["colourfulness"].max > 0 and objectives.stats["colourfulness"].min == 0
+    assert objectives.zscores(scores).shape == (4, 2)
+
+
+def test_unknown_image_scorer_is_a_config_error():
+    from pluralign.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="unknown image scorer"):
+        ObjectiveSet.from_specs(["x=image:sharpness"])
+
+
+def test_clip_objective_with_a_tiny_random_clip(tmp_path):
+    import torch
+    from safetensors.torch import save_file
+    from transformers import AutoTokenizer, CLIPConfig, CLIPModel
+
+    from pluralign.embeddings import resolve_encoder
+
+    tok = AutoTokenizer.from_pretrained(resolve_encoder(None))
+    torch.manual_seed(0)
+    cfg = CLIPConfig(
+        text_config=dict(vocab_size=tok.vocab_size, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+                         num_attention_heads=2, max_position_embeddings=64, eos_token_id=tok.sep_token_id),
+        vision_config=dict(hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2,
+                           image_size=32, patch_size=8),
+        projection_dim=8,
+    )
+    CLIPModel(cfg).save_pretrained(tmp_path / "clip")
+    tok.save_pretrained(tmp_path / "clip")
+    save_file({"layers.0.weight": torch.ones(1, 8), "layers.0.bias": torch.zeros(1)}, str(tmp_path / "head.safetensors"))
+    images = [_img(np.full((40, 48, 3), 30)), _img(np.tile([255, 0, 0], (32, 32, 1)))]
+    clip = ObjectiveSet.from_specs([{"name": "clip", "type": "image", "scorer": "clip", "model": str(tmp_path / "clip")}])
+    s = clip.score(["a red square", "a dark picture"], images)["clip"]
+    assert len(s) == 2 and all(np.isfinite(s)) and all(-100 <= v <= 100 for v in s)
+    aesthetic = ObjectiveSet.from_specs(
+        [{"name": "aes", "type": "image", "scorer": "clip", "model": str(tmp_path / "clip"),
+          "head": str(tmp_path / "head.safetensors")}]
+    )
+    obj = aesthetic["aes"]
+    got = obj.score(["x", "y"], images)
+    with torch.no_grad():
+        emb = obj.model.get_image_features(pixel_values=obj.pixel_values(images))
+        emb = getattr(emb, "pooler_output", emb)
+        want = (emb / emb.norm(dim=-1, keepdim=True)).sum(-1)  # head: all-ones Linear
+    assert got == pytest.approx(want.tolist(), abs=1e-5)
+
+
+# ---------------------------------------------------------------- quantile mapping
+
+
+def test_quantile_levels_follow_ric_txt2img():
+    assert preference_to_quantiles([0.7, 0.3]) == pytest.approx([TOP, 0.6])
+    assert preference_to_quantiles([0.2, 0.8]) == pytest.approx([0.4, TOP])
+    assert preference_to_quantiles([0.5, 0.5]) == pytest.approx([TOP, TOP])
+    assert preference_to_quantiles([1.0, 0.0]) == pytest.approx([TOP, 0.0])
+    assert preference_to_quantiles([0.5, 0.3, 0.2]) == pytest.approx([TOP, 0.9, 0.6])
+    with pytest.raises(PreferenceError):
+        preference_to_quantiles([0.7, -0.3])
+
+
+def test_quantile_rewards_match_numpy_quantiles():
+    rng = np.random.default_rng(0)
+    z = rng.normal(size=(5000, 2)) * [1.0, 2.0]
+    tables = [quantile_table(z[:, 0]), quantile_table(z[:, 1])]
+    got = preference_to_rewards_by_quantile([0.3, 0.7], tables)
+    assert got[1] == pytest.approx(z[:, 1].max(), abs=1e-3)  # dominant: the 0.9999999-quantile ~ max
+    assert got[0] == pytest.approx(np.quantile(z[:, 0], 0.6), abs=0.01)
+    lo = preference_to_rewards_by_quantile([1.0, 0.0], tables)
+    assert lo[1] == pytest.approx(z[:, 1].min())
+    # linf asks for a fraction of the range instead: 0.6 of the way from min to max, not the 0.6-quantile
+    linf = preference_to_rewards([0.3, 0.7], z.min(0), z.max(0), "linf")
+    assert linf[0] == pytest.approx(z[:, 0].min() + 0.6 * np.ptp(z[:, 0])) and abs(linf[0] - got[0]) > 0.1
+
+
+# ---------------------------------------------------------------- tags and dropout
+
+
+def test_captions_carry_tags_and_are_dropped_together():
+    from pluralign.methods.ric_image.config import RiCImageConfig
+    from pluralign.methods.ric_image.train import caption_template, step_draw, tagged_captions
+
+    template = caption_template(RiCImageConfig())
+    z = np.array([[0.51, -1.24], [2.0, 0.0]])
+    out = tagged_captions(["a red circle", "a blue square"], z, ["rm1", "rm2"], template, [False, True])
+    assert out == ["a red circle <rm1> 0.5 <rm2> -1.2", ""]
+    drops = np.concatenate([step_draw(0, s, 0, 100, 64, 0.1)[1] for s in range(200)])
+    assert 0.08 < drops.mean() < 0.12
+    a, b = step_draw(3, 7, 0, 100, 16, 0.1), step_draw(3, 7, 0, 100, 16, 0.1)
+    assert (a[0] == b[0]).all() and (a[1] == b[1]).all()  # the same step draws the same batch (resume)
+
+
+# ---------------------------------------------------------------- training, resume, generation
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    from pluralign.demo.image_world import write_world_images
+
+    root = tmp_path_factory.mktemp("imgworld")
+    data = write_world_images(root / "images", 48, seed=0)
+    (root / "unet.json").write_text(json.dumps(TINY_UNET))
+    return root, data
+
+
+def _config(root, data, out, steps, **kw):
+    from pluralign.methods.ric_image.config import RiCImageConfig
+
+    values = dict(
+        output_dir=str(out), unet_config=str(root / "unet.json"), text_encoder="builtin:all-minilm-l6-v2",
+        vae="patch:2", text_max_length=24, resolution=32, dataset=str(data), objective=list(OBJECTIVES),
+        learning_rate=1e-3, per_device_train_batch_size=4, max_steps=steps, save_steps=2, logging_steps=100,
+        num_inference_steps=2, guidance_scale=2.0,
+    )
+    values.update(kw)
+    return RiCImageConfig(**values)
+
+
+def _unet_state(path):
+    from safetensors.torch import load_file
+
+    return load_file(str(path / "unet" / "diffusion_pytorch_model.safetensors"))
+
+
+def test_resume_takes_the_same_steps_as_an_uninterrupted_run(world, tmp_path):
+    import torch
+
+    from pluralign.data.scoring import ScoreCache
+    from pluralign.methods.ric_image.train import train_ric_image
+
+    root, data = world
+    straight = train_ric_image(_config(root, data, tmp_path / "a", 4, use_ema=True, ema_decay=0.9), progress=None)
+    logs: list[str] = []
+    train_ric_image(_config(root, data, tmp_path / "b", 2, use_ema=True, ema_decay=0.9), progress=None)
+    assert ScoreCache(tmp_path / "b" / "score_cache.sqlite").count() == 2 * 48
+    resumed = train_ric_image(_config(root, data, tmp_path / "b", 4, use_ema=True, ema_decay=0.9), progress=logs.append)
+    assert any("resumed" in m and "step 2" in m for m in logs)
+    assert not any("scored" in m for m in logs)  # scores come from the cache
+    a, b = _unet_state(straight), _unet_state(resumed)
+    assert a.keys() == b.keys()
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=1e-4, atol=1e-5)
+
+
+def test_train_then_generate_pil_images(world, tmp_path):
+    from pluralign.cli import main
+    from pluralign.manifest import Manifest
+    from pluralign.methods.ric_image.train import train_ric_image
+    from pluralign.steering import load_policy
+
+    root, data = world
+    out = train_ric_image(_config(root, data, tmp_path / "m", 2), progress=None)
+    manifest = Manifest.load(out)
+    assert manifest.method == "ric-image" and manifest.mapping == "quantile"
+    assert manifest.objectives == ["compressibility", "colourfulness"]
+    assert len(manifest.extra["quantile_tables"]["colourfulness"]) == 1001
+    policy = load_policy(out)
+    tagged = policy.tagged_prompt("a red circle", {"compressibility": 1.0, "colourfulness": 0.0})
+    assert tagged.startswith("a red circle <compressibility> ") and "<colourfulness> " in tagged
+    images = policy.generate(["a red circle", "a blue square"], preference={"compressibility": 0.7, "colourfulness": 0.3})
+    assert len(images) == 2 and all(isinstance(im, Image.Image) and im.size == (32, 32) for im in images)
+    png = tmp_path / "img.png"
+    rc = main(["generate", "--model", str(out), "--preference", "compressibility=0.7,colourfulness=0.3",
+               "a red circle", "--out", str(png), "--num_inference_steps", "2"])
+    assert rc == 0 and Image.open(png).size == (32, 32)
+    prompts = tmp_path / "prompts.jsonl"
+    prompts.write_text('{"caption": "a red circle"}\n{"caption": "a blue square"}\n')
+    rc = main(["evaluate", "--model", str(out), "--baseline", str(out), "--dataset", str(prompts), "--prompt_column",
+               "caption", "--out", str(tmp_path / "ev"), "--num_inference_steps", "2", "--grid_points", "2"])
+    front = json.loads((tmp_path / "ev" / "front.json").read_text())
+    assert rc == 0 and [f["method"] for f in front["fronts"]] == ["sft", "ric"]
+    ric = front["fronts"][1]
+    assert [p["preference"] for p in ric["points"]] == [[0.0, 1.0], [0.5, 0.5], [1.0, 0.0]]
+    # every evaluated image is on disk, named by its point in the RiC front: scores recomputable from pixels
+    for g, point in enumerate(ric["points"]):
+        imgs = [Image.open(tmp_path / "ev" / "samples" / f"p{g}_{k}.png") for k in range(2)]
+        assert point["scores"][1] == pytest.approx(np.mean([colourfulness(im) for im in imgs]))
+    assert "Samples per preference" in (tmp_path / "ev" / "report.html").read_text()
+    assert (tmp_path / "ev" / "pareto.png").is_file()
+
+
+def test_config_errors_are_one_line(world, tmp_path, capsys):
+    from pluralign.cli import main
+
+    root, data = world
+    rc = main(["train", "ric-image", "--output_dir", str(tmp_path / "x"), "--dataset", str(data),
+               "--unet_config", str(root / "unet.json"), "--text_encoder", "builtin:all-minilm-l6-v2", "--vae", "patch:2"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and "objective" in err[0]
+    rc = main(["train", "ric-image", "--output_dir", str(tmp_path / "x"), "--dataset", str(data), "--objective",
+               "c=image:compressibility", "--unet_config", str(root / "unet.json"), "--text_encoder",
+               "builtin:all-minilm-l6-v2", "--vae", "patch:2", "--caption_column", "caption"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and "--caption_column" in err[0]
+
+
+def test_image_world_objectives_conflict_without_mirroring(world):
+    from pluralign.demo.image_world import render
+
+    root, data = world
+    rows = [json.loads(line) for line in (data / "metadata.jsonl").read_text().splitlines()]
+    images = [Image.open(data / r["file_name"]) for r in rows]
+    comp = np.array([jpeg_compressibility(im) for im in images])
+    col = np.array([colourfulness(im) for im in images])
+    assert np.corrcoef(comp, col)[0, 1] < -0.5  # conflict across the data
+    assert all(r["text"].endswith("background") for r in rows)
+    rng = np.random.default_rng(0)
+    flat_vivid = Image.fromarray((render("red", "circle", "plain", 1.0, 0.0, rng) * 255).astype(np.uint8))
+    assert colourfulness(flat_vivid) > np.median(col) and jpeg_compressibility(flat_vivid) > np.median(comp)
