@@ -24,7 +24,10 @@ class ScoreCache:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.conn = sqlite3.connect(str(self.path))
+        # several processes (accelerate launch) may share one cache: WAL lets readers run beside the one
+        # writer, and a writer waits for the lock instead of failing with "database is locked"
+        self.conn = sqlite3.connect(str(self.path), timeout=120)
+        self.conn.execute("PRAGMA journal_mode=WAL")
         self.conn.execute(
             "CREATE TABLE IF NOT EXISTS scores (objective TEXT, key TEXT, score REAL, PRIMARY KEY (objective, key))"
         )
