@@ -1,0 +1,84 @@
+"""Scale-out: every training command under ``accelerate launch --num_processes 2`` (CPU, gloo), the shipped
+accelerate configs parse, and scoring / front evaluation split their work across processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+from multiprocess_jobs import JOBS, build_assets  # noqa: E402
+
+ROOT = Path(__file__).parent.parent
+CONFIGS = sorted((ROOT / "configs" / "accelerate").glob("*.yaml"))
+
+
+def accelerate_launch(script_and_args: list[str], port: int, timeout: int = 400) -> subprocess.CompletedProcess:
+    """``accelerate launch --multi_gpu --num_processes 2`` on CPU: torchrun starts two gloo processes."""
+    accelerate = shutil.which("accelerate", path=str(Path(sys.executable).parent))
+    assert accelerate, "accelerate's launcher is installed with the package"
+    cmd = [accelerate, "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+           "--mixed_precision", "no", "--dynamo_backend", "no", *script_and_args]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MASTER_PORT": str(port), "PYTHONPATH": str(ROOT / "src")}
+    return subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.stem)
+def test_accelerate_configs_parse(path):
+    from accelerate.commands.config.config_args import load_config_from_file
+
+    config = load_config_from_file(str(path))
+    kind = {"multi_gpu": "MULTI_GPU", "fsdp2": "FSDP"}.get(path.stem, "DEEPSPEED")
+    assert config.distributed_type.value == kind and config.num_machines == 1
+    if kind == "DEEPSPEED":
+        assert config.deepspeed_config["zero_stage"] == int(path.stem[4])
+        offload = "offload" in path.stem
+        assert (config.deepspeed_config["offload_param_device"] == "cpu") == offload
+    if kind == "FSDP":
+        assert config.fsdp_config["fsdp_version"] == 2
+    assert {p.stem for p in CONFIGS} >= {"multi_gpu", "zero2", "zero3", "zero3_offload", "fsdp2"}
+
+
+@pytest.fixture(scope="module")
+def two_process_runs(tmp_path_factory):
+    """All the training commands, one after the other, in ONE two-process launch (starting processes is slow)."""
+    root = tmp_path_factory.mktemp("mp")
+    build_assets(root)
+    done = accelerate_launch([str(ROOT / "tests" / "multiprocess_jobs.py"), str(root), *JOBS], port=29561)
+    return root, done
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("job", list(JOBS))
+def test_every_trainer_runs_on_two_processes_and_saves_once(two_process_runs, job):
+    root, done = two_process_runs
+    log = done.stdout[-2000:] + done.stderr[-2000:]
+    records = {}
+    for rank in (0, 1):
+        path = root / job / f"rank{rank}.json"
+        assert path.is_file(), f"process {rank} did not finish {job}: {log}"
+        records[rank] = json.loads(path.read_text())
+    for rank, record in records.items():
+        assert record["ok"], f"{job} failed on process {rank}: {record['error']}"
+        assert record["world_size"] == 2 and record["state_rank"] == rank  # both joined one process group
+    out = root / job / "model"
+    assert records[0]["manifest_saves"] and records[0]["manifest_saves"][-1] == str(out)
+    assert records[1]["manifest_saves"] == []  # the result is written by the main process only
+    if JOBS[job] == "policy":
+        from pluralign import load_policy
+
+        policy = load_policy(out, device="cpu")
+        kwargs = {"context": [("Tell me about the lamp.", "A lamp.", "The lamp is big.")]} if job == "npdpo" else {}
+        texts = policy.generate(["Review the lamp."], max_new_tokens=3, do_sample=False, **kwargs)
+        assert len(texts) == 1 and isinstance(texts[0], str)
+    else:
+        from pluralign import load_reward_model
+
+        scores = load_reward_model(out).score(["Tell me about the lamp."], ["A lamp."])
+        assert len(scores) == 1 and scores[0] == scores[0]
