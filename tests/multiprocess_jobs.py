@@ -10,6 +10,7 @@ launching once keeps the whole matrix within the suite's budget) and, per job an
 from __future__ import annotations
 
 import json
+import os
 import random
 import sys
 import traceback
@@ -32,7 +33,10 @@ JOBS = {
     "npbtl": "reward_model",
     "multihead": "reward_model",
     "moslim": "policy",  # after multihead: its reward model
+    "score": "scores",  # pluralign score: rows split between the processes
+    "evaluate": "front",  # pluralign evaluate of the ric model: its grid split between the processes
 }
+LOGGED = "len=tests.scorers:rank_logged_length"  # logs which process scored which row to $SCORER_LOG
 
 
 def build_assets(root: Path) -> None:
@@ -101,6 +105,12 @@ def job_argv(name: str, root: Path) -> list[str]:
                    str(root / "prompts.jsonl"), "--preferences_per_prompt", "1", "--max_steps", "1",
                    "--per_device_train_batch_size", "2", "--num_generations", "2", "--max_completion_length", "4",
                    "--gradient_checkpointing", "false", *COMMON],
+        "score": ["score", "--dataset", str(root / "corpus.jsonl"), "--objective", LOGGED, "--objective",
+                  "conciseness", "--out", out, "--batch_size", "3"],
+        "evaluate": ["evaluate", "--model", str(root / "ric" / "model"), "--dataset", str(root / "corpus.jsonl"),
+                     "--num_prompts", "3", "--grid_points", "2", "--objective", LOGGED.replace("len=", "sentiment="),
+                     "--objective", "conciseness",
+                     "--out", out, "--max_new_tokens", "3", "--no-do_sample"],
     }  # fmt: skip
     return jobs[name]
 
@@ -127,6 +137,8 @@ def main(root: Path, names: list[str]) -> int:
     for name in names:
         saves.clear()
         AcceleratorState._reset_state(reset_partial_state=True)  # as in a fresh process (the group stays)
+        (root / name).mkdir(parents=True, exist_ok=True)
+        os.environ["SCORER_LOG"] = str(root / name / "scorer.log")
         record = {"ok": False, "error": None, "rank": rank}
         try:
             code = pluralign_main(job_argv(name, root))

@@ -25,7 +25,8 @@ def accelerate_launch(script_and_args: list[str], port: int, timeout: int = 400)
     assert accelerate, "accelerate's launcher is installed with the package"
     cmd = [accelerate, "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
            "--mixed_precision", "no", "--dynamo_backend", "no", *script_and_args]  # fmt: skip
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "MASTER_PORT": str(port), "PYTHONPATH": str(ROOT / "src")}
+    path = os.pathsep.join([str(ROOT / "src"), str(ROOT)])  # ROOT: tests.scorers for callable objectives
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MASTER_PORT": str(port), "PYTHONPATH": path}
     return subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True, timeout=timeout)
 
 
@@ -54,10 +55,8 @@ def two_process_runs(tmp_path_factory):
     return root, done
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("job", list(JOBS))
-def test_every_trainer_runs_on_two_processes_and_saves_once(two_process_runs, job):
-    root, done = two_process_runs
+def job_records(root: Path, done: subprocess.CompletedProcess, job: str) -> dict[int, dict]:
+    """Each process's record of ``job``: both finished it, without error, in one group of two."""
     log = done.stdout[-2000:] + done.stderr[-2000:]
     records = {}
     for rank in (0, 1):
@@ -67,6 +66,22 @@ def test_every_trainer_runs_on_two_processes_and_saves_once(two_process_runs, jo
     for rank, record in records.items():
         assert record["ok"], f"{job} failed on process {rank}: {record['error']}"
         assert record["world_size"] == 2 and record["state_rank"] == rank  # both joined one process group
+    return records
+
+
+def scored_rows(root: Path, job: str) -> list[tuple[str, str, str]]:
+    """(rank, prompt, response) of every row the logged objective scored during ``job``."""
+    return [tuple(line.split("\t", 2)) for line in (root / job / "scorer.log").read_text().splitlines()]
+
+
+TRAINERS = [job for job, kind in JOBS.items() if kind in ("policy", "reward_model")]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("job", TRAINERS)
+def test_every_trainer_runs_on_two_processes_and_saves_once(two_process_runs, job):
+    root, done = two_process_runs
+    records = job_records(root, done, job)
     out = root / job / "model"
     assert records[0]["manifest_saves"] and records[0]["manifest_saves"][-1] == str(out)
     assert records[1]["manifest_saves"] == []  # the result is written by the main process only
@@ -82,3 +97,33 @@ def test_every_trainer_runs_on_two_processes_and_saves_once(two_process_runs, jo
 
         scores = load_reward_model(out).score(["Tell me about the lamp."], ["A lamp."])
         assert len(scores) == 1 and scores[0] == scores[0]
+
+
+@pytest.mark.slow
+def test_score_splits_rows_between_processes_and_the_main_one_writes(two_process_runs):
+    root, done = two_process_runs
+    job_records(root, done, "score")
+    corpus = [json.loads(line) for line in (root / "corpus.jsonl").read_text().splitlines()]
+    rows = scored_rows(root, "score")
+    assert {r[0] for r in rows} == {"0", "1"}  # both processes scored
+    assert len(rows) == len({(p, r) for _, p, r in rows}) == len({(s["prompt"], s["response"]) for s in corpus})
+    scored = [json.loads(line) for line in (root / "score" / "model" / "scored.jsonl").read_text().splitlines()]
+    assert len(scored) == len(corpus)  # merged on the main process, in input order
+    assert [s["score_len"] for s in scored] == [float(len(s["response"])) for s in corpus]
+    from pluralign.data.scoring import ScoreCache
+
+    cache = ScoreCache(root / "score" / "model" / "score_cache.sqlite")
+    assert cache.count() == 2 * len(rows)  # every row once per objective, written by the main process
+    cache.close()
+
+
+@pytest.mark.slow
+def test_front_evaluation_splits_its_grid_between_processes(two_process_runs):
+    root, done = two_process_runs
+    job_records(root, done, "evaluate")
+    front = json.loads((root / "evaluate" / "model" / "front.json").read_text())
+    assert [f["method"] for f in front["fronts"]] == ["sft", "ric"]
+    assert all(len(f["points"]) == 3 for f in front["fronts"])  # K=2, --grid_points 2
+    rows = scored_rows(root, "evaluate")
+    by_rank = {r: sum(1 for row in rows if row[0] == r) for r in ("0", "1")}
+    assert by_rank == {"0": 2 + 5, "1": 1 + 4}  # sft: 3 prompts; ric: 3 points x 3 prompts, dealt round-robin

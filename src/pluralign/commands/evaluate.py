@@ -31,12 +31,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 def run(argv: Sequence[str]) -> int:
     from pluralign.data.loading import load_any
+    from pluralign.distributed import init_processes
     from pluralign.evaluation.pipeline import evaluate_models, summary_table
     from pluralign.objectives import ObjectiveSet
     from pluralign.preferences import preference_grid
     from pluralign.steering import load_policy
 
     args = parse_args(build_parser(), argv)
+    rank, _ = init_processes()  # under accelerate launch each process evaluates a share of every grid
     policy = load_policy(args.model)
     objectives = ObjectiveSet.from_specs(args.objective or policy.manifest.objective_specs)
     baseline = args.baseline or policy.manifest.base_model
@@ -63,6 +65,8 @@ def run(argv: Sequence[str]) -> int:
         title=f"pluralign evaluate: {Path(args.model).name}",
         **gen,
     )
+    if rank != 0:
+        return 0
     print(summary_table(fronts, objectives.names))
     print(f"pluralign: wrote {Path(args.out) / 'front.json'}, pareto.png, report.html")
     return 0

@@ -11,7 +11,16 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from pluralign.evaluation.front import Front, constant_front, evaluate_front, finalise, output_stats, write_front_json
+from pluralign.distributed import is_main, world
+from pluralign.evaluation.front import (
+    Front,
+    constant_front,
+    evaluate_front,
+    finalise,
+    generate_and_score,
+    output_stats,
+    write_front_json,
+)
 from pluralign.evaluation.metrics import DEFAULT_REFERENCE_Z
 from pluralign.evaluation.plot import plot_fronts
 from pluralign.evaluation.report import write_report
@@ -30,11 +39,15 @@ def sft_front(
 
     t = time.time()
     model, tok = load_causal_lm(base_model), load_tokenizer(base_model)
-    torch.manual_seed(seed)
-    texts = generate_batched(model, tok, list(prompts), batch_size=64, **generation_kwargs)
-    front = constant_front("sft", texts, prompts, objectives, grid)
+    torch.manual_seed(seed + world()[0])
+    texts, scores = generate_and_score(
+        lambda idx: generate_batched(model, tok, [prompts[i] for i in idx], batch_size=64, **generation_kwargs),
+        prompts,
+        objectives,
+    )
+    front = constant_front("sft", texts, prompts, objectives, grid, scores=scores)
     front.wall_seconds = time.time() - t
-    return front, output_stats(texts, prompts, objectives)
+    return front, output_stats(texts, prompts, objectives, scores=scores)
 
 
 def evaluate_models(
@@ -51,7 +64,10 @@ def evaluate_models(
     progress: Callable[[str], None] | None = print,
     **generation_kwargs: Any,
 ) -> list[Front]:
-    """Evaluate each policy over the grid next to the SFT model; write the three result files."""
+    """Evaluate each policy over the grid next to the SFT model; write the three result files.
+
+    Under ``accelerate launch`` each process generates and scores its share of every grid; the main
+    process writes the files."""
     grid = [list(w) for w in (grid or preference_grid(len(objectives)))]
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -65,9 +81,10 @@ def evaluate_models(
         front.wall_seconds = (train_seconds or {}).get(name, 0.0) + (time.time() - t)
         fronts.append(front)
     reference = finalise(fronts, norm, objectives.names, reference_z)
-    write_front_json(out_dir / "front.json", objectives.names, fronts, reference, norm)
-    plot_fronts(fronts, objectives.names, out_dir / "pareto.png", title=title)
-    write_report(out_dir / "report.html", fronts, objectives.names, reference, out_dir / "pareto.png", title)
+    if is_main():  # every process holds the whole fronts; one writes them
+        write_front_json(out_dir / "front.json", objectives.names, fronts, reference, norm)
+        plot_fronts(fronts, objectives.names, out_dir / "pareto.png", title=title)
+        write_report(out_dir / "report.html", fronts, objectives.names, reference, out_dir / "pareto.png", title)
     return fronts
 
 

@@ -19,6 +19,7 @@ import numpy as np
 
 from pluralign.data.loading import load_any, to_samples
 from pluralign.data.scoring import ScoreCache, score_samples
+from pluralign.distributed import broadcast
 from pluralign.errors import ConfigError
 from pluralign.manifest import Manifest
 from pluralign.methods.ric.config import RiCConfig
@@ -111,9 +112,9 @@ def train_ric(config: RiCConfig, progress: Progress | None = print) -> Path:
     if config.max_samples:
         samples = samples[: config.max_samples]
     cache_path = out / "score_cache.sqlite"
+    t = time.time()  # every process scores its share of the rows; the main process writes the cache
+    scores = score_samples(samples, objectives, ScoreCache(cache_path), chunk_size=config.score_batch_size)
     if state_acc.is_main_process:
-        t = time.time()
-        scores = score_samples(samples, objectives, ScoreCache(cache_path), chunk_size=config.score_batch_size)
         objectives.fit_stats(scores)
         objectives.save(out / "objectives.json")
         log(f"ric: scored {len(samples)} samples with {objectives.names} in {time.time() - t:.1f}s")
@@ -150,10 +151,11 @@ def train_ric(config: RiCConfig, progress: Progress | None = print) -> Path:
         stage.mkdir(exist_ok=True)
         t = time.time()
         generated = _online_generate(config, model, tokenizer, samples, objectives, template, stage, it, log)
-        if state_acc.is_main_process and not (stage / "buffer.jsonl").is_file():
+        if broadcast(not (stage / "buffer.jsonl").is_file()):
             gen_scores = score_samples(
                 generated, objectives, ScoreCache(cache_path), chunk_size=config.score_batch_size
             )
+        if state_acc.is_main_process and not (stage / "buffer.jsonl").is_file():
             gz = objectives.zscores(gen_scores)  # hindsight relabelling with the OFFLINE statistics
             thr = mors_thresholds(gz, config.online_quantile)
             keep = mors_accept(gz, thr)
