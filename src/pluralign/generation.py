@@ -30,11 +30,22 @@ def generate_batched(
     progress: Callable[[int, int], None] | None = None,
     **generation_kwargs: Any,
 ) -> list[str]:
-    """Generate one completion per prompt; returns only the new text (special tokens removed)."""
+    """Generate one completion per prompt; returns only the new text (special tokens removed).
+
+    Inside ``pluralign.generation_backends.use_backend("continuous")`` it runs through transformers'
+    continuous batching instead of padded batches.
+    """
+    from pluralign.generation_backends import continuous_generate, current_backend
+
     texts = [render_prompt(tokenizer, p) for p in prompts]
     kwargs = {**DEFAULT_GENERATION, **generation_kwargs}
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
+    if current_backend() == "continuous":
+        out = continuous_generate(model, tokenizer, texts, **kwargs)
+        if progress:
+            progress(len(texts), len(texts))
+        return out
     kwargs.setdefault("pad_token_id", tokenizer.pad_token_id)
     side = tokenizer.padding_side
     tokenizer.padding_side = "left"

@@ -25,6 +25,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--objective", action="append", default=None, help="objectives to score (default: the model's)")
     p.add_argument("--grid_points", type=int, default=None, help="simplex lattice resolution (K=2: 10 -> 11 points)")
     p.add_argument("--reference_z", type=float, default=-3.0, help="hypervolume reference point, z-units")
+    p.add_argument("--generation_backend", default="transformers", help="transformers | continuous | vllm")
     add_generation_flags(p)
     return p
 
@@ -33,13 +34,17 @@ def run(argv: Sequence[str]) -> int:
     from pluralign.data.loading import load_any
     from pluralign.distributed import init_processes
     from pluralign.evaluation.pipeline import evaluate_models, summary_table
+    from pluralign.generation_backends import check_backend, use_backend, with_backend
     from pluralign.objectives import ObjectiveSet
     from pluralign.preferences import preference_grid
     from pluralign.steering import load_policy
 
     args = parse_args(build_parser(), argv)
     rank, _ = init_processes()  # under accelerate launch each process evaluates a share of every grid
+    backend = check_backend(args.generation_backend)
     policy = load_policy(args.model)
+    if backend == "vllm":  # the policy's steered prompts go to a vLLM engine; the SFT baseline stays on transformers
+        policy = with_backend(policy, backend)
     objectives = ObjectiveSet.from_specs(args.objective or policy.manifest.objective_specs)
     baseline = args.baseline or policy.manifest.base_model
     if not baseline:
@@ -53,18 +58,19 @@ def run(argv: Sequence[str]) -> int:
         )
     prompts = list(dict.fromkeys(ds[args.prompt_column]))[: args.num_prompts]
     gen = generation_kwargs(args, {"max_new_tokens": 64, "do_sample": True, "top_p": 0.9, "temperature": 0.7})
-    fronts = evaluate_models(
-        {policy.method: policy},
-        baseline,
-        prompts,
-        objectives,
-        args.out,
-        grid=preference_grid(len(objectives), args.grid_points),
-        reference_z=args.reference_z,
-        seed=args.seed,
-        title=f"pluralign evaluate: {Path(args.model).name}",
-        **gen,
-    )
+    with use_backend("transformers" if backend == "vllm" else backend):
+        fronts = evaluate_models(
+            {policy.method: policy},
+            baseline,
+            prompts,
+            objectives,
+            args.out,
+            grid=preference_grid(len(objectives), args.grid_points),
+            reference_z=args.reference_z,
+            seed=args.seed,
+            title=f"pluralign evaluate: {Path(args.model).name}",
+            **gen,
+        )
     if rank != 0:
         return 0
     print(summary_table(fronts, objectives.names))

@@ -49,4 +49,8 @@ class RiCConfig(DevicePrecisionMixin, SFTConfig):
     online_top_p: float = field(default=0.9, metadata={"help": "top_p of online generation."})
     online_temperature: float = field(default=0.7, metadata={"help": "Temperature of online generation."})
     generation_batch_size: int = field(default=32, metadata={"help": "Prompts per generate call."})
+    generation_backend: str = field(
+        default="transformers",
+        metadata={"help": "online generation: transformers | continuous (transformers' continuous batching) | vllm"},
+    )
     trust_remote_code: bool = field(default=False, metadata={"help": "Allow remote code in models (off by default)."})

@@ -212,8 +212,10 @@ def _tokenizer(config: RiCConfig):
 
 def _online_generate(config, model, tokenizer, samples, objectives, template, stage: Path, it: int, log) -> list[dict]:
     """Generate for sampled prompts at sampled desired rewards; chunks are saved as they finish."""
-    from pluralign.generation import generate_batched
+    from pluralign.generation_backends import check_backend, generate_texts
     from pluralign.modeling import load_causal_lm
+
+    check_backend(config.generation_backend)
 
     acc = process_state()
     plan_file = stage / "plan.jsonl"
@@ -240,7 +242,8 @@ def _online_generate(config, model, tokenizer, samples, objectives, template, st
     todo = [p for p in plan if p["i"] not in done]
     with acc.split_between_processes(todo) as mine:
         if mine:
-            lm = load_causal_lm(str(model), trust_remote_code=config.trust_remote_code)
+            vllm = config.generation_backend == "vllm"  # vllm loads the folder itself
+            lm = None if vllm else load_causal_lm(str(model), trust_remote_code=config.trust_remote_code)
             kwargs = dict(
                 max_new_tokens=config.online_max_new_tokens,
                 do_sample=True,
@@ -251,7 +254,15 @@ def _online_generate(config, model, tokenizer, samples, objectives, template, st
             for start in range(0, len(mine), step):
                 chunk = mine[start : start + step]
                 tagged = [template.apply(p["prompt"], objectives.names, p["desired"]) for p in chunk]
-                texts = generate_batched(lm, tokenizer, tagged, batch_size=config.generation_batch_size, **kwargs)
+                texts = generate_texts(
+                    config.generation_backend,
+                    lm,
+                    tokenizer,
+                    tagged,
+                    model_dir=model,
+                    batch_size=config.generation_batch_size,
+                    **kwargs,
+                )
                 rows = "".join(json.dumps({"i": p["i"], "prompt": p["prompt"], "response": t}) + "\n" for p, t in zip(chunk, texts))
                 with out_file.open("a") as f:
                     f.write(rows)
