@@ -4,8 +4,8 @@
 - ``transformers``: :func:`pluralign.generation.generate_batched` (length-sorted, left-padded batches of
   ``model.generate``). The default, and the fastest on a CPU.
 - ``continuous``: transformers' continuous batching (``model.generate_batch``: paged KV cache, requests
-  join and leave the running batch token by token). Pays off on GPUs with many prompts of uneven
-  length; on a CPU it is far slower (benchmarks/scale.py measures both), so it is never picked by itself.
+  join and leave the running batch token by token, no padding). Meant for GPUs with many prompts of
+  uneven length; benchmarks/scale.py measures both (``gen_tokens_per_s``). Never picked by itself.
 - ``vllm``: a vLLM engine on the model folder, prefix caching on, LoRA adapters served as
   ``LoRARequest`` on their base model. Needs the ``vllm`` package and a CUDA GPU; ``import vllm``
   happens only here, when that backend is asked for.

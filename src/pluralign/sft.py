@@ -43,12 +43,13 @@ def run_sft(
     output_dir: str | Path,
     peft_config=None,
     tokenizer=None,
+    callbacks: Sequence[Any] | None = None,
     **overrides: Any,
 ) -> Path:
     """Fine-tune ``model`` (folder or hub id, full or adapter) on ``samples`` ({"prompt", "completion"}).
 
     ``args`` is an SFTConfig (or a subclass such as RiCConfig); ``overrides`` replace its fields for this
-    stage (e.g. learning_rate). Returns the folder of the saved final model. Finished stages are skipped.
+    stage (e.g. learning_rate); ``callbacks`` are transformers TrainerCallbacks. Returns the folder of the saved final model. Finished stages are skipped.
     """
     from datasets import Dataset
     from transformers.trainer_utils import get_last_checkpoint
@@ -73,7 +74,12 @@ def run_sft(
         model_arg = AutoPeftModelForCausalLM.from_pretrained(model, is_trainable=True)
         peft_config = None
     trainer = SFTTrainer(
-        model=model_arg, args=sft_args, train_dataset=dataset, processing_class=tokenizer, peft_config=peft_config
+        model=model_arg,
+        args=sft_args,
+        train_dataset=dataset,
+        processing_class=tokenizer,
+        peft_config=peft_config,
+        callbacks=list(callbacks) if callbacks else None,
     )
     last = get_last_checkpoint(str(output_dir)) if output_dir.is_dir() else None
     trainer.train(resume_from_checkpoint=last)
