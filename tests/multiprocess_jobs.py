@@ -32,6 +32,7 @@ JOBS = {
     "btl": "reward_model",
     "npbtl": "reward_model",
     "multihead": "reward_model",
+    "classifier": "reward_model",
     "moslim": "policy",  # after multihead: its reward model
     "score": "scores",  # pluralign score: rows split between the processes
     "evaluate": "front",  # pluralign evaluate of the ric model: its grid split between the processes
@@ -101,6 +102,9 @@ def job_argv(name: str, root: Path) -> list[str]:
                       "--backbone_config_overrides", TINY_BACKBONE, "--input_format", "response", "--max_length",
                       "16", "--max_steps", "2", "--per_device_train_batch_size", "4", "--eval_fraction", "0.2",
                       "--use_cpu", "--disable_tqdm", "true"],
+        "classifier": ["train", "reward-model", "--type", "classifier", "--dataset", str(root / "typed.jsonl"),
+                       "--output_dir", out, "--model_name_or_path", base, "--max_length", "32", "--max_steps", "1",
+                       "--per_device_train_batch_size", "2", "--eval_fraction", "0.25", *COMMON],
         "moslim": ["train", "moslim", *lm, "--reward_model", str(root / "multihead" / "model"), "--dataset",
                    str(root / "prompts.jsonl"), "--preferences_per_prompt", "1", "--max_steps", "1",
                    "--per_device_train_batch_size", "2", "--num_generations", "2", "--max_completion_length", "4",
