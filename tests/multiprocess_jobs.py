@@ -84,7 +84,8 @@ def job_argv(name: str, root: Path) -> list[str]:
         "ric": ["train", "ric", *lm, "--dataset", str(root / "corpus.jsonl"), *two, "--max_steps", "1",
                 "--per_device_train_batch_size", "4", "--max_length", "64", "--online_iterations", "1",
                 "--online_prompts", "4", "--online_offline_samples", "4", "--online_max_new_tokens", "4",
-                "--generation_batch_size", "2", "--gradient_checkpointing", "false", *COMMON],
+                "--generation_batch_size", "2", "--gradient_checkpointing", "false", *COMMON,
+                "--generation_backend", "continuous"],  # test_ric_distributed covers the default backend
         "dpo": ["train", "dpo", *dpo_like, "--dimensions", "helpfulness"],
         "spo": ["train", "spo", *dpo_like, "--dimensions", "helpfulness", "harmlessness", "--alpha", "1.0"],
         "modpo": ["train", "modpo", *dpo_like, "--dimensions", "helpfulness", "--objective", "conciseness",

@@ -89,3 +89,25 @@ def test_vllm_serves_a_lora_adapter_on_its_base_with_prefix_caching(tiny_llama, 
     assert seen["model"] == str(base) and seen["lora"] == ("pluralign", 1, str(adapter))
     assert seen["engine"]["enable_prefix_caching"] and seen["engine"]["enable_lora"]
     assert seen["params"] == {"max_tokens": 5, "temperature": 0.0}
+
+
+def test_serve_and_evaluate_wrap_a_policy_so_its_own_steering_runs_on_the_backend():
+    import pluralign.serve.vllm_backend as vb
+    from pluralign.generation_backends import BackendPolicy, current_backend, with_backend
+
+    class Steered:
+        method, objectives = "ric", ["a", "b"]
+
+        def generate(self, prompts, preference=None, **kwargs):
+            return [f"{p}|{preference}|{current_backend()}" for p in prompts]
+
+        def generate_many(self, prompts, preferences, **kwargs):
+            return [f"{p}|{w}|{current_backend()}" for p, w in zip(prompts, preferences)]
+
+    policy = Steered()
+    assert with_backend(policy, "transformers") is policy
+    served = vb.select_backend(policy, "continuous")
+    assert isinstance(served, BackendPolicy) and served.objectives == ["a", "b"]
+    assert served.generate(["x"], preference=[1, 0]) == ["x|[1, 0]|continuous"]
+    assert served.generate_many(["x", "y"], [[1, 0], [0, 1]]) == ["x|[1, 0]|continuous", "y|[0, 1]|continuous"]
+    assert policy.generate(["x"]) == ["x|None|transformers"]  # outside the wrapper: the default again
