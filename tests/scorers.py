@@ -28,3 +28,11 @@ def logged_conciseness(prompts, responses):
     with Path(os.environ["SCORER_LOG"]).open("a") as f:
         f.writelines(repr((p, r)) + "\n" for p, r in zip(prompts, responses))
     return [-float(len(r.split())) for r in responses]
+
+
+def rank_logged_length(prompts, responses):
+    """Length of the response; appends "RANK<tab>prompt<tab>response" per scored row to $SCORER_LOG."""
+    rank = os.environ.get("RANK", "0")
+    with Path(os.environ["SCORER_LOG"]).open("a") as f:
+        f.writelines(f"{rank}\t{p}\t{r}".replace("\n", " ") + "\n" for p, r in zip(prompts, responses))
+    return [float(len(r)) for r in responses]

@@ -35,13 +35,24 @@ def generate_batched(
     cleaning: Cleaning | None = None,
     **generation_kwargs: Any,
 ) -> list[str]:
-    """Generate one completion per prompt; returns only the new text (special tokens removed), cleaned."""
+    """Generate one completion per prompt; returns only the new text (special tokens removed), cleaned.
+
+    Inside ``pluralign.generation_backends.use_backend("continuous")`` it runs through transformers'
+    continuous batching instead of padded batches.
+    """
+    from pluralign.generation_backends import continuous_generate, current_backend
+
     cleaning = cleaning or DEFAULT_CLEANING
     texts = [render_prompt(tokenizer, p) for p in prompts]
     kwargs = {**DEFAULT_GENERATION, **generation_overrides(tokenizer, cleaning), **generation_kwargs}
     stop_ids = end_of_turn_ids(tokenizer) if cleaning.enabled else []
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
+    if current_backend() == "continuous":
+        out = [clean_text(t, cleaning) for t in continuous_generate(model, tokenizer, texts, **kwargs)]
+        if progress:
+            progress(len(texts), len(texts))
+        return out
     kwargs.setdefault("pad_token_id", tokenizer.pad_token_id)
     side = tokenizer.padding_side
     tokenizer.padding_side = "left"

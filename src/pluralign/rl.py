@@ -215,7 +215,8 @@ def train_weighted_policy(
     )
     trainer.train()
     trainer.save_model(str(run_dir))
-    processing_class.save_pretrained(str(run_dir))
+    if trainer.accelerator.is_main_process:
+        processing_class.save_pretrained(str(run_dir))
     rewards = [h["reward"] for h in trainer.state.log_history if "reward" in h]
     record = {
         "weights": [float(w) for w in trainer.scalarised_reward.weights],
@@ -225,7 +226,9 @@ def train_weighted_policy(
         "last_reward": rewards[-1] if rewards else None,
         "peft": bool(config.use_peft),
     }
-    (run_dir / RUN_DONE).write_text(json.dumps(record, indent=2))
+    if trainer.accelerator.is_main_process:
+        (run_dir / RUN_DONE).write_text(json.dumps(record, indent=2))
+    trainer.accelerator.wait_for_everyone()
     return run_dir
 
 

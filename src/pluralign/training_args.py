@@ -36,3 +36,30 @@ class DevicePrecisionMixin:
             self.use_cpu = True
             process_state()
         super().__post_init__()
+
+
+def is_main_process() -> bool:
+    """True on the process that writes results (the only one when not launched by accelerate)."""
+    return process_state().is_main_process
+
+
+def wait_for_everyone() -> None:
+    """Barrier across ``accelerate launch``'s processes (a no-op for one process)."""
+    process_state().wait_for_everyone()
+
+
+def shared_dataset(rows: list[dict], folder):
+    """``Dataset.from_list(rows)``; with several processes, backed by files in ``folder`` written by the main one.
+
+    TRL caches precomputed columns (DPO's reference log-probabilities) next to a dataset's files; an
+    in-memory dataset puts them in a per-process temporary folder the other processes cannot read.
+    """
+    from datasets import Dataset, load_from_disk
+
+    dataset = Dataset.from_list(rows)
+    if process_state().num_processes == 1:
+        return dataset
+    if is_main_process():
+        dataset.save_to_disk(str(folder))
+    wait_for_everyone()
+    return load_from_disk(str(folder))

@@ -33,6 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--reference_z", type=float, default=-3.0, help="hypervolume reference point, z-units")
     p.add_argument("--num_inference_steps", type=int, default=None, help="image models: sampling steps")
     p.add_argument("--guidance_scale", type=float, default=None, help="image models: classifier-free guidance")
+    p.add_argument("--generation_backend", default="transformers", help="transformers | continuous | vllm")
     add_generation_flags(p)
     return p
 
@@ -40,15 +41,21 @@ def build_parser() -> argparse.ArgumentParser:
 def run(argv: Sequence[str]) -> int:
     from pluralign.chat import as_chat
     from pluralign.data.loading import load_any
+    from pluralign.distributed import init_processes
     from pluralign.evaluation.grids import resolve_grid
     from pluralign.evaluation.pipeline import evaluate_models, summary_table
+    from pluralign.generation_backends import check_backend, use_backend, with_backend
     from pluralign.objectives import ObjectiveSet, ObjectiveStats
     from pluralign.reproducibility import seed_everything
     from pluralign.steering import load_policy
 
     args = parse_args(build_parser(), argv)
     seed_everything(args.seed)
+    rank, _ = init_processes()  # under accelerate launch each process evaluates a share of every grid
+    backend = check_backend(args.generation_backend)
     policy = load_policy(args.model)
+    if backend == "vllm":  # the policy's steered prompts go to a vLLM engine; the SFT baseline stays on transformers
+        policy = with_backend(policy, backend)
     objectives = ObjectiveSet.from_specs(args.objective or policy.manifest.objective_specs)
     baseline = args.baseline or policy.manifest.base_model
     if not baseline:
@@ -65,19 +72,22 @@ def run(argv: Sequence[str]) -> int:
         return _evaluate_images(policy, baseline, prompts, objectives, args)
     prompts = as_chat(prompts, getattr(policy, "tokenizer", None), args.chat)
     gen = generation_kwargs(args, {"max_new_tokens": 64, "do_sample": True, "top_p": 0.9, "temperature": 0.7})
-    fronts = evaluate_models(
-        {policy.method: policy},
-        baseline,
-        prompts,
-        objectives,
-        args.out,
-        grid=resolve_grid(args.grid, len(objectives), args.grid_points),
-        reference_z=args.reference_z,
-        seed=args.seed,
-        title=f"pluralign evaluate: {Path(args.model).name}",
-        range_stats=_training_stats(policy.manifest.stats, objectives.names, ObjectiveStats),
-        **gen,
-    )
+    with use_backend("transformers" if backend == "vllm" else backend):
+        fronts = evaluate_models(
+            {policy.method: policy},
+            baseline,
+            prompts,
+            objectives,
+            args.out,
+            grid=resolve_grid(args.grid, len(objectives), args.grid_points),
+            reference_z=args.reference_z,
+            seed=args.seed,
+            title=f"pluralign evaluate: {Path(args.model).name}",
+            range_stats=_training_stats(policy.manifest.stats, objectives.names, ObjectiveStats),
+            **gen,
+        )
+    if rank != 0:
+        return 0
     print(summary_table(fronts, objectives.names))
     print(f"pluralign: wrote {Path(args.out) / 'front.json'}, pareto.png, report.html")
     return 0

@@ -1,6 +1,8 @@
 """``pluralign score``: score a dataset with K objectives; writes score_<name> columns and statistics.
 
-Scores go through a SQLite cache in ``--out``: an interrupted run resumes where it stopped.
+Scores go through a SQLite cache in ``--out``: an interrupted run resumes where it stopped. Under
+``accelerate launch --num_processes N`` the rows are split between the N processes and the main one
+writes the cache and the results.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from pathlib import Path
 from pluralign.config import parse_args
 from pluralign.data.loading import load_any, to_samples
 from pluralign.data.scoring import ScoreCache, score_samples
+from pluralign.distributed import init_processes
 from pluralign.objectives import ObjectiveSet
 
 
@@ -32,6 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def run(argv: Sequence[str]) -> int:
     args = parse_args(build_parser(), argv)
+    rank, _ = init_processes()
     objectives = ObjectiveSet.from_specs(args.objective or [])
     samples = to_samples(
         load_any(args.dataset, split=args.split),
@@ -43,10 +47,12 @@ def run(argv: Sequence[str]) -> int:
     out.mkdir(parents=True, exist_ok=True)
     t = time.time()
 
-    def progress(name: str, done: int, total: int) -> None:
+    def progress(name: str, done: int, total: int) -> None:  # called on the main process only
         print(f"\rscore: {name}: {done}/{total}", end="\n" if done == total else "", flush=True)
 
     scores = score_samples(samples, objectives, ScoreCache(out / "score_cache.sqlite"), args.batch_size, progress)
+    if rank != 0:
+        return 0
     objectives.fit_stats(scores)
     objectives.save(out / "objectives.json")
     with (out / "scored.jsonl").open("w") as f:

@@ -27,7 +27,7 @@ class ServeConfig:
     )
     batch_window_ms: float = field(default=10.0, metadata={"help": "how long to gather concurrent requests"})
     max_batch_size: int = field(default=32, metadata={"help": "most requests in one generate call"})
-    backend: str = field(default="auto", metadata={"help": "auto | transformers | vllm (vllm needs a GPU)"})
+    backend: str = field(default="auto", metadata={"help": "generation backend: auto | transformers | continuous | vllm (vllm needs a GPU)"})
     front: str | None = field(
         default=None, metadata={"help": "front.json for the page (default: found beside the model)"}
     )

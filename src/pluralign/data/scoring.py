@@ -3,6 +3,11 @@
 The cache is a SQLite file keyed by (objective identity, hash of prompt and response). Scores are
 committed chunk by chunk: a run killed half-way keeps every finished chunk, and a rerun scores only
 what is missing. NaN scores are refused before they enter the cache.
+
+Under ``accelerate launch`` every process calls :func:`score_samples` with the same rows: the missing
+rows are dealt between the processes, each round of chunks is gathered, and only the main process
+writes the cache (a single SQLite writer, also safe on a network filesystem shared by several nodes);
+every process returns the full result.
 """
 
 from __future__ import annotations
@@ -13,6 +18,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from pluralign.data.loading import prompt_text, response_text
+from pluralign.distributed import all_gather, broadcast, world
+from pluralign.errors import DataError
 from pluralign.objectives.set import ObjectiveSet, check_finite
 
 
@@ -24,7 +31,10 @@ class ScoreCache:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.conn = sqlite3.connect(str(self.path))
+        # several processes (accelerate launch) may share one cache: WAL lets readers run beside the one
+        # writer, and a writer waits for the lock instead of failing with "database is locked"
+        self.conn = sqlite3.connect(str(self.path), timeout=120)
+        self.conn.execute("PRAGMA journal_mode=WAL")
         self.conn.execute(
             "CREATE TABLE IF NOT EXISTS scores (objective TEXT, key TEXT, score REAL, PRIMARY KEY (objective, key))"
         )
@@ -67,6 +77,8 @@ def score_samples(
     prompts = [prompt_text(s["prompt"]) for s in samples]
     responses = [response_text(s["response"]) for s in samples]
     keys = [pair_key(p, r) for p, r in zip(prompts, responses)]
+    if world()[1] > 1:
+        return _score_across_processes(prompts, responses, keys, objectives, cache, chunk_size, progress)
     result: dict[str, list[float]] = {}
     for obj in objectives.objectives:
         known = cache.get(obj.identity, keys) if cache is not None else {}
@@ -86,4 +98,49 @@ def score_samples(
             if progress:
                 progress(obj.name, done, len(keys))
         result[obj.name] = [known[k] for k in keys]
+    return result
+
+
+def _score_across_processes(
+    prompts: list[str],
+    responses: list[str],
+    keys: list[str],
+    objectives: ObjectiveSet,
+    cache: ScoreCache | None,
+    chunk_size: int,
+    progress: Callable[[str, int, int], None] | None,
+) -> dict[str, list[float]]:
+    """:func:`score_samples` with the missing rows split between processes; the main process owns the cache."""
+    rank, size = world()
+    main = rank == 0
+    result: dict[str, list[float]] = {}
+    for obj in objectives.objectives:
+        known = cache.get(obj.identity, keys) if (main and cache is not None) else {}
+        todo = broadcast(sorted({k: i for i, k in enumerate(keys) if k not in known}.values()) if main else None)
+        done = len(keys) - len(todo)
+        if progress and main:
+            progress(obj.name, done, len(keys))
+        step = chunk_size * size
+        for start in range(0, len(todo), step):
+            idx = todo[start : start + step][rank::size]
+            error: Exception | None = None
+            try:
+                vals = obj.score([prompts[i] for i in idx], [responses[i] for i in idx]) if idx else []
+                check_finite(vals, obj.name)
+            except Exception as exc:  # noqa: BLE001 - raised on every process below, so none waits forever
+                error, vals = exc, []
+            parts = all_gather((str(error) if error else None, {keys[i]: float(v) for i, v in zip(idx, vals)}))
+            if error is not None:
+                raise error
+            failed = [msg for msg, _ in parts if msg]
+            if failed:
+                raise DataError(f"scoring {obj.name!r} failed on another process: {failed[0]}")
+            new = {k: v for _, part in parts for k, v in part.items()}
+            known.update(new)
+            if main and cache is not None:
+                cache.put(obj.identity, new)
+            done += len(new)
+            if progress and main:
+                progress(obj.name, done, len(keys))
+        result[obj.name] = broadcast([known[k] for k in keys] if main else None)
     return result

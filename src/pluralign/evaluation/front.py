@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from pluralign.distributed import gather_shares, my_share, world
 from pluralign.evaluation.metrics import DEFAULT_REFERENCE_Z, hypervolume, steerability
 from pluralign.objectives import ObjectiveSet, ObjectiveStats
 from pluralign.preferences import preference_grid
@@ -57,12 +58,15 @@ def evaluate_front(
     grid = [list(w) for w in (grid or preference_grid(len(objectives)))]
     all_prompts = [p for _ in grid for p in prompts]
     all_prefs = [dict(zip(objectives.names, w)) for w in grid for _ in prompts]
-    torch.manual_seed(seed)
+    torch.manual_seed(seed + world()[0])
     t = time.time()
-    texts = policy.generate_many(all_prompts, all_prefs, **generation_kwargs)
+    texts, scores = generate_and_score(
+        lambda idx: policy.generate_many([all_prompts[i] for i in idx], [all_prefs[i] for i in idx], **generation_kwargs),
+        all_prompts,
+        objectives,
+    )
     from pluralign.data.loading import prompt_text
 
-    scores = objectives.score([prompt_text(p) for p in all_prompts], texts)
     n = len(prompts)
     points, samples = [], []
     for g, w in enumerate(grid):
@@ -77,13 +81,36 @@ def evaluate_front(
     return front
 
 
+def generate_and_score(
+    generate: Callable[[list[int]], list[str]], prompts: Sequence[Any], objectives: ObjectiveSet
+) -> tuple[list[str], dict[str, list[float]]]:
+    """``generate(row indices) -> texts``, then scores; under ``accelerate launch`` each process does its
+    share of the rows and every process gets all texts and scores back in row order."""
+    from pluralign.data.loading import prompt_text
+
+    idx = my_share(range(len(prompts)))
+    texts = generate(idx) if idx else []
+    mine = objectives.score([prompt_text(prompts[i]) for i in idx], texts) if idx else {}
+    rows = gather_shares(
+        [(t, [float(mine[n][j]) for n in objectives.names]) for j, t in enumerate(texts)], len(prompts)
+    )
+    scores = {n: [r[1][k] for r in rows] for k, n in enumerate(objectives.names)}
+    return [r[0] for r in rows], scores
+
+
 def constant_front(
-    method: str, responses: Sequence[str], prompts: Sequence[Any], objectives: ObjectiveSet, grid
+    method: str,
+    responses: Sequence[str],
+    prompts: Sequence[Any],
+    objectives: ObjectiveSet,
+    grid,
+    scores: dict[str, Sequence[float]] | None = None,
 ) -> Front:
     """A front for an unsteerable model (e.g. the SFT start): the same outputs at every preference."""
     from pluralign.data.loading import prompt_text
 
-    scores = objectives.score([prompt_text(p) for p in prompts], list(responses))
+    if scores is None:
+        scores = objectives.score([prompt_text(p) for p in prompts], list(responses))
     means = [float(np.mean(scores[name])) for name in objectives.names]
     points = [{"preference": [float(x) for x in w], "scores": means} for w in grid]
     samples = [
@@ -95,12 +122,16 @@ def constant_front(
 
 
 def output_stats(
-    responses: Sequence[str], prompts: Sequence[Any], objectives: ObjectiveSet
+    responses: Sequence[str],
+    prompts: Sequence[Any],
+    objectives: ObjectiveSet,
+    scores: dict[str, Sequence[float]] | None = None,
 ) -> dict[str, ObjectiveStats]:
     """Statistics of a model's per-sample scores (the SFT model's: the hypervolume's normalisation)."""
     from pluralign.data.loading import prompt_text
 
-    scores = objectives.score([prompt_text(p) for p in prompts], list(responses))
+    if scores is None:
+        scores = objectives.score([prompt_text(p) for p in prompts], list(responses))
     return {n: ObjectiveStats.fit(scores[n], n) for n in objectives.names}
 
 

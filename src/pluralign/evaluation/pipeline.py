@@ -11,11 +11,13 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from pluralign.distributed import is_main, world
 from pluralign.evaluation.front import (
     Front,
     constant_front,
     evaluate_front,
     finalise,
+    generate_and_score,
     output_stats,
     set_ranges,
     write_front_json,
@@ -38,11 +40,15 @@ def sft_front(
 
     t = time.time()
     model, tok = load_causal_lm(base_model), load_tokenizer(base_model)
-    torch.manual_seed(seed)
-    texts = generate_batched(model, tok, list(prompts), batch_size=64, **generation_kwargs)
-    front = constant_front("sft", texts, prompts, objectives, grid)
+    torch.manual_seed(seed + world()[0])
+    texts, scores = generate_and_score(
+        lambda idx: generate_batched(model, tok, [prompts[i] for i in idx], batch_size=64, **generation_kwargs),
+        prompts,
+        objectives,
+    )
+    front = constant_front("sft", texts, prompts, objectives, grid, scores=scores)
     front.wall_seconds = time.time() - t
-    return front, output_stats(texts, prompts, objectives)
+    return front, output_stats(texts, prompts, objectives, scores=scores)
 
 
 def evaluate_models(
@@ -64,6 +70,8 @@ def evaluate_models(
 
     ``range_stats``: per objective the statistics (an ``ObjectiveStats`` with quantiles) of the training
     data, whose 5th-95th percentile spread is each front's ``range`` unit; default: the SFT model's outputs.
+    Under ``accelerate launch`` each process generates and scores its share of every grid; the main
+    process writes the files.
     """
     grid = [list(w) for w in (grid or preference_grid(len(objectives)))]
     out_dir = Path(out_dir)
@@ -99,6 +107,8 @@ def write_results(
     out_dir.mkdir(parents=True, exist_ok=True)
     reference = finalise(fronts, norm, names, reference_z)
     set_ranges(fronts, names, {**norm, **(range_stats or {})})
+    if not is_main():  # every process holds the whole fronts; the main one writes them
+        return
     write_front_json(out_dir / "front.json", names, fronts, reference, norm, extra=extra)
     plot_fronts(fronts, names, out_dir / "pareto.png", title=title)
     write_report(out_dir / "report.html", fronts, names, reference, out_dir / "pareto.png", title)

@@ -13,54 +13,21 @@ never imports it.
 
 from __future__ import annotations
 
-import importlib.util
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 from pluralign.errors import ConfigError
 from pluralign.generation import render_prompt
+from pluralign.generation_backends import BackendPolicy, VLLMGenerator, to_sampling_kwargs, vllm_available
 from pluralign.steering import Choice, PreferenceLike, SteerablePolicy
 
-BACKENDS = ("auto", "transformers", "vllm")
-
-
-def vllm_available() -> bool:
-    """True when the vllm package is importable and a CUDA GPU is visible."""
-    if importlib.util.find_spec("vllm") is None:
-        return False
-    import torch
-
-    return torch.cuda.is_available()
+BACKENDS = ("auto", "transformers", "continuous", "vllm")
 
 
 def supports_vllm(policy: SteerablePolicy) -> bool:
-    """True for policies that steer through the prompt (``tagged_prompt``) and keep full weights."""
-    return (
-        callable(getattr(policy, "tagged_prompt", None))
-        and getattr(policy, "tokenizer", None) is not None
-        and not (Path(policy.model_dir) / "adapter_config.json").is_file()
-    )
-
-
-def to_sampling_kwargs(generation_kwargs: dict[str, Any]) -> dict[str, Any]:
-    """Translate transformers' generation kwargs to vLLM's ``SamplingParams`` (greedy unless sampling)."""
-    gen = dict(generation_kwargs)
-    out: dict[str, Any] = {"max_tokens": int(gen.pop("max_new_tokens", 64))}
-    if gen.pop("do_sample", False):
-        out["temperature"] = float(gen.pop("temperature", 1.0))
-        if "top_p" in gen:
-            out["top_p"] = float(gen.pop("top_p"))
-        if "top_k" in gen:
-            out["top_k"] = int(gen.pop("top_k"))
-    else:
-        out["temperature"] = 0.0
-        gen.pop("temperature", None)
-        gen.pop("top_p", None)
-    unsupported = sorted(k for k in gen if k not in ("pad_token_id", "eos_token_id"))
-    if unsupported:
-        raise ConfigError(f"generation option {unsupported[0]!r} is not supported by the vllm backend")
-    return out
+    """True for policies that steer through the prompt (``tagged_prompt``); LoRA adapters are served as
+    ``LoRARequest`` on their base model."""
+    return callable(getattr(policy, "tagged_prompt", None)) and getattr(policy, "tokenizer", None) is not None
 
 
 class VLLMPolicy(SteerablePolicy):
@@ -69,15 +36,14 @@ class VLLMPolicy(SteerablePolicy):
     def __init__(self, policy: SteerablePolicy, gpu_memory_utilization: float = 0.85, **engine_kwargs: Any) -> None:
         if not supports_vllm(policy):
             raise ConfigError(
-                f"method {policy.method!r} (or a LoRA adapter dir) cannot use vllm; serve it with --backend transformers"
+                f"method {policy.method!r} steers by weights, not by the prompt, so it cannot use vllm; "
+                "serve it with --backend transformers"
             )
-        from vllm import LLM  # guarded: only reached when the vllm backend is asked for
-
         self.inner = policy
         self.manifest = policy.manifest
         self.model_dir = policy.model_dir
         self.tokenizer = policy.tokenizer
-        self.engine = LLM(model=str(policy.model_dir), gpu_memory_utilization=gpu_memory_utilization, **engine_kwargs)
+        self.generator = VLLMGenerator(policy.model_dir, gpu_memory_utilization, **engine_kwargs)
 
     def generate(
         self,
@@ -94,12 +60,9 @@ class VLLMPolicy(SteerablePolicy):
     def generate_many(
         self, prompts: Sequence[Any], preferences: Sequence[PreferenceLike | None], **generation_kwargs: Any
     ) -> list[str]:
-        from vllm import SamplingParams
-
         texts = [render_prompt(self.tokenizer, self.inner.tagged_prompt(p, w)) for p, w in zip(prompts, preferences)]
-        params = SamplingParams(**to_sampling_kwargs(generation_kwargs))
-        outputs = self.engine.generate(texts, params, use_tqdm=False)
-        return [o.outputs[0].text for o in outputs]
+        to_sampling_kwargs(generation_kwargs)  # unsupported options fail before the engine runs
+        return self.generator.generate(texts, **generation_kwargs)
 
 
 def select_backend(policy: SteerablePolicy, backend: str = "auto") -> SteerablePolicy:
@@ -108,6 +71,8 @@ def select_backend(policy: SteerablePolicy, backend: str = "auto") -> SteerableP
         raise ConfigError(f"backend {backend!r} is unknown; use one of {', '.join(BACKENDS)}")
     if backend == "transformers":
         return policy
+    if backend == "continuous":
+        return BackendPolicy(policy, backend)
     if backend == "vllm":
         if not vllm_available():
             raise ConfigError("backend 'vllm' needs the vllm package and a CUDA GPU; use --backend transformers")

@@ -24,6 +24,7 @@ from pluralign.errors import DataError
 from pluralign.manifest import Manifest
 from pluralign.methods.classifier.config import ClassifierRewardConfig
 from pluralign.reward_models import record_held_out_accuracy
+from pluralign.training_args import is_main_process
 from pluralign.truncation import PairFormat, encode_pairs
 
 CHECKPOINTS = "checkpoints"
@@ -126,28 +127,31 @@ def train_classifier(
         progress(f"classifier: resuming from {last}")
     trainer.train(resume_from_checkpoint=last)
     train_seconds = time.perf_counter() - start
-    trained = trainer.accelerator.unwrap_model(trainer.model)
-    if isinstance(trained, PeftModel):
-        trained = trained.merge_and_unload()
-    trained.save_pretrained(str(out), safe_serialization=True)
-    tokenizer.save_pretrained(str(out))
-    Manifest(
-        method="classifier",
-        objectives=[config.objective_name],
-        base_model=config.model_name_or_path or "builtin:all-minilm-l6-v2",
-        extra={
-            "input_format": "concat",
-            "append_eos": bool(tokenizer.eos_token),
-            "max_length": config.max_length,
-            "train_pairs": len(train_pairs),
-            "config": json.loads(json.dumps(config.to_dict(), default=str)),
-        },
-    ).save(out)
+    if trainer.accelerator.is_main_process:  # under accelerate launch: one process writes the model
+        trained = trainer.accelerator.unwrap_model(trainer.model)
+        if isinstance(trained, PeftModel):
+            trained = trained.merge_and_unload()
+        trained.save_pretrained(str(out), safe_serialization=True)
+        tokenizer.save_pretrained(str(out))
+        Manifest(
+            method="classifier",
+            objectives=[config.objective_name],
+            base_model=config.model_name_or_path or "builtin:all-minilm-l6-v2",
+            extra={
+                "input_format": "concat",
+                "append_eos": bool(tokenizer.eos_token),
+                "max_length": config.max_length,
+                "train_pairs": len(train_pairs),
+                "config": json.loads(json.dumps(config.to_dict(), default=str)),
+            },
+        ).save(out)
+        record_held_out_accuracy(
+            out, held_pairs, {"train_pairs": len(train_pairs), "train_seconds": round(train_seconds, 1)}, progress
+        )
+    trainer.accelerator.wait_for_everyone()
     del trainer
-    record_held_out_accuracy(
-        out, held_pairs, {"train_pairs": len(train_pairs), "train_seconds": round(train_seconds, 1)}, progress
-    )
-    shutil.rmtree(checkpoints, ignore_errors=True)
+    if is_main_process():
+        shutil.rmtree(checkpoints, ignore_errors=True)
     progress(f"saved classifier reward model to {out} ({train_seconds:.0f}s)")
     return out
 

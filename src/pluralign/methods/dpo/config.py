@@ -7,10 +7,11 @@ from dataclasses import dataclass, field
 import trl
 
 from pluralign.errors import ConfigError
+from pluralign.training_args import DevicePrecisionMixin
 
 
 @dataclass
-class DimensionDPOConfig(trl.DPOConfig):
+class DimensionDPOConfig(DevicePrecisionMixin, trl.DPOConfig):
     """TRL's DPOConfig plus where the starting model and each dimension's pairs come from.
 
     Reference log-probabilities are precomputed once per pair by default (so no reference model stays

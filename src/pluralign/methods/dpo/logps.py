@@ -13,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 import gc
 import hashlib
-import tempfile
+import shutil
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -79,9 +79,13 @@ def pair_logps(
 
 
 def _score_with_trl(model: str, pairs: Sequence[dict[str, Any]], args: Any, tokenizer: Any) -> np.ndarray:
-    """Run TRL's reference pass with ``model`` as the reference; the only model in memory while it runs."""
-    from datasets import Dataset
+    """Run TRL's reference pass with ``model`` as the reference; the only model in memory while it runs.
+
+    Its scratch folder is ``output_dir/.logps``, shared by every process of ``accelerate launch``.
+    """
     from trl import DPOConfig, DPOTrainer
+
+    from pluralign.training_args import is_main_process, shared_dataset, wait_for_everyone
 
     rows = [
         {"prompt": p["prompt"], "chosen": p["chosen"], "rejected": p["rejected"], INDEX_COLUMN: i}
@@ -89,21 +93,25 @@ def _score_with_trl(model: str, pairs: Sequence[dict[str, Any]], args: Any, toke
     ]
     trl_fields = {f.name for f in dataclasses.fields(DPOConfig) if f.init}
     values = {k: getattr(args, k) for k in trl_fields if hasattr(args, k)}
-    with tempfile.TemporaryDirectory(prefix="pluralign-logps-") as tmp:
+    tmp = Path(args.output_dir) / ".logps"
+    try:
         values.update(
-            output_dir=tmp,
+            output_dir=str(tmp),
             precompute_ref_log_probs=True,
             precompute_ref_batch_size=args.precompute_ref_batch_size or args.per_device_eval_batch_size,
             report_to="none",
             disable_tqdm=True,
         )
-        trainer = DPOTrainer(
-            model=model, args=DPOConfig(**values), train_dataset=Dataset.from_list(rows), processing_class=tokenizer
-        )
+        dataset = shared_dataset(rows, tmp / "dataset")
+        trainer = DPOTrainer(model=model, args=DPOConfig(**values), train_dataset=dataset, processing_class=tokenizer)
         ds = trainer.train_dataset
         out = np.full((len(pairs), 2), np.nan)
         for i, c, r in zip(ds[INDEX_COLUMN], ds["ref_chosen_logps"], ds["ref_rejected_logps"]):
             out[i] = (c, r)
-        del trainer, ds
+        del trainer, ds, dataset
         gc.collect()
+    finally:
+        wait_for_everyone()
+        if is_main_process():
+            shutil.rmtree(tmp, ignore_errors=True)
     return out

@@ -19,6 +19,7 @@ from pluralign.data.multidim import Pairs, load_dimension_pairs
 from pluralign.manifest import MANIFEST_NAME, Manifest
 from pluralign.methods.dpo.config import DimensionDPOConfig
 from pluralign.methods.dpo.margin_trainer import MARGIN_COLUMN, MarginDPOTrainer
+from pluralign.training_args import is_main_process, shared_dataset, wait_for_everyone
 
 CHECKPOINTS = "checkpoints"
 Progress = Callable[[str], None]
@@ -57,12 +58,10 @@ def build_stage_trainer(
     beta: float | None = None,
 ) -> MarginDPOTrainer:
     """The trainer of one stage: ``model`` is the starting policy and the reference; optional margins."""
-    from datasets import Dataset
-
     rows = [{"prompt": p["prompt"], "chosen": p["chosen"], "rejected": p["rejected"]} for p in pairs]
-    dataset = Dataset.from_list(rows)
     if margins is not None:
-        dataset = dataset.add_column(MARGIN_COLUMN, [float(m) for m in margins])
+        rows = [{**r, MARGIN_COLUMN: float(m)} for r, m in zip(rows, margins)]
+    dataset = shared_dataset(rows, Path(stage_dir) / CHECKPOINTS / "dataset")
     overrides = {"beta": beta} if beta is not None else {}
     args = stage_args(config, Path(stage_dir) / CHECKPOINTS, **overrides)
     return MarginDPOTrainer(
@@ -105,12 +104,16 @@ def run_dpo_stage(
     checkpoints = stage_dir / CHECKPOINTS
     last = get_last_checkpoint(str(checkpoints)) if checkpoints.is_dir() else None
     trainer.train(resume_from_checkpoint=last)
-    save_full_weights(trainer, stage_dir)
-    tokenizer.save_pretrained(str(stage_dir))
-    manifest.save(stage_dir)
+    if trainer.accelerator.is_main_process:
+        save_full_weights(trainer, stage_dir)
+        tokenizer.save_pretrained(str(stage_dir))
+        manifest.save(stage_dir)
+    trainer.accelerator.wait_for_everyone()
     del trainer
     gc.collect()
-    shutil.rmtree(checkpoints, ignore_errors=True)
+    if is_main_process():
+        shutil.rmtree(checkpoints, ignore_errors=True)
+    wait_for_everyone()
     return stage_dir
 
 

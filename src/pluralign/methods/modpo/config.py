@@ -22,7 +22,7 @@ class MODPOConfig(DimensionDPOConfig):
     order [trained objective, margin objectives...] (or ``name=w,...``); one model is trained per vector.
     """
 
-    objective: list[Any] = field(
+    objective: list[str] = field(
         default_factory=list,
         metadata={"help": "margin objective, repeatable: sentiment | name=org/rm | name=module:fn | name=implicit:DIR"},
     )

@@ -28,6 +28,7 @@ from pluralign.methods.dpo.train import Progress, load_pairs, run_dpo_stage, say
 from pluralign.methods.modpo.config import MODPOConfig
 from pluralign.objectives import ObjectiveSet
 from pluralign.objectives.set import ObjectiveStats, build_objective
+from pluralign.training_args import is_main_process, wait_for_everyone
 
 MEMBERS = "members"
 IMPLICIT = "implicit"
@@ -190,25 +191,27 @@ def train_modpo(
         margins = modpo_margins(differences, w) if sources else None
         run_dpo_stage(start, pairs, config, member, tokenizer, manifest, margins, beta=config.beta / w[0])
         members.append({"weights": w.tolist(), "dir": f"{MEMBERS}/{member.name}"})
-    tokenizer.save_pretrained(str(out))
-    specs = [{"name": dim, "type": "pairs"}] + [
-        {"name": s.name, "type": IMPLICIT, "model": s.model, "reference": s.reference, "beta": s.beta}
-        if isinstance(s, ImplicitReward)
-        else getattr(s, "spec", {"name": s.name})
-        for s in sources
-    ]
-    Manifest(
-        method="modpo",
-        objectives=names,
-        stats=objective_set.stats_dict() if objective_set is not None else {},
-        objective_specs=specs,
-        base_model=start,
-        extra={
-            "members": members,
-            "trained_objective": dim,
-            "beta": config.beta,
-            "normalize_margin": config.normalize_margin,
-        },
-    ).save(out)
+    if is_main_process():
+        tokenizer.save_pretrained(str(out))
+        specs = [{"name": dim, "type": "pairs"}] + [
+            {"name": s.name, "type": IMPLICIT, "model": s.model, "reference": s.reference, "beta": s.beta}
+            if isinstance(s, ImplicitReward)
+            else getattr(s, "spec", {"name": s.name})
+            for s in sources
+        ]
+        Manifest(
+            method="modpo",
+            objectives=names,
+            stats=objective_set.stats_dict() if objective_set is not None else {},
+            objective_specs=specs,
+            base_model=start,
+            extra={
+                "members": members,
+                "trained_objective": dim,
+                "beta": config.beta,
+                "normalize_margin": config.normalize_margin,
+            },
+        ).save(out)
+    wait_for_everyone()
     say(progress, f"modpo: {len(members)} members saved in {out}")
     return out

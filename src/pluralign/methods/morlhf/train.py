@@ -17,6 +17,7 @@ from pluralign.modeling import load_tokenizer
 from pluralign.objectives.set import ObjectiveSet
 from pluralign.preferences import preference_grid
 from pluralign.rl import check_start_model, run_is_done, train_weighted_policy
+from pluralign.training_args import is_main_process, wait_for_everyone
 
 
 def run_name(weights: Sequence[float]) -> str:
@@ -47,14 +48,16 @@ def train_morlhf(
                 config, objectives, weights, prompts, run_dir, processing_class=tokenizer, callbacks=callbacks
             )
         runs.append({"preference": [float(w) for w in weights], "path": str(run_dir.relative_to(out))})
-    tokenizer.save_pretrained(str(out))
-    Manifest(
-        method="morlhf",
-        objectives=objectives.names,
-        stats=objectives.stats_dict(),
-        objective_specs=objectives.specs(),
-        mapping="nearest",
-        base_model=start,
-        extra={"runs": runs, "trainer": "rloo", "max_steps": config.max_steps},
-    ).save(out)
+    if is_main_process():
+        tokenizer.save_pretrained(str(out))
+        Manifest(
+            method="morlhf",
+            objectives=objectives.names,
+            stats=objectives.stats_dict(),
+            objective_specs=objectives.specs(),
+            mapping="nearest",
+            base_model=start,
+            extra={"runs": runs, "trainer": "rloo", "max_steps": config.max_steps},
+        ).save(out)
+    wait_for_everyone()
     return out

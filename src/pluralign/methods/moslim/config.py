@@ -13,6 +13,7 @@ from trl import GRPOConfig, RLOOConfig
 
 from pluralign.errors import ConfigError
 from pluralign.methods.moslim.mapping import LEVEL_MAPPINGS, STATS_MODES, ZERO_WEIGHT
+from pluralign.training_args import DevicePrecisionMixin
 
 ALGORITHMS = ("grpo", "rloo", "online_dpo")
 
@@ -104,13 +105,6 @@ class MoslimArguments:
             raise ConfigError('level_names must be a JSON object, e.g. {"tone": ["cold", "warm"]}')
         return value
 
-    def cpu_precision(self) -> None:
-        """TRL turns ``bf16=None`` into True, which fails without a GPU: keep fp32 there (explicit values stay)."""
-        import torch
-
-        if getattr(self, "bf16", None) is None and not torch.cuda.is_available():
-            self.bf16 = False
-
     def peft_config(self):
         """The LoRA config when ``use_peft`` is set, else None."""
         if not self.use_peft:
@@ -123,19 +117,18 @@ class MoslimArguments:
 
 
 @dataclass
-class MoslimGRPOConfig(GRPOConfig, MoslimArguments):
+class MoslimGRPOConfig(DevicePrecisionMixin, GRPOConfig, MoslimArguments):
     """MOSLIM with TRL's GRPO (group-normalised advantages over ``num_generations`` samples per prompt)."""
 
     save_strategy: str = "no"
 
     def __post_init__(self) -> None:
         self.check_moslim()
-        self.cpu_precision()
         super().__post_init__()
 
 
 @dataclass
-class MoslimRLOOConfig(RLOOConfig, MoslimArguments):
+class MoslimRLOOConfig(DevicePrecisionMixin, RLOOConfig, MoslimArguments):
     """MOSLIM with TRL's RLOO (leave-one-out baseline over ``num_generations`` samples per prompt)."""
 
     algorithm: str = "rloo"
@@ -143,7 +136,6 @@ class MoslimRLOOConfig(RLOOConfig, MoslimArguments):
 
     def __post_init__(self) -> None:
         self.check_moslim()
-        self.cpu_precision()
         super().__post_init__()
 
 
@@ -151,7 +143,7 @@ def _online_dpo_config():
     from trl.experimental.online_dpo import OnlineDPOConfig
 
     @dataclass
-    class MoslimOnlineDPOConfig(OnlineDPOConfig, MoslimArguments):
+    class MoslimOnlineDPOConfig(DevicePrecisionMixin, OnlineDPOConfig, MoslimArguments):
         """MOSLIM with TRL's (experimental) online DPO: two samples per prompt, the higher reward is chosen."""
 
         algorithm: str = "online_dpo"
@@ -159,7 +151,6 @@ def _online_dpo_config():
 
         def __post_init__(self) -> None:
             self.check_moslim()
-            self.cpu_precision()
             super().__post_init__()
 
     return MoslimOnlineDPOConfig

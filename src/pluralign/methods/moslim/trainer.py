@@ -211,27 +211,29 @@ def train_moslim(config: Any, prompts: Sequence[Any] | None = None, progress: Ca
     )
     progress(f"moslim: {config.algorithm} on {len(rows)} prompts with sampled intensities ({len(prompts)} distinct)")
     trainer.train()
-    model = trainer.model
-    if config.use_peft:
-        model = model.merge_and_unload()
-    model.save_pretrained(output_dir)
-    tokenizer.save_pretrained(output_dir)
     reward_key = "objective/scores" if config.algorithm == "online_dpo" else "reward"  # online DPO's log name
     rewards = [h[reward_key] for h in trainer.state.log_history if reward_key in h]
-    Manifest(
-        method="moslim",
-        objectives=scorer.objectives,
-        template=template.to_dict(),
-        mapping=config.preference_mapping,
-        base_model=config.model_name_or_path,
-        extra={
-            "reward_model": str(Path(config.reward_model).resolve()),
-            "algorithm": config.algorithm,
-            "stats": config.stats,
-            "num_classes": scorer.spec.num_classes,
-            "zero_weight": config.zero_weight,
-        },
-    ).save(output_dir)
+    if trainer.accelerator.is_main_process:
+        model = trainer.model
+        if config.use_peft:
+            model = model.merge_and_unload()
+        model.save_pretrained(output_dir)
+        tokenizer.save_pretrained(output_dir)
+        Manifest(
+            method="moslim",
+            objectives=scorer.objectives,
+            template=template.to_dict(),
+            mapping=config.preference_mapping,
+            base_model=config.model_name_or_path,
+            extra={
+                "reward_model": str(Path(config.reward_model).resolve()),
+                "algorithm": config.algorithm,
+                "stats": config.stats,
+                "num_classes": scorer.spec.num_classes,
+                "zero_weight": config.zero_weight,
+            },
+        ).save(output_dir)
+    trainer.accelerator.wait_for_everyone()
     record = {
         "algorithm": config.algorithm,
         "steps": trainer.state.global_step,
@@ -239,6 +241,7 @@ def train_moslim(config: Any, prompts: Sequence[Any] | None = None, progress: Ca
         "last_reward": rewards[-1] if rewards else None,
         "wall_seconds": time.time() - started,
     }
-    (output_dir / RUN_FILE).write_text(json.dumps(record, indent=2))
+    if trainer.accelerator.is_main_process:
+        (output_dir / RUN_FILE).write_text(json.dumps(record, indent=2))
     progress(f"moslim: {record['steps']} steps, reward {record['first_reward']} -> {record['last_reward']}")
     return output_dir

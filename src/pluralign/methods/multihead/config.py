@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from transformers import TrainingArguments
 
 from pluralign.errors import ConfigError
+from pluralign.training_args import DevicePrecisionMixin
 
 BINNINGS = ("quantile", "uniform")
 
@@ -27,7 +28,7 @@ def default_backbone() -> str:
 
 
 @dataclass
-class MultiHeadRewardConfig(TrainingArguments):
+class MultiHeadRewardConfig(DevicePrecisionMixin, TrainingArguments):
     """A multi-head classification reward model: one head per objective, K_i intensity classes each.
 
     Labels per objective come from the dataset: an integer rating column ``NAME`` (HelpSteer-style 0-4;

@@ -32,6 +32,7 @@ from pluralign.methods.multihead.model import (
     resolve_pooling,
 )
 from pluralign.reward_models import record_held_out_accuracy
+from pluralign.training_args import is_main_process, wait_for_everyone
 
 METRICS_FILE = "head_metrics.json"
 PREFERENCE_HEAD = "preference"
@@ -244,19 +245,21 @@ def train_multihead(
         progress(f"multihead: head {name}: accuracy {m['accuracy']:.3f} (majority class {m['majority_baseline']:.3f})")
 
     out = Path(config.output_dir)
-    model.save(out, tokenizer)
     metrics = {"heads": metrics, "train_samples": len(train_idx), "wall_seconds": time.time() - start_time}
-    (out / METRICS_FILE).write_text(json.dumps(metrics, indent=2))
-    Manifest(
-        method="multihead",
-        objectives=list(spec.objectives),
-        base_model=config.model_name_or_path or "all-MiniLM-L6-v2",
-        extra={"num_classes": spec.num_classes, "label_sources": data.label_sources, "head_metrics": metrics["heads"]},
-    ).save(out)
-    held_pairs = held_out_pairs([rows[i] for i in eval_idx])
-    if held_pairs:
-        extra = {"train_samples": len(train_idx), "train_seconds": round(metrics["wall_seconds"], 1)}
-        metrics["held_out"] = record_held_out_accuracy(out, held_pairs, extra, progress)
+    if is_main_process():
+        model.save(out, tokenizer)
+        (out / METRICS_FILE).write_text(json.dumps(metrics, indent=2))
+        Manifest(
+            method="multihead",
+            objectives=list(spec.objectives),
+            base_model=config.model_name_or_path or "all-MiniLM-L6-v2",
+            extra={"num_classes": spec.num_classes, "label_sources": data.label_sources, "head_metrics": metrics["heads"]},
+        ).save(out)
+        held_pairs = held_out_pairs([rows[i] for i in eval_idx])
+        if held_pairs:
+            extra = {"train_samples": len(train_idx), "train_seconds": round(metrics["wall_seconds"], 1)}
+            metrics["held_out"] = record_held_out_accuracy(out, held_pairs, extra, progress)
+    wait_for_everyone()
     return metrics
 
 

@@ -23,6 +23,7 @@ from pluralign.methods.npbtl.modules import NPBTL, NPConfig, save_module
 from pluralign.methods.npbtl.reward_model import WEIGHTS
 from pluralign.methods.npbtl.training import TaskSampler, accuracy_by_context_size, train_tasks
 from pluralign.reward_models import record_held_out_accuracy
+from pluralign.training_args import is_main_process, wait_for_everyone
 
 
 def embedding_record(cfg: PairwiseRewardDataConfig, embedder: Embedder) -> dict:
@@ -63,24 +64,26 @@ def train_npbtl(cfg: NPBTLConfig, progress: Callable[[str], None] = print) -> Pa
         accuracy = accuracy_by_context_size(model, held, ks, repeats=200, num_targets=n_targets, seed=cfg.seed)
         progress("held-out accuracy by context size: " + ", ".join(f"k={k}: {a:.1f}%" for k, a in accuracy.items()))
     out = Path(cfg.output_dir)
-    save_module(model, np_cfg, out, WEIGHTS)
-    Manifest(
-        method="npbtl",
-        objectives=list(train),
-        extra={
-            "embedding": embedding_record(cfg, embedder),
-            "user_types": list(train),
-            "train_seconds": round(stats["train_seconds"], 1),
-            "eval_accuracy_by_k": {str(k): round(a, 2) for k, a in accuracy.items()},
-            "config": json.loads(json.dumps(vars(cfg), default=str)),
-        },
-    ).save(out)
-    record_held_out_accuracy(
-        out,
-        held_pairs,
-        {"train_pairs": sum(map(len, train.values())), "train_seconds": round(stats["train_seconds"], 1)},
-        progress,
-    )
+    if is_main_process():
+        save_module(model, np_cfg, out, WEIGHTS)
+        Manifest(
+            method="npbtl",
+            objectives=list(train),
+            extra={
+                "embedding": embedding_record(cfg, embedder),
+                "user_types": list(train),
+                "train_seconds": round(stats["train_seconds"], 1),
+                "eval_accuracy_by_k": {str(k): round(a, 2) for k, a in accuracy.items()},
+                "config": json.loads(json.dumps(vars(cfg), default=str)),
+            },
+        ).save(out)
+        record_held_out_accuracy(
+            out,
+            held_pairs,
+            {"train_pairs": sum(map(len, train.values())), "train_seconds": round(stats["train_seconds"], 1)},
+            progress,
+        )
+    wait_for_everyone()
     progress(f"saved NP-BTL reward model to {out}")
     return out
 

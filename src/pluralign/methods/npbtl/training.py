@@ -57,6 +57,7 @@ class TaskSampler:
         self.num_targets = num_targets
         self.min_context = min_context
         self.max_context = max_context
+        self.seed = seed
         self.rng = np.random.default_rng(seed)
 
     def sample(self, batch_size: int) -> dict[str, torch.Tensor]:
@@ -106,7 +107,11 @@ def train_tasks(
     ``schedule="cosine"`` decays the learning rate to zero over ``steps`` (a steadier final model).
 
     Returns ``{"train_seconds", "cpu_seconds", "final_loss"}`` (cpu: this process, all threads).
+
+    Under ``accelerate launch`` (several processes) it is data parallel: rank 0's initial weights are
+    broadcast, each process samples its own tasks and gradients are averaged before every step.
     """
+    sync = _gradient_sync(model, sampler)
     optimiser = torch.optim.Adam(model.parameters(), lr=lr)
     if schedule not in ("constant", "cosine"):
         raise ValueError(f"unknown schedule {schedule!r}; use constant or cosine")
@@ -119,6 +124,7 @@ def train_tasks(
         loss = task_loss(model, sampler.sample(batch_size), beta_kl)
         optimiser.zero_grad(set_to_none=True)
         loss.backward()
+        sync()
         optimiser.step()
         scheduler.step()
         running = loss.item() if step == 1 else 0.98 * running + 0.02 * loss.item()
@@ -130,6 +136,27 @@ def train_tasks(
         "cpu_seconds": time.process_time() - cpu_start,
         "final_loss": running,
     }
+
+
+def _gradient_sync(model: nn.Module, sampler: TaskSampler) -> Callable[[], None]:
+    """With several processes: same start on every rank, a per-rank task stream, and a gradient all-reduce."""
+    import torch.distributed as dist
+
+    if not dist.is_available() or not dist.is_initialized() or dist.get_world_size() == 1:
+        return lambda: None
+    world, rank = dist.get_world_size(), dist.get_rank()
+    for p in model.parameters():
+        dist.broadcast(p.data, src=0)
+    sampler.rng = np.random.default_rng([sampler.seed, rank])
+
+    def sync() -> None:
+        for p in model.parameters():
+            if p.grad is None:
+                p.grad = torch.zeros_like(p)
+            dist.all_reduce(p.grad)
+            p.grad /= world
+
+    return sync
 
 
 @torch.no_grad()

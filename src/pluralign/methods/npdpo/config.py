@@ -8,10 +8,11 @@ import trl
 
 from pluralign.embeddings import DEFAULT_ENCODER
 from pluralign.errors import ConfigError
+from pluralign.training_args import DevicePrecisionMixin
 
 
 @dataclass
-class NPDPOConfig(trl.DPOConfig):
+class NPDPOConfig(DevicePrecisionMixin, trl.DPOConfig):
     """Options of ``pluralign train npdpo`` (METHODS.md §5).
 
     Each training row is one target pair of a user type plus a context of k other pairs of the same

@@ -9,6 +9,7 @@ user type so that a preference vector can be turned into a context).
 from __future__ import annotations
 
 import json
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 
@@ -22,6 +23,7 @@ from pluralign.methods.npbtl.modules import ContextEncoder, NPConfig, save_modul
 from pluralign.methods.npdpo.config import NPDPOConfig
 from pluralign.methods.npdpo.data import pair_table, training_rows
 from pluralign.methods.npdpo.film import FiLM
+from pluralign.training_args import shared_dataset
 
 CONTEXT_WEIGHTS = "npdpo_context"
 FILM_WEIGHTS = "npdpo_film"
@@ -39,7 +41,6 @@ def save_film(film: FiLM, directory: Path) -> None:
 
 def train_npdpo(cfg: NPDPOConfig, progress: Callable[[str], None] = print) -> Path:
     """Train and save an NP-DPO policy; returns the model directory (loadable by ``load_policy``)."""
-    from datasets import Dataset
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from pluralign.methods.npdpo.trainer import NPDPOTrainer
@@ -87,7 +88,7 @@ def train_npdpo(cfg: NPDPOConfig, progress: Callable[[str], None] = print) -> Pa
         model=model,
         ref_model=ref_model,
         args=cfg,
-        train_dataset=Dataset.from_list(rows),
+        train_dataset=shared_dataset(rows, Path(cfg.output_dir) / ".dataset"),
         processing_class=tokenizer,
         peft_config=cfg.peft_config(),
         context_encoder=context_encoder,
@@ -97,39 +98,42 @@ def train_npdpo(cfg: NPDPOConfig, progress: Callable[[str], None] = print) -> Pa
     trainer.train()
 
     out = Path(cfg.output_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    policy = trainer.model
-    for name in ("npdpo_context_encoder", "npdpo_film"):
-        del policy._modules[name]
-    if hasattr(policy, "merge_and_unload"):
-        policy = policy.merge_and_unload()
-    film.detach()
-    policy.save_pretrained(str(out))
-    tokenizer.save_pretrained(str(out))
-    save_module(context_encoder, np_cfg, out, CONTEXT_WEIGHTS)
-    save_film(film, out)
-    bank = {
-        name: [[p["prompt"], p["chosen"], p["rejected"]] for p in g[: cfg.context_bank_size]]
-        for name, g in groups.items()
-    }
-    embedding_model = (
-        cfg.embedding_model if cfg.embedding_model in (DEFAULT_ENCODER, "default") else embedder.model_name
-    )
-    Manifest(
-        method="npdpo",
-        objectives=list(groups),
-        base_model=cfg.model_name_or_path,
-        extra={
-            "embedding": {
-                "model": embedding_model,
-                "pooling": embedder.pooling,
-                "max_length": cfg.embedding_max_length,
+    if trainer.accelerator.is_main_process:
+        out.mkdir(parents=True, exist_ok=True)
+        policy = trainer.model
+        for name in ("npdpo_context_encoder", "npdpo_film"):
+            del policy._modules[name]
+        if hasattr(policy, "merge_and_unload"):
+            policy = policy.merge_and_unload()
+        film.detach()
+        policy.save_pretrained(str(out))
+        tokenizer.save_pretrained(str(out))
+        save_module(context_encoder, np_cfg, out, CONTEXT_WEIGHTS)
+        save_film(film, out)
+        bank = {
+            name: [[p["prompt"], p["chosen"], p["rejected"]] for p in g[: cfg.context_bank_size]]
+            for name, g in groups.items()
+        }
+        embedding_model = (
+            cfg.embedding_model if cfg.embedding_model in (DEFAULT_ENCODER, "default") else embedder.model_name
+        )
+        Manifest(
+            method="npdpo",
+            objectives=list(groups),
+            base_model=cfg.model_name_or_path,
+            extra={
+                "embedding": {
+                    "model": embedding_model,
+                    "pooling": embedder.pooling,
+                    "max_length": cfg.embedding_max_length,
+                },
+                "user_types": list(groups),
+                "context_bank": bank,
+                "beta": cfg.beta,
+                "max_context": cfg.max_context,
             },
-            "user_types": list(groups),
-            "context_bank": bank,
-            "beta": cfg.beta,
-            "max_context": cfg.max_context,
-        },
-    ).save(out)
+        ).save(out)
+        shutil.rmtree(out / ".dataset", ignore_errors=True)
+    trainer.accelerator.wait_for_everyone()
     progress(f"saved NP-DPO policy to {out}")
     return out

@@ -63,4 +63,8 @@ class RiCConfig(DevicePrecisionMixin, SFTConfig):
         metadata={"help": "Cut online generations at the next turn, no EOS first, drop degenerate ones (reference)."},
     )
     generation_batch_size: int = field(default=32, metadata={"help": "Prompts per generate call."})
+    generation_backend: str = field(
+        default="transformers",
+        metadata={"help": "online generation: transformers | continuous (transformers' continuous batching) | vllm"},
+    )
     trust_remote_code: bool = field(default=False, metadata={"help": "Allow remote code in models (off by default)."})

@@ -19,6 +19,7 @@ import numpy as np
 from pluralign.cleaning import Cleaning, keep_mask
 from pluralign.data.loading import load_any, to_samples
 from pluralign.data.scoring import ScoreCache, score_samples
+from pluralign.distributed import broadcast
 from pluralign.errors import ConfigError
 from pluralign.manifest import Manifest
 from pluralign.methods.ric.bounds import BOUNDS, desired_bounds
@@ -118,9 +119,9 @@ def train_ric(config: RiCConfig, progress: Progress | None = print, callbacks: S
     if config.max_samples:
         samples = samples[: config.max_samples]
     cache_path = out / "score_cache.sqlite"
+    t = time.time()  # every process scores its share of the rows; the main process writes the cache
+    scores = score_samples(samples, objectives, ScoreCache(cache_path), chunk_size=config.score_batch_size)
     if state_acc.is_main_process:
-        t = time.time()
-        scores = score_samples(samples, objectives, ScoreCache(cache_path), chunk_size=config.score_batch_size)
         objectives.fit_stats(scores)
         objectives.save(out / "objectives.json")
         log(f"ric: scored {len(samples)} samples with {objectives.names} in {time.time() - t:.1f}s")
@@ -159,10 +160,11 @@ def train_ric(config: RiCConfig, progress: Progress | None = print, callbacks: S
         t = time.time()
         generated = _online_generate(config, model, tokenizer, samples, objectives, template, stage, it, log, low, high)
         generated = _drop_degenerate(generated, config, log, it)
-        if state_acc.is_main_process and not (stage / "buffer.jsonl").is_file():
+        if broadcast(not (stage / "buffer.jsonl").is_file()):
             gen_scores = score_samples(
                 generated, objectives, ScoreCache(cache_path), chunk_size=config.score_batch_size
             )
+        if state_acc.is_main_process and not (stage / "buffer.jsonl").is_file():
             gz = objectives.zscores(gen_scores)  # hindsight relabelling with the OFFLINE statistics
             thr = mors_thresholds(gz, config.online_quantile)
             keep = mors_accept(gz, thr)
@@ -237,8 +239,10 @@ def _online_generate(
     """Generate for sampled prompts at sampled desired rewards; chunks are saved as they finish."""
     import torch
 
-    from pluralign.generation import generate_batched
+    from pluralign.generation_backends import check_backend, generate_texts
     from pluralign.modeling import load_causal_lm
+
+    check_backend(config.generation_backend)
 
     acc = process_state()
     plan_file = stage / "plan.jsonl"
@@ -262,7 +266,8 @@ def _online_generate(
     todo = [p for p in plan if p["i"] not in done]
     with acc.split_between_processes(todo) as mine:
         if mine:
-            lm = load_causal_lm(str(model), trust_remote_code=config.trust_remote_code)
+            vllm = config.generation_backend == "vllm"  # vllm loads the folder itself
+            lm = None if vllm else load_causal_lm(str(model), trust_remote_code=config.trust_remote_code)
             kwargs = dict(
                 max_new_tokens=config.online_max_new_tokens,
                 do_sample=True,
@@ -276,8 +281,15 @@ def _online_generate(
                 # whatever RNG state training left behind
                 torch.manual_seed(config.seed + 1000 * it + int(chunk[0]["i"]))
                 tagged = [template.apply(p["prompt"], objectives.names, p["desired"]) for p in chunk]
-                texts = generate_batched(
-                    lm, tokenizer, tagged, batch_size=config.generation_batch_size, cleaning=_cleaning(config), **kwargs
+                texts = generate_texts(
+                    config.generation_backend,
+                    lm,
+                    tokenizer,
+                    tagged,
+                    model_dir=model,
+                    batch_size=config.generation_batch_size,
+                    cleaning=_cleaning(config),
+                    **kwargs,
                 )
                 rows = "".join(json.dumps({"i": p["i"], "prompt": p["prompt"], "response": t}) + "\n" for p, t in zip(chunk, texts))
                 with out_file.open("a") as f:

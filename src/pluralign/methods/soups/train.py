@@ -16,6 +16,7 @@ from pluralign.methods.soups.config import SoupsConfig
 from pluralign.modeling import load_tokenizer
 from pluralign.objectives.set import ObjectiveSet
 from pluralign.rl import check_start_model, run_is_done, train_weighted_policy
+from pluralign.training_args import is_main_process, wait_for_everyone
 
 
 def train_soups(
@@ -42,14 +43,16 @@ def train_soups(
                 config, objectives, one_hot, prompts, run_dir, processing_class=tokenizer, callbacks=callbacks
             )
         runs[name] = str(run_dir.relative_to(out))
-    tokenizer.save_pretrained(str(out))
-    Manifest(
-        method="soups",
-        objectives=objectives.names,
-        stats=objectives.stats_dict(),
-        objective_specs=objectives.specs(),
-        mapping="weight_average",
-        base_model=start,
-        extra={"runs": runs, "trainer": "rloo", "max_steps": config.max_steps, "peft": bool(config.use_peft)},
-    ).save(out)
+    if is_main_process():
+        tokenizer.save_pretrained(str(out))
+        Manifest(
+            method="soups",
+            objectives=objectives.names,
+            stats=objectives.stats_dict(),
+            objective_specs=objectives.specs(),
+            mapping="weight_average",
+            base_model=start,
+            extra={"runs": runs, "trainer": "rloo", "max_steps": config.max_steps, "peft": bool(config.use_peft)},
+        ).save(out)
+    wait_for_everyone()
     return out

@@ -29,6 +29,7 @@ from pluralign.manifest import Manifest
 from pluralign.methods.dpo.logps import pair_logps
 from pluralign.methods.dpo.train import Progress, load_pairs, run_dpo_stage, say, stage_is_done
 from pluralign.methods.spo.config import SPOConfig
+from pluralign.training_args import is_main_process, wait_for_everyone
 
 LOGPS_CACHE = "logps.sqlite"
 
@@ -122,11 +123,13 @@ def train_spo(
             rounds.append({"round": n, "dimension": dim, "dir": round_dir.name, "beta": betas[n - 1]})
     finally:
         cache.close()
-    Manifest(
-        method="spo",
-        objectives=dims,
-        base_model=start,
-        extra={"rounds": rounds, "final": rounds[-1]["dir"], "alpha": alphas[: len(dims) - 1]},
-    ).save(out)
+    if is_main_process():
+        Manifest(
+            method="spo",
+            objectives=dims,
+            base_model=start,
+            extra={"rounds": rounds, "final": rounds[-1]["dir"], "alpha": alphas[: len(dims) - 1]},
+        ).save(out)
+    wait_for_everyone()
     say(progress, f"spo: {len(dims)} rounds done; final model {out / rounds[-1]['dir']}")
     return out

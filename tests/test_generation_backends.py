@@ -1,0 +1,113 @@
+"""Generation backends: transformers (padded batches), transformers' continuous batching, vLLM (guarded)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from pluralign.errors import ConfigError
+
+
+@pytest.fixture(scope="module")
+def tiny_llama(tmp_path_factory):
+    """A random 2-layer Llama with a word-level tokenizer saved to a folder."""
+    import torch
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    words = ["<pad>", "<eos>"] + [f"w{i}" for i in range(62)]
+    raw = Tokenizer(models.WordLevel({w: i for i, w in enumerate(words)}, unk_token="w0"))
+    raw.pre_tokenizer = pre_tokenizers.Whitespace()
+    tok = PreTrainedTokenizerFast(tokenizer_object=raw, pad_token="<pad>", eos_token="<eos>")
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                         num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=128,
+                         pad_token_id=0, eos_token_id=1, bos_token_id=1)  # fmt: skip
+    model = LlamaForCausalLM(config).eval()
+    out = tmp_path_factory.mktemp("llama")
+    model.save_pretrained(out)
+    tok.save_pretrained(out)
+    return model, tok, out
+
+
+PROMPTS = ["w3 w4 w5", "w9", "w10 w11 w12 w13 w14 w15", "w20 w21"]
+
+
+def test_continuous_batching_matches_padded_batches_when_greedy(tiny_llama):
+    from pluralign.generation import generate_batched
+    from pluralign.generation_backends import current_backend, generate_texts, use_backend
+
+    model, tok, _ = tiny_llama
+    plain = generate_batched(model, tok, PROMPTS, batch_size=2, max_new_tokens=6, do_sample=False)
+    with use_backend("continuous"):
+        assert current_backend() == "continuous"
+        continuous = generate_batched(model, tok, PROMPTS, max_new_tokens=6, do_sample=False)
+    assert current_backend() == "transformers"
+    assert continuous == plain and all(len(t.split()) >= 1 for t in plain)
+    assert generate_texts("continuous", model, tok, PROMPTS, max_new_tokens=6) == plain
+
+
+def test_unknown_or_missing_backends_are_one_line_config_errors(tiny_llama, monkeypatch):
+    import pluralign.generation_backends as gb
+
+    with pytest.raises(ConfigError, match="generation_backend 'tensorrt' is unknown"):
+        gb.check_backend("tensorrt")
+    monkeypatch.setattr(gb, "vllm_available", lambda: False)
+    with pytest.raises(ConfigError, match="needs the vllm package"):
+        gb.check_backend("vllm")
+
+
+def test_vllm_serves_a_lora_adapter_on_its_base_with_prefix_caching(tiny_llama, tmp_path, monkeypatch):
+    """The vLLM engine is faked (vllm cannot be installed here): the arguments it gets are checked."""
+    import sys
+    import types
+
+    import pluralign.generation_backends as gb
+
+    _, _, base = tiny_llama
+    adapter = tmp_path / "adapter"
+    adapter.mkdir()
+    (adapter / "adapter_config.json").write_text(json.dumps({"base_model_name_or_path": str(base), "r": 8}))
+    seen: dict = {}
+
+    class FakeLLM:
+        def __init__(self, model, **kwargs):
+            seen["model"], seen["engine"] = model, kwargs
+
+        def generate(self, texts, params, use_tqdm=False, lora_request=None):
+            seen["params"], seen["lora"] = params, lora_request
+            return [types.SimpleNamespace(outputs=[types.SimpleNamespace(text=t[::-1])]) for t in texts]
+
+    fake = types.SimpleNamespace(LLM=FakeLLM, SamplingParams=lambda **kw: kw)
+    lora = types.SimpleNamespace(LoRARequest=lambda name, i, path: (name, i, path))
+    monkeypatch.setitem(sys.modules, "vllm", fake)
+    monkeypatch.setitem(sys.modules, "vllm.lora", types.SimpleNamespace(request=lora))
+    monkeypatch.setitem(sys.modules, "vllm.lora.request", lora)
+    out = gb.VLLMGenerator(adapter).generate(["ab", "cd"], max_new_tokens=5, do_sample=False)
+    assert out == ["ba", "dc"]
+    assert seen["model"] == str(base) and seen["lora"] == ("pluralign", 1, str(adapter))
+    assert seen["engine"]["enable_prefix_caching"] and seen["engine"]["enable_lora"]
+    assert seen["params"] == {"max_tokens": 5, "temperature": 0.0}
+
+
+def test_serve_and_evaluate_wrap_a_policy_so_its_own_steering_runs_on_the_backend():
+    import pluralign.serve.vllm_backend as vb
+    from pluralign.generation_backends import BackendPolicy, current_backend, with_backend
+
+    class Steered:
+        method, objectives = "ric", ["a", "b"]
+
+        def generate(self, prompts, preference=None, **kwargs):
+            return [f"{p}|{preference}|{current_backend()}" for p in prompts]
+
+        def generate_many(self, prompts, preferences, **kwargs):
+            return [f"{p}|{w}|{current_backend()}" for p, w in zip(prompts, preferences)]
+
+    policy = Steered()
+    assert with_backend(policy, "transformers") is policy
+    served = vb.select_backend(policy, "continuous")
+    assert isinstance(served, BackendPolicy) and served.objectives == ["a", "b"]
+    assert served.generate(["x"], preference=[1, 0]) == ["x|[1, 0]|continuous"]
+    assert served.generate_many(["x", "y"], [[1, 0], [0, 1]]) == ["x|[1, 0]|continuous", "y|[0, 1]|continuous"]
+    assert policy.generate(["x"]) == ["x|None|transformers"]  # outside the wrapper: the default again
