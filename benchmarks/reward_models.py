@@ -100,7 +100,7 @@ def main() -> None:
     p.add_argument("--embedding_cache", default=None, help="reuse this feature cache (default: a fresh one)")
     p.add_argument("--classifier_max_length", type=int, default=256)
     p.add_argument("--classifier_epochs", type=float, default=2.0)
-    p.add_argument("--classifier_learning_rate", type=float, default=3e-5)
+    p.add_argument("--classifier_learning_rate", type=float, default=1e-4)
     p.add_argument("--classifier_lora", action="store_true", help="LoRA instead of a full fine-tune")
     args = p.parse_args()
 

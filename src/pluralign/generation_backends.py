@@ -87,6 +87,9 @@ def continuous_generate(model, tokenizer, texts: Sequence[str], **generation_kwa
     if not hasattr(model, "generate_batch"):
         raise ConfigError(f"{type(model).__name__} has no continuous batching; use --generation_backend transformers")
     ids = [tokenizer(t, add_special_tokens=False)["input_ids"] for t in texts]
+    # continuous batching has no prompt-length notion for begin_suppress_tokens (transformers 5.23 fails on
+    # it): EOS-first responses come back empty here and the online stage's cleaning drops them
+    generation_kwargs = {k: v for k, v in generation_kwargs.items() if k != "begin_suppress_tokens"}
     config = generation_config(model, tokenizer, **generation_kwargs)
     cb_logger = logging.getLogger("ContinuousBatchingLogger")
     level = cb_logger.level

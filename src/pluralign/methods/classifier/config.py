@@ -39,7 +39,7 @@ class ClassifierRewardConfig(DevicePrecisionMixin, RewardConfig):
 
     # RewardConfig / TrainingArguments defaults that suit a small encoder on a CPU
     max_length: int | None = field(default=256, metadata={"help": "tokens per (prompt, response); prompt cut first"})
-    learning_rate: float = 3e-5
+    learning_rate: float = 1e-4  # 3e-5 under-fits MiniLM on 800 real HH pairs in 2 epochs (0.59 vs 0.67 held out)
     num_train_epochs: float = 3.0
     per_device_train_batch_size: int = 16
     per_device_eval_batch_size: int = 64
