@@ -36,6 +36,7 @@ import numpy as np
 
 from pluralign.chat import assistant_marker, render
 from pluralign.data.scoring import ScoreCache, score_samples
+from pluralign.jsonl import read_jsonl as _read_jsonl
 from pluralign.objectives import ObjectiveSet
 
 BASE_MODEL = "builtin:smollm2-135m-instruct"
@@ -122,17 +123,6 @@ def hh_user_turns() -> list[str]:
 def _log(progress: Progress | None, msg: str) -> None:
     if progress:
         progress(msg)
-
-
-def _read_jsonl(path: Path) -> list[dict]:
-    rows = []
-    if path.is_file():
-        for line in path.read_text().splitlines():
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError:  # cut short by a kill: regenerated
-                pass
-    return rows
 
 
 def build_chat_world(

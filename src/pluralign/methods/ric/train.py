@@ -21,6 +21,8 @@ from pluralign.data.loading import load_any, to_samples
 from pluralign.data.scoring import ScoreCache, score_samples
 from pluralign.distributed import broadcast
 from pluralign.errors import ConfigError
+from pluralign.jsonl import read_jsonl as _read_jsonl
+from pluralign.jsonl import write_jsonl as _write_jsonl
 from pluralign.manifest import Manifest
 from pluralign.methods.ric.bounds import BOUNDS, desired_bounds
 from pluralign.methods.ric.buffer import offline_selection
@@ -50,24 +52,6 @@ class _State:
             self.done.append(stage)
         if self.is_main:
             self.path.write_text(json.dumps({"done": self.done}, indent=2))
-
-
-def _write_jsonl(path: Path, rows: Sequence[dict]) -> None:
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    tmp.replace(path)
-
-
-def _read_jsonl(path: Path) -> list[dict]:
-    if not path.is_file():
-        return []
-    rows = []
-    for line in path.read_text().splitlines():
-        try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError:  # a line cut short by a kill: dropped, and regenerated on resume
-            continue
-    return rows
 
 
 def tagged_samples(samples: Sequence[dict], z: np.ndarray, names: Sequence[str], template: TagTemplate) -> list[dict]:
