@@ -31,14 +31,18 @@ import json
 import os
 import platform
 import time
+from collections.abc import Callable
 from datetime import date
 from pathlib import Path
 from typing import Any
 
 METHODS = ("ric", "morlhf", "soups")
 RL_METHODS = ("morlhf", "soups")
-# world name -> its builder, called as builder(work_dir, progress=...); every method's demo hook takes the world
+# world name -> its builder, called as builder(work_dir, progress=...); every method's hook takes the world
 WORLDS = {"reviews": "pluralign.demo.world:build_world", "chat": "pluralign.demo.chat_world:build_chat_world"}
+# world name -> its methods' training hooks: hook(world, out_dir, progress, callbacks=[...], **overrides) -> model dir
+HOOKS = {"reviews": "pluralign.methods.{method}.demo:train_on_demo", "chat": "pluralign.demo.chat_demo:TRAINERS"}
+DEFAULT_METHODS = {"reviews": list(METHODS), "chat": ["ric", "soups"]}  # MORLHF's 11 RLOO runs of SmolLM2: hours
 
 # RiC settings of the cost benchmark (the demo's own, except where profiling showed time that buys no HV).
 # Measured in FLOPs (load-independent, docs/front_cost.md): one offline epoch on its own cosine schedule
@@ -53,25 +57,40 @@ RIC_COST_SETTINGS: dict[str, Any] = {
 }
 # RLOO settings of the cost benchmark on top of DEMO_RL_SETTINGS, the same for MORLHF and Soups.
 RL_COST_SETTINGS: dict[str, Any] = {}
+# Per world: RiC's settings, RL steps per run and snapshot intervals. The chat world keeps its demo's own
+# settings (ChatSettings): its RiC has not been profiled for cost, and each SmolLM2 RLOO step costs ~20 s.
+WORLD_DEFAULTS: dict[str, dict[str, Any]] = {
+    "reviews": {"ric": RIC_COST_SETTINGS, "rl_steps": 100, "rl_snapshot_every": 20, "ric_snapshot_every": 63},
+    "chat": {"ric": {}, "rl_steps": None, "rl_snapshot_every": 4, "ric_snapshot_every": 24},
+}
 
 
-def available(methods: list[str]) -> tuple[list[str], list[str]]:
-    """Methods whose demo hook exists, and those skipped because it does not (yet)."""
-    present = [m for m in methods if importlib.util.find_spec(f"pluralign.methods.{m}.demo") is not None]
+def training_hook(world_name: str, method: str) -> Callable[..., Any] | None:
+    """The function that trains ``method``'s whole front on the world, or None where the world has none."""
+    module, _, name = HOOKS[world_name].format(method=method).partition(":")
+    if importlib.util.find_spec(module) is None:
+        return None
+    hook = getattr(importlib.import_module(module), name, None)
+    return hook.get(method) if isinstance(hook, dict) else hook
+
+
+def available(world_name: str, methods: list[str]) -> tuple[list[str], list[str]]:
+    """Methods with a training hook on the world, and those skipped because they have none (yet)."""
+    present = [m for m in methods if training_hook(world_name, m) is not None]
     return present, [m for m in methods if m not in present]
 
 
 def overrides_for(method: str, args: argparse.Namespace) -> dict[str, Any]:
     """Config overrides of one method's demo hook in this benchmark."""
     if method == "ric":
-        out = {**RIC_COST_SETTINGS, "include_num_input_tokens_seen": "non_padding"}
+        out = {**WORLD_DEFAULTS[args.world]["ric"], "include_num_input_tokens_seen": "non_padding"}
         if args.ric_epochs is not None:
             out["num_train_epochs"] = args.ric_epochs
         if args.ric_online_iterations is not None:
             out["online_iterations"] = args.ric_online_iterations
         return {**out, **parse_sets(args.ric_set)}
     out = {**RL_COST_SETTINGS, **parse_sets(args.rl_set)}
-    if method in RL_METHODS:
+    if method in RL_METHODS and args.rl_steps is not None:  # chat: ChatSettings.rl_steps unless given
         out["max_steps"] = args.rl_steps
     if method == "morlhf" and args.morlhf_grid_points is not None:
         out["grid_points"] = args.morlhf_grid_points
@@ -120,18 +139,30 @@ def ric_tokens_outside_trainers(world: Any, model_dir: Path, tokenizer) -> dict[
     return out
 
 
-def snapshot_flops(method: str, entry: dict[str, Any], n: int, n_rm: int, beta: float, ric_extra: dict) -> float:
+def trainable_parameters(model_dir: Path) -> int | None:
+    """Parameters of one run's LoRA adapters under ``model_dir`` (None for full fine-tuning)."""
+    from safetensors.torch import load_file
+
+    for f in sorted(model_dir.rglob("adapter_model.safetensors")):
+        return sum(t.numel() for t in load_file(str(f)).values())
+    return None
+
+
+def snapshot_flops(
+    method: str, entry: dict[str, Any], n: int, n_rm: int, beta: float, ric_extra: dict, trainable: int | None = None
+) -> float:
+    """FLOPs to reach a snapshot; ``trainable``: LoRA parameters (a trained token costs 4N + 6N_trainable)."""
     from pluralign.evaluation.cost import TokenLedger, rloo_tokens
 
     if method in RL_METHODS:
-        return rloo_tokens(entry["tokens"], beta).flops(n, n_rm)
+        return rloo_tokens(entry["tokens"], beta).flops(n, n_rm, trainable)
     ledger = TokenLedger(trained=entry["tokens"], scored=ric_extra.get("score", 0.0))
     if entry["stage"].startswith("online_"):
         done = int(entry["stage"].split("_")[1])
         for k in range(1, done + 1):
             gen = ric_extra.get(f"online_{k}", 0.0)
             ledger = ledger + TokenLedger(forward=gen, scored=gen)
-    return ledger.flops(n, n_rm)
+    return ledger.flops(n, n_rm, trainable)
 
 
 def profile(method: str, events: list[dict[str, Any]], total: float) -> dict[str, float]:
@@ -203,17 +234,22 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--out", required=True, help="output folder")
     parser.add_argument("--world", choices=list(WORLDS), default="reviews", help="built-in world (default: reviews)")
     parser.add_argument("--world_dir", default=None, help="world cache (default: OUT/world); reuse to save time")
-    parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS, help="methods to run")
+    parser.add_argument(
+        "--methods", nargs="+", default=None, choices=METHODS, help="methods to run (default: reviews all, chat ric soups)"
+    )
     parser.add_argument("--morlhf_grid_points", type=int, default=None, help="MORLHF grid resolution (default 10)")
-    parser.add_argument("--rl_steps", type=int, default=100, help="RLOO steps per MORLHF/Soups run")
-    parser.add_argument("--rl_snapshot_every", type=int, default=20, help="RLOO steps between snapshots")
-    parser.add_argument("--ric_snapshot_every", type=int, default=63, help="SFT steps between RiC snapshots")
+    parser.add_argument("--rl_steps", type=int, default=None, help="RLOO steps per MORLHF/Soups run (reviews: 100)")
+    parser.add_argument("--rl_snapshot_every", type=int, default=None, help="RLOO steps between snapshots (20; chat 4)")
+    parser.add_argument("--ric_snapshot_every", type=int, default=None, help="SFT steps between RiC snapshots (63; chat 24)")
     parser.add_argument("--ric_epochs", type=float, default=None, help="RiC offline epochs")
     parser.add_argument("--ric_online_iterations", type=int, default=None, help="RiC online MORS iterations")
     parser.add_argument("--ric_set", nargs="*", default=[], help="RiCConfig overrides KEY=VALUE")
     parser.add_argument("--rl_set", nargs="*", default=[], help="RLOO config overrides KEY=VALUE (MORLHF and Soups)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
+    for key in ("rl_steps", "rl_snapshot_every", "ric_snapshot_every"):
+        if getattr(args, key) is None:
+            setattr(args, key, WORLD_DEFAULTS[args.world][key])
 
     import torch
 
@@ -234,29 +270,31 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         print(f"[{time.time() - start:7.1f}s] {msg}", flush=True)
 
     world = load_world(args.world, Path(args.world_dir) if args.world_dir else out / "world", progress)
-    present, skipped = available(args.methods)
-    grid = [list(w) for w in preference_grid(len(world.objectives))]
+    present, skipped = available(args.world, args.methods or DEFAULT_METHODS[args.world])
+    # the world's own evaluation grid (the chat world's is coarser: each point costs SmolLM2 generations)
+    grid = [list(w) for w in preference_grid(len(world.objectives), getattr(world.settings, "grid_points", None))]
     gen = world.generation_kwargs
     n_policy = policy_parameters(world.base_model)
     tokenizer = load_tokenizer(world.base_model)
     base, norm = sft_front(world.base_model, world.eval_prompts, world.objectives, grid, seed=args.seed, **gen)
     final_fronts, curves, profiles, overrides, eval_seconds = [base], {}, {}, {}, {}
+    # load the objectives' models now (scores may come from caches), so reward-model parameters count for all
+    world.objectives.score([world.train[0]["prompt"]], [world.train[0]["response"]])
     for method in present:
-        hook = importlib.import_module(f"pluralign.methods.{method}.demo")
+        hook = training_hook(args.world, method)
         overrides[method] = overrides_for(method, args)
         every = args.ric_snapshot_every if method == "ric" else args.rl_snapshot_every
         clock = Stopwatch()
         callback = SnapshotCallback(out / "snapshots" / method, clock, every_steps=every)
         progress(f"{method}: training its whole front from the SFT model, snapshots every {every} steps")
-        model_dir = Path(
-            hook.train_on_demo(world, out / "models" / method, progress, callbacks=[callback], **overrides[method])
-        )
+        model_dir = Path(hook(world, out / "models" / method, progress, callbacks=[callback], **overrides[method]))
         total = clock.elapsed()
         profiles[method] = profile(method, callback.events, total)
         progress(f"{method}: trained in {total:.1f}s (saving snapshots excluded)")
         ric_extra = ric_tokens_outside_trainers(world, model_dir, tokenizer) if method == "ric" else {}
         beta = float(overrides[method].get("beta", 0.05)) if method in RL_METHODS else 0.0
         n_rm = reward_model_parameters(world.objectives[n] for n in world.objectives.names)
+        trainable = trainable_parameters(model_dir)
         t = time.time()
         fronts = []
         for entry in tag_totals(callback.snapshots):
@@ -272,7 +310,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             CurvePoint(
                 label=entry["tag"],
                 seconds=entry["seconds"],
-                flops=snapshot_flops(method, entry, n_policy, n_rm, beta, ric_extra),
+                flops=snapshot_flops(method, entry, n_policy, n_rm, beta, ric_extra, trainable),
                 hypervolume=front.hypervolume,
                 extra={"stage": entry["stage"], "step": entry["step"], "tokens": entry["tokens"]},
             )

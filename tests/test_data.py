@@ -71,3 +71,12 @@ def test_scoring_cache_resumes_without_rescoring(tmp_path, monkeypatch):
     second = log.read_text().split()[4:]
     assert len(second) == 6 and not set(second) & set(first)  # only the missing samples were scored
     assert scores["n"] == [float(i) for i in range(1, 11)]
+
+
+def test_unique_prompts_keeps_first_seen_order_for_text_and_message_lists():
+    from pluralign.data.loading import unique_prompts
+
+    chat = [{"role": "user", "content": "hi"}]
+    prompts = ["b", chat, "a", "b", [{"role": "user", "content": "hi"}], [{"role": "user", "content": "yo"}]]
+    assert unique_prompts(prompts) == ["b", chat, "a", [{"role": "user", "content": "yo"}]]
+    assert unique_prompts(prompts, limit=2) == ["b", chat]

@@ -118,7 +118,7 @@ def test_stopwatch_leaves_out_paused_time_and_names_runs_and_stages():
     )
 
 
-def test_snapshots_along_soups_runs_load_as_fronts_and_end_on_the_final_weights(tmp_path):
+def test_snapshots_along_soups_runs_load_as_fronts_and_end_on_the_final_weights(tmp_path, capsys):
     from pluralign.demo.corpus import generate_corpus
     from pluralign.demo.tiny_lm import build_tiny_gpt, tokenizer_texts, train_tokenizer
     from pluralign.methods.soups.config import SoupsConfig
@@ -134,11 +134,14 @@ def test_snapshots_along_soups_runs_load_as_fronts_and_end_on_the_final_weights(
     config = SoupsConfig(
         output_dir=str(tmp_path / "model"), model_name_or_path=str(start), max_steps=2,
         per_device_train_batch_size=4, num_generations=2, max_completion_length=8, save_strategy="no",
-        report_to=[], learning_rate=1e-2, disable_tqdm=True,
+        report_to=[], learning_rate=1e-2, disable_tqdm=True, logging_steps=1,
     )  # fmt: skip
     clock = Stopwatch()
     callback = SnapshotCallback(tmp_path / "snaps", clock, every_steps=1)
     out = train_soups(config, objectives, sorted({s["prompt"] for s in corpus}), lambda _m: None, [callback])
+    printed = capsys.readouterr().out
+    assert "rloo sentiment: step 1/2: loss" in printed and "rloo conciseness: trained 2 steps" in printed
+    assert "{'" not in printed  # pluralign's progress lines, not transformers' raw log dicts
 
     assert [(s.tag, s.run) for s in callback.snapshots] == [
         ("step_1", "runs/sentiment"), ("step_2", "runs/sentiment"),
@@ -169,3 +172,35 @@ def test_snapshots_along_soups_runs_load_as_fronts_and_end_on_the_final_weights(
     assert all(torch.equal(final[k], last[k]) for k in final)
     first = load_causal_lm(str(tmp_path / "snaps" / "step_1" / "runs" / "sentiment")).state_dict()
     assert any(not torch.equal(final[k], first[k]) for k in final)
+
+
+def _front_cost_script():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "front_cost.py"
+    spec = importlib.util.spec_from_file_location("front_cost_script", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_front_cost_trains_each_world_through_its_own_hooks():
+    from types import SimpleNamespace
+
+    from pluralign.demo.chat_demo import soups_config, train_ric_chat, train_soups_chat
+    from pluralign.demo.chat_world import ChatSettings
+    from pluralign.methods.ric.demo import train_on_demo
+
+    fc = _front_cost_script()
+    assert fc.training_hook("chat", "ric") is train_ric_chat
+    assert fc.training_hook("chat", "soups") is train_soups_chat
+    assert fc.training_hook("chat", "morlhf") is None  # not offered on the chat world
+    assert fc.training_hook("reviews", "ric") is train_on_demo
+    assert fc.available("chat", ["ric", "morlhf", "soups"]) == (["ric", "soups"], ["morlhf"])
+
+    world = SimpleNamespace(base_model="builtin:smollm2-135m-instruct", settings=ChatSettings(rl_steps=7))
+    config = soups_config(world, "unused_dir", learning_rate=1e-5)
+    assert config.use_peft and config.max_steps == 7 and config.learning_rate == 1e-5
+    assert config.max_completion_length == world.settings.max_new_tokens
+    assert set(config.peft_config().target_modules) == {"q_proj", "k_proj", "v_proj", "o_proj"}

@@ -80,8 +80,11 @@ def _quiet_libraries() -> None:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     import warnings
 
-    # PEFT and TRL still call transformers' renamed ``is_gradient_checkpointing``: nothing a user can change
-    warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning)
+    # TRL and PEFT still use transformers' renamed ``gradient_checkpointing*`` names (now
+    # ``activation_checkpointing*``): a deprecation inside the libraries that no user setting avoids
+    warnings.filterwarnings(
+        "ignore", message=r"`(is_)?gradient_checkpointing\w*` is deprecated", category=FutureWarning
+    )
     try:
         from transformers.utils import logging as hf_logging
 

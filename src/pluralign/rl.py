@@ -22,13 +22,14 @@ from typing import Any
 import numpy as np
 from trl import RLOOConfig, RLOOTrainer
 
-from pluralign.data.loading import load_any, prompt_text, response_text, to_samples
+from pluralign.data.loading import load_any, prompt_text, response_text, to_samples, unique_prompts
 from pluralign.data.scoring import ScoreCache, score_samples
 from pluralign.errors import ConfigError, DataError
 from pluralign.hub import check_model_source
 from pluralign.modeling import load_tokenizer
 from pluralign.objectives.set import ObjectiveSet
 from pluralign.preferences import validate_weights
+from pluralign.trainer_logging import use_progress_lines
 from pluralign.training_args import DevicePrecisionMixin
 
 RUN_DONE = "pluralign_run.json"  # written last in a run folder: a rerun skips finished runs
@@ -107,17 +108,6 @@ class ScalarisedRLOOTrainer(RLOOTrainer):
     def __init__(self, model: Any, objectives: ObjectiveSet, weights: Sequence[float], **kwargs: Any) -> None:
         self.scalarised_reward = ScalarisedReward(objectives, weights)
         super().__init__(model=model, reward_funcs=self.scalarised_reward, **kwargs)
-
-
-def unique_prompts(prompts: Sequence[Any], limit: int | None = None) -> list[Any]:
-    """Distinct prompts in first-seen order (conversational prompts compared by their text)."""
-    seen, out = set(), []
-    for p in prompts:
-        key = prompt_text(p)
-        if key not in seen:
-            seen.add(key)
-            out.append(p)
-    return out[:limit] if limit else out
 
 
 def prepare_objectives_and_prompts(
@@ -213,6 +203,7 @@ def train_weighted_policy(
         peft_config=config.peft_config(),
         callbacks=list(callbacks) if callbacks else None,
     )
+    use_progress_lines(trainer, prefix=f"rloo {run_dir.name}: ")
     trainer.train()
     trainer.save_model(str(run_dir))
     if trainer.accelerator.is_main_process:

@@ -12,6 +12,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from pluralign.trainer_logging import use_progress_lines
+
 FINAL = "final"
 
 
@@ -85,6 +87,7 @@ def run_sft(
         peft_config=peft_config,
         callbacks=list(callbacks) if callbacks else None,
     )
+    use_progress_lines(trainer, prefix=f"sft {Path(output_dir).name}: ")
     last = get_last_checkpoint(str(output_dir)) if output_dir.is_dir() else None
     trainer.train(resume_from_checkpoint=last)
     trainer.save_model(str(final))

@@ -40,7 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def run(argv: Sequence[str]) -> int:
     from pluralign.chat import as_chat
-    from pluralign.data.loading import load_any
+    from pluralign.data.loading import load_any, unique_prompts
     from pluralign.distributed import init_processes
     from pluralign.evaluation.grids import resolve_grid
     from pluralign.evaluation.pipeline import evaluate_models, summary_table
@@ -67,7 +67,7 @@ def run(argv: Sequence[str]) -> int:
         raise DataError(
             f"dataset has no prompt column {args.prompt_column!r} (columns: {', '.join(ds.column_names)}); pass --prompt_column NAME"
         )
-    prompts = list(dict.fromkeys(ds[args.prompt_column]))[: args.num_prompts]
+    prompts = unique_prompts(ds[args.prompt_column], args.num_prompts)
     if getattr(policy, "modality", "text") == "image":
         return _evaluate_images(policy, baseline, prompts, objectives, args)
     prompts = as_chat(prompts, getattr(policy, "tokenizer", None), args.chat)

@@ -8,6 +8,7 @@ conversational (a list of ``{"role", "content"}`` messages).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +58,17 @@ def prompt_text(prompt: Any) -> str:
     if is_conversational(prompt):
         return "\n".join(f"{m.get('role', 'user')}: {m['content']}" for m in prompt)
     raise DataError(f"prompt must be text or a list of messages, got {type(prompt).__name__}")
+
+
+def unique_prompts(prompts: Sequence[Any], limit: int | None = None) -> list[Any]:
+    """Distinct prompts in first-seen order; conversational prompts (message lists) compared by their text."""
+    seen, out = set(), []
+    for p in prompts:
+        key = prompt_text(p)
+        if key not in seen:
+            seen.add(key)
+            out.append(p)
+    return out[:limit] if limit else out
 
 
 def response_text(response: Any) -> str:

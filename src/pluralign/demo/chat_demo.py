@@ -12,7 +12,6 @@ import json
 import resource
 import shutil
 import time
-import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -20,13 +19,14 @@ from typing import Any
 from pluralign.demo.chat_world import LORA_TARGETS, ChatSettings, ChatWorld, build_chat_world
 from pluralign.errors import ConfigError
 
-CHAT_METHODS = ("ric", "dpo")
+CHAT_METHODS = ("ric", "dpo", "soups")
 SAMPLE_WEIGHTS = ((1.0, 0.0), (0.5, 0.5), (0.0, 1.0))
 Progress = Callable[[str], None]
 
 
-def ric_config(world: ChatWorld, output_dir: Path):
-    """RiC on the chat world: LoRA on q/k/v/o, tags at the end of the user turn, one online iteration."""
+def ric_config(world: ChatWorld, output_dir: Path, **overrides: Any):
+    """RiC on the chat world: LoRA on q/k/v/o, tags at the end of the user turn, one online iteration;
+    ``overrides`` set any RiCConfig field."""
     from pluralign.methods.ric.config import RiCConfig
 
     s = world.settings
@@ -37,7 +37,7 @@ def ric_config(world: ChatWorld, output_dir: Path):
     cache = output_dir / "score_cache.sqlite"
     if not cache.is_file() and (world.work_dir / "score_cache.sqlite").is_file():
         shutil.copy2(world.work_dir / "score_cache.sqlite", cache)  # the world's scores: no rescoring
-    return RiCConfig(
+    settings: dict[str, Any] = dict(
         output_dir=str(output_dir),
         model_name_or_path=world.base_model,
         dataset=str(data),
@@ -68,22 +68,80 @@ def ric_config(world: ChatWorld, output_dir: Path):
         report_to="none",
         seed=s.seed,
     )
+    return RiCConfig(**{**settings, **overrides})
 
 
-def train_ric_chat(world: ChatWorld, output_dir: Path, progress: Progress | None = print) -> Path:
+def train_ric_chat(
+    world: ChatWorld,
+    output_dir: Path,
+    progress: Progress | None = print,
+    callbacks: Sequence[Any] | None = None,
+    **overrides: Any,
+) -> Path:
+    """RiC on the chat world; ``callbacks`` go to every SFT trainer, ``overrides`` to the config."""
     from pluralign.methods.ric.train import train_ric
 
-    return train_ric(ric_config(world, Path(output_dir)), progress=progress)
+    return train_ric(ric_config(world, Path(output_dir), **overrides), progress=progress, callbacks=callbacks)
 
 
-def train_dpo_chat(world: ChatWorld, output_dir: Path, progress: Progress | None = print) -> Path:
-    """DPO with LoRA (merged at the end) on both objectives' pairs merged: one model for every preference."""
+def soups_config(world: ChatWorld, output_dir: Path, **overrides: Any):
+    """Rewarded Soups on the chat world: one RLOO run with LoRA per objective from the base model."""
+    from pluralign.methods.soups.config import SoupsConfig
+    from pluralign.rl import DEMO_RL_SETTINGS
+    from pluralign.training_args import gpu_available
+
+    s = world.settings
+    settings: dict[str, Any] = {
+        **DEMO_RL_SETTINGS,
+        "max_steps": s.rl_steps,
+        "per_device_train_batch_size": s.rl_batch_size,
+        "num_generations": s.rl_generations,
+        "learning_rate": s.rl_learning_rate,
+        "max_completion_length": s.max_new_tokens,
+        "use_peft": True,
+        "lora_r": s.lora_r,
+        "lora_alpha": s.lora_alpha,
+        "lora_target_modules": list(LORA_TARGETS),
+        "logging_steps": 5,
+        "dataloader_pin_memory": gpu_available(),  # without an accelerator pinning only warns
+        "seed": s.seed,
+    }
+    return SoupsConfig(output_dir=str(output_dir), model_name_or_path=world.base_model, **{**settings, **overrides})
+
+
+def train_soups_chat(
+    world: ChatWorld,
+    output_dir: Path,
+    progress: Progress | None = print,
+    callbacks: Sequence[Any] | None = None,
+    **overrides: Any,
+) -> Path:
+    """Rewarded Soups on the chat world: RLOO (LoRA) on each objective alone, souped by the preference."""
+    from pluralign.methods.soups.train import train_soups
+    from pluralign.rl import unique_prompts
+
+    config = soups_config(world, Path(output_dir), **overrides)
+    prompts = unique_prompts([s["prompt"] for s in world.train])
+    return train_soups(config, world.objectives, prompts, progress or (lambda _: None), callbacks=callbacks)
+
+
+def train_dpo_chat(
+    world: ChatWorld,
+    output_dir: Path,
+    progress: Progress | None = print,
+    callbacks: Sequence[Any] | None = None,
+    **overrides: Any,
+) -> Path:
+    """DPO with LoRA (merged at the end) on both objectives' pairs merged: one model for every preference.
+    ``overrides`` set config fields; DPO's stages take no callbacks."""
     from pluralign.methods.dpo.config import DimensionDPOConfig
     from pluralign.methods.dpo.train import train_dpo
     from pluralign.training_args import gpu_available
 
     s = world.settings
-    config = DimensionDPOConfig(
+    if callbacks:
+        raise ConfigError("the chat world's DPO baseline takes no trainer callbacks")
+    settings: dict[str, Any] = dict(
         output_dir=str(output_dir),
         model_name_or_path=world.base_model,
         use_peft=True,
@@ -106,11 +164,12 @@ def train_dpo_chat(world: ChatWorld, output_dir: Path, progress: Progress | None
         report_to="none",
         seed=s.seed,
     )
+    config = DimensionDPOConfig(**{**settings, **overrides})
     pairs = {name: world.pairs(name, s.dpo_pairs) for name in world.objectives.names}
     return train_dpo(config, pairs, progress)
 
 
-TRAINERS = {"ric": train_ric_chat, "dpo": train_dpo_chat}
+TRAINERS = {"ric": train_ric_chat, "dpo": train_dpo_chat, "soups": train_soups_chat}
 
 
 def parse_methods(spec: str) -> list[str]:
@@ -155,12 +214,12 @@ def run_chat_demo(
     generation: dict[str, Any] | None = None,
     settings: ChatSettings | None = None,
 ) -> int:
+    from pluralign.cli import _quiet_libraries
     from pluralign.evaluation.pipeline import evaluate_models, summary_table
     from pluralign.preferences import preference_grid
     from pluralign.steering import load_policy
 
-    # PEFT/TRL still call transformers' renamed ``is_gradient_checkpointing``; nothing a user can change
-    warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning)
+    _quiet_libraries()  # no library deprecation warnings or progress bars among the demo's lines
     start = time.time()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

@@ -77,6 +77,11 @@ class ChatSettings:
     dpo_pairs: int = 64  # per objective
     dpo_learning_rate: float = 5e-4
     dpo_beta: float = 0.1
+    # Rewarded Soups baseline: one RLOO run (LoRA) per objective
+    rl_steps: int = 12
+    rl_batch_size: int = 16  # completions per step
+    rl_generations: int = 4  # completions per prompt (RLOO's leave-one-out baseline)
+    rl_learning_rate: float = 5e-4
 
 
 @dataclass

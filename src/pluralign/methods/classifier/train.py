@@ -24,6 +24,7 @@ from pluralign.errors import DataError
 from pluralign.manifest import Manifest
 from pluralign.methods.classifier.config import ClassifierRewardConfig
 from pluralign.reward_models import record_held_out_accuracy
+from pluralign.trainer_logging import use_progress_lines
 from pluralign.training_args import is_main_process
 from pluralign.truncation import PairFormat, encode_pairs
 
@@ -121,6 +122,7 @@ def train_classifier(
         processing_class=tokenizer,
         peft_config=config.peft_config(),
     )
+    use_progress_lines(trainer, progress, prefix="classifier: ")
     progress(f"classifier: training {Path(backbone).name} on {len(train_pairs)} pairs ({len(held_pairs)} held out)")
     last = get_last_checkpoint(str(checkpoints)) if checkpoints.is_dir() else None
     if last:

@@ -32,6 +32,7 @@ from pluralign.methods.multihead.model import (
     resolve_pooling,
 )
 from pluralign.reward_models import record_held_out_accuracy
+from pluralign.trainer_logging import use_progress_lines
 from pluralign.training_args import is_main_process, wait_for_everyone
 
 METRICS_FILE = "head_metrics.json"
@@ -233,6 +234,7 @@ def train_multihead(
     trainer = MultiHeadTrainer(
         model=model, args=config, train_dataset=features(train_idx), data_collator=_PairCollator(tokenizer)
     )
+    use_progress_lines(trainer, progress, prefix="multihead: ")
     progress(f"multihead: training {len(spec.objectives)} heads on {len(train_idx)} samples ({n_eval} held out)")
     trainer.train()
 

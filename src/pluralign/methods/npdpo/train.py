@@ -23,6 +23,7 @@ from pluralign.methods.npbtl.modules import ContextEncoder, NPConfig, save_modul
 from pluralign.methods.npdpo.config import NPDPOConfig
 from pluralign.methods.npdpo.data import pair_table, training_rows
 from pluralign.methods.npdpo.film import FiLM
+from pluralign.trainer_logging import use_progress_lines
 from pluralign.training_args import shared_dataset
 
 CONTEXT_WEIGHTS = "npdpo_context"
@@ -95,6 +96,7 @@ def train_npdpo(cfg: NPDPOConfig, progress: Callable[[str], None] = print) -> Pa
         film=film,
         context_table=table,
     )
+    use_progress_lines(trainer, prefix="npdpo: ")
     trainer.train()
 
     out = Path(cfg.output_dir)
