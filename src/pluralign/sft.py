@@ -87,7 +87,8 @@ def run_sft(
         peft_config=peft_config,
         callbacks=list(callbacks) if callbacks else None,
     )
-    use_progress_lines(trainer, prefix=f"sft {Path(output_dir).name}: ")
+    stage = output_dir.parent.name if output_dir.name == "sft" else output_dir.name  # RiC: online_1/sft
+    use_progress_lines(trainer, prefix=f"sft {stage}: ")
     last = get_last_checkpoint(str(output_dir)) if output_dir.is_dir() else None
     trainer.train(resume_from_checkpoint=last)
     trainer.save_model(str(final))
