@@ -30,7 +30,7 @@ from pluralign.modeling import load_tokenizer
 from pluralign.objectives.set import ObjectiveSet
 from pluralign.preferences import validate_weights
 from pluralign.trainer_logging import use_progress_lines
-from pluralign.training_args import DevicePrecisionMixin
+from pluralign.training_args import DevicePrecisionMixin, LoraMixin
 
 RUN_DONE = "pluralign_run.json"  # written last in a run folder: a rerun skips finished runs
 
@@ -59,7 +59,7 @@ class ScalarisedReward:
 
 
 @dataclass
-class ObjectiveRLConfig(DevicePrecisionMixin, RLOOConfig):
+class ObjectiveRLConfig(DevicePrecisionMixin, LoraMixin, RLOOConfig):
     """RLOO options plus where the prompts, the objectives and their statistics come from (fp32 without a GPU)."""
 
     model_name_or_path: str | None = field(default=None, metadata={"help": "starting (SFT) model: folder or hub id"})
@@ -86,20 +86,6 @@ class ObjectiveRLConfig(DevicePrecisionMixin, RLOOConfig):
     lora_alpha: int = field(default=32, metadata={"help": "LoRA alpha"})
     lora_dropout: float = field(default=0.05, metadata={"help": "LoRA dropout"})
     lora_target_modules: list[str] | None = field(default=None, metadata={"help": "LoRA target modules"})
-
-    def peft_config(self):
-        """The LoRA config when ``use_peft`` is set, else None."""
-        if not self.use_peft:
-            return None
-        from peft import LoraConfig
-
-        return LoraConfig(
-            r=self.lora_r,
-            lora_alpha=self.lora_alpha,
-            lora_dropout=self.lora_dropout,
-            target_modules=self.lora_target_modules,
-            task_type="CAUSAL_LM",
-        )
 
 
 class ScalarisedRLOOTrainer(RLOOTrainer):

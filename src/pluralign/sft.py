@@ -17,7 +17,14 @@ from pluralign.trainer_logging import use_progress_lines
 FINAL = "final"
 
 
-def lora_config(r: int = 64, alpha: int = 128, dropout: float = 0.05, target_modules: Sequence[str] | None = None):
+def lora_config(
+    r: int = 64,
+    alpha: int = 128,
+    dropout: float = 0.05,
+    target_modules: Sequence[str] | None = None,
+    task_type: str = "CAUSAL_LM",
+):
+    """PEFT's LoraConfig (``target_modules=None``: PEFT's defaults for the model type)."""
     from peft import LoraConfig
 
     return LoraConfig(
@@ -25,7 +32,7 @@ def lora_config(r: int = 64, alpha: int = 128, dropout: float = 0.05, target_mod
         lora_alpha=alpha,
         lora_dropout=dropout,
         target_modules=list(target_modules) if target_modules else None,
-        task_type="CAUSAL_LM",
+        task_type=task_type,
     )
 
 

@@ -38,6 +38,27 @@ class DevicePrecisionMixin:
         super().__post_init__()
 
 
+class LoraMixin:
+    """``peft_config()`` from a config's ``use_peft`` / ``lora_*`` fields (each config declares them with
+    its own defaults); ``peft_task_type`` says what PEFT wraps (``SEQ_CLS`` keeps a classifier's head trainable)."""
+
+    peft_task_type = "CAUSAL_LM"
+
+    def peft_config(self):
+        """The LoRA config when ``use_peft`` is set, else None."""
+        if not getattr(self, "use_peft", False):
+            return None
+        from pluralign.sft import lora_config
+
+        return lora_config(
+            self.lora_r,
+            self.lora_alpha,
+            self.lora_dropout,
+            getattr(self, "lora_target_modules", None),
+            task_type=self.peft_task_type,
+        )
+
+
 def is_main_process() -> bool:
     """True on the process that writes results (the only one when not launched by accelerate)."""
     return process_state().is_main_process

@@ -7,11 +7,11 @@ from dataclasses import dataclass, field
 from trl import RewardConfig
 
 from pluralign.errors import ConfigError
-from pluralign.training_args import DevicePrecisionMixin
+from pluralign.training_args import DevicePrecisionMixin, LoraMixin
 
 
 @dataclass
-class ClassifierRewardConfig(DevicePrecisionMixin, RewardConfig):
+class ClassifierRewardConfig(DevicePrecisionMixin, LoraMixin, RewardConfig):
     """Fine-tune a pretrained model (default: the bundled all-MiniLM-L6-v2) as a Bradley-Terry reward model.
 
     The data is any preference-pair file (TRL's formats, :mod:`pluralign.data.pairs`); ``eval_fraction`` of
@@ -52,6 +52,8 @@ class ClassifierRewardConfig(DevicePrecisionMixin, RewardConfig):
     save_total_limit: int | None = 2
     disable_tqdm: bool = True
 
+    peft_task_type = "SEQ_CLS"  # LoRA on a sequence classifier: its score head stays trainable
+
     def __post_init__(self) -> None:
         if self.output_dir is None:
             raise ConfigError("--output_dir is required: the folder that will hold the reward model")
@@ -60,17 +62,3 @@ class ClassifierRewardConfig(DevicePrecisionMixin, RewardConfig):
         if not self.max_length or self.max_length < 8:
             raise ConfigError(f"--max_length must be at least 8 tokens, got {self.max_length}")
         super().__post_init__()
-
-    def peft_config(self):
-        """The LoRA config (sequence classification: the score head stays trainable) when ``use_peft``."""
-        if not self.use_peft:
-            return None
-        from peft import LoraConfig
-
-        return LoraConfig(
-            r=self.lora_r,
-            lora_alpha=self.lora_alpha,
-            lora_dropout=self.lora_dropout,
-            target_modules=list(self.lora_target_modules) if self.lora_target_modules else None,
-            task_type="SEQ_CLS",
-        )

@@ -7,11 +7,11 @@ from dataclasses import dataclass, field
 import trl
 
 from pluralign.errors import ConfigError
-from pluralign.training_args import DevicePrecisionMixin
+from pluralign.training_args import DevicePrecisionMixin, LoraMixin
 
 
 @dataclass
-class DimensionDPOConfig(DevicePrecisionMixin, trl.DPOConfig):
+class DimensionDPOConfig(DevicePrecisionMixin, LoraMixin, trl.DPOConfig):
     """TRL's DPOConfig plus where the starting model and each dimension's pairs come from.
 
     Reference log-probabilities are precomputed once per pair by default (so no reference model stays
@@ -45,14 +45,6 @@ class DimensionDPOConfig(DevicePrecisionMixin, trl.DPOConfig):
         if self.bf16 is None and not self.fp16 and not torch.cuda.is_available():
             self.bf16 = False  # TRL defaults to bf16, which is slow or missing on CPUs
         super().__post_init__()
-
-    def peft_config(self):
-        """The LoRA config when ``use_peft`` is set, else None."""
-        if not self.use_peft:
-            return None
-        from pluralign.sft import lora_config
-
-        return lora_config(self.lora_r, self.lora_alpha, self.lora_dropout, self.lora_target_modules)
 
     def require_model(self) -> str:
         if not self.model_name_or_path:

@@ -13,13 +13,13 @@ from trl import GRPOConfig, RLOOConfig
 
 from pluralign.errors import ConfigError
 from pluralign.methods.moslim.mapping import LEVEL_MAPPINGS, STATS_MODES, ZERO_WEIGHT
-from pluralign.training_args import DevicePrecisionMixin
+from pluralign.training_args import DevicePrecisionMixin, LoraMixin
 
 ALGORITHMS = ("grpo", "rloo", "online_dpo")
 
 
 @dataclass
-class MoslimArguments:
+class MoslimArguments(LoraMixin):
     """What MOSLIM adds to a scalar-reward RL trainer (METHODS.md §2)."""
 
     algorithm: str = field(default="grpo", metadata={"help": "policy optimiser: grpo | rloo | online_dpo"})
@@ -104,16 +104,6 @@ class MoslimArguments:
         if not isinstance(value, dict):
             raise ConfigError('level_names must be a JSON object, e.g. {"tone": ["cold", "warm"]}')
         return value
-
-    def peft_config(self):
-        """The LoRA config when ``use_peft`` is set, else None."""
-        if not self.use_peft:
-            return None
-        from peft import LoraConfig
-
-        return LoraConfig(
-            r=self.lora_r, lora_alpha=self.lora_alpha, lora_dropout=self.lora_dropout, task_type="CAUSAL_LM"
-        )
 
 
 @dataclass

@@ -8,11 +8,11 @@ import trl
 
 from pluralign.embeddings import DEFAULT_ENCODER
 from pluralign.errors import ConfigError
-from pluralign.training_args import DevicePrecisionMixin
+from pluralign.training_args import DevicePrecisionMixin, LoraMixin
 
 
 @dataclass
-class NPDPOConfig(DevicePrecisionMixin, trl.DPOConfig):
+class NPDPOConfig(DevicePrecisionMixin, LoraMixin, trl.DPOConfig):
     """Options of ``pluralign train npdpo`` (METHODS.md §5).
 
     Each training row is one target pair of a user type plus a context of k other pairs of the same
@@ -78,11 +78,3 @@ class NPDPOConfig(DevicePrecisionMixin, trl.DPOConfig):
             raise ConfigError("--model_name_or_path is required: the starting (SFT) causal LM folder or hub id")
         if not self.dataset:
             raise ConfigError("--dataset is required: pairs with an 'attribute' column, or per-attribute ratings")
-
-    def peft_config(self):
-        """The LoRA config when ``use_peft`` is set (default targets: the model type's q/v projections)."""
-        if not self.use_peft:
-            return None
-        from pluralign.sft import lora_config
-
-        return lora_config(self.lora_r, self.lora_alpha, self.lora_dropout, self.lora_target_modules)

@@ -6,11 +6,11 @@ from dataclasses import dataclass, field
 
 from trl import SFTConfig
 
-from pluralign.training_args import DevicePrecisionMixin
+from pluralign.training_args import DevicePrecisionMixin, LoraMixin
 
 
 @dataclass
-class RiCConfig(DevicePrecisionMixin, SFTConfig):
+class RiCConfig(DevicePrecisionMixin, LoraMixin, SFTConfig):
     """Options of ``pluralign train ric``; every SFTConfig option applies to the offline stage."""
 
     model_name_or_path: str | None = field(default=None, metadata={"help": "Starting (SFT) model: folder or hub id."})

@@ -30,7 +30,7 @@ from pluralign.methods.ric.config import RiCConfig
 from pluralign.methods.ric.mors import mors_accept, mors_thresholds, sample_desired_rewards
 from pluralign.objectives import ObjectiveSet
 from pluralign.preferences import MAPPINGS
-from pluralign.sft import lora_config, run_sft
+from pluralign.sft import run_sft
 from pluralign.tags import TagTemplate
 from pluralign.training_args import process_state
 
@@ -117,11 +117,7 @@ def train_ric(config: RiCConfig, progress: Progress | None = print, callbacks: S
     state.mark("score")
 
     # 2. offline SFT on prompts tagged with each sample's own rewards
-    peft = (
-        lora_config(config.lora_r, config.lora_alpha, config.lora_dropout, config.lora_target_modules)
-        if config.use_peft
-        else None
-    )
+    peft = config.peft_config()
     t = time.time()
     model = run_sft(
         config.model_name_or_path,
