@@ -199,8 +199,11 @@ def test_front_cost_trains_each_world_through_its_own_hooks():
     assert fc.training_hook("reviews", "ric") is train_on_demo
     assert fc.available("chat", ["ric", "morlhf", "soups"]) == (["ric", "soups"], ["morlhf"])
 
-    world = SimpleNamespace(base_model="builtin:smollm2-135m-instruct", settings=ChatSettings(rl_steps=7))
+    settings = ChatSettings(rl_steps=7, max_new_tokens=24)
+    world = SimpleNamespace(
+        base_model="builtin:smollm2-135m-instruct", settings=settings, generation_kwargs={"max_new_tokens": 24}
+    )
     config = soups_config(world, "unused_dir", learning_rate=1e-5)
     assert config.use_peft and config.max_steps == 7 and config.learning_rate == 1e-5
-    assert config.max_completion_length == world.settings.max_new_tokens
+    assert config.max_completion_length == 24
     assert set(config.peft_config().target_modules) == {"q_proj", "k_proj", "v_proj", "o_proj"}

@@ -224,3 +224,18 @@ DEMO_RL_SETTINGS: dict[str, Any] = {
     "report_to": [],
     "seed": 0,
 }
+
+
+def demo_rl_config(config_class: type, world: Any, output_dir: str | Path, **overrides: Any) -> Any:
+    """A baseline's config on a demo world: ``DEMO_RL_SETTINGS``, the world's completion length, then ``overrides``."""
+    settings = {
+        **DEMO_RL_SETTINGS,
+        "max_completion_length": int(world.generation_kwargs.get("max_new_tokens", 32)),
+        **overrides,
+    }
+    return config_class(output_dir=str(output_dir), model_name_or_path=world.base_model, **settings)
+
+
+def world_prompts(world: Any) -> list[Any]:
+    """The distinct training prompts of a demo world."""
+    return unique_prompts([s["prompt"] for s in world.train])

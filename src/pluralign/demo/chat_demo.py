@@ -87,17 +87,15 @@ def train_ric_chat(
 def soups_config(world: ChatWorld, output_dir: Path, **overrides: Any):
     """Rewarded Soups on the chat world: one RLOO run with LoRA per objective from the base model."""
     from pluralign.methods.soups.config import SoupsConfig
-    from pluralign.rl import DEMO_RL_SETTINGS
+    from pluralign.rl import demo_rl_config
     from pluralign.training_args import gpu_available
 
     s = world.settings
-    settings: dict[str, Any] = {
-        **DEMO_RL_SETTINGS,
+    chat: dict[str, Any] = {
         "max_steps": s.rl_steps,
         "per_device_train_batch_size": s.rl_batch_size,
         "num_generations": s.rl_generations,
         "learning_rate": s.rl_learning_rate,
-        "max_completion_length": s.max_new_tokens,
         "use_peft": True,
         "lora_r": s.lora_r,
         "lora_alpha": s.lora_alpha,
@@ -106,7 +104,7 @@ def soups_config(world: ChatWorld, output_dir: Path, **overrides: Any):
         "dataloader_pin_memory": gpu_available(),  # without an accelerator pinning only warns
         "seed": s.seed,
     }
-    return SoupsConfig(output_dir=str(output_dir), model_name_or_path=world.base_model, **{**settings, **overrides})
+    return demo_rl_config(SoupsConfig, world, output_dir, **{**chat, **overrides})
 
 
 def train_soups_chat(
@@ -118,11 +116,10 @@ def train_soups_chat(
 ) -> Path:
     """Rewarded Soups on the chat world: RLOO (LoRA) on each objective alone, souped by the preference."""
     from pluralign.methods.soups.train import train_soups
-    from pluralign.rl import unique_prompts
+    from pluralign.rl import world_prompts
 
     config = soups_config(world, Path(output_dir), **overrides)
-    prompts = unique_prompts([s["prompt"] for s in world.train])
-    return train_soups(config, world.objectives, prompts, progress or (lambda _: None), callbacks=callbacks)
+    return train_soups(config, world.objectives, world_prompts(world), progress or (lambda _: None), callbacks=callbacks)
 
 
 def train_dpo_chat(

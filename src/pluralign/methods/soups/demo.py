@@ -8,17 +8,12 @@ from typing import Any
 
 from pluralign.methods.soups.config import SoupsConfig
 from pluralign.methods.soups.train import train_soups
-from pluralign.rl import DEMO_RL_SETTINGS, unique_prompts
+from pluralign.rl import demo_rl_config, world_prompts
 
 
 def demo_config(world: Any, output_dir: Path, **overrides: Any) -> SoupsConfig:
-    """The demo's settings (``DEMO_RL_SETTINGS``, the same as MORLHF's); ``overrides`` win."""
-    settings = {
-        **DEMO_RL_SETTINGS,
-        "max_completion_length": int(world.generation_kwargs.get("max_new_tokens", 32)),
-        **overrides,
-    }
-    return SoupsConfig(output_dir=str(output_dir), model_name_or_path=world.base_model, **settings)
+    """The demo's settings (``DEMO_RL_SETTINGS``, shared by MORLHF and Soups); ``overrides`` win."""
+    return demo_rl_config(SoupsConfig, world, output_dir, **overrides)
 
 
 def train_on_demo(
@@ -30,5 +25,4 @@ def train_on_demo(
 ) -> Path:
     """Train one policy per demo objective; ``overrides`` set config fields (e.g. max_steps)."""
     config = demo_config(world, Path(output_dir), **overrides)
-    prompts = unique_prompts([s["prompt"] for s in world.train])
-    return train_soups(config, world.objectives, prompts, progress, callbacks=callbacks)
+    return train_soups(config, world.objectives, world_prompts(world), progress, callbacks=callbacks)
