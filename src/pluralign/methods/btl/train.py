@@ -6,23 +6,19 @@ Same data and features as NP-BTL (each attribute's pairs, sampled evenly), no co
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import torch
 
 from pluralign.config import parse_config
-from pluralign.manifest import Manifest
 from pluralign.methods.btl.config import BTLConfig
 from pluralign.methods.btl.model import BTL
 from pluralign.methods.btl.reward_model import WEIGHTS
 from pluralign.methods.npbtl.data import load_user_pairs, make_embedder
-from pluralign.methods.npbtl.modules import NPConfig, save_module
-from pluralign.methods.npbtl.train import embedding_record
+from pluralign.methods.npbtl.modules import NPConfig
+from pluralign.methods.npbtl.train import save_pairwise_reward_model
 from pluralign.methods.npbtl.training import TaskSampler, accuracy_by_context_size, train_tasks
-from pluralign.reward_models import record_held_out_accuracy
-from pluralign.training_args import is_main_process, wait_for_everyone
 
 
 def train_btl(cfg: BTLConfig, progress: Callable[[str], None] = print) -> Path:
@@ -46,29 +42,9 @@ def train_btl(cfg: BTLConfig, progress: Callable[[str], None] = print) -> Path:
         n_targets = max(1, min(20, min(len(u) for u in held.values())))
         accuracy = accuracy_by_context_size(model, held, [0], repeats=200, num_targets=n_targets, seed=cfg.seed)
         progress(f"held-out accuracy: {accuracy[0]:.1f}%")
-    out = Path(cfg.output_dir)
-    if is_main_process():
-        save_module(model, np_cfg, out, WEIGHTS)
-        Manifest(
-            method="btl",
-            objectives=list(train),
-            extra={
-                "embedding": embedding_record(cfg, embedder),
-                "user_types": list(train),
-                "train_seconds": round(stats["train_seconds"], 1),
-                "eval_accuracy": round(accuracy.get(0, float("nan")), 2) if accuracy else None,
-                "config": json.loads(json.dumps(vars(cfg), default=str)),
-            },
-        ).save(out)
-        record_held_out_accuracy(
-            out,
-            held_pairs,
-            {"train_pairs": sum(map(len, train.values())), "train_seconds": round(stats["train_seconds"], 1)},
-            progress,
-        )
-    wait_for_everyone()
-    progress(f"saved BTL reward model to {out}")
-    return out
+    accuracy_extra = {"eval_accuracy": round(accuracy.get(0, float("nan")), 2) if accuracy else None}
+    return save_pairwise_reward_model("btl", model, np_cfg, WEIGHTS, cfg, embedder, train, held_pairs, stats,
+                                      accuracy_extra, progress)  # fmt: skip
 
 
 def run(argv: Sequence[str]) -> int:

@@ -32,6 +32,42 @@ def embedding_record(cfg: PairwiseRewardDataConfig, embedder: Embedder) -> dict:
     return {"model": model, "pooling": embedder.pooling, "max_length": cfg.max_length, "dim": embedder.dim}
 
 
+def save_pairwise_reward_model(
+    method: str,
+    model: torch.nn.Module,
+    np_cfg: NPConfig,
+    weights: str,
+    cfg: PairwiseRewardDataConfig,
+    embedder: Embedder,
+    train: dict,
+    held_pairs: Sequence,
+    stats: dict,
+    accuracy_extra: dict,
+    progress: Callable[[str], None],
+) -> Path:
+    """Write a BTL / NP-BTL reward model (weights, manifest, held-out accuracy) to ``cfg.output_dir``."""
+    out = Path(cfg.output_dir)
+    train_seconds = round(stats["train_seconds"], 1)
+    if is_main_process():
+        save_module(model, np_cfg, out, weights)
+        Manifest(
+            method=method,
+            objectives=list(train),
+            extra={
+                "embedding": embedding_record(cfg, embedder),
+                "user_types": list(train),
+                "train_seconds": train_seconds,
+                **accuracy_extra,
+                "config": json.loads(json.dumps(vars(cfg), default=str)),
+            },
+        ).save(out)
+        extra = {"train_pairs": sum(map(len, train.values())), "train_seconds": train_seconds}
+        record_held_out_accuracy(out, held_pairs, extra, progress)
+    wait_for_everyone()
+    progress(f"saved {'NP-BTL' if method == 'npbtl' else method.upper()} reward model to {out}")
+    return out
+
+
 def train_npbtl(cfg: NPBTLConfig, progress: Callable[[str], None] = print) -> Path:
     """Train and save an NP-BTL reward model; returns the output directory."""
     torch.manual_seed(cfg.seed)
@@ -63,29 +99,9 @@ def train_npbtl(cfg: NPBTLConfig, progress: Callable[[str], None] = print) -> Pa
         n_targets = max(1, min(20, min(len(u) for u in held.values()) - max(ks, default=0)))
         accuracy = accuracy_by_context_size(model, held, ks, repeats=200, num_targets=n_targets, seed=cfg.seed)
         progress("held-out accuracy by context size: " + ", ".join(f"k={k}: {a:.1f}%" for k, a in accuracy.items()))
-    out = Path(cfg.output_dir)
-    if is_main_process():
-        save_module(model, np_cfg, out, WEIGHTS)
-        Manifest(
-            method="npbtl",
-            objectives=list(train),
-            extra={
-                "embedding": embedding_record(cfg, embedder),
-                "user_types": list(train),
-                "train_seconds": round(stats["train_seconds"], 1),
-                "eval_accuracy_by_k": {str(k): round(a, 2) for k, a in accuracy.items()},
-                "config": json.loads(json.dumps(vars(cfg), default=str)),
-            },
-        ).save(out)
-        record_held_out_accuracy(
-            out,
-            held_pairs,
-            {"train_pairs": sum(map(len, train.values())), "train_seconds": round(stats["train_seconds"], 1)},
-            progress,
-        )
-    wait_for_everyone()
-    progress(f"saved NP-BTL reward model to {out}")
-    return out
+    accuracy_extra = {"eval_accuracy_by_k": {str(k): round(a, 2) for k, a in accuracy.items()}}
+    return save_pairwise_reward_model("npbtl", model, np_cfg, WEIGHTS, cfg, embedder, train, held_pairs, stats,
+                                      accuracy_extra, progress)  # fmt: skip
 
 
 def run(argv: Sequence[str]) -> int:
