@@ -27,7 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--world", default="reviews", help="reviews (the toy text world, default) | chat (SmolLM2, HH prompts) | images"
     )
     p.add_argument(
-        "--method", default="ric", help=f"one of {', '.join(DEMO_METHODS)}; chat world: ric, dpo or both (ric,dpo)"
+        "--method", default="ric", help=f"one of {', '.join(DEMO_METHODS)}; chat world: ric, dpo, soups or several (ric,dpo)"
     )
     p.add_argument("--work_dir", default=None, help="where the world and the SFT model are cached (default: OUT/world)")
     add_generation_flags(p)
