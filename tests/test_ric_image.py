@@ -273,3 +273,35 @@ def test_image_world_objectives_conflict_without_mirroring(world):
     rng = np.random.default_rng(0)
     flat_vivid = Image.fromarray((render("red", "circle", "plain", 1.0, 0.0, rng) * 255).astype(np.uint8))
     assert colourfulness(flat_vivid) > np.median(col) and jpeg_compressibility(flat_vivid) > np.median(comp)
+
+
+def test_word_encoder_trains_with_the_unet_grows_by_the_tags_and_resumes(world, tmp_path):
+    import torch
+
+    from pluralign.methods.ric_image.train import train_ric_image
+    from pluralign.steering import load_policy
+    from pluralign.word_encoder import WordEncoder
+
+    root, data = world
+    unet = dict(TINY_UNET, cross_attention_dim=16, addition_embed_type="text", addition_embed_type_num_heads=2)
+    (root / "unet_word.json").write_text(json.dumps(unet))
+    kw = dict(text_encoder="word", tag_format="<{name}> {value:.0f}")
+    base = train_ric_image(
+        _config(root, data, tmp_path / "base", 2, unet_config=str(root / "unet_word.json"), conditioning=False, **kw),
+        progress=None,
+    )
+    before = WordEncoder.load(base / "word_encoder")
+    assert "background" in before.vocab and "<colourfulness>" not in before.vocab  # caption words only
+    ric = dict(kw, unet_config=None, model_name_or_path=str(base))
+    straight = train_ric_image(_config(root, data, tmp_path / "a", 4, **ric), progress=None)
+    train_ric_image(_config(root, data, tmp_path / "b", 2, **ric), progress=None)
+    resumed = train_ric_image(_config(root, data, tmp_path / "b", 4, **ric), progress=None)
+    a, b = WordEncoder.load(straight / "word_encoder"), WordEncoder.load(resumed / "word_encoder")
+    assert a.vocab == b.vocab and "<colourfulness>" in a.vocab and "<compressibility>" in a.vocab  # grown by the tags
+    for k, v in a.model.state_dict().items():
+        torch.testing.assert_close(v, b.model.state_dict()[k], rtol=1e-4, atol=1e-5)
+    row = a.index["background"]
+    assert not torch.allclose(a.model.embed.weight[row], before.model.embed.weight[row])  # trained with the UNet
+    images = load_policy(straight).generate(["a red circle"], preference={"compressibility": 1.0, "colourfulness": 0.0},
+                                            num_inference_steps=2)
+    assert images[0].size == (32, 32)

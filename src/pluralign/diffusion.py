@@ -4,8 +4,9 @@ A text-to-image model is four parts, laid out like a diffusers Stable Diffusion 
 
 - ``unet/``: a diffusers ``UNet2DConditionModel`` (the part RiC fine-tunes);
 - ``scheduler/``: its noise scheduler config (DDPM for training; DDIM built from it for sampling);
-- a frozen text encoder: ``<model>/text_encoder`` + ``<model>/tokenizer`` (Stable Diffusion's CLIP), or any
-  transformers encoder (``builtin:all-minilm-l6-v2`` is the bundled sentence encoder);
+- a text encoder: frozen, ``<model>/text_encoder`` + ``<model>/tokenizer`` (Stable Diffusion's CLIP) or any
+  transformers encoder (``builtin:all-minilm-l6-v2`` is the bundled sentence encoder); or ``word``, a small
+  encoder trained from scratch with the UNet and saved as ``<model>/word_encoder`` (:mod:`pluralign.word_encoder`);
 - a codec between pixels and the UNet's input: ``<model>/vae`` (``AutoencoderKL``) or ``patch:N``, the
   exact, parameter-free pixel (un)shuffle by N used by the tiny demo model (pixel-space diffusion on
   N x N patches).
@@ -161,6 +162,15 @@ class VAECodec:
             return self.vae.decode(latents.to(self.vae.dtype) / self.scale).sample
 
 
+def build_text_encoder(spec: T2ISpec, model_dir: str | Path, base: str | None = None, device=None):
+    """The trained model's text encoder: its own ``word_encoder/`` (``"word"``) or a frozen transformers one."""
+    if spec.text_encoder == "word":
+        from pluralign.word_encoder import WORD_DIR, WordEncoder
+
+        return WordEncoder.load(Path(model_dir) / WORD_DIR, device=device)
+    return TextEncoder(spec.text_encoder, base or str(model_dir), spec.text_max_length, device=device)
+
+
 def build_codec(vae: str, base: str | None, device=None) -> PatchCodec | VAECodec:
     if vae.startswith("patch:"):
         try:
@@ -217,7 +227,7 @@ class TextToImage:
             scheduler = DDPMScheduler.from_pretrained(where, subfolder="scheduler")
         except (OSError, ValueError) as exc:
             raise load_error(model_dir, "text-to-image model", exc) from exc
-        encoder = TextEncoder(spec.text_encoder, base or model_dir, spec.text_max_length, device=device)
+        encoder = build_text_encoder(spec, model_dir, base, device=device)
         codec = build_codec(spec.vae, base or model_dir, device=device)
         return cls(unet.to(device), dict(scheduler.config), encoder, codec, spec.resolution)
 
@@ -244,10 +254,12 @@ class TextToImage:
         size = self.unet.config.sample_size
         channels = self.unet.config.in_channels
         images: list = []
-        uncond = self.text_encoder.encode([""])
+        with torch.no_grad():
+            uncond = self.text_encoder.encode([""])
         for start in range(0, len(captions), batch_size):
             chunk = list(captions[start : start + batch_size])
-            cond = self.text_encoder.encode(chunk)
+            with torch.no_grad():
+                cond = self.text_encoder.encode(chunk)
             latents = torch.stack(
                 [
                     torch.randn((channels, size, size), generator=torch.Generator("cpu").manual_seed(int(s)))

@@ -9,8 +9,9 @@ conflict in the data without being mirrors (a flat vivid image, rare in the data
 read the reward tags to move along (and past) that trade-off.
 
 The model: a ~1.6M-parameter ``UNet2DConditionModel`` trained from scratch in pixel space on 2x2 patches
-(``patch:2``: 32x32x3 images as 16x16x12 tensors), cross-attending to the frozen bundled
-all-MiniLM-L6-v2 (``builtin:all-minilm-l6-v2``).
+(``patch:2``: 32x32x3 images as 16x16x12 tensors) with a small word-level text encoder trained jointly
+(``text_encoder: word``, :mod:`pluralign.word_encoder`): the UNet cross-attends to its states at 8x8 and
+adds their attention-pooled summary to the time embedding (``addition_embed_type: text``).
 """
 
 from __future__ import annotations
@@ -44,9 +45,13 @@ UNET_CONFIG = {
     "block_out_channels": [32, 64, 64],
     "down_block_types": ["DownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"],
     "up_block_types": ["UpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"],
-    "cross_attention_dim": 384,
+    "cross_attention_dim": 64,
     "attention_head_dim": 16,
     "norm_num_groups": 16,
+    # the pooled caption (reward tags included) also shifts every ResNet block through the time embedding:
+    # vividness and grain are global properties of an image, which a global path expresses directly
+    "addition_embed_type": "text",
+    "addition_embed_type_num_heads": 4,
 }
 
 
@@ -60,8 +65,8 @@ def render(colour: str, shape: str, background: str, vivid: float, grain: float,
     """One HxWx3 float image in [0, 1]."""
     yy, xx = np.mgrid[0:SIZE, 0:SIZE].astype(np.float64)
     bg_hue = (COLOURS[colour][0] + 0.5) % 1.0
-    light = _hsv_to_rgb(bg_hue, 0.35 * vivid, 0.9)
-    dark = _hsv_to_rgb(bg_hue, 0.6 * vivid, 0.45)
+    light = _hsv_to_rgb(bg_hue, 0.7 * vivid, 0.9)
+    dark = _hsv_to_rgb(bg_hue, 0.9 * vivid, 0.45)
     period = int(rng.integers(6, 10))
     if background == "plain":
         mask = np.zeros((SIZE, SIZE), bool)
@@ -145,7 +150,7 @@ def base_config(data: Path, out: Path, steps: int, **overrides):
     values = dict(
         output_dir=str(out),
         unet_config=str(unet_cfg),
-        text_encoder="builtin:all-minilm-l6-v2",
+        text_encoder="word",
         vae="patch:2",
         prediction_type="v_prediction",
         text_max_length=32,
@@ -161,7 +166,7 @@ def base_config(data: Path, out: Path, steps: int, **overrides):
         logging_steps=50,
         cache_text_embeddings=True,
         num_inference_steps=20,
-        guidance_scale=3.0,
+        guidance_scale=2.0,
     )
     values.update(overrides)
     return RiCImageConfig(**values)

@@ -22,7 +22,11 @@ class RiCImageConfig:
         default=None, metadata={"help": "JSON UNet2DConditionModel config: train a UNet from scratch instead."}
     )
     text_encoder: str = field(
-        default="", metadata={"help": "Frozen text encoder: '' = the model's text_encoder/, builtin:all-minilm-l6-v2, a folder or hub id."}
+        default="",
+        metadata={
+            "help": "Text encoder: '' = the model's frozen text_encoder/, builtin:all-minilm-l6-v2, a folder or hub id "
+            "(frozen); word = a small word-level encoder trained with the UNet (dim: the UNet's cross_attention_dim)."
+        },
     )
     prediction_type: str = field(
         default="epsilon", metadata={"help": "From-scratch UNets: epsilon | v_prediction (pretrained: its scheduler's)."}

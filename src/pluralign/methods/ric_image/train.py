@@ -34,6 +34,7 @@ from pluralign.methods.ric_image.config import RiCImageConfig
 from pluralign.objectives import ObjectiveSet
 from pluralign.preferences import MAPPINGS, QUANTILE_MAPPING, quantile_table
 from pluralign.tags import TagTemplate
+from pluralign.word_encoder import WORD_DIR, WORD_ENCODER
 
 Progress = Callable[[str], None]
 METHOD = "ric-image"
@@ -162,6 +163,27 @@ def _build_unet(config: RiCImageConfig):
     return unet, scheduler
 
 
+def _word_encoder(config: RiCImageConfig, dim: int, texts: Sequence[str], spec: T2ISpec, device, log: Progress):
+    """The jointly trained encoder: the starting model's ``word_encoder/`` grown by the new words (the reward
+    tags, with fresh embeddings), or a new one over the training texts' words."""
+    import torch
+
+    from pluralign.word_encoder import WordEncoder
+
+    torch.manual_seed(config.seed + 1)  # new embeddings (and a new encoder) start the same in every run
+    base = Path(config.model_name_or_path or "") / WORD_DIR
+    if config.model_name_or_path and base.is_dir():
+        encoder = WordEncoder.load(base, device=device)
+        added = encoder.extend(texts)
+        log(f"ric-image: word encoder from {base}, {added} new words (reward tags)")
+    else:
+        encoder = WordEncoder.new(texts, dim, spec.text_max_length or 32, device=device)
+        log(f"ric-image: new word encoder ({len(encoder.vocab)} words, {dim}-dim), trained with the UNet")
+    if encoder.dim != dim:
+        raise ConfigError(f"the word encoder is {encoder.dim}-dim but the UNet's cross_attention_dim is {dim}")
+    return encoder
+
+
 def _latest_checkpoint(ckpt_root: Path) -> tuple[int, Path | None]:
     found = [(int(p.name.split("_")[1]), p) for p in ckpt_root.glob("step_*") if (p / "done").is_file()]
     return max(found) if found else (0, None)
@@ -198,11 +220,16 @@ def train_ric_image(config: RiCImageConfig, progress: Progress | None = print) -
         text_max_length=config.text_max_length or base_spec.text_max_length,
         resolution=config.resolution,
     )
-    encoder = TextEncoder(spec.text_encoder, config.model_name_or_path, spec.text_max_length, device=acc.device)
+    unet, noise_scheduler = _build_unet(config)
+    if spec.text_encoder == WORD_ENCODER:
+        every = tagged_captions(captions, z, objectives.names if objectives else [], template, [False] * len(captions))
+        encoder = _word_encoder(config, unet.config.cross_attention_dim, captions + every, spec, acc.device, log)
+    else:
+        encoder = TextEncoder(spec.text_encoder, config.model_name_or_path, spec.text_max_length, device=acc.device)
     if config.cache_text_embeddings:
         encoder.enable_cache()
+    trainable = [encoder.model] if getattr(encoder, "trainable", False) else []
     codec = build_codec(spec.vae, config.model_name_or_path, device=acc.device)
-    unet, noise_scheduler = _build_unet(config)
     if unet.config.cross_attention_dim != encoder.dim:
         raise ConfigError(
             f"the UNet's cross_attention_dim is {unet.config.cross_attention_dim} but the text encoder gives "
@@ -214,8 +241,11 @@ def train_ric_image(config: RiCImageConfig, progress: Progress | None = print) -
 
         ema = EMAModel(unet.parameters(), decay=config.ema_decay, model_cls=UNet2DConditionModel, model_config=unet.config)
     unet.train()
+    for m in trainable:
+        m.train()
+    params = [p for m in (unet, *trainable) for p in m.parameters()]
     optimizer = torch.optim.AdamW(
-        unet.parameters(),
+        params,
         lr=config.learning_rate,
         betas=(config.adam_beta1, config.adam_beta2),
         weight_decay=config.weight_decay,
@@ -223,7 +253,9 @@ def train_ric_image(config: RiCImageConfig, progress: Progress | None = print) -
     lr_scheduler = get_scheduler(
         "constant_with_warmup", optimizer=optimizer, num_warmup_steps=config.lr_warmup_steps * acc.num_processes
     )
-    unet, optimizer, lr_scheduler = acc.prepare(unet, optimizer, lr_scheduler)
+    unet, *trainable, optimizer, lr_scheduler = acc.prepare(unet, *trainable, optimizer, lr_scheduler)
+    if trainable:
+        encoder.model = trainable[0]
     if ema is not None:
         ema.to(acc.device)
         acc.register_for_checkpointing(ema)
@@ -248,6 +280,7 @@ def train_ric_image(config: RiCImageConfig, progress: Progress | None = print) -
             gen = torch.Generator("cpu").manual_seed(int(config.seed) * 1_000_003 + step * 1009 + micro * 31 + rank)
             with torch.no_grad():
                 latents = codec.encode(pixels).float()
+            with torch.set_grad_enabled(bool(trainable)):
                 context = encoder.encode(texts)
             noise = torch.randn(latents.shape, generator=gen).to(acc.device)
             if config.noise_offset:
@@ -264,7 +297,7 @@ def train_ric_image(config: RiCImageConfig, progress: Progress | None = print) -
                 loss = F.mse_loss(pred.float(), target.float())
                 acc.backward(loss)
                 if acc.sync_gradients:
-                    acc.clip_grad_norm_(unet.parameters(), config.max_grad_norm)
+                    acc.clip_grad_norm_(params, config.max_grad_norm)
                 optimizer.step()
                 lr_scheduler.step()
                 optimizer.zero_grad()
@@ -283,6 +316,9 @@ def train_ric_image(config: RiCImageConfig, progress: Progress | None = print) -
         if ema is not None:
             ema.copy_to(final.parameters())
         final.save_pretrained(out / "unet", safe_serialization=True)
+        if trainable:
+            encoder.model = acc.unwrap_model(trainable[0])
+            encoder.save(out / WORD_DIR)
         noise_scheduler.save_pretrained(out / "scheduler")
         spec.write(out)
         if objectives is not None:
