@@ -237,6 +237,7 @@ def test_train_then_generate_pil_images(world, tmp_path):
     assert rc == 0 and [f["method"] for f in front["fronts"]] == ["sft", "ric"]
     ric = front["fronts"][1]
     assert [p["preference"] for p in ric["points"]] == [[0.0, 1.0], [0.5, 0.5], [1.0, 0.0]]
+    assert len(ric["range"]) == 2 and all(r is not None and r >= 0 for r in ric["range"])  # vs the training spread
     # every evaluated image is on disk, named by its point in the RiC front: scores recomputable from pixels
     for g, point in enumerate(ric["points"]):
         imgs = [Image.open(tmp_path / "ev" / "samples" / f"p{g}_{k}.png") for k in range(2)]

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 # the unconditioned baseline and RiC get the same steps from scratch: the front compares recipes, not budgets
-DEMO_STEPS = {"pretrain": 400, "ric": 400}
+DEMO_STEPS = {"pretrain": 600, "ric": 600}
 # integer tags: one token per value for the word encoder (one decimal would spread the data over ~60 value
 # tokens per objective, each seen too rarely in a few hundred CPU steps)
 DEMO_TAG_FORMAT = "<{name}> {value:.0f}"
@@ -40,7 +40,7 @@ def run(args: Any) -> int:
     def progress(msg: str) -> None:
         print(f"[{time.time() - start:6.1f}s] {msg}", flush=True)
 
-    progress("demo: building the image world and pretraining the tiny text-to-image model (cached after the first run)")
+    progress("demo: building the image world and training the unconditioned caption model (cached after the first run)")
     world = build_image_world(
         Path(args.work_dir) if args.work_dir else out / "world", pretrain_steps=DEMO_STEPS["pretrain"], progress=progress
     )

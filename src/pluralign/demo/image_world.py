@@ -167,6 +167,8 @@ def base_config(data: Path, out: Path, steps: int, **overrides):
         cache_text_embeddings=True,
         num_inference_steps=20,
         guidance_scale=2.0,
+        use_ema=True,
+        ema_decay=0.99,
     )
     values.update(overrides)
     return RiCImageConfig(**values)
@@ -175,7 +177,8 @@ def base_config(data: Path, out: Path, steps: int, **overrides):
 def build_image_world(
     work: Path, n_images: int = 2000, pretrain_steps: int = 300, n_eval: int = 16, progress: Callable[[str], None] = print
 ) -> ImageWorld:
-    """Images, then the plain caption-conditioned model pretrained from scratch (both cached in ``work``)."""
+    """Images, then the plain caption-conditioned model (the unconditioned baseline) trained from scratch (both
+    cached in ``work``)."""
     from pluralign.methods.ric_image.train import train_ric_image
 
     t = time.time()
@@ -184,5 +187,5 @@ def build_image_world(
     base = work / "base_model"
     if not (base / "unet" / "config.json").is_file():
         train_ric_image(base_config(data, base, pretrain_steps), progress=progress)
-    progress(f"images: pretrained the caption-conditioned UNet ({time.time() - t:.1f}s)")
+    progress(f"images: trained the unconditioned caption model ({time.time() - t:.1f}s)")
     return ImageWorld(data, base, eval_captions(n_eval), list(OBJECTIVES))

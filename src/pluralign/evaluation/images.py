@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from pluralign.evaluation.front import Front, finalise, write_front_json
+from pluralign.evaluation.front import Front, finalise, set_ranges, write_front_json
 from pluralign.evaluation.metrics import DEFAULT_REFERENCE_Z, steerability
 from pluralign.evaluation.plot import plot_fronts
 from pluralign.evaluation.report import write_report
@@ -63,6 +63,7 @@ def evaluate_image_models(
     title: str = "pluralign: text-to-image Pareto fronts",
     grid_columns: int = 8,
     progress: Callable[[str], None] | None = print,
+    range_stats: dict[str, ObjectiveStats] | None = None,
     **generation_kwargs: Any,
 ) -> list[Front]:
     """``baseline``: a :class:`~pluralign.diffusion.TextToImage` sampled on the plain prompts (the ``sft``
@@ -118,6 +119,10 @@ def evaluate_image_models(
             norm = {n: ObjectiveStats.fit(mid[n], n) for n in names}
         log(f"evaluate: {method} front over {len(grid)} preferences x {len(prompts)} prompts in {time.time() - t:.1f}s")
     reference = finalise(fronts, norm, names, reference_z)
+    # range: span over the grid / the 5th-95th percentile spread of the training images' rewards (the first
+    # policy's statistics), else of the baseline's images
+    spread = range_stats or getattr(next(iter(policies.values()), None), "stats", None) or {}
+    set_ranges(fronts, names, {**norm, **spread})
     write_front_json(out_dir / "front.json", names, fronts, reference, norm)
     plot_fronts(fronts, names, out_dir / "pareto.png", title=title)
     report = write_report(out_dir / "report.html", fronts, names, reference, out_dir / "pareto.png", title)
