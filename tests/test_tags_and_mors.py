@@ -46,3 +46,11 @@ def test_mors_rejects_only_samples_below_threshold_on_every_objective():
     np.testing.assert_allclose(thr, np.quantile(z, 0.7, axis=0))
     keep = mors_accept(z, thr)
     assert keep.tolist() == [False, True, True, True, False]
+
+
+def test_a_value_shown_as_zero_is_one_tag_without_a_sign():
+    from pluralign.tags import TagTemplate
+
+    integers = TagTemplate(tag_format="<{name}> {value:.0f}")
+    assert integers.render(["a", "b", "c"], [-0.3, 0.4, -1.6]) == "<a> 0 <b> 0 <c> -2"
+    assert TagTemplate().render(["a", "b"], [-0.3, -0.04]) == "<a> -0.3 <b> 0.0"

@@ -32,7 +32,14 @@ class TagTemplate:
             raise ConfigError(f"tag_format {self.tag_format!r} must contain {{value}}")
 
     def render(self, names: Sequence[str], values: Sequence[float]) -> str:
-        return self.separator.join(self.tag_format.format(name=n, value=_round(v)) for n, v in zip(names, values))
+        return self.separator.join(self._tag(n, _round(v)) for n, v in zip(names, values))
+
+    def _tag(self, name: str, value: float) -> str:
+        """One tag; a value the format shows as zero never carries a sign ("-0" and "0" would be two tags)."""
+        text = self.tag_format.format(name=name, value=value)
+        if value < 0 and text == self.tag_format.format(name=name, value=-0.0):
+            return self.tag_format.format(name=name, value=0.0)
+        return text
 
     def apply(self, prompt: Any, names: Sequence[str], values: Sequence[float] | None) -> Any:
         """Return ``prompt`` with tags for ``values`` inserted (``values=None``: prompt unchanged)."""

@@ -49,6 +49,7 @@ def ric_config(world: ChatWorld, output_dir: Path, **overrides: Any):
         lora_target_modules=list(LORA_TARGETS),
         num_train_epochs=s.offline_epochs,
         learning_rate=s.learning_rate,
+        tag_format=s.tag_format,
         lr_scheduler_type="cosine",
         warmup_steps=5,
         per_device_train_batch_size=s.batch_size,
