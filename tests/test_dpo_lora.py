@@ -15,7 +15,7 @@ PAIRS = [
 ]
 
 
-def test_lora_stage_saves_merged_full_weights(tmp_path):
+def test_lora_stage_saves_merged_full_weights(tmp_path, capfd):
     tok = train_tokenizer([p["prompt"] + p["chosen"] + p["rejected"] for p in PAIRS] * 3, tmp_path / "tok", 300)
     base = build_tiny_gpt(tmp_path / "base", tok, n_layer=2, n_embd=32, n_positions=64)
     config = DimensionDPOConfig(
@@ -24,6 +24,9 @@ def test_lora_stage_saves_merged_full_weights(tmp_path):
         report_to="none", save_strategy="no", gradient_checkpointing=False, disable_tqdm=True,
     )  # fmt: skip
     out = train_dpo(config, {"good": PAIRS}, progress=None)
+    printed = capfd.readouterr()
+    assert "Computing reference log probs" not in printed.err + printed.out  # no library bar under disable_tqdm
+    assert "dpo: trained 2 steps" in printed.out  # pluralign's own line instead of the raw log dicts
     assert not (out / "adapter_config.json").exists()
     trained, start = load_file(str(out / "model.safetensors")), load_file(f"{base}/model.safetensors")
     changed = {k for k, v in start.items() if not torch.equal(v, trained[k])}

@@ -13,6 +13,8 @@ in ``llm``/llama-cpp at import time). Resolution is offline; a missing package i
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import importlib.metadata
 import os
 import shutil
@@ -97,6 +99,22 @@ def resolve_model(name: str) -> str:
     return str(target)
 
 
+@contextlib.contextmanager
+def _quiet_gguf_conversion():
+    """transformers' GGUF reader draws its own tqdm bar (not behind its progress-bar switch): silence it."""
+    from transformers import modeling_gguf_pytorch_utils as gguf_utils
+
+    bar = getattr(gguf_utils, "tqdm", None)
+    if bar is None:  # another transformers layout: nothing to silence
+        yield
+        return
+    gguf_utils.tqdm = functools.partial(bar, disable=True)
+    try:
+        yield
+    finally:
+        gguf_utils.tqdm = bar
+
+
 def _convert_gguf(gguf: Path, target: Path) -> None:
     """Dequantise a GGUF file to fp32 and save model + tokenizer as a safetensors folder (atomic rename)."""
     try:
@@ -107,8 +125,9 @@ def _convert_gguf(gguf: Path, target: Path) -> None:
 
     tmp = target.with_name(f".{target.name}.tmp{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
-    tok = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
-    model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype="float32")
+    with _quiet_gguf_conversion():
+        tok = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+        model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype="float32")
     # the weights are dequantised fp32 tensors already: save them as a plain (unquantised) model
     model.hf_quantizer = None
     if hasattr(model.config, "quantization_config"):

@@ -8,7 +8,9 @@ With progress bars on, the trainer's own display is left as it is.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+import os
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from transformers import PrinterCallback, TrainerCallback
@@ -59,3 +61,17 @@ def use_progress_lines(trainer: Any, progress: Callable[[str], None] | None = pr
         trainer.remove_callback(PrinterCallback)
         trainer.add_callback(ProgressLineCallback(progress, prefix))
     return trainer
+
+
+@contextlib.contextmanager
+def library_bars_off(args: Any) -> Iterator[None]:
+    """With ``disable_tqdm``: no bars from library code that reads only ``TQDM_DISABLE`` (TRL's DPO draws one
+    while it precomputes reference log-probabilities, inside the trainer's constructor)."""
+    if not getattr(args, "disable_tqdm", False) or "TQDM_DISABLE" in os.environ:
+        yield
+        return
+    os.environ["TQDM_DISABLE"] = "1"
+    try:
+        yield
+    finally:
+        os.environ.pop("TQDM_DISABLE", None)

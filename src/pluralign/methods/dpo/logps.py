@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from pluralign.data.scoring import ScoreCache
+from pluralign.trainer_logging import library_bars_off
 
 WEIGHT_FILES = ("model.safetensors", "adapter_model.safetensors", "model.safetensors.index.json", "config.json")
 INDEX_COLUMN = "pair_index"
@@ -103,7 +104,9 @@ def _score_with_trl(model: str, pairs: Sequence[dict[str, Any]], args: Any, toke
             disable_tqdm=True,
         )
         dataset = shared_dataset(rows, tmp / "dataset")
-        trainer = DPOTrainer(model=model, args=DPOConfig(**values), train_dataset=dataset, processing_class=tokenizer)
+        config = DPOConfig(**values)
+        with library_bars_off(config):
+            trainer = DPOTrainer(model=model, args=config, train_dataset=dataset, processing_class=tokenizer)
         ds = trainer.train_dataset
         out = np.full((len(pairs), 2), np.nan)
         for i, c, r in zip(ds[INDEX_COLUMN], ds["ref_chosen_logps"], ds["ref_rejected_logps"]):

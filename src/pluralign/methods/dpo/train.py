@@ -19,7 +19,7 @@ from pluralign.data.multidim import Pairs, load_dimension_pairs
 from pluralign.manifest import MANIFEST_NAME, Manifest
 from pluralign.methods.dpo.config import DimensionDPOConfig
 from pluralign.methods.dpo.margin_trainer import MARGIN_COLUMN, MarginDPOTrainer
-from pluralign.trainer_logging import use_progress_lines
+from pluralign.trainer_logging import library_bars_off, use_progress_lines
 from pluralign.training_args import is_main_process, shared_dataset, wait_for_everyone
 
 CHECKPOINTS = "checkpoints"
@@ -65,9 +65,14 @@ def build_stage_trainer(
     dataset = shared_dataset(rows, Path(stage_dir) / CHECKPOINTS / "dataset")
     overrides = {"beta": beta} if beta is not None else {}
     args = stage_args(config, Path(stage_dir) / CHECKPOINTS, **overrides)
-    trainer = MarginDPOTrainer(
-        model=str(model), args=args, train_dataset=dataset, processing_class=tokenizer, peft_config=config.peft_config()
-    )
+    with library_bars_off(args):
+        trainer = MarginDPOTrainer(
+            model=str(model),
+            args=args,
+            train_dataset=dataset,
+            processing_class=tokenizer,
+            peft_config=config.peft_config(),
+        )
     return use_progress_lines(trainer, prefix=f"{Path(stage_dir).name}: ")
 
 

@@ -23,7 +23,7 @@ from pluralign.methods.npbtl.modules import ContextEncoder, NPConfig, save_modul
 from pluralign.methods.npdpo.config import NPDPOConfig
 from pluralign.methods.npdpo.data import pair_table, training_rows
 from pluralign.methods.npdpo.film import FiLM
-from pluralign.trainer_logging import use_progress_lines
+from pluralign.trainer_logging import library_bars_off, use_progress_lines
 from pluralign.training_args import shared_dataset
 
 CONTEXT_WEIGHTS = "npdpo_context"
@@ -85,17 +85,18 @@ def train_npdpo(cfg: NPDPOConfig, progress: Callable[[str], None] = print) -> Pa
     )
     context_encoder = ContextEncoder(np_cfg)
     film = FiLM.for_model(model, cfg.np_hidden_dim).attach(model)
-    trainer = NPDPOTrainer(
-        model=model,
-        ref_model=ref_model,
-        args=cfg,
-        train_dataset=shared_dataset(rows, Path(cfg.output_dir) / ".dataset"),
-        processing_class=tokenizer,
-        peft_config=cfg.peft_config(),
-        context_encoder=context_encoder,
-        film=film,
-        context_table=table,
-    )
+    with library_bars_off(cfg):
+        trainer = NPDPOTrainer(
+            model=model,
+            ref_model=ref_model,
+            args=cfg,
+            train_dataset=shared_dataset(rows, Path(cfg.output_dir) / ".dataset"),
+            processing_class=tokenizer,
+            peft_config=cfg.peft_config(),
+            context_encoder=context_encoder,
+            film=film,
+            context_table=table,
+        )
     use_progress_lines(trainer, prefix="npdpo: ")
     trainer.train()
 
