@@ -207,3 +207,13 @@ def test_front_cost_trains_each_world_through_its_own_hooks():
     assert config.use_peft and config.max_steps == 7 and config.learning_rate == 1e-5
     assert config.max_completion_length == 24
     assert set(config.peft_config().target_modules) == {"q_proj", "k_proj", "v_proj", "o_proj"}
+
+
+def test_progress_lines_tell_step_logs_from_the_final_summary():
+    from pluralign.trainer_logging import format_log
+
+    # with token counting, transformers adds train_runtime to every step's log: still a step line
+    step = format_log({"loss": 1.23456, "learning_rate": 5e-4, "train_runtime": 72.0}, 10, 96, "sft offline: ")
+    assert step == "sft offline: step 10/96: loss 1.235, lr 5.0e-04"
+    end = format_log({"train_loss": 1.5, "train_runtime": 700.2}, 96, 96, "sft offline: ")
+    assert end == "sft offline: trained 96 steps in 700s, mean loss 1.5"

@@ -31,10 +31,10 @@ SHOWN = {
 
 def format_log(logs: dict[str, Any], step: int, max_steps: int, prefix: str = "") -> str:
     """``prefix step 20/48: loss 1.234, lr 5e-04``; the end-of-training log becomes its summary line."""
-    if "train_runtime" in logs:
-        loss = logs.get("train_loss")
-        tail = f", mean loss {loss:.4g}" if isinstance(loss, int | float) else ""
-        return f"{prefix}trained {step} steps in {logs['train_runtime']:.0f}s{tail}"
+    if "train_loss" in logs:  # the summary at the end (step logs may carry train_runtime too: token counting)
+        runtime = logs.get("train_runtime")
+        took = f" in {runtime:.0f}s" if isinstance(runtime, int | float) else ""
+        return f"{prefix}trained {step} steps{took}, mean loss {logs['train_loss']:.4g}"
     parts = []
     for key, name in SHOWN.items():
         v = logs.get(key)
