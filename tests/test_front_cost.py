@@ -217,3 +217,12 @@ def test_progress_lines_tell_step_logs_from_the_final_summary():
     assert step == "sft offline: step 10/96: loss 1.235, lr 5.0e-04"
     end = format_log({"train_loss": 1.5, "train_runtime": 700.2}, 96, 96, "sft offline: ")
     assert end == "sft offline: trained 96 steps in 700s, mean loss 1.5"
+
+
+def test_the_relevance_scorer_counts_its_encoder_once_loaded():
+    from pluralign.objectives import ObjectiveSet
+
+    objectives = ObjectiveSet.from_specs(["relevance", "sentiment"])
+    objectives.score(["How do I bake bread?"], ["Mix flour, water and yeast, then bake."])
+    n = reward_model_parameters(objectives[name] for name in objectives.names)
+    assert 20e6 < n < 25e6  # all-MiniLM-L6-v2 (22.7M); VADER is a rule set

@@ -92,5 +92,14 @@ class BuiltinObjective(Objective):
     def identity(self) -> str:
         return f"builtin:{self.scorer}:v1"
 
+    @property
+    def num_parameters(self) -> int:
+        """Parameters of a neural scorer (relevance's MiniLM, once loaded), for FLOP counts; rules have none."""
+        if self.scorer != "relevance":
+            return 0
+        from pluralign.objectives.relevance import encoder_parameters
+
+        return encoder_parameters()
+
     def score_batch(self, prompts: Sequence[str], responses: Sequence[str]) -> list[float]:
         return self.fn(prompts, responses)

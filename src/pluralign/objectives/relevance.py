@@ -43,6 +43,13 @@ def _encoder():
     return AutoTokenizer.from_pretrained(path), AutoModel.from_pretrained(path).eval()
 
 
+def encoder_parameters() -> int:
+    """Parameters of the encoder once it is loaded (0 before its first use: nothing is loaded here)."""
+    if _encoder.cache_info().currsize == 0:
+        return 0
+    return sum(p.numel() for p in _encoder()[1].parameters())
+
+
 def _embed(texts: Sequence[str], batch_size: int = 64):
     import torch
 
