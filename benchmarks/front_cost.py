@@ -253,7 +253,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     import torch
 
-    from pluralign.cli import _quiet_libraries
+    from pluralign.cli import quiet_libraries
     from pluralign.evaluation.checkpoints import SnapshotCallback, Stopwatch, materialise, tag_totals
     from pluralign.evaluation.cost import CurvePoint, matched, paper_projection, plateaued, reward_model_parameters
     from pluralign.evaluation.front import evaluate_front, finalise
@@ -262,7 +262,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     from pluralign.preferences import preference_grid
     from pluralign.steering import load_policy
 
-    _quiet_libraries()
+    quiet_libraries()
     out = Path(args.out)
     start = time.time()
 

@@ -73,7 +73,7 @@ def dispatch(argv: Sequence[str]) -> int:
     return int(module.run(rest) or 0)
 
 
-def _quiet_libraries() -> None:
+def quiet_libraries() -> None:
     """Keep the terminal for pluralign's own progress lines: no weight-loading or dataset-map bars."""
     import os
 
@@ -98,7 +98,7 @@ def _quiet_libraries() -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    _quiet_libraries()
+    quiet_libraries()
     try:
         return dispatch(argv)
     except PluralignError as exc:

@@ -212,12 +212,12 @@ def run_chat_demo(
     generation: dict[str, Any] | None = None,
     settings: ChatSettings | None = None,
 ) -> int:
-    from pluralign.cli import _quiet_libraries
+    from pluralign.cli import quiet_libraries
     from pluralign.evaluation.pipeline import evaluate_models, summary_table
     from pluralign.preferences import preference_grid
     from pluralign.steering import load_policy
 
-    _quiet_libraries()  # no library deprecation warnings or progress bars among the demo's lines
+    quiet_libraries()  # no library deprecation warnings or progress bars among the demo's lines
     start = time.time()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
