@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import importlib.metadata
 import json
+from pathlib import Path
 
 import httpx
 import pytest
@@ -203,3 +204,27 @@ def test_relevance_objective_prefers_the_on_topic_answer_and_reads_the_last_user
         [chat, chat], ["Mix flour, water, yeast and salt, knead, let it rise, then bake it.", "I love sunny days at the beach!"]
     )["relevance"]
     assert scores[0] > scores[1] + 0.2
+
+
+@needs_model
+def test_response_start_level_tags_open_the_assistant_turn_for_text_and_chat_requests(smol):
+    from pluralign.manifest import Manifest
+    from pluralign.methods.ric.policy import RiCPolicy
+
+    _model, tok = smol
+    marker = assistant_marker(tok)
+    edges = {"relevance": [-0.5, 0.0, 0.5, 1.0], "sentiment": [-1.0, -0.2, 0.3, 0.8]}
+    template = TagTemplate(tag_format="<{name}> {value}", response_marker=marker, position="response_start", level_edges=edges)
+    stats = {n: {"mean": 0.0, "std": 1.0, "min": -2.0, "max": 2.0, "count": 10} for n in edges}
+    manifest = Manifest(
+        method="ric", objectives=list(edges), stats=stats, objective_specs=[], template=template.to_dict(), mapping="linf",
+        extra={"desired_low": [-2.0, -2.0], "desired_high": [2.0, 2.0]},
+    )
+    policy = RiCPolicy(None, tok, manifest, Path("."))
+    as_text = policy.tagged_prompt(render(tok, QUESTION), {"relevance": 1.0, "sentiment": 0.0})
+    as_chat = policy.tagged_prompt([{"role": "user", "content": QUESTION}], {"relevance": 1.0, "sentiment": 0.0})
+    assert as_text == as_chat == render(tok, QUESTION) + "<relevance> 4 <sentiment> 0\n"
+    ids = tok(as_text, add_special_tokens=False)["input_ids"]
+    assert tok.decode(ids[-len(tok("<relevance> 4 <sentiment> 0\n", add_special_tokens=False)["input_ids"]) :]) == (
+        "<relevance> 4 <sentiment> 0\n"
+    )  # the tags tokenize as on their own, after the assistant header

@@ -54,3 +54,33 @@ def test_a_value_shown_as_zero_is_one_tag_without_a_sign():
     integers = TagTemplate(tag_format="<{name}> {value:.0f}")
     assert integers.render(["a", "b", "c"], [-0.3, 0.4, -1.6]) == "<a> 0 <b> 0 <c> -2"
     assert TagTemplate().render(["a", "b"], [-0.3, -0.04]) == "<a> -0.3 <b> 0.0"
+
+
+def test_quantile_level_tags_follow_the_rewards_order_with_equal_shares():
+    from pluralign.tags import level, quantile_edges
+
+    z = np.random.default_rng(0).normal(size=1000)
+    edges = quantile_edges(z, 5)
+    levels = np.array([level(edges, v) for v in z])
+    assert levels.min() == 0 and levels.max() == 4
+    assert np.all(np.diff(levels[np.argsort(z)]) >= 0)  # monotone in the reward
+    assert np.allclose(np.bincount(levels) / len(z), 0.2, atol=0.01)  # every level equally common
+    t = TagTemplate(tag_format="<{name}> {value}", level_edges={"a": edges, "b": edges})
+    assert t.render(["a", "b"], [z.max(), z.min()]) == "<a> 4 <b> 0"
+    assert "-" not in t.render(["a", "b"], [-3.0, -0.1])
+    with pytest.raises(ConfigError, match="objective"):
+        t.render(["a", "c"], [0.0, 0.0])
+    with pytest.raises(ConfigError, match="tag_levels"):
+        quantile_edges(z, 1)
+
+
+def test_tags_at_the_response_start_follow_the_marker_on_their_own_line():
+    marker = "<|im_end|>\n<|im_start|>assistant\n"
+    t = TagTemplate(tag_format="<{name}> {value:.0f}", response_marker=marker, position="response_start")
+    prompt = "<|im_start|>user\nHi" + marker
+    assert t.apply(prompt, ["a", "b"], [1.0, -2.0]) == prompt + "<a> 1 <b> -2\n"
+    assert t.apply(prompt, ["a"], None) == prompt
+    with pytest.raises(ConfigError, match="tag_position response_start needs text prompts"):
+        t.apply([{"role": "user", "content": "Hi"}], ["a"], [1.0])
+    with pytest.raises(ConfigError, match="tag_position 'middle'"):
+        TagTemplate(position="middle")

@@ -3,6 +3,15 @@
 The default renders ``<name> 0.5`` per objective, space-separated, inserted right before the assistant
 turn marker when the prompt ends with it, or appended to the prompt otherwise. For conversational
 prompts the tags are appended to the last user message (which is right before the assistant turn).
+
+With ``position="response_start"`` the tags go right after the marker instead, on a line of their
+own at the start of the assistant's turn (text prompts only): the response's first token is then
+predicted right next to the tags.
+
+With ``level_edges`` a tag shows the reward's quantile level among the training data instead (``0`` ..
+``N-1`` for N levels, :func:`quantile_edges`): the same order as the z-score, but every tag value has
+the same share of the training data and none carries a sign, which a small model ties to a style in
+far fewer steps (docs/chat_world.md).
 """
 
 from __future__ import annotations
@@ -10,6 +19,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
+
+import numpy as np
 
 from pluralign.errors import ConfigError
 
@@ -20,6 +31,9 @@ class TagTemplate:
     separator: str = " "
     response_marker: str | None = "\n\nAssistant:"
     prefix: str = " "
+    # per objective, the ascending z-score edges between quantile levels (None: tags show z-scores)
+    level_edges: dict[str, list[float]] | None = None
+    position: str = "prompt_end"  # prompt_end: before the response marker | response_start: after it
 
     def __post_init__(self) -> None:
         try:
@@ -30,8 +44,18 @@ class TagTemplate:
             ) from exc
         if "{value" not in self.tag_format:
             raise ConfigError(f"tag_format {self.tag_format!r} must contain {{value}}")
+        if self.position not in TAG_POSITIONS:
+            raise ConfigError(f"tag_position {self.position!r} is not one of {', '.join(TAG_POSITIONS)}")
 
     def render(self, names: Sequence[str], values: Sequence[float]) -> str:
+        """The tags for z-scored ``values`` (shown as quantile levels when ``level_edges`` is set)."""
+        if self.level_edges is not None:
+            missing = [n for n in names if n not in self.level_edges]
+            if missing:
+                raise ConfigError(f"the tag template has no quantile levels for objective(s) {missing}")
+            return self.separator.join(
+                self.tag_format.format(name=n, value=level(self.level_edges[n], v)) for n, v in zip(names, values)
+            )
         return self.separator.join(self._tag(n, _round(v)) for n, v in zip(names, values))
 
     def _tag(self, name: str, value: float) -> str:
@@ -46,6 +70,14 @@ class TagTemplate:
         if values is None:
             return prompt
         tags = self.render(names, values)
+        if self.position == "response_start":
+            if isinstance(prompt, list):
+                raise ConfigError(
+                    "tag_position response_start needs text prompts (chat template applied); "
+                    "conversational prompts take tag_position prompt_end"
+                )
+            marker = self.response_marker
+            return f"{prompt}{tags}\n" if marker and prompt.endswith(marker) else f"{prompt}{self.prefix}{tags}\n"
         if isinstance(prompt, list):  # conversational
             msgs = [dict(m) for m in prompt]
             for m in reversed(msgs):
@@ -60,6 +92,24 @@ class TagTemplate:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+TAG_POSITIONS = ("prompt_end", "response_start")
+
+
+def quantile_edges(values: Sequence[float], levels: int) -> list[float]:
+    """The ``levels - 1`` inner quantiles of ``values`` (e.g. deciles for 10): the edges between tag levels."""
+    v = np.asarray(values, dtype=float)
+    if levels < 2:
+        raise ConfigError(f"tag_levels must be at least 2, got {levels}")
+    if v.size == 0 or not np.isfinite(v).all():
+        raise ConfigError("quantile tag levels need finite rewards for every training sample")
+    return [float(x) for x in np.quantile(v, np.arange(1, levels) / levels)]
+
+
+def level(edges: Sequence[float], value: float) -> int:
+    """The quantile level (0 .. len(edges)) of ``value``: how many edges it reaches."""
+    return int(np.searchsorted(np.asarray(edges, dtype=float), float(value), side="right"))
 
 
 def _round(value: float) -> float:

@@ -25,7 +25,7 @@ Progress = Callable[[str], None]
 
 
 def ric_config(world: ChatWorld, output_dir: Path, **overrides: Any):
-    """RiC on the chat world: LoRA on q/k/v/o, tags at the end of the user turn, one online iteration;
+    """RiC on the chat world: LoRA on q/k/v/o, quantile-level tags opening the assistant's turn, one online iteration;
     ``overrides`` set any RiCConfig field."""
     from pluralign.methods.ric.config import RiCConfig
 
@@ -50,6 +50,8 @@ def ric_config(world: ChatWorld, output_dir: Path, **overrides: Any):
         num_train_epochs=s.offline_epochs,
         learning_rate=s.learning_rate,
         tag_format=s.tag_format,
+        tag_levels=s.tag_levels,
+        tag_position=s.tag_position,
         lr_scheduler_type="cosine",
         warmup_steps=5,
         per_device_train_batch_size=s.batch_size,

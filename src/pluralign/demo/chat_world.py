@@ -61,21 +61,18 @@ class SamplingMode:
         return render(tokenizer, user + self.user_suffix, self.system)
 
 
-# Measured on 16 HH prompts (mean relevance / sentiment): plain 0.58 / -0.09, gloomy 0.55 / -0.40,
-# cheerful 0.48 / 0.47, sunny 0.19 / 0.78; system prompts alone moved sentiment by less than 0.2.
+# Every opening of a mode starts with the same word ("Sadly", "Great", "Oh"), which no other mode's
+# opening starts with: the response's first token then tells its mode, so a tag that asks for a mode
+# decides one token the model can learn from the tags (with 4-5 different first words per mode,
+# greedy decoding followed no tag after 96 LoRA steps: docs/chat_world.md).
 MODES: tuple[SamplingMode, ...] = (
     SamplingMode("plain"),
-    SamplingMode(
-        "gloomy",
-        openings=("Sadly,", "Unfortunately,", "Ugh, this is awful.", "The bad news is that", "I hate to say it, but"),
-    ),
-    SamplingMode(
-        "cheerful", openings=("Great question!", "Happy to help!", "Good news:", "I'd love to help!", "What a fun question!")
-    ),
+    SamplingMode("gloomy", openings=("Sadly,", "Sadly, this is awful.", "Sadly, the bad news is that", "Sadly, I hate to say it, but")),
+    SamplingMode("cheerful", openings=("Great question!", "Great news:", "Great, happy to help!", "Great, I'd love to help!")),
     SamplingMode(
         "sunny",
         user_suffix="\n\n(Do not answer this. Instead, write happily about a lovely sunny day.)",
-        openings=("What a lovely day!", "I love sunny mornings!", "Let's talk about something wonderful:", "Oh, how happy I am!"),
+        openings=("Oh, what a lovely day!", "Oh, I love sunny mornings!", "Oh, let's talk about something wonderful:", "Oh, how happy I am!"),
     ),
 )
 TEMPERATURES = (0.7, 1.0)
@@ -101,9 +98,13 @@ class ChatSettings:
     # 1e-3, which is ~25% cheaper a step (docs/chat_world.md)
     learning_rate: float = 3e-3
     offline_epochs: float = 2.0
-    # integer z-score tags: a handful of distinct tag values, each a short token sequence, are easier to
-    # tie to a style in 96 LoRA steps than one-decimal numbers (the image world steered only with them)
-    tag_format: str = "<{name}> {value:.0f}"
+    # tags show each reward's quantile level 0..4 among the base samples (no signs, every value equally
+    # common) on their own line at the start of the assistant's turn, right before the response's first
+    # token: the placement and levels that made greedy decoding follow the tags within 96 LoRA steps
+    # (z-score tags before the marker did not: docs/chat_world.md)
+    tag_format: str = "<{name}> {value}"
+    tag_levels: int = 5
+    tag_position: str = "response_start"
     batch_size: int = 8
     online_prompts: int = 64
     online_offline_samples: int = 64

@@ -29,6 +29,20 @@ class RiCConfig(DevicePrecisionMixin, LoraMixin, SFTConfig):
     score_batch_size: int = field(default=256, metadata={"help": "Pairs per scoring chunk (committed to the cache)."})
     tag_format: str = field(default="<{name}> {value:.1f}", metadata={"help": "Format of one reward tag."})
     tag_separator: str = field(default=" ", metadata={"help": "Text between tags."})
+    tag_position: str = field(
+        default="prompt_end",
+        metadata={
+            "help": "prompt_end: tags before the response marker (the paper) | response_start: on a line right "
+            "after it, at the start of the assistant's turn (text prompts)."
+        },
+    )
+    tag_levels: int = field(
+        default=0,
+        metadata={
+            "help": "0: tags show z-scored rewards (the paper); N >= 2: each reward's quantile level 0..N-1 "
+            "among the offline data (same order, no signs, every value equally common)."
+        },
+    )
     mapping: str = field(default="linf", metadata={"help": "Preference-to-reward mapping: linf | l2 | linear."})
     # LoRA (the paper: r=64, alpha=128, dropout=0.05)
     use_peft: bool = field(default=False, metadata={"help": "Train LoRA adapters instead of full weights."})

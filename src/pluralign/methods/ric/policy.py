@@ -38,6 +38,9 @@ class RiCPolicy(SteerablePolicy):
 
     def tagged_prompt(self, prompt: Any, preference: PreferenceLike | None) -> Any:
         pref = self.resolve_preference(preference) or self.uniform()
+        if isinstance(prompt, list) and self.template.position == "response_start":
+            # tags at the start of the assistant's turn: render the chat (as training did), then tag the text
+            prompt = self.tokenizer.apply_chat_template(prompt, tokenize=False, add_generation_prompt=True)
         return self.template.apply(prompt, self.objectives, self.desired_rewards(pref))
 
     def uniform(self) -> Preference:

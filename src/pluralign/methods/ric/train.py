@@ -31,7 +31,7 @@ from pluralign.methods.ric.mors import mors_accept, mors_thresholds, sample_desi
 from pluralign.objectives import ObjectiveSet
 from pluralign.preferences import MAPPINGS
 from pluralign.sft import run_sft
-from pluralign.tags import TagTemplate
+from pluralign.tags import TagTemplate, quantile_edges
 from pluralign.training_args import process_state
 
 Progress = Callable[[str], None]
@@ -72,6 +72,8 @@ def validate(config: RiCConfig) -> None:
         raise ConfigError(f"mapping {config.mapping!r} is not one of {', '.join(MAPPINGS)}")
     if config.reward_bounds not in BOUNDS:
         raise ConfigError(f"reward_bounds {config.reward_bounds!r} is not one of {', '.join(BOUNDS)}")
+    if config.tag_levels == 1 or config.tag_levels < 0:
+        raise ConfigError(f"tag_levels must be 0 (z-score tags) or at least 2 (quantile levels), got {config.tag_levels}")
     if not 0 < config.online_quantile < 1:
         raise ConfigError(f"online_quantile must be in (0, 1), got {config.online_quantile}")
 
@@ -89,7 +91,10 @@ def train_ric(config: RiCConfig, progress: Progress | None = print, callbacks: S
     state = _State(out / "ric_state.json", state_acc.is_main_process)
     objectives = ObjectiveSet.from_specs(config.objective)
     template = TagTemplate(
-        tag_format=config.tag_format, separator=config.tag_separator, response_marker=config.response_marker
+        tag_format=config.tag_format,
+        separator=config.tag_separator,
+        response_marker=config.response_marker,
+        position=config.tag_position,
     )
     tokenizer = _tokenizer(config)
 
@@ -114,6 +119,8 @@ def train_ric(config: RiCConfig, progress: Progress | None = print, callbacks: S
     scores = score_samples(samples, objectives, ScoreCache(cache_path))  # all cached now
     z = objectives.zscores(scores)
     low, high = desired_bounds(config.reward_bounds, *objectives.z_bounds(), config.online_low, config.online_high)
+    if config.tag_levels:
+        template.level_edges = {n: quantile_edges(z[:, i], config.tag_levels) for i, n in enumerate(objectives.names)}
     state.mark("score")
 
     # 2. offline SFT on prompts tagged with each sample's own rewards
