@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from pluralign.generation import generate_batched
+from pluralign.generation import generate_batched, render_prompt
 from pluralign.manifest import Manifest
 from pluralign.modeling import load_causal_lm, load_tokenizer
 from pluralign.objectives import ObjectiveSet, ObjectiveStats
@@ -40,7 +40,7 @@ class RiCPolicy(SteerablePolicy):
         pref = self.resolve_preference(preference) or self.uniform()
         if isinstance(prompt, list) and self.template.position == "response_start":
             # tags at the start of the assistant's turn: render the chat (as training did), then tag the text
-            prompt = self.tokenizer.apply_chat_template(prompt, tokenize=False, add_generation_prompt=True)
+            prompt = render_prompt(self.tokenizer, prompt)
         return self.template.apply(prompt, self.objectives, self.desired_rewards(pref))
 
     def uniform(self) -> Preference:
