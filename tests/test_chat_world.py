@@ -36,6 +36,14 @@ def test_every_prompt_is_sampled_once_under_every_mode_with_an_opening_of_that_m
     assert sorted({p["mode"] for p in two}) == sorted(by_mode)
 
 
+def test_each_modes_openings_share_a_first_word_no_other_mode_starts_with():
+    # the response's first word tells its mode: the tags then decide one token the model can learn
+    first = {m.name: {o.split()[0].strip(",!:") for o in m.openings} for m in MODES if m.openings}
+    assert all(len(words) == 1 for words in first.values()), first
+    words = [next(iter(w)) for w in first.values()]
+    assert len(set(words)) == len(words)
+
+
 def test_join_opening_keeps_the_models_words_after_the_opening():
     assert join_opening("Sadly,", " there is no way.") == "Sadly, there is no way."
     assert join_opening("Sadly,", "there is no way.") == "Sadly, there is no way."

@@ -3,8 +3,9 @@
 A chat model (one whose tokenizer has a chat template, e.g. ``builtin:smollm2-135m-instruct``) should
 see a user turn, not raw text: :func:`as_chat` turns a plain prompt into ``[{"role": "user", ...}]``
 unless it is already a rendered chat prompt or an HH-style dialogue (``Human: ... Assistant:``), which
-are passed through unchanged. RiC's reward tags then go at the end of the last user turn
-(:mod:`pluralign.tags`), exactly where the chat world's training prompts carry them.
+are passed through unchanged. RiC's reward tags then go where the model's training put them
+(:mod:`pluralign.tags`): at the end of the last user turn (``tag_position: prompt_end``), or on a line of
+their own at the start of the assistant's turn (``response_start``, the chat world's default).
 """
 
 from __future__ import annotations
@@ -26,7 +27,8 @@ def render(tokenizer: Any, user: str, system: str | None = None) -> str:
 
 
 def assistant_marker(tokenizer: Any) -> str:
-    """The text the chat template puts between the user's words and the response (tags go before it)."""
+    """The text the chat template puts between the user's words and the response (RiC's tags go right
+    before it, or right after it with ``tag_position: response_start``)."""
     probe = render(tokenizer, "\x00")
     return probe[probe.index("\x00") + 1 :]
 
