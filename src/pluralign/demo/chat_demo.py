@@ -220,6 +220,7 @@ def run_chat_demo(
     from pluralign.steering import load_policy
 
     quiet_libraries()  # no library deprecation warnings or progress bars among the demo's lines
+    settings = settings or ChatSettings(seed=seed)  # --seed seeds the world's sampling, training and evaluation
     start = time.time()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

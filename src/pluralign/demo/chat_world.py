@@ -189,6 +189,7 @@ def build_chat_world(
     gen = {"max_new_tokens": settings.max_new_tokens, "do_sample": False}
     if world_file.is_file():
         data = json.loads(world_file.read_text())
+        check_world_settings(data.get("settings", {}), settings, world_file)
         objectives.fit_stats({n: [s[f"score_{n}"] for s in data["train"]] for n in objectives.names})
         return ChatWorld(
             work_dir, BASE_MODEL, objectives, data["train"], data["eval_prompts"], data["correlation"], marker, gen, settings
@@ -274,6 +275,22 @@ def build_chat_world(
 
 
 _MODES = {m.name: m for m in MODES}
+
+# the settings a built world depends on (the rest only shape the training on it)
+WORLD_FIELDS = ("n_prompts", "responses_per_prompt", "n_eval_prompts", "max_new_tokens", "seed")
+
+
+def check_world_settings(saved: dict[str, Any], settings: ChatSettings, world_file: Path) -> None:
+    """A cached world is reused only for the settings it was built with: else a one-line error, never
+    a silent reuse (a different seed must not quietly give the old world's samples)."""
+    from pluralign.errors import ConfigError
+
+    for name in WORLD_FIELDS:
+        if name in saved and saved[name] != getattr(settings, name):
+            raise ConfigError(
+                f"{world_file} was built with {name}={saved[name]!r}, not {getattr(settings, name)!r}; "
+                "use another --out (or --work_dir) for a new world, or the same settings to reuse it"
+            )
 
 
 def sampling_plan(users: list[str], responses_per_prompt: int, rng: random.Random) -> list[dict[str, Any]]:

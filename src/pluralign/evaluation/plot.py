@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import textwrap
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -21,7 +22,7 @@ def plot_fronts(fronts: Sequence[Front], names: Sequence[str], path: str | Path,
         for f in fronts:
             s = f.scores
             if f.method == "sft":
-                ax.scatter(s[0, i], s[0, j], marker="*", s=220, color="black", label="sft", zorder=5)
+                ax.scatter(s[0, i], s[0, j], marker="*", s=220, color="black", label="sft (starting model)", zorder=5)
                 continue
             line = ax.plot(s[:, i], s[:, j], "-o", ms=4, alpha=0.8, label=f"{f.method} (HV {f.hypervolume:.2f})")[0]
             for w, x, y in zip(f.weights, s[:, i], s[:, j]):
@@ -38,7 +39,8 @@ def plot_fronts(fronts: Sequence[Front], names: Sequence[str], path: str | Path,
         ax.set_ylabel(names[j])
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
-    fig.suptitle(title or "Pareto fronts over the preference grid (mean score per preference)")
+    title = title or "Pareto fronts over the preference grid (mean score per preference)"
+    fig.suptitle(textwrap.fill(title, width=55 * len(pairs)))  # a long title wraps instead of leaving the figure
     fig.tight_layout()
     path = Path(path)
     fig.savefig(path, dpi=110)
