@@ -100,8 +100,9 @@ class ChatSettings:
     offline_epochs: float = 2.0
     # tags show each reward's quantile level 0..4 among the base samples (no signs, every value equally
     # common) on their own line at the start of the assistant's turn, right before the response's first
-    # token: the placement and levels that made greedy decoding follow the tags within 96 LoRA steps
-    # (z-score tags before the marker did not: docs/chat_world.md)
+    # token. The place is what lets 96 LoRA steps steer (the same levels before the assistant header:
+    # 1.00 / 0.70, range 0.19 / 0.40); the levels gave 1.00 / 1.00, z-scores there 0.90 / 0.90
+    # (benchmarks/chat_tags.py, docs/chat_world.md)
     tag_format: str = "<{name}> {value}"
     tag_levels: int = 5
     tag_position: str = "response_start"
