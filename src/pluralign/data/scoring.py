@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import sqlite3
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -27,6 +28,18 @@ def pair_key(prompt: str, response: str) -> str:
     return hashlib.sha1(f"{prompt}\x00{response}".encode()).hexdigest()
 
 
+def _retry_while_locked(op, seconds: float = 120.0):
+    """Run ``op``; while SQLite says the database is locked, wait a little and run it again."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            return op()
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+
+
 class ScoreCache:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
@@ -34,9 +47,13 @@ class ScoreCache:
         # several processes (accelerate launch) may share one cache: WAL lets readers run beside the one
         # writer, and a writer waits for the lock instead of failing with "database is locked"
         self.conn = sqlite3.connect(str(self.path), timeout=120)
-        self.conn.execute("PRAGMA journal_mode=WAL")
-        self.conn.execute(
-            "CREATE TABLE IF NOT EXISTS scores (objective TEXT, key TEXT, score REAL, PRIMARY KEY (objective, key))"
+        # two processes opening a new cache at once: switching to WAL can fail at once with "database is
+        # locked" (SQLite skips the busy handler there), so the set-up is retried until the other is done
+        _retry_while_locked(lambda: self.conn.execute("PRAGMA journal_mode=WAL"))
+        _retry_while_locked(
+            lambda: self.conn.execute(
+                "CREATE TABLE IF NOT EXISTS scores (objective TEXT, key TEXT, score REAL, PRIMARY KEY (objective, key))"
+            )
         )
         self.conn.commit()
 
