@@ -30,38 +30,38 @@ VARIANTS: dict[str, dict] = {
 }
 
 
-def run_variant(name: str, world_dir: Path, work: Path) -> dict:
+def run_variant(name: str, world_dir: Path, work: Path):
+    """Train and evaluate one variant; its RiC front (from front.json), named after the variant."""
     from pluralign.demo.chat_demo import run_chat_demo
     from pluralign.demo.chat_world import ChatSettings
+    from pluralign.evaluation.front import read_front_json
 
     out = work / name
     t = time.time()
     run_chat_demo(out, methods=("ric",), work_dir=world_dir, settings=ChatSettings(**VARIANTS[name]))
-    front = next(f for f in json.loads((out / "front.json").read_text())["fronts"] if f["method"] == "ric")
-    return {
-        "variant": name,
-        "settings": VARIANTS[name],
-        "hypervolume": front["hypervolume"],
-        "steerability": front["steerability"],
-        "range": front.get("range"),
-        "points": front["points"],
-        "seconds": round(time.time() - t, 1),
-    }
+    names, fronts, _ = read_front_json(out / "front.json")
+    front = next(f for f in fronts if f.method == "ric")
+    front.method, front.wall_seconds = name, round(time.time() - t, 1)
+    return names, front
 
 
 def main() -> None:
+    from pluralign.evaluation.pipeline import summary_table
+
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--world_dir", type=Path, required=True, help="the chat world's folder (built if missing)")
     ap.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     ap.add_argument("--work", type=Path, default=Path("runs/chat_tags"))
     ap.add_argument("--out", type=Path, default=Path("chat_tags.json"))
     args = ap.parse_args()
-    rows = [run_variant(v, args.world_dir, args.work) for v in args.variants]
-    print(f"{'variant':12} {'HV':>7} {'steer rel':>10} {'steer sent':>11} {'range rel':>10} {'range sent':>11} {'s':>6}")
-    for r in rows:
-        st, rg = r["steerability"], r["range"] or [None, None]
-        cells = [f"{x:.2f}" if x is not None else "n/a" for x in (*st, *rg)]
-        print(f"{r['variant']:12} {r['hypervolume']:7.2f} {cells[0]:>10} {cells[1]:>11} {cells[2]:>10} {cells[3]:>11} {r['seconds']:6.0f}")
+    results = [run_variant(v, args.world_dir, args.work) for v in args.variants]
+    names, fronts = results[0][0], [f for _, f in results]
+    print(summary_table(fronts, names))
+    rows = [
+        {"variant": f.method, "settings": VARIANTS[f.method], "hypervolume": f.hypervolume, "steerability": f.steerability,
+         "range": f.range, "points": f.points, "seconds": f.wall_seconds}
+        for f in fronts
+    ]  # fmt: skip
     args.out.write_text(json.dumps(rows, indent=2))
     print(f"wrote {args.out}")
 

@@ -18,3 +18,25 @@ def tiny_world(tmp_path_factory):
     from pluralign.demo.world import WorldSettings, build_world
 
     return build_world(tmp_path_factory.mktemp("world"), progress=None, settings=WorldSettings(**TINY_WORLD))
+
+
+def _steered_means(policy, world) -> dict[tuple[float, float], tuple[float, float]]:
+    """Mean (sentiment, conciseness) of ``policy``'s sampled outputs on the world's eval prompts at
+    w = (1, 0) and (0, 1), the same seed at each: what a steering test compares."""
+    import numpy as np
+    import torch
+
+    prompts = world.eval_prompts
+    means = {}
+    for w in ((1.0, 0.0), (0.0, 1.0)):
+        torch.manual_seed(0)
+        texts = policy.generate(prompts, preference=list(w), max_new_tokens=40, do_sample=True, top_p=0.9, temperature=0.7)
+        s = world.objectives.score(prompts, texts)
+        means[w] = (float(np.mean(s["sentiment"])), float(np.mean(s["conciseness"])))
+    return means
+
+
+@pytest.fixture
+def steered_means():
+    """``steered_means(policy, world)``: the policy's mean objectives at w = (1, 0) and (0, 1)."""
+    return _steered_means

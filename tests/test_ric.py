@@ -101,17 +101,9 @@ def test_mors_buffer_follows_the_filter(ric_run):
     np.testing.assert_allclose(z[:, 1], (lengths - stats["mean"]) / stats["std"], atol=1e-6)
 
 
-def test_steering_moves_each_objective_towards_its_weight(ric_run, tiny_world):
-    import torch
-
+def test_steering_moves_each_objective_towards_its_weight(ric_run, tiny_world, steered_means):
     policy = load_policy(ric_run["out"])
-    prompts = tiny_world.eval_prompts
-    means = {}
-    for w in ([1.0, 0.0], [0.0, 1.0]):
-        torch.manual_seed(0)
-        texts = policy.generate(prompts, preference=w, max_new_tokens=40, do_sample=True, top_p=0.9, temperature=0.7)
-        s = tiny_world.objectives.score(prompts, texts)
-        means[tuple(w)] = (np.mean(s["sentiment"]), np.mean(s["conciseness"]))
+    means = steered_means(policy, tiny_world)
     pro_sentiment, pro_concise = means[(1.0, 0.0)], means[(0.0, 1.0)]
     assert pro_sentiment[0] > pro_concise[0] + 0.2
     assert pro_concise[1] > pro_sentiment[1] + 3  # at least 3 words shorter on average

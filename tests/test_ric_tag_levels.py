@@ -48,22 +48,14 @@ def test_level_tags_are_stored_and_used_where_training_put_them(tiny_world, tmp_
     assert policy.tagged_prompt(prompt, [0.0, 1.0]) == f"{prompt} <sentiment> 0 <conciseness> 4\n"
 
 
-def test_level_tags_at_the_response_start_steer_each_objective_towards_its_weight(tiny_world, tmp_path):
-    import torch
-
+def test_level_tags_at_the_response_start_steer_each_objective_towards_its_weight(tiny_world, tmp_path, steered_means):
     out = train_ric(
         _config(tiny_world, tmp_path, max_steps=-1, num_train_epochs=6, learning_rate=3e-3, lr_scheduler_type="cosine",
                 per_device_train_batch_size=32),
         progress=None,
     )  # fmt: skip
     policy = load_policy(out)
-    prompts = tiny_world.eval_prompts
-    means = {}
-    for w in ([1.0, 0.0], [0.0, 1.0]):
-        torch.manual_seed(0)
-        texts = policy.generate(prompts, preference=w, max_new_tokens=40, do_sample=True, top_p=0.9, temperature=0.7)
-        s = tiny_world.objectives.score(prompts, texts)
-        means[tuple(w)] = (np.mean(s["sentiment"]), np.mean(s["conciseness"]))
+    means = steered_means(policy, tiny_world)
     pro_sentiment, pro_concise = means[(1.0, 0.0)], means[(0.0, 1.0)]
     assert pro_sentiment[0] > pro_concise[0] + 0.2
     assert pro_concise[1] > pro_sentiment[1] + 3  # at least 3 words shorter on average

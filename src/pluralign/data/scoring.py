@@ -48,13 +48,11 @@ class ScoreCache:
         # writer, and a writer waits for the lock instead of failing with "database is locked"
         self.conn = sqlite3.connect(str(self.path), timeout=120)
         # two processes opening a new cache at once: switching to WAL can fail at once with "database is
-        # locked" (SQLite skips the busy handler there), so the set-up is retried until the other is done
+        # locked" (SQLite skips the busy handler there), so the switch is retried until the other is done
         _retry_while_locked(lambda: self.conn.execute("PRAGMA journal_mode=WAL"))
-        _retry_while_locked(
-            lambda: self.conn.execute(
-                "CREATE TABLE IF NOT EXISTS scores (objective TEXT, key TEXT, score REAL, PRIMARY KEY (objective, key))"
-            )
-        )
+        self.conn.execute(
+            "CREATE TABLE IF NOT EXISTS scores (objective TEXT, key TEXT, score REAL, PRIMARY KEY (objective, key))"
+        )  # waits on the lock through the connection's busy timeout
         self.conn.commit()
 
     def get(self, objective: str, keys: Sequence[str]) -> dict[str, float]:

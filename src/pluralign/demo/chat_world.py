@@ -39,6 +39,7 @@ import numpy as np
 
 from pluralign.chat import assistant_marker, render
 from pluralign.data.scoring import ScoreCache, score_samples
+from pluralign.errors import ConfigError
 from pluralign.jsonl import read_jsonl as _read_jsonl
 from pluralign.objectives import ObjectiveSet
 
@@ -284,8 +285,6 @@ WORLD_FIELDS = ("n_prompts", "responses_per_prompt", "n_eval_prompts", "max_new_
 def check_world_settings(saved: dict[str, Any], settings: ChatSettings, world_file: Path) -> None:
     """A cached world is reused only for the settings it was built with: else a one-line error, never
     a silent reuse (a different seed must not quietly give the old world's samples)."""
-    from pluralign.errors import ConfigError
-
     for name in WORLD_FIELDS:
         if name in saved and saved[name] != getattr(settings, name):
             raise ConfigError(
