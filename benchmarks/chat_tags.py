@@ -32,9 +32,9 @@ VARIANTS: dict[str, dict] = {
 
 def run_variant(name: str, world_dir: Path, work: Path):
     """Train and evaluate one variant; its RiC front (from front.json), named after the variant."""
-    from pluralign.demo.chat_demo import run_chat_demo
-    from pluralign.demo.chat_world import ChatSettings
     from pluralign.evaluation.front import read_front_json
+    from pluralign.worlds.chat.demo import run_chat_demo
+    from pluralign.worlds.chat.world import ChatSettings
 
     out = work / name
     t = time.time()

@@ -1,7 +1,7 @@
 """The cost of a whole front, at matched quality: hypervolume against training time and FLOPs, per method.
 
 Every method starts from the same SFT model and trains through its demo hook
-(``pluralign.methods.<m>.demo.train_on_demo``) with a :class:`~pluralign.evaluation.checkpoints.SnapshotCallback`:
+(``pluralign.worlds.reviews.<m>.train_on_demo``) with a :class:`~pluralign.evaluation.checkpoints.SnapshotCallback`:
 the model is saved along training (RiC: every ``--ric_snapshot_every`` SFT steps and at the end of the
 offline stage and of each online iteration; MORLHF and Soups: every ``--rl_snapshot_every`` RLOO steps of
 every run). Afterwards each snapshot's whole front is evaluated by the shared pipeline (same prompts,
@@ -39,9 +39,9 @@ from typing import Any
 METHODS = ("ric", "morlhf", "soups")
 RL_METHODS = ("morlhf", "soups")
 # world name -> its builder, called as builder(work_dir, progress=...); every method's hook takes the world
-WORLDS = {"reviews": "pluralign.demo.world:build_world", "chat": "pluralign.demo.chat_world:build_chat_world"}
+WORLDS = {"reviews": "pluralign.worlds.reviews.world:build_world", "chat": "pluralign.worlds.chat.world:build_chat_world"}
 # world name -> its methods' training hooks: hook(world, out_dir, progress, callbacks=[...], **overrides) -> model dir
-HOOKS = {"reviews": "pluralign.methods.{method}.demo:train_on_demo", "chat": "pluralign.demo.chat_demo:TRAINERS"}
+HOOKS = {"reviews": "pluralign.worlds.reviews.{method}:train_on_demo", "chat": "pluralign.worlds.chat.demo:TRAINERS"}
 DEFAULT_METHODS = {"reviews": list(METHODS), "chat": ["ric", "soups"]}  # MORLHF's 11 RLOO runs of SmolLM2: hours
 
 # RiC settings of the cost benchmark (the demo's own, except where profiling showed time that buys no HV).
@@ -121,7 +121,7 @@ def load_world(name: str, work_dir: Path, progress) -> Any:
 
 def policy_parameters(model_dir: str) -> int:
     from pluralign.evaluation.cost import count_parameters
-    from pluralign.modeling import load_causal_lm
+    from pluralign.models.loading import load_causal_lm
 
     return count_parameters(load_causal_lm(model_dir, device="cpu"))
 
@@ -258,9 +258,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     from pluralign.evaluation.cost import CurvePoint, matched, paper_projection, plateaued, reward_model_parameters
     from pluralign.evaluation.front import evaluate_front, finalise
     from pluralign.evaluation.pipeline import sft_front, summary_table, write_results
-    from pluralign.modeling import load_tokenizer
-    from pluralign.preferences import preference_grid
-    from pluralign.steering import load_policy
+    from pluralign.generation.policy import (
+        load_policy,
+    )
+    from pluralign.models.loading import load_tokenizer
+    from pluralign.preferences.weights import preference_grid
 
     quiet_libraries()
     out = Path(args.out)

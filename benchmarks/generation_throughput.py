@@ -1,7 +1,7 @@
 """Generation throughput: pluralign's batched generation against a batch-size-1 loop, in one run.
 
 RiC's reference code generated one prompt at a time (``model.generate`` on a single prompt in a Python
-loop). pluralign generates through :func:`pluralign.generation.generate_batched` (left padding,
+loop). pluralign generates through :func:`pluralign.generation.batched.generate_batched` (left padding,
 length-sorted batches). Both run on the same model, the same prompts and the same greedy decoding with a
 fixed number of new tokens (``min_new_tokens = max_new_tokens``), so both produce exactly the same number
 of tokens and the ratio of tokens per second is the speed-up. Default model: the demo world's SFT model.
@@ -21,8 +21,8 @@ from pathlib import Path
 
 import torch
 
-from pluralign.generation import generate_batched
-from pluralign.modeling import load_causal_lm, load_tokenizer
+from pluralign.generation.batched import generate_batched
+from pluralign.models.loading import load_causal_lm, load_tokenizer
 
 
 @torch.no_grad()
@@ -86,7 +86,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--out", help="folder for throughput.json")
     args = parser.parse_args(argv)
 
-    from pluralign.demo.world import build_world
+    from pluralign.worlds.reviews.world import build_world
 
     world = build_world(args.world_dir)
     model_dir = args.model or world.base_model

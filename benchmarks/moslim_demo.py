@@ -57,9 +57,9 @@ def main() -> None:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
     from pluralign import load_policy
-    from pluralign.demo.world import build_world
-    from pluralign.methods.moslim.demo import train_on_demo
-    from pluralign.preferences import preference_grid
+    from pluralign.preferences.weights import preference_grid
+    from pluralign.worlds.reviews.moslim import train_on_demo
+    from pluralign.worlds.reviews.world import build_world
 
     world = build_world(args.world, progress=print)
     names = world.objectives.names
@@ -94,7 +94,7 @@ def main() -> None:
         },
     }
     if args.ric:
-        from pluralign.methods.ric.demo import train_on_demo as ric_train
+        from pluralign.worlds.reviews.ric import train_on_demo as ric_train
 
         t = time.time()
         ric_dir = ric_train(world, work / "ric_model", progress=print)

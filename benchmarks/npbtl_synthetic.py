@@ -16,10 +16,10 @@ from pathlib import Path
 
 import torch
 
-from pluralign.methods.btl.model import BTL
-from pluralign.methods.npbtl.modules import NPBTL, NPConfig
-from pluralign.methods.npbtl.synthetic import oracle_accuracy, synthetic_users
-from pluralign.methods.npbtl.training import TaskSampler, accuracy_by_context_size, train_tasks
+from pluralign.models.neural_process import NPBTL, NPConfig
+from pluralign.reward_models.btl.model import BTL
+from pluralign.reward_models.npbtl.synthetic import oracle_accuracy, synthetic_users
+from pluralign.training.user_tasks import TaskSampler, accuracy_by_context_size, train_tasks
 
 KS = [0, 1, 3, 5, 10]
 PAPER = {"btl": [76.4] * 5, "npbtl": [76.4, 86.6, 94.7, 97.4, 98.9]}

@@ -33,7 +33,7 @@ TYPES = ("btl", "npbtl", "classifier")
 def features_seconds(dataset: str, cache: Path, max_length: int, skip_invalid: bool) -> float:
     """Embed every pair once (timed); btl and npbtl then read the features from the cache."""
     from pluralign.data.pairs import load_pairs
-    from pluralign.embeddings import Embedder
+    from pluralign.models.embeddings import Embedder
 
     pairs = load_pairs(dataset, skip_invalid=skip_invalid, report=None)
     prompts = [p["prompt"] for p in pairs]
@@ -54,23 +54,23 @@ def train_one(kind: str, args: argparse.Namespace, out: Path, cache: Path) -> di
     )
     start = time.perf_counter()
     if kind == "btl":
-        from pluralign.methods.btl.config import BTLConfig
-        from pluralign.methods.btl.train import train_btl
+        from pluralign.reward_models.btl.config import BTLConfig
+        from pluralign.reward_models.btl.trainer import train_btl
 
         cfg = BTLConfig(**common, embedding_cache=str(cache), max_length=args.embedding_max_length,
                         max_steps=args.btl_steps, hidden_dim=args.btl_hidden, batch_tasks=args.btl_batch_tasks,
                         learning_rate=args.btl_learning_rate)  # fmt: skip
         train_btl(cfg, progress=lambda s: None)
     elif kind == "npbtl":
-        from pluralign.methods.npbtl.config import NPBTLConfig
-        from pluralign.methods.npbtl.train import train_npbtl
+        from pluralign.reward_models.npbtl.config import NPBTLConfig
+        from pluralign.reward_models.npbtl.trainer import train_npbtl
 
         cfg = NPBTLConfig(**common, embedding_cache=str(cache), max_length=args.embedding_max_length,
                           max_steps=args.npbtl_steps, eval_context_sizes=[0])  # fmt: skip
         train_npbtl(cfg, progress=lambda s: None)
     else:
-        from pluralign.methods.classifier.config import ClassifierRewardConfig
-        from pluralign.methods.classifier.train import train_classifier
+        from pluralign.reward_models.classifier.config import ClassifierRewardConfig
+        from pluralign.reward_models.classifier.trainer import train_classifier
 
         cfg = ClassifierRewardConfig(**common, max_length=args.classifier_max_length,
                                      num_train_epochs=args.classifier_epochs,
@@ -83,7 +83,7 @@ def train_one(kind: str, args: argparse.Namespace, out: Path, cache: Path) -> di
 
 
 def main() -> None:
-    from pluralign.demo.assets import hh_harmless_pairs
+    from pluralign.worlds.chat.assets import hh_harmless_pairs
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--dataset", default=str(hh_harmless_pairs()), help="pairs file (default: shipped HH pairs)")

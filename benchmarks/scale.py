@@ -2,7 +2,7 @@
 
 Three figures per size:
 
-- ``sft_ratio``: median step time of RiC's SFT stage (:func:`pluralign.sft.run_sft` with a
+- ``sft_ratio``: median step time of RiC's SFT stage (:func:`pluralign.training.sft.run_sft` with a
   :class:`~pluralign.methods.ric.config.RiCConfig`, on reward-tagged prompts) over plain TRL
   ``SFTTrainer`` on the same rows, model, batch size and precision. Goal: <= 1.05.
 - ``gen_tokens_per_s``: new tokens per second of each generation backend on the same prompts (fixed
@@ -71,8 +71,10 @@ def synthetic_rows(size: str, seed: int = 0) -> list[dict[str, str]]:
     """RiC-tagged prompt / completion rows of random words (the tags as RiC's offline stage writes them)."""
     import numpy as np
 
-    from pluralign.methods.ric.train import tagged_samples
-    from pluralign.tags import TagTemplate
+    from pluralign.methods.ric.trainer import tagged_samples
+    from pluralign.preferences.tags import (
+        TagTemplate,
+    )
 
     w = WORKLOAD[size]
     rng = np.random.default_rng(seed)
@@ -134,8 +136,8 @@ def time_sft(size: str, model_dir: Path, rows: list[dict], steps: int, work: Pat
     from trl import SFTConfig, SFTTrainer
 
     from pluralign.methods.ric.config import RiCConfig
-    from pluralign.modeling import load_tokenizer
-    from pluralign.sft import run_sft
+    from pluralign.models.loading import load_tokenizer
+    from pluralign.training.sft import run_sft
 
     tokenizer = load_tokenizer(str(model_dir))
     out: dict[str, list[float]] = {"trl": [], "ric": []}
@@ -163,8 +165,11 @@ def generation_speed(size: str, model_dir: Path, backends: list[str]) -> dict[st
     """New tokens per second of each backend on the same prompts (greedy, fixed length)."""
     import torch
 
-    from pluralign.generation_backends import generate_texts, vllm_available
-    from pluralign.modeling import load_causal_lm, load_tokenizer
+    from pluralign.generation.backends import (
+        generate_texts,
+        vllm_available,
+    )
+    from pluralign.models.loading import load_causal_lm, load_tokenizer
 
     w = WORKLOAD[size]
     rows = synthetic_rows(size, seed=1)[: w["gen_prompts"]]
@@ -197,8 +202,9 @@ def _peak_memory_child(size: str, model_dir: str, lora: bool, queue) -> None:
     hf_logging.disable_progress_bar()
 
     from pluralign.methods.ric.config import RiCConfig
-    from pluralign.modeling import load_tokenizer
-    from pluralign.sft import lora_config, run_sft
+    from pluralign.models.loading import load_tokenizer
+    from pluralign.training.args import lora_config
+    from pluralign.training.sft import run_sft
 
     with tempfile.TemporaryDirectory() as tmp:
         settings = {**sft_settings(size, 3, Path(tmp)), "gradient_checkpointing": lora}

@@ -42,8 +42,8 @@ DEFAULT_PROMPTS = [
 
 def demo_model(work: Path, world_dir: Path | None = None) -> tuple[Path, list[str]]:
     """The demo's RiC model and eval prompts (built once, then read from ``work``; the world may be shared)."""
-    from pluralign.demo.world import build_world
-    from pluralign.methods.ric.demo import train_on_demo
+    from pluralign.worlds.reviews.ric import train_on_demo
+    from pluralign.worlds.reviews.world import build_world
 
     world = build_world(world_dir or work / "world", progress=print)
     model_dir = train_on_demo(world, work / "ric", progress=print)
@@ -180,9 +180,11 @@ def main() -> int:
     parser.add_argument("--out", help="write the results as JSON here")
     args = parser.parse_args()
 
-    from pluralign.preferences import preference_grid
+    from pluralign.generation.policy import (
+        load_policy,
+    )
+    from pluralign.preferences.weights import preference_grid
     from pluralign.serve.background import free_port
-    from pluralign.steering import load_policy
 
     if args.model:
         model, prompts = Path(args.model), DEFAULT_PROMPTS

@@ -31,14 +31,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from pluralign.demo.world import build_world
-from pluralign.generation import generate_batched
-from pluralign.methods.dpo.demo import demo_settings
-from pluralign.methods.dpo.logps import pair_logps
+from pluralign.generation.batched import generate_batched
 from pluralign.methods.spo.config import SPOConfig
 from pluralign.methods.spo.trainer import train_spo
-from pluralign.modeling import load_causal_lm, load_tokenizer
+from pluralign.models.loading import load_causal_lm, load_tokenizer
 from pluralign.objectives import ObjectiveSet
+from pluralign.training.pair_logps import pair_logps
+from pluralign.worlds.reviews.dpo import demo_settings
+from pluralign.worlds.reviews.world import build_world
 
 
 def split_pairs(world, name: str, n_train: int, n_eval: int) -> tuple[list[dict], list[dict]]:
@@ -136,7 +136,7 @@ def rounds_pairs(world, n_rounds: int, n_pairs: int) -> dict[str, list[dict]]:
 
 def memory_child(n_rounds: int, work_dir: Path) -> None:
     """Train ``n_rounds`` SPO rounds on a wide random GPT-2 and print this process's peak RSS (MiB)."""
-    from pluralign.demo.tiny_lm import build_tiny_gpt
+    from pluralign.worlds.reviews.tiny_lm import build_tiny_gpt
 
     world = build_world(work_dir / "world", progress=None)
     wide = work_dir / "wide_model"

@@ -15,7 +15,7 @@ TINY_WORLD = dict(n_prompts=300, responses_per_prompt=4, n_eval_prompts=24, pret
 @pytest.fixture(scope="session")
 def tiny_world(tmp_path_factory):
     """The demo world at a fraction of its size (1200 samples, a 2-layer GPT-2): about 30 s to build."""
-    from pluralign.demo.world import WorldSettings, build_world
+    from pluralign.worlds.reviews.world import WorldSettings, build_world
 
     return build_world(tmp_path_factory.mktemp("world"), progress=None, settings=WorldSettings(**TINY_WORLD))
 

@@ -42,8 +42,8 @@ LOGGED = "len=tests.scorers:rank_logged_length"  # logs which process scored whi
 
 def build_assets(root: Path) -> None:
     """A 1-layer GPT-2 with its tokenizer, a prompt/response corpus, PKU-style pairs, user-typed pairs, ratings."""
-    from pluralign.demo.corpus import generate_corpus
-    from pluralign.demo.tiny_lm import build_tiny_gpt, tokenizer_texts, train_tokenizer
+    from pluralign.worlds.reviews.corpus import generate_corpus
+    from pluralign.worlds.reviews.tiny_lm import build_tiny_gpt, tokenizer_texts, train_tokenizer
 
     root.mkdir(parents=True, exist_ok=True)
     corpus = generate_corpus(8, 2, seed=5)
@@ -126,8 +126,8 @@ def main(root: Path, names: list[str]) -> int:
     from accelerate.state import AcceleratorState
 
     from pluralign.cli import main as pluralign_main
-    from pluralign.manifest import Manifest
-    from pluralign.training_args import process_state
+    from pluralign.training.manifest import Manifest
+    from pluralign.training.state import process_state
 
     process_state()
     rank = dist.get_rank() if dist.is_initialized() else 0

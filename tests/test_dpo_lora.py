@@ -6,9 +6,9 @@ import torch
 from safetensors.torch import load_file
 
 from pluralign import load_policy
-from pluralign.demo.tiny_lm import build_tiny_gpt, train_tokenizer
-from pluralign.methods.dpo.config import DimensionDPOConfig
-from pluralign.methods.dpo.train import train_dpo
+from pluralign.methods.dpo.trainer import train_dpo
+from pluralign.training.dpo_stage import DimensionDPOConfig
+from pluralign.worlds.reviews.tiny_lm import build_tiny_gpt, train_tokenizer
 
 PAIRS = [
     {"prompt": f"Item {i}:", "chosen": f" great item {i}", "rejected": f" awful thing {i} broke"} for i in range(6)

@@ -10,10 +10,10 @@ from datasets import Dataset
 from trl import DPOConfig, DPOTrainer
 
 from pluralign.data.scoring import ScoreCache
-from pluralign.demo.tiny_lm import build_tiny_gpt, train_tokenizer
 from pluralign.errors import ConfigError
-from pluralign.methods.dpo.logps import pair_logps
-from pluralign.methods.dpo.margin_trainer import MarginDPOTrainer
+from pluralign.training.margin_dpo import MarginDPOTrainer
+from pluralign.training.pair_logps import pair_logps
+from pluralign.worlds.reviews.tiny_lm import build_tiny_gpt, train_tokenizer
 
 PAIRS = [
     {"prompt": f"Review {i}:", "chosen": f" good item {i} works", "rejected": f" bad broken thing number {i}"}

@@ -5,13 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pluralign.embeddings import Embedder
 from pluralign.errors import ConfigError, ModelNotFoundError
+from pluralign.models.embeddings import Embedder
 
 
 @pytest.fixture(scope="module")
 def tiny_causal_lm(tmp_path_factory):
-    from pluralign.demo.tiny_lm import build_tiny_gpt, train_tokenizer
+    from pluralign.worlds.reviews.tiny_lm import build_tiny_gpt, train_tokenizer
 
     out = tmp_path_factory.mktemp("tiny_lm")
     tok = train_tokenizer(["a b c d e f g"] * 10, out, vocab_size=280)

@@ -18,7 +18,7 @@ from pluralign.objectives import ObjectiveSet, ObjectiveStats
 
 @pytest.fixture(scope="module")
 def tiny_lm(tmp_path_factory) -> str:
-    from pluralign.demo.tiny_lm import build_tiny_gpt, train_tokenizer
+    from pluralign.worlds.reviews.tiny_lm import build_tiny_gpt, train_tokenizer
 
     root = tmp_path_factory.mktemp("lm")
     texts = ["the lamp is great and bright", "awful noisy fan, do not buy", "ok value for the price"] * 20
@@ -32,12 +32,12 @@ class WeightedPolicy:
     method = "toy"
 
     def __init__(self, model_dir: str) -> None:
-        from pluralign.modeling import load_causal_lm, load_tokenizer
+        from pluralign.models.loading import load_causal_lm, load_tokenizer
 
         self.model, self.tok = load_causal_lm(model_dir), load_tokenizer(model_dir)
 
     def generate_many(self, prompts, preferences, **kwargs):
-        from pluralign.generation import generate_batched
+        from pluralign.generation.batched import generate_batched
 
         tagged = [f"{p} {' '.join(f'{v:.1f}' for v in w.values())}" for p, w in zip(prompts, preferences)]
         return generate_batched(self.model, self.tok, tagged, batch_size=16, **kwargs)
@@ -129,10 +129,12 @@ def test_ric13_points_and_points_files(tiny_lm, tmp_path):
 def test_online_generation_is_seeded_whatever_rng_state_training_left(tiny_lm, tmp_path):
     import torch
 
-    from pluralign.methods.ric import train as ric_train
+    from pluralign.methods.ric import trainer as ric_train
     from pluralign.methods.ric.config import RiCConfig
-    from pluralign.modeling import load_tokenizer
-    from pluralign.tags import TagTemplate
+    from pluralign.models.loading import load_tokenizer
+    from pluralign.preferences.tags import (
+        TagTemplate,
+    )
 
     config = RiCConfig(
         output_dir=str(tmp_path),
@@ -158,7 +160,7 @@ def test_online_generation_is_seeded_whatever_rng_state_training_left(tiny_lm, t
 
 
 def test_demo_world_cache_refuses_another_seed(tmp_path):
-    from pluralign.demo.world import WorldSettings, build_world
+    from pluralign.worlds.reviews.world import WorldSettings, build_world
 
     (tmp_path / "world.json").write_text(json.dumps({"train": [], "eval_prompts": [], "seed": 0}))
     with pytest.raises(ConfigError, match="seed 0, not 1"):

@@ -119,12 +119,12 @@ def test_stopwatch_leaves_out_paused_time_and_names_runs_and_stages():
 
 
 def test_snapshots_along_soups_runs_load_as_fronts_and_end_on_the_final_weights(tmp_path, capsys):
-    from pluralign.demo.corpus import generate_corpus
-    from pluralign.demo.tiny_lm import build_tiny_gpt, tokenizer_texts, train_tokenizer
     from pluralign.methods.soups.config import SoupsConfig
-    from pluralign.methods.soups.train import train_soups
-    from pluralign.modeling import load_causal_lm
+    from pluralign.methods.soups.trainer import train_soups
+    from pluralign.models.loading import load_causal_lm
     from pluralign.objectives import ObjectiveSet
+    from pluralign.worlds.reviews.corpus import generate_corpus
+    from pluralign.worlds.reviews.tiny_lm import build_tiny_gpt, tokenizer_texts, train_tokenizer
 
     corpus = generate_corpus(10, 2, seed=7)
     start = tmp_path / "start"
@@ -188,9 +188,9 @@ def _front_cost_script():
 def test_front_cost_trains_each_world_through_its_own_hooks():
     from types import SimpleNamespace
 
-    from pluralign.demo.chat_demo import soups_config, train_ric_chat, train_soups_chat
-    from pluralign.demo.chat_world import ChatSettings
-    from pluralign.methods.ric.demo import train_on_demo
+    from pluralign.worlds.chat.demo import soups_config, train_ric_chat, train_soups_chat
+    from pluralign.worlds.chat.world import ChatSettings
+    from pluralign.worlds.reviews.ric import train_on_demo
 
     fc = _front_cost_script()
     assert fc.training_hook("chat", "ric") is train_ric_chat
@@ -210,7 +210,7 @@ def test_front_cost_trains_each_world_through_its_own_hooks():
 
 
 def test_progress_lines_tell_step_logs_from_the_final_summary():
-    from pluralign.trainer_logging import format_log
+    from pluralign.training.progress import format_log
 
     # with token counting, transformers adds train_runtime to every step's log: still a step line
     step = format_log({"loss": 1.23456, "learning_rate": 5e-4, "train_runtime": 72.0}, 10, 96, "sft offline: ")

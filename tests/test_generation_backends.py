@@ -35,8 +35,12 @@ PROMPTS = ["w3 w4 w5", "w9", "w10 w11 w12 w13 w14 w15", "w20 w21"]
 
 
 def test_continuous_batching_matches_padded_batches_when_greedy(tiny_llama):
-    from pluralign.generation import generate_batched
-    from pluralign.generation_backends import current_backend, generate_texts, use_backend
+    from pluralign.generation.backends import (
+        current_backend,
+        generate_texts,
+        use_backend,
+    )
+    from pluralign.generation.batched import generate_batched
 
     model, tok, _ = tiny_llama
     plain = generate_batched(model, tok, PROMPTS, batch_size=2, max_new_tokens=6, do_sample=False)
@@ -49,7 +53,7 @@ def test_continuous_batching_matches_padded_batches_when_greedy(tiny_llama):
 
 
 def test_unknown_or_missing_backends_are_one_line_config_errors(tiny_llama, monkeypatch):
-    import pluralign.generation_backends as gb
+    import pluralign.generation.backends as gb
 
     with pytest.raises(ConfigError, match="generation_backend 'tensorrt' is unknown"):
         gb.check_backend("tensorrt")
@@ -63,7 +67,7 @@ def test_vllm_serves_a_lora_adapter_on_its_base_with_prefix_caching(tiny_llama, 
     import sys
     import types
 
-    import pluralign.generation_backends as gb
+    import pluralign.generation.backends as gb
 
     _, _, base = tiny_llama
     adapter = tmp_path / "adapter"
@@ -92,8 +96,12 @@ def test_vllm_serves_a_lora_adapter_on_its_base_with_prefix_caching(tiny_llama, 
 
 
 def test_serve_and_evaluate_wrap_a_policy_so_its_own_steering_runs_on_the_backend():
-    import pluralign.serve.vllm_backend as vb
-    from pluralign.generation_backends import BackendPolicy, current_backend, with_backend
+    import pluralign.generation.vllm as vb
+    from pluralign.generation.backends import (
+        BackendPolicy,
+        current_backend,
+        with_backend,
+    )
 
     class Steered:
         method, objectives = "ric", ["a", "b"]

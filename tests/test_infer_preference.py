@@ -8,7 +8,8 @@ import pytest
 from pluralign.errors import DataError, PreferenceError
 from pluralign.objectives.base import Objective
 from pluralign.objectives.set import ObjectiveSet
-from pluralign.preferences import Preference, infer_preference
+from pluralign.preferences.inference import infer_preference
+from pluralign.preferences.weights import Preference
 
 
 def _cosine(a, b) -> float:

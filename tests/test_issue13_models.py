@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch import nn
 
-from pluralign.methods.npbtl.modules import NPBTL, ContextEncoder, NPConfig
+from pluralign.models.neural_process import NPBTL, ContextEncoder, NPConfig
 
 
 def _film_grads(checkpointing: bool, use_reentrant: bool = False) -> dict[str, torch.Tensor]:
@@ -77,7 +77,7 @@ def test_npbtl_layers_are_the_papers():
     assert any(isinstance(m, nn.BatchNorm1d) for m in model.decoder.modules())
     head = [m for m in model.context_encoder.head.modules() if isinstance(m, nn.Linear)]
     assert [(m.in_features, m.out_features) for m in head] == [(256, 256), (256, 256)]
-    from pluralign.methods.btl.model import BTL
+    from pluralign.reward_models.btl.model import BTL
 
     btl = [m for m in BTL(NPConfig(input_dim=5, latent_dim=0)).decoder.modules() if isinstance(m, nn.Linear)]
     assert [(m.in_features, m.out_features) for m in btl] == [(256, 256), (256, 1)]
@@ -86,7 +86,7 @@ def test_npbtl_layers_are_the_papers():
 def test_models_saved_with_the_older_layers_still_load(tmp_path):
     import json
 
-    from pluralign.methods.npbtl.modules import load_module, save_module
+    from pluralign.models.neural_process import load_module, save_module
 
     old = NPConfig(input_dim=4, hidden_dim=16, latent_dim=8, num_heads=2, paper_layers=False)
     save_module(NPBTL(old), old, tmp_path, "npbtl")
@@ -97,7 +97,7 @@ def test_models_saved_with_the_older_layers_still_load(tmp_path):
 
 
 def test_kl_term_trains_both_sides_and_is_added_per_task():
-    from pluralign.methods.npbtl.training import task_loss
+    from pluralign.training.user_tasks import task_loss
 
     torch.manual_seed(0)
     model = NPBTL(NPConfig(input_dim=3, hidden_dim=16, latent_dim=8, num_heads=2, latent=True))
@@ -117,10 +117,10 @@ def test_kl_term_trains_both_sides_and_is_added_per_task():
 
 def test_moslim_zero_weight_is_unspecified_by_default(tmp_path):
     from pluralign.errors import ConfigError
-    from pluralign.manifest import Manifest
     from pluralign.methods.moslim.mapping import preference_targets
     from pluralign.methods.moslim.policy import MoslimPolicy
     from pluralign.methods.moslim.template import PreferenceTemplate
+    from pluralign.training.manifest import Manifest
 
     template = PreferenceTemplate(["helpful", "harmless"], [5, 5]).to_dict()
     manifest = Manifest(method="moslim", objectives=["helpful", "harmless"], template=template, mapping="linear")

@@ -11,14 +11,14 @@ from safetensors.torch import load_file
 
 from pluralign import load_policy
 from pluralign.data.scoring import ScoreCache
-from pluralign.demo.tiny_lm import build_tiny_gpt, train_tokenizer
 from pluralign.errors import ConfigError
-from pluralign.manifest import Manifest
-from pluralign.methods.dpo.config import DimensionDPOConfig
-from pluralign.methods.dpo.train import build_stage_trainer, train_dpo
+from pluralign.methods.dpo.trainer import train_dpo
 from pluralign.methods.modpo.config import MODPOConfig
 from pluralign.methods.modpo.trainer import modpo_margins, parse_margin_source, train_modpo
 from pluralign.objectives import ObjectiveSet
+from pluralign.training.dpo_stage import DimensionDPOConfig, build_stage_trainer
+from pluralign.training.manifest import Manifest
+from pluralign.worlds.reviews.tiny_lm import build_tiny_gpt, train_tokenizer
 
 PAIRS = [
     {"prompt": f"Rate item {i}:", "chosen": f" lovely great item {i}", "rejected": f" bad item {i} broke and was awful"}

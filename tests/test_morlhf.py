@@ -9,11 +9,12 @@ import pytest
 
 from pluralign import load_policy
 from pluralign.cli import main
-from pluralign.demo.corpus import generate_corpus
-from pluralign.demo.tiny_lm import build_tiny_gpt, tokenizer_texts, train_tokenizer
-from pluralign.generation import generate_batched
-from pluralign.modeling import load_causal_lm
-from pluralign.rl import DEMO_RL_SETTINGS, ScalarisedRLOOTrainer
+from pluralign.generation.batched import generate_batched
+from pluralign.models.loading import load_causal_lm
+from pluralign.training.rl import ScalarisedRLOOTrainer
+from pluralign.worlds.reviews.corpus import generate_corpus
+from pluralign.worlds.reviews.rl import DEMO_RL_SETTINGS
+from pluralign.worlds.reviews.tiny_lm import build_tiny_gpt, tokenizer_texts, train_tokenizer
 
 TINY_FLAGS = ["--max_steps", "2", "--per_device_train_batch_size", "4", "--num_generations", "2",
               "--max_completion_length", "8", "--save_strategy", "no", "--report_to", "none", "--logging_steps", "1"]  # fmt: skip
@@ -81,9 +82,9 @@ def test_trainer_reward_is_the_scalarised_formula(trained):
     """The reward TRL optimises for grid point w is sum_i w_i (r_i - mean_i) / std_i with the saved statistics."""
     from datasets import Dataset
 
-    from pluralign.modeling import load_tokenizer
+    from pluralign.models.loading import load_tokenizer
     from pluralign.objectives import ObjectiveSet
-    from pluralign.rl import ObjectiveRLConfig
+    from pluralign.training.rl import ObjectiveRLConfig
 
     start, out, corpus, _ = trained
     objectives = ObjectiveSet.from_dict(
@@ -115,8 +116,8 @@ def test_demo_hook_trains_a_loadable_grid_with_overrides(trained, tmp_path):
     """``train_on_demo`` takes the world's start model, objectives and prompts; overrides shrink the run."""
     from types import SimpleNamespace
 
-    from pluralign.methods.morlhf.demo import train_on_demo
     from pluralign.objectives import ObjectiveSet
+    from pluralign.worlds.reviews.morlhf import train_on_demo
 
     start, out, corpus, _ = trained
     objectives = ObjectiveSet.from_specs(["sentiment", "conciseness"])

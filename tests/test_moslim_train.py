@@ -12,14 +12,14 @@ from pluralign.errors import ConfigError
 from pluralign.methods.moslim.mapping import RewardMapping
 from pluralign.methods.moslim.template import PreferenceTemplate
 from pluralign.methods.moslim.trainer import MoslimReward, preference_prompts, sample_targets
-from pluralign.methods.multihead.reward_model import MultiHeadRewardScorer
+from pluralign.reward_models.multihead.reward_model import MultiHeadRewardScorer
 
 PROMPTS = ["Review the lamp.", "Review the desk.", "Review the chair.", "Review the bike."]
 
 
 @pytest.fixture(scope="module")
 def tiny_policy(tmp_path_factory):
-    from pluralign.demo.tiny_lm import build_tiny_gpt, train_tokenizer
+    from pluralign.worlds.reviews.tiny_lm import build_tiny_gpt, train_tokenizer
 
     out = tmp_path_factory.mktemp("policy")
     texts = [p + " [positivity=4/4 length=any] great lamp ok" for p in PROMPTS] * 20

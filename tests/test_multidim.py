@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from pluralign.cli import main
-from pluralign.data.multidim import load_dimension_pairs
+from pluralign.data.dimension_pairs import load_dimension_pairs
 from pluralign.errors import DataError
-from pluralign.manifest import Manifest
+from pluralign.training.manifest import Manifest
 
 FIX = Path(__file__).parent / "fixtures" / "multidim"
 PKU, HELPSTEER, POLITE = str(FIX / "pku.jsonl"), str(FIX / "helpsteer.jsonl"), str(FIX / "polite.jsonl")
@@ -73,7 +73,7 @@ def test_multidim_errors_name_the_column_or_dimension(tmp_path):
 
 @pytest.fixture(scope="module")
 def tiny_model(tmp_path_factory):
-    from pluralign.demo.tiny_lm import build_tiny_gpt, train_tokenizer
+    from pluralign.worlds.reviews.tiny_lm import build_tiny_gpt, train_tokenizer
 
     root = tmp_path_factory.mktemp("cli")
     texts = [line for f in (PKU, POLITE) for line in Path(f).read_text().splitlines()] * 3

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from pluralign.errors import ConfigError, DataError
-from pluralign.methods.multihead.train import bin_scores, ratings_to_classes
+from pluralign.reward_models.multihead.trainer import bin_scores, ratings_to_classes
 
 TINY_BACKBONE = '{"num_hidden_layers": 1, "hidden_size": 32, "num_attention_heads": 2, "intermediate_size": 64}'
 
@@ -53,7 +53,7 @@ def synthetic_rows(n: int, seed: int = 0) -> list[dict]:
 
 @pytest.fixture(scope="module")
 def trained_rm(tmp_path_factory):
-    from pluralign.methods.multihead.train import run
+    from pluralign.reward_models.multihead.trainer import run
 
     tmp = tmp_path_factory.mktemp("mh")
     data = tmp / "ratings.jsonl"
@@ -139,7 +139,7 @@ def test_head_is_an_objective_source(trained_rm):
 
 
 def test_num_classes_must_match_objectives(tmp_path):
-    from pluralign.methods.multihead.config import MultiHeadRewardConfig
+    from pluralign.reward_models.multihead.config import MultiHeadRewardConfig
 
     config = MultiHeadRewardConfig(output_dir=str(tmp_path), num_classes=[5, 3, 2], objective=["a", "b"])
     with pytest.raises(ConfigError, match="num_classes has 3 values for 2 objectives"):

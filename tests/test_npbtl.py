@@ -9,11 +9,11 @@ import torch
 
 from pluralign import load_reward_model
 from pluralign.errors import PreferenceError
-from pluralign.methods.btl.model import BTL
-from pluralign.methods.npbtl.modules import NPBTL, NPConfig
-from pluralign.methods.npbtl.synthetic import synthetic_users
-from pluralign.methods.npbtl.training import TaskSampler, accuracy_by_context_size, train_tasks
-from pluralign.methods.reward_model.cli import run as train_reward_model
+from pluralign.models.neural_process import NPBTL, NPConfig
+from pluralign.reward_models.btl.model import BTL
+from pluralign.reward_models.cli import run as train_reward_model
+from pluralign.reward_models.npbtl.synthetic import synthetic_users
+from pluralign.training.user_tasks import TaskSampler, accuracy_by_context_size, train_tasks
 
 
 def test_reduced_synthetic_run_context_beats_no_context_and_btl():

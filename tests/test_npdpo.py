@@ -53,7 +53,7 @@ def _pairs(user: str, topics: list[str]) -> list[dict]:
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
-    from pluralign.demo.tiny_lm import build_tiny_gpt, train_tokenizer
+    from pluralign.worlds.reviews.tiny_lm import build_tiny_gpt, train_tokenizer
 
     root = tmp_path_factory.mktemp("npdpo")
     texts = [f"About the {t}:{r}" for t in TOPICS for r in (SUNNY, GLOOMY)] * 5

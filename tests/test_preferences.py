@@ -4,7 +4,12 @@ import numpy as np
 import pytest
 
 from pluralign.errors import PreferenceError
-from pluralign.preferences import Preference, parse_preference, preference_grid, preference_to_rewards
+from pluralign.preferences.rewards import preference_to_rewards
+from pluralign.preferences.weights import (
+    Preference,
+    parse_preference,
+    preference_grid,
+)
 
 LO, HI = [-2.0, -1.0], [3.0, 1.0]
 

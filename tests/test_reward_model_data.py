@@ -11,7 +11,7 @@ import pytest
 from pluralign.data.attributes import attribute_pairs
 from pluralign.data.pairs import DEFAULT_USER_TYPE, load_pairs, pair_id, split_pairs
 from pluralign.errors import DataError
-from pluralign.truncation import PairFormat, encode_pairs
+from pluralign.models.truncation import PairFormat, encode_pairs
 
 LONG_DIALOGUE = (
     "".join(
@@ -109,8 +109,8 @@ class _HashEmbedder:
 
 def test_npbtl_and_btl_split_by_pair_id(tmp_path):
     """load_user_pairs (NP-BTL and BTL): no held-out pair of any type is in any type's training features."""
-    from pluralign.methods.npbtl.config import NPBTLConfig
-    from pluralign.methods.npbtl.data import load_user_pairs
+    from pluralign.data.user_pairs import load_user_pairs
+    from pluralign.reward_models.npbtl.config import NPBTLConfig
 
     rows = []
     for i in range(60):
@@ -129,7 +129,7 @@ def test_npbtl_and_btl_split_by_pair_id(tmp_path):
 
 
 def test_multihead_split_keeps_pairs_together():
-    from pluralign.methods.multihead.train import split_rows
+    from pluralign.reward_models.multihead.trainer import split_rows
 
     rows = [{"prompt": f"q{i // 2}", "response": str(i), "pair_id": f"p{i // 2}"} for i in range(40)]
     train, evals = split_rows(rows, 0.2, seed=0)
@@ -141,7 +141,7 @@ def test_multihead_split_keeps_pairs_together():
 def minilm_tokenizer():
     from transformers import AutoTokenizer
 
-    from pluralign.embeddings import resolve_encoder
+    from pluralign.models.embeddings import resolve_encoder
 
     return AutoTokenizer.from_pretrained(resolve_encoder(None))
 
@@ -190,7 +190,7 @@ def tiny_classifier(tmp_path_factory, minilm_tokenizer):
 
 def test_long_dialogue_with_different_responses_scores_differently(tiny_classifier):
     """HF reward-model objective and frozen embeddings: over max_length, the responses still decide."""
-    from pluralign.embeddings import Embedder
+    from pluralign.models.embeddings import Embedder
     from pluralign.objectives.hf import HFRewardModel
 
     responses = [" I won't help with that.", " Sure: take a tension wrench and a pick."]
@@ -206,8 +206,8 @@ def test_btl_linear_head_round_trips(tmp_path):
     """``--hidden_dim 0``: a linear Bradley-Terry head, saved and loaded like the MLP one."""
     import torch
 
-    from pluralign.methods.btl.model import BTL
-    from pluralign.methods.npbtl.modules import NPConfig, load_module, save_module
+    from pluralign.models.neural_process import NPConfig, load_module, save_module
+    from pluralign.reward_models.btl.model import BTL
 
     cfg = NPConfig(input_dim=4, hidden_dim=0, latent_dim=0)
     model = BTL(cfg)

@@ -10,8 +10,8 @@ import pytest
 
 from pluralign.cli import main
 from pluralign.errors import ConfigError
-from pluralign.manifest import Manifest
 from pluralign.objectives.set import ObjectiveSet, build_objective, parse_objective_spec
+from pluralign.training.manifest import Manifest
 
 pytestmark = pytest.mark.slow
 
@@ -84,7 +84,7 @@ def test_objective_specs_of_trained_reward_models(btl_dir, world):
 
 
 def test_score_and_train_ric_with_a_trained_reward_model(btl_dir, world, tmp_path, capsys):
-    from pluralign.demo.tiny_lm import build_tiny_gpt, train_tokenizer
+    from pluralign.worlds.reviews.tiny_lm import build_tiny_gpt, train_tokenizer
 
     out = tmp_path / "scored"
     assert (
@@ -119,7 +119,7 @@ def tiny_bert(tmp_path_factory):
     import torch
     from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
 
-    from pluralign.embeddings import resolve_encoder
+    from pluralign.models.embeddings import resolve_encoder
 
     torch.manual_seed(0)
     out = tmp_path_factory.mktemp("tiny_bert_backbone")
@@ -132,7 +132,7 @@ def tiny_bert(tmp_path_factory):
 
 
 def test_classifier_trains_resumes_and_is_an_objective(world, tiny_bert, tmp_path, monkeypatch, capsys):
-    import pluralign.methods.classifier.train as clf
+    import pluralign.reward_models.classifier.trainer as clf
 
     out = tmp_path / "clf"
     args = ["train", "reward-model", "--type", "classifier", "--dataset", str(world["pairs"]), "--output_dir", str(out),

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from pluralign import load_policy
-from pluralign.preferences import preference_grid
+from pluralign.preferences.weights import preference_grid
 
 pytestmark = pytest.mark.slow
 

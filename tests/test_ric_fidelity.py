@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pluralign.methods.ric import train as ric_train
+from pluralign.methods.ric import trainer as ric_train
 from pluralign.methods.ric.bounds import desired_bounds, gaussian_bounds
 from pluralign.methods.ric.buffer import offline_selection
 from pluralign.methods.ric.config import RiCConfig
@@ -120,9 +120,9 @@ def test_gaussian_bounds_reach_the_manifest_and_steer_inference(stubbed):
     manifest = json.loads((out / "pluralign.json").read_text())
     assert manifest["extra"]["reward_bounds"] == "gaussian"
     assert manifest["extra"]["desired_low"] == lo.tolist() and manifest["extra"]["desired_high"] == hi.tolist()
-    from pluralign.manifest import Manifest
     from pluralign.methods.ric.policy import RiCPolicy
-    from pluralign.preferences import Preference
+    from pluralign.preferences.weights import Preference
+    from pluralign.training.manifest import Manifest
 
     policy = RiCPolicy(None, None, Manifest.load(out), out)
     wanted = policy.desired_rewards(Preference(("sentiment", "conciseness"), (1.0, 0.0)))

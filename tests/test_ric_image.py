@@ -10,13 +10,13 @@ from PIL import Image
 
 from pluralign.objectives import ObjectiveSet
 from pluralign.objectives.image import colourfulness, jpeg_compressibility
-from pluralign.preferences import (
-    PreferenceError,
+from pluralign.preferences.rewards import (
     preference_to_quantiles,
     preference_to_rewards,
     preference_to_rewards_by_quantile,
     quantile_table,
 )
+from pluralign.preferences.weights import PreferenceError
 
 TOP = 0.9999999
 TINY_UNET = {
@@ -81,7 +81,7 @@ def test_clip_objective_with_a_tiny_random_clip(tmp_path):
     from safetensors.torch import save_file
     from transformers import AutoTokenizer, CLIPConfig, CLIPModel
 
-    from pluralign.embeddings import resolve_encoder
+    from pluralign.models.embeddings import resolve_encoder
 
     tok = AutoTokenizer.from_pretrained(resolve_encoder(None))
     torch.manual_seed(0)
@@ -144,7 +144,7 @@ def test_quantile_rewards_match_numpy_quantiles():
 
 def test_captions_carry_tags_and_are_dropped_together():
     from pluralign.methods.ric_image.config import RiCImageConfig
-    from pluralign.methods.ric_image.train import caption_template, step_draw, tagged_captions
+    from pluralign.methods.ric_image.trainer import caption_template, step_draw, tagged_captions
 
     template = caption_template(RiCImageConfig())
     z = np.array([[0.51, -1.24], [2.0, 0.0]])
@@ -161,7 +161,7 @@ def test_captions_carry_tags_and_are_dropped_together():
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
-    from pluralign.demo.image_world import write_world_images
+    from pluralign.worlds.images.world import write_world_images
 
     root = tmp_path_factory.mktemp("imgworld")
     data = write_world_images(root / "images", 48, seed=0)
@@ -192,7 +192,7 @@ def test_resume_takes_the_same_steps_as_an_uninterrupted_run(world, tmp_path):
     import torch
 
     from pluralign.data.scoring import ScoreCache
-    from pluralign.methods.ric_image.train import train_ric_image
+    from pluralign.methods.ric_image.trainer import train_ric_image
 
     root, data = world
     straight = train_ric_image(_config(root, data, tmp_path / "a", 4, use_ema=True, ema_decay=0.9), progress=None)
@@ -210,9 +210,11 @@ def test_resume_takes_the_same_steps_as_an_uninterrupted_run(world, tmp_path):
 
 def test_train_then_generate_pil_images(world, tmp_path):
     from pluralign.cli import main
-    from pluralign.manifest import Manifest
-    from pluralign.methods.ric_image.train import train_ric_image
-    from pluralign.steering import load_policy
+    from pluralign.generation.policy import (
+        load_policy,
+    )
+    from pluralign.methods.ric_image.trainer import train_ric_image
+    from pluralign.training.manifest import Manifest
 
     root, data = world
     out = train_ric_image(_config(root, data, tmp_path / "m", 2), progress=None)
@@ -262,7 +264,7 @@ def test_config_errors_are_one_line(world, tmp_path, capsys):
 
 
 def test_image_world_objectives_conflict_without_mirroring(world):
-    from pluralign.demo.image_world import render
+    from pluralign.worlds.images.world import render
 
     root, data = world
     rows = [json.loads(line) for line in (data / "metadata.jsonl").read_text().splitlines()]
@@ -279,9 +281,11 @@ def test_image_world_objectives_conflict_without_mirroring(world):
 def test_word_encoder_trains_with_the_unet_grows_by_the_tags_and_resumes(world, tmp_path):
     import torch
 
-    from pluralign.methods.ric_image.train import train_ric_image
-    from pluralign.steering import load_policy
-    from pluralign.word_encoder import WordEncoder
+    from pluralign.generation.policy import (
+        load_policy,
+    )
+    from pluralign.methods.ric_image.trainer import train_ric_image
+    from pluralign.models.word_encoder import WordEncoder
 
     root, data = world
     unet = dict(TINY_UNET, cross_attention_dim=16, addition_embed_type="text", addition_embed_type_num_heads=2)

@@ -11,7 +11,7 @@ import pytest
 from pluralign import load_policy
 from pluralign.errors import ConfigError
 from pluralign.methods.ric.config import RiCConfig
-from pluralign.methods.ric.train import train_ric
+from pluralign.methods.ric.trainer import train_ric
 
 pytestmark = pytest.mark.slow
 

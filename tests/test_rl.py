@@ -1,4 +1,4 @@
-"""The shared RL-on-objectives glue: the scalarised reward and one RLOO run (pluralign.rl)."""
+"""The shared RL-on-objectives glue: the scalarised reward and one RLOO run (pluralign.training.rl)."""
 
 from __future__ import annotations
 
@@ -7,12 +7,13 @@ import json
 import numpy as np
 import pytest
 
-from pluralign.demo.corpus import generate_corpus
-from pluralign.demo.tiny_lm import build_tiny_gpt, tokenizer_texts, train_tokenizer
 from pluralign.errors import DataError, PreferenceError
 from pluralign.objectives import ObjectiveSet
 from pluralign.objectives.set import ObjectiveStats
-from pluralign.rl import DEMO_RL_SETTINGS, ObjectiveRLConfig, ScalarisedReward, run_is_done, train_weighted_policy
+from pluralign.training.rl import ObjectiveRLConfig, ScalarisedReward, run_is_done, train_weighted_policy
+from pluralign.worlds.reviews.corpus import generate_corpus
+from pluralign.worlds.reviews.rl import DEMO_RL_SETTINGS
+from pluralign.worlds.reviews.tiny_lm import build_tiny_gpt, tokenizer_texts, train_tokenizer
 
 
 def fitted_objectives() -> ObjectiveSet:
@@ -74,8 +75,8 @@ def test_conciseness_run_learns_to_stop_early(tiny_start, tmp_path):
     """RLOO on the conciseness z-score alone makes the (random) policy's completions shorter."""
     import torch
 
-    from pluralign.generation import generate_batched
-    from pluralign.modeling import load_causal_lm, load_tokenizer
+    from pluralign.generation.batched import generate_batched
+    from pluralign.models.loading import load_causal_lm, load_tokenizer
 
     start, objectives, prompts = tiny_start
     config = rl_config(start, tmp_path, max_steps=25, learning_rate=3e-3, beta=0.0, max_completion_length=16)
@@ -98,7 +99,7 @@ def test_conciseness_run_learns_to_stop_early(tiny_start, tmp_path):
 
 def test_prompt_only_dataset_needs_an_objectives_file(tmp_path):
     from pluralign.errors import ConfigError
-    from pluralign.rl import prepare_objectives_and_prompts
+    from pluralign.training.rl import prepare_objectives_and_prompts
 
     data = tmp_path / "prompts.jsonl"
     data.write_text(

@@ -11,9 +11,11 @@ import httpx
 import pytest
 
 from pluralign.errors import ConfigError
-from pluralign.manifest import Manifest
+from pluralign.generation.policy import (
+    SteerablePolicy,
+)
 from pluralign.serve.app import ServerSettings, create_app, find_front
-from pluralign.steering import SteerablePolicy
+from pluralign.training.manifest import Manifest
 
 OBJECTIVES = ["sentiment", "conciseness"]
 
@@ -377,7 +379,7 @@ def test_serve_command_config_defaults_to_loopback_and_checks_options(tmp_path):
 
 
 def test_vllm_backend_is_optional_and_guarded(monkeypatch):
-    import pluralign.serve.vllm_backend as vb
+    import pluralign.generation.vllm as vb
 
     policy = EchoPolicy()
     assert vb.select_backend(policy, "transformers") is policy

@@ -14,10 +14,12 @@ from pathlib import Path
 
 import pytest
 
-from pluralign.manifest import Manifest
+from pluralign.generation.policy import (
+    SteerablePolicy,
+)
 from pluralign.serve.app import ServerSettings, create_app
 from pluralign.serve.background import serve_in_thread
-from pluralign.steering import SteerablePolicy
+from pluralign.training.manifest import Manifest
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"

@@ -14,10 +14,12 @@ import httpx
 import pytest
 
 from pluralign.commands.serve import ServeConfig, build_app
-from pluralign.manifest import Manifest
 from pluralign.objectives import ObjectiveSet
+from pluralign.preferences.tags import (
+    TagTemplate,
+)
 from pluralign.serve.background import free_port
-from pluralign.tags import TagTemplate
+from pluralign.training.manifest import Manifest
 
 PROMPTS = ["the food was", "my day at the park", "a short note about rain", "tell me about the sea"]
 
@@ -25,7 +27,7 @@ PROMPTS = ["the food was", "my day at the park", "a short note about rain", "tel
 @pytest.fixture(scope="module")
 def ric_dir(tmp_path_factory) -> Path:
     """A tiny random GPT-2 with a BPE tokenizer and a RiC manifest (no training: serving needs only the format)."""
-    from pluralign.demo.tiny_lm import build_tiny_gpt, train_tokenizer
+    from pluralign.worlds.reviews.tiny_lm import build_tiny_gpt, train_tokenizer
 
     root = tmp_path_factory.mktemp("ric")
     model_dir = root / "model"
@@ -158,8 +160,8 @@ def test_vllm_backend_sends_the_same_tagged_prompts_as_the_transformers_path(ric
     """VLLMPolicy against a stand-in ``vllm`` module that generates greedily with transformers."""
     import types
 
-    import pluralign.serve.vllm_backend as vb
-    from pluralign.generation import generate_batched
+    import pluralign.generation.vllm as vb
+    from pluralign.generation.batched import generate_batched
 
     policy = build_app(ServeConfig(model=str(ric_dir), backend="transformers")).state.policy
     seen: dict = {}

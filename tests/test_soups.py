@@ -9,11 +9,11 @@ import torch
 
 from pluralign import load_policy
 from pluralign.cli import main
-from pluralign.demo.corpus import generate_corpus
-from pluralign.demo.tiny_lm import build_tiny_gpt, tokenizer_texts, train_tokenizer
-from pluralign.generation import generate_batched
+from pluralign.generation.batched import generate_batched
 from pluralign.methods.soups.policy import average_state_dicts
-from pluralign.modeling import load_causal_lm
+from pluralign.models.loading import load_causal_lm
+from pluralign.worlds.reviews.corpus import generate_corpus
+from pluralign.worlds.reviews.tiny_lm import build_tiny_gpt, tokenizer_texts, train_tokenizer
 
 TINY_FLAGS = ["--max_steps", "2", "--per_device_train_batch_size", "4", "--num_generations", "2",
               "--max_completion_length", "8", "--save_strategy", "no", "--report_to", "none",

@@ -14,12 +14,12 @@ from transformers import AutoModelForCausalLM
 from trl import DPOConfig, DPOTrainer
 
 from pluralign import load_policy
-from pluralign.demo.tiny_lm import build_tiny_gpt, train_tokenizer
 from pluralign.errors import ConfigError
-from pluralign.manifest import Manifest
-from pluralign.methods.dpo.train import build_stage_trainer
 from pluralign.methods.spo.config import SPOConfig
 from pluralign.methods.spo.trainer import spo_margins, train_spo
+from pluralign.training.dpo_stage import build_stage_trainer
+from pluralign.training.manifest import Manifest
+from pluralign.worlds.reviews.tiny_lm import build_tiny_gpt, train_tokenizer
 
 POSITIVE = [
     {"prompt": f"Rate item {i}:", "chosen": f" lovely great item {i} works well", "rejected": f" bad {i}"}

@@ -9,22 +9,29 @@ __version__ = "0.1.0"
 __all__ = ["load_policy", "load_reward_model", "Preference", "preference_to_rewards", "__version__"]
 
 if TYPE_CHECKING:  # pragma: no cover
-    from pluralign.preferences import Preference, preference_to_rewards
-    from pluralign.steering import load_policy
+    from pluralign.generation.policy import (
+        load_policy,
+    )
+    from pluralign.preferences.rewards import preference_to_rewards
+    from pluralign.preferences.weights import Preference
 
 
 def __getattr__(name: str) -> Any:
     # Lazy imports keep `import pluralign` and the CLI's start fast (torch is only imported when needed).
     if name == "load_policy":
-        from pluralign.steering import load_policy
+        from pluralign.generation.policy import (
+            load_policy,
+        )
 
         return load_policy
     if name == "load_reward_model":
-        from pluralign.reward_models import load_reward_model
+        from pluralign.objectives.trained import load_reward_model
 
         return load_reward_model
     if name in ("Preference", "preference_to_rewards"):
-        from pluralign import preferences
+        from pluralign.preferences.weights import (
+            weights as preferences,
+        )
 
         return getattr(preferences, name)
     raise AttributeError(name)

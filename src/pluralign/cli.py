@@ -27,10 +27,10 @@ COMMANDS = {
 
 
 def training_methods() -> dict[str, str]:
-    """``{command name: module}`` for every method folder with a cli.py."""
+    """``{command name: module}`` for every method folder with a cli.py, plus ``reward-model``."""
     import pluralign.methods as methods_pkg
 
-    found = {}
+    found = {"reward-model": "pluralign.reward_models.cli"}
     for info in pkgutil.iter_modules(methods_pkg.__path__):
         if info.ispkg and importlib.util.find_spec(f"pluralign.methods.{info.name}.cli") is not None:
             found[info.name.replace("_", "-")] = f"pluralign.methods.{info.name}.cli"

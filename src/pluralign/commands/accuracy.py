@@ -54,7 +54,7 @@ def run(argv: Sequence[str]) -> int:
     from pluralign.data.loading import prompt_text, response_text
     from pluralign.data.pairs import load_pairs
     from pluralign.objectives.set import build_objective
-    from pluralign.reward_models import pairwise_accuracy
+    from pluralign.objectives.trained import pairwise_accuracy
 
     args = parse_args(build_parser(), argv)
     specs = objective_specs(args)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from pluralign.config import add_generation_flags, generation_kwargs, parse_args
 from pluralign.errors import ConfigError
-from pluralign.reproducibility import seed_everything
+from pluralign.training.seeding import seed_everything
 
 DEMO_METHODS = ("ric", "moslim", "spo", "modpo", "morlhf", "soups", "npdpo", "dpo")
 
@@ -37,13 +37,13 @@ def build_parser() -> argparse.ArgumentParser:
 def run(argv: Sequence[str]) -> int:
     args = parse_args(build_parser(), argv)
     if args.world == "chat":
-        from pluralign.demo.chat_demo import parse_methods, run_chat_demo
+        from pluralign.worlds.chat.demo import parse_methods, run_chat_demo
 
         return run_chat_demo(
             args.out, parse_methods(args.method), args.work_dir, args.seed, generation_kwargs(args, {})
         )
     if args.world == "images":
-        from pluralign.demo import image_demo
+        from pluralign.worlds.images import demo as image_demo
 
         return image_demo.run(args)
     if args.world != "reviews":
@@ -51,12 +51,14 @@ def run(argv: Sequence[str]) -> int:
     if args.method not in DEMO_METHODS:
         raise ConfigError(f"unknown demo --method {args.method!r}; use one of {', '.join(DEMO_METHODS)}")
     try:
-        hook = importlib.import_module(f"pluralign.methods.{args.method}.demo")
+        hook = importlib.import_module(f"pluralign.worlds.reviews.{args.method}")
     except ModuleNotFoundError as exc:
         raise ConfigError(f"method {args.method!r} has no demo in this version of pluralign") from exc
-    from pluralign.demo.world import WorldSettings, build_world
     from pluralign.evaluation.pipeline import evaluate_models, summary_table
-    from pluralign.steering import load_policy
+    from pluralign.generation.policy import (
+        load_policy,
+    )
+    from pluralign.worlds.reviews.world import WorldSettings, build_world
 
     start = time.time()
     out = Path(args.out)

@@ -39,15 +39,23 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def run(argv: Sequence[str]) -> int:
-    from pluralign.chat import as_chat
     from pluralign.data.loading import load_any, unique_prompts
-    from pluralign.distributed import init_processes
     from pluralign.evaluation.grids import resolve_grid
     from pluralign.evaluation.pipeline import evaluate_models, summary_table
-    from pluralign.generation_backends import check_backend, use_backend, with_backend
+    from pluralign.generation.backends import (
+        check_backend,
+        use_backend,
+        with_backend,
+    )
+    from pluralign.generation.policy import (
+        load_policy,
+    )
+    from pluralign.generation.prompts import (
+        as_chat,
+    )
     from pluralign.objectives import ObjectiveSet, ObjectiveStats
-    from pluralign.reproducibility import seed_everything
-    from pluralign.steering import load_policy
+    from pluralign.training.seeding import seed_everything
+    from pluralign.training.state import init_processes
 
     args = parse_args(build_parser(), argv)
     seed_everything(args.seed)
@@ -105,10 +113,10 @@ def _training_stats(stats: dict, names: Sequence[str], cls) -> dict:
 
 
 def _evaluate_images(policy, baseline: str, prompts, objectives, args) -> int:
-    from pluralign.diffusion import TextToImage
     from pluralign.evaluation.grids import resolve_grid
     from pluralign.evaluation.images import evaluate_image_models
     from pluralign.evaluation.pipeline import summary_table
+    from pluralign.models.diffusion import TextToImage
 
     gen = {k: getattr(args, k) for k in ("num_inference_steps", "guidance_scale") if getattr(args, k) is not None}
     fronts = evaluate_image_models(

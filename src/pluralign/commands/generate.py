@@ -7,11 +7,11 @@ import json
 from collections.abc import Sequence
 from pathlib import Path
 
-from pluralign.chat import as_chat
 from pluralign.config import add_generation_flags, generation_kwargs, parse_args
 from pluralign.errors import DataError
-from pluralign.manifest import Manifest
-from pluralign.preferences import Preference
+from pluralign.generation.prompts import as_chat
+from pluralign.preferences.weights import Preference
+from pluralign.training.manifest import Manifest
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -50,7 +50,9 @@ def read_context(path: str) -> list[tuple[str, str, str]]:
 def run(argv: Sequence[str]) -> int:
     import torch
 
-    from pluralign.steering import load_policy
+    from pluralign.generation.policy import (
+        load_policy,
+    )
 
     args = parse_args(build_parser(), argv)
     prompts = list(args.prompts)

@@ -16,8 +16,8 @@ from pathlib import Path
 from pluralign.config import parse_args
 from pluralign.data.loading import load_any, to_samples
 from pluralign.data.scoring import ScoreCache, score_samples
-from pluralign.distributed import init_processes
 from pluralign.objectives import ObjectiveSet
+from pluralign.training.state import init_processes
 
 
 def build_parser() -> argparse.ArgumentParser:

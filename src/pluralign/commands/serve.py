@@ -36,9 +36,13 @@ class ServeConfig:
 
 def build_app(config: ServeConfig):
     """Load the model of ``config`` and build the app (also used by benchmarks and tests)."""
+    from pluralign.generation.policy import (
+        load_policy,
+    )
+    from pluralign.generation.vllm import (
+        select_backend,
+    )
     from pluralign.serve.app import ServerSettings, create_app, find_front
-    from pluralign.serve.vllm_backend import select_backend
-    from pluralign.steering import load_policy
 
     if not config.model:
         raise ConfigError("--model is required: the trained model dir to serve (e.g. out/demo/model)")

@@ -16,10 +16,10 @@ from typing import Any
 
 import numpy as np
 
-from pluralign.distributed import gather_shares, my_share, world
 from pluralign.evaluation.metrics import DEFAULT_REFERENCE_Z, hypervolume, steerability
 from pluralign.objectives import ObjectiveSet, ObjectiveStats
-from pluralign.preferences import preference_grid
+from pluralign.preferences.weights import preference_grid
+from pluralign.training.state import gather_shares, my_share, world
 
 
 @dataclass

@@ -1,7 +1,7 @@
 """Preference grids for evaluation: the simplex lattice, RiC's 13 fixed K=3 points, or a points file.
 
 ``resolve_grid(spec, k, points=None)``:
-- ``"lattice"`` (default): :func:`pluralign.preferences.preference_grid` (K=2: 11 points; K>=3: simplex
+- ``"lattice"`` (default): :func:`pluralign.preferences.weights.preference_grid` (K=2: 11 points; K>=3: simplex
   lattice, resolution ``points``);
 - ``"ric13"``: the 13 points YangRui2015/RiC's ``evaluation.py`` uses for three objectives (its
   ``[0.33, 0.33, 0.33]`` is written as exact thirds so it lies on the simplex);
@@ -17,7 +17,7 @@ import re
 from pathlib import Path
 
 from pluralign.errors import ConfigError
-from pluralign.preferences import preference_grid
+from pluralign.preferences.weights import preference_grid
 
 THIRD = 1.0 / 3.0
 RIC_K3_POINTS: list[list[float]] = [

@@ -22,7 +22,7 @@ from pluralign.evaluation.metrics import DEFAULT_REFERENCE_Z, steerability
 from pluralign.evaluation.plot import plot_fronts
 from pluralign.evaluation.report import write_report
 from pluralign.objectives import ObjectiveSet, ObjectiveStats
-from pluralign.preferences import preference_grid
+from pluralign.preferences.weights import preference_grid
 
 
 def _save(images: Sequence[Any], folder: Path, names: Sequence[str]) -> list[str]:
@@ -66,7 +66,7 @@ def evaluate_image_models(
     range_stats: dict[str, ObjectiveStats] | None = None,
     **generation_kwargs: Any,
 ) -> list[Front]:
-    """``baseline``: a :class:`~pluralign.diffusion.TextToImage` sampled on the plain prompts (the ``sft``
+    """``baseline``: a :class:`~pluralign.models.diffusion.TextToImage` sampled on the plain prompts (the ``sft``
     front, whose per-image scores set the hypervolume's normalisation); None: the first policy at uniform
     weights sets it."""
     log = progress or (lambda _m: None)

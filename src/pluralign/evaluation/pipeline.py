@@ -11,7 +11,6 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from pluralign.distributed import is_main, world
 from pluralign.evaluation.front import (
     Front,
     constant_front,
@@ -26,7 +25,8 @@ from pluralign.evaluation.metrics import DEFAULT_REFERENCE_Z
 from pluralign.evaluation.plot import plot_fronts
 from pluralign.evaluation.report import write_report
 from pluralign.objectives import ObjectiveSet
-from pluralign.preferences import preference_grid
+from pluralign.preferences.weights import preference_grid
+from pluralign.training.state import is_main, world
 
 
 def sft_front(
@@ -35,8 +35,8 @@ def sft_front(
     """Generate with the unconditioned SFT model; returns its (constant) front and its output statistics."""
     import torch
 
-    from pluralign.generation import generate_batched
-    from pluralign.modeling import load_causal_lm, load_tokenizer
+    from pluralign.generation.batched import generate_batched
+    from pluralign.models.loading import load_causal_lm, load_tokenizer
 
     t = time.time()
     model, tok = load_causal_lm(base_model), load_tokenizer(base_model)

@@ -10,7 +10,7 @@ Input conventions differ between reward models (METHODS.md §1), so each is conf
 - ``input_format="summary_bos_post"``: ``response + " " + bos + " " + prompt`` (RiC's summary convention).
 
 Over ``max_length`` tokens the oldest prompt tokens are dropped and the response kept
-(:mod:`pluralign.truncation`).
+(:mod:`pluralign.models.truncation`).
 
 ``logit_index`` picks the class logit; ``activation`` optionally maps it (``sigmoid``, ``softmax``).
 """
@@ -22,9 +22,9 @@ from collections.abc import Sequence
 import torch
 
 from pluralign.errors import ConfigError
-from pluralign.hub import check_model_source, load_error
+from pluralign.models.loading import check_model_source, load_error
+from pluralign.models.truncation import INPUT_FORMATS, PairFormat, encode_pairs
 from pluralign.objectives.base import Objective
-from pluralign.truncation import INPUT_FORMATS, PairFormat, encode_pairs
 
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 

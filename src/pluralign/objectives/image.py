@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from pluralign.errors import ConfigError
-from pluralign.hub import check_model_source, load_error
+from pluralign.models.loading import check_model_source, load_error
 from pluralign.objectives.base import Objective
 
 

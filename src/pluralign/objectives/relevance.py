@@ -37,7 +37,7 @@ def last_user_turn(prompt: Any) -> str:
 def _encoder():
     from transformers import AutoModel, AutoTokenizer
 
-    from pluralign.hub import check_model_source
+    from pluralign.models.loading import check_model_source
 
     path = check_model_source(ENCODER, what="relevance encoder")
     return AutoTokenizer.from_pretrained(path), AutoModel.from_pretrained(path).eval()

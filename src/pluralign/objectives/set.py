@@ -21,7 +21,7 @@ SOURCE_TYPES: dict[str, str] = {
     "builtin": "pluralign.objectives.builtin:BuiltinObjective",
     "callable": "pluralign.objectives.python:CallableObjective",
     "hf": "pluralign.objectives.hf:HFRewardModel",
-    "multihead": "pluralign.methods.multihead.objective:MultiHeadObjective",
+    "multihead": "pluralign.reward_models.multihead.objective:MultiHeadObjective",
     "reward_model": "pluralign.objectives.trained:TrainedRewardModelObjective",
     "image": "pluralign.objectives.image:build_image_objective",
 }

@@ -16,19 +16,23 @@ prompt / chosen / rejected; without one, its learnt default user); in the short 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+import importlib
+import json
+from collections.abc import Callable, Mapping, Sequence
 from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from pluralign.errors import ConfigError
-from pluralign.manifest import MANIFEST_NAME, Manifest
 from pluralign.objectives.base import Objective
+from pluralign.training.manifest import MANIFEST_NAME, Manifest
 
 
 def is_reward_model_dir(path: str | Path) -> bool:
     """True when ``path`` is a directory whose manifest names a pluralign reward-model type."""
-    from pluralign.reward_models import REWARD_MODEL_TYPES
+    pass
 
     p = Path(path).expanduser()
     if not (p / MANIFEST_NAME).is_file():
@@ -45,7 +49,7 @@ class TrainedRewardModelObjective(Objective):
     def __init__(
         self, name: str, model: str, context: str | None = None, head: str | None = None, batch_size: int = 64
     ) -> None:
-        from pluralign.reward_models import REWARD_MODEL_TYPES
+        pass
 
         self.name = name
         self.model_dir = Path(model).expanduser().resolve()
@@ -75,7 +79,7 @@ class TrainedRewardModelObjective(Objective):
 
     @cached_property
     def reward_model(self) -> Any:
-        from pluralign.reward_models import load_reward_model
+        pass
 
         return load_reward_model(self.model_dir)
 
@@ -88,3 +92,60 @@ class TrainedRewardModelObjective(Objective):
     def score_batch(self, prompts: Sequence[str], responses: Sequence[str]) -> list[float]:
         kwargs = {"head": self.head} if self.head else {}
         return list(self.reward_model.score(list(prompts), list(responses), context=self.context, **kwargs))
+
+
+REWARD_MODEL_TYPES = ("btl", "npbtl", "multihead", "classifier")
+EVAL_FILE = "eval_results.json"
+
+
+def load_reward_model(path: str | Path, **kwargs: Any):
+    manifest = Manifest.load(path)
+    if manifest.method not in REWARD_MODEL_TYPES:
+        raise ConfigError(
+            f"{path} holds a {manifest.method!r} model, not a reward model ({', '.join(REWARD_MODEL_TYPES)})"
+        )
+    module = importlib.import_module(f"pluralign.reward_models.{manifest.method}.reward_model")
+    return module.load(Path(path), manifest, **kwargs)
+
+
+def pairwise_accuracy(
+    score: Callable[[list[Any], list[Any]], Sequence[float]], pairs: Sequence[Mapping[str, Any]]
+) -> dict[str, Any]:
+    """Share of pairs whose chosen response scores strictly higher than the rejected one (ties count as
+    misses and are reported); ``score(prompts, responses)`` is called once for all responses."""
+    if not pairs:
+        raise ConfigError("no pairs to measure accuracy on")
+    prompts = [p["prompt"] for p in pairs]
+    scores = np.asarray(
+        score(prompts + prompts, [p["chosen"] for p in pairs] + [p["rejected"] for p in pairs]), dtype=np.float64
+    )
+    n = len(pairs)
+    chosen, rejected = scores[:n], scores[n:]
+    return {
+        "pairwise_accuracy": round(float((chosen > rejected).mean()), 4),
+        "ties": int((chosen == rejected).sum()),
+        "pairs": n,
+    }
+
+
+def record_held_out_accuracy(
+    model_dir: str | Path,
+    held_pairs: Sequence[Mapping[str, Any]],
+    extra: Mapping[str, Any] | None = None,
+    progress: Callable[[str], None] | None = print,
+) -> dict[str, Any]:
+    """Score the held-out pairs with the saved model (the same path users load), and write the result to
+    ``eval_results.json`` and the manifest; returns it."""
+    model_dir = Path(model_dir)
+    result: dict[str, Any] = {}
+    if held_pairs:
+        rm = load_reward_model(model_dir)
+        result = pairwise_accuracy(lambda p, r: rm.score(p, r), held_pairs)
+        if progress:
+            progress(f"held-out pairwise accuracy: {result['pairwise_accuracy']:.3f} on {result['pairs']} pairs")
+    result.update(extra or {})
+    (model_dir / EVAL_FILE).write_text(json.dumps(result, indent=2))
+    manifest = Manifest.load(model_dir)
+    manifest.extra["held_out"] = result
+    manifest.save(model_dir)
+    return result

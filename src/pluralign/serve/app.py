@@ -32,9 +32,12 @@ from pydantic import BaseModel, ConfigDict
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from pluralign.errors import PluralignError, PreferenceError
-from pluralign.preferences import Preference
+from pluralign.generation.policy import (
+    Choice,
+    SteerablePolicy,
+)
+from pluralign.preferences.weights import Preference
 from pluralign.serve.batcher import RequestBatcher
-from pluralign.steering import Choice, SteerablePolicy
 
 STATIC_DIR = Path(__file__).parent / "static"
 FRONT_NAME = "front.json"
@@ -358,8 +361,10 @@ def _resolve_steering(
 
 
 def _parse_context(raw: Any, settings: ServerSettings) -> list[Choice]:
-    """The user's choices, checked by :func:`pluralign.preference_inference.validate_context` and the limits."""
-    from pluralign.preference_inference import validate_context
+    """The user's choices, checked by :func:`pluralign.preferences.inference.validate_context` and the limits."""
+    from pluralign.preferences.inference import (
+        validate_context,
+    )
 
     if isinstance(raw, list) and len(raw) > settings.max_context_choices:
         raise APIError(f"context has {len(raw)} choices; the limit is {settings.max_context_choices}", param="context")

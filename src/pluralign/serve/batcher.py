@@ -21,8 +21,11 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from pluralign.preferences import Preference
-from pluralign.steering import Choice, SteerablePolicy
+from pluralign.generation.policy import (
+    Choice,
+    SteerablePolicy,
+)
+from pluralign.preferences.weights import Preference
 
 
 @dataclass

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from pluralign.config import parse_config
-from pluralign.methods.dpo.config import DimensionDPOConfig
-from pluralign.methods.dpo.train import train_dpo
+from pluralign.methods.dpo.trainer import train_dpo
+from pluralign.training.dpo_stage import DimensionDPOConfig
 
 HELP = "DPO on one preference dimension, or on several merged (the baseline of SPO and MODPO)"
 

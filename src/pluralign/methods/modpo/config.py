@@ -8,8 +8,8 @@ from typing import Any
 import numpy as np
 
 from pluralign.errors import ConfigError, PreferenceError
-from pluralign.methods.dpo.config import DimensionDPOConfig
-from pluralign.preferences import Preference
+from pluralign.preferences.weights import Preference
+from pluralign.training.dpo_stage import DimensionDPOConfig
 
 
 @dataclass

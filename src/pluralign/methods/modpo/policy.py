@@ -16,9 +16,13 @@ from typing import Any
 import numpy as np
 
 from pluralign.errors import ConfigError
-from pluralign.generation import generate_batched
-from pluralign.manifest import Manifest
-from pluralign.steering import Choice, PreferenceLike, SteerablePolicy
+from pluralign.generation.batched import generate_batched
+from pluralign.generation.policy import (
+    Choice,
+    PreferenceLike,
+    SteerablePolicy,
+)
+from pluralign.training.manifest import Manifest
 
 Blend = tuple[int, int, float]  # (member a, member b, t): theta = (1 - t) theta_a + t theta_b
 
@@ -34,7 +38,7 @@ class MODPOPolicy(SteerablePolicy):
         batch_size: int = 16,
         trust_remote_code: bool = False,
     ) -> None:
-        from pluralign.modeling import load_tokenizer
+        from pluralign.models.loading import load_tokenizer
 
         self.model_dir = Path(model_dir)
         self.manifest = manifest
@@ -71,7 +75,7 @@ class MODPOPolicy(SteerablePolicy):
 
     def model_for(self, blend: Blend):
         """The (possibly interpolated) model of ``blend``; the previous one is released."""
-        from pluralign.modeling import load_causal_lm
+        from pluralign.models.loading import load_causal_lm
 
         blend = (blend[0], blend[1], round(blend[2], 4))
         if self._loaded is not None and self._loaded[0] == blend:

@@ -19,16 +19,16 @@ from typing import Any
 
 import numpy as np
 
-from pluralign.data.multidim import Pairs
+from pluralign.data.dimension_pairs import Pairs
 from pluralign.data.scoring import ScoreCache, score_samples
 from pluralign.errors import ConfigError
-from pluralign.manifest import MANIFEST_NAME, Manifest
-from pluralign.methods.dpo.logps import pair_logps
-from pluralign.methods.dpo.train import Progress, load_pairs, run_dpo_stage, say, stage_is_done
 from pluralign.methods.modpo.config import MODPOConfig
 from pluralign.objectives import ObjectiveSet
 from pluralign.objectives.set import ObjectiveStats, build_objective
-from pluralign.training_args import is_main_process, wait_for_everyone
+from pluralign.training.dpo_stage import Progress, load_pairs, run_dpo_stage, say, stage_is_done
+from pluralign.training.manifest import MANIFEST_NAME, Manifest
+from pluralign.training.pair_logps import pair_logps
+from pluralign.training.state import is_main_process, wait_for_everyone
 
 MEMBERS = "members"
 IMPLICIT = "implicit"
@@ -65,7 +65,7 @@ class ImplicitReward:
 
     def differences(self, pairs: Pairs, args: Any, cache: ScoreCache) -> np.ndarray:
         """R(y_w) - R(y_l) per pair; each model is loaded alone, log-probs cached."""
-        from pluralign.modeling import load_tokenizer
+        from pluralign.models.loading import load_tokenizer
 
         tokenizer = load_tokenizer(self.model)
         lp = pair_logps(self.model, pairs, args, tokenizer, cache)
@@ -124,7 +124,7 @@ def train_modpo(
     ``objectives`` (with or without statistics) replaces ``config.objective`` as the margin objectives;
     an objective named like the trained dimension is left out of the margin.
     """
-    from pluralign.modeling import load_tokenizer
+    from pluralign.models.loading import load_tokenizer
 
     start = config.require_model()
     dimension_pairs = dimension_pairs if dimension_pairs is not None else load_pairs(config)

@@ -11,8 +11,8 @@ HELP = "MORLHF baseline: one RL (RLOO) policy per preference point, steered by t
 
 
 def run(argv: Sequence[str]) -> int:
-    from pluralign.methods.morlhf.train import train_morlhf
-    from pluralign.rl import prepare_objectives_and_prompts
+    from pluralign.methods.morlhf.trainer import train_morlhf
+    from pluralign.training.rl import prepare_objectives_and_prompts
 
     config = parse_config(MORLHFConfig, argv, prog="pluralign train morlhf")
     objectives, prompts = prepare_objectives_and_prompts(config)

@@ -10,10 +10,14 @@ from typing import Any
 import numpy as np
 
 from pluralign.errors import ModelNotFoundError
-from pluralign.generation import generate_batched
-from pluralign.manifest import Manifest
-from pluralign.modeling import default_device, load_causal_lm, load_tokenizer
-from pluralign.steering import Choice, PreferenceLike, SteerablePolicy
+from pluralign.generation.batched import generate_batched
+from pluralign.generation.policy import (
+    Choice,
+    PreferenceLike,
+    SteerablePolicy,
+)
+from pluralign.models.loading import default_device, load_causal_lm, load_tokenizer
+from pluralign.training.manifest import Manifest
 
 
 class MORLHFPolicy(SteerablePolicy):

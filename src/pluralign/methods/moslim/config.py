@@ -13,7 +13,7 @@ from trl import GRPOConfig, RLOOConfig
 
 from pluralign.errors import ConfigError
 from pluralign.methods.moslim.mapping import LEVEL_MAPPINGS, STATS_MODES, ZERO_WEIGHT
-from pluralign.training_args import DevicePrecisionMixin, LoraMixin
+from pluralign.training.args import DevicePrecisionMixin, LoraMixin
 
 ALGORITHMS = ("grpo", "rloo", "online_dpo")
 

@@ -23,7 +23,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from pluralign.errors import ConfigError, PreferenceError
-from pluralign.preferences import preference_to_rewards
+from pluralign.preferences.rewards import preference_to_rewards
 
 STATS_MODES = ("head", "batch", "none")
 LEVEL_MAPPINGS = ("linear", "linf", "l2")

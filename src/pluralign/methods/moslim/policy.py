@@ -6,13 +6,17 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from pluralign.generation import generate_batched
-from pluralign.manifest import Manifest
+from pluralign.generation.batched import generate_batched
+from pluralign.generation.policy import (
+    Choice,
+    PreferenceLike,
+    SteerablePolicy,
+)
 from pluralign.methods.moslim.mapping import preference_targets
 from pluralign.methods.moslim.template import PreferenceTemplate
-from pluralign.modeling import load_causal_lm, load_tokenizer
-from pluralign.preferences import Preference
-from pluralign.steering import Choice, PreferenceLike, SteerablePolicy
+from pluralign.models.loading import load_causal_lm, load_tokenizer
+from pluralign.preferences.weights import Preference
+from pluralign.training.manifest import Manifest
 
 
 class MoslimPolicy(SteerablePolicy):

@@ -20,10 +20,10 @@ import numpy as np
 
 from pluralign.data.loading import prompt_text, response_text
 from pluralign.errors import ConfigError, DataError
-from pluralign.manifest import Manifest
 from pluralign.methods.moslim.mapping import RewardMapping, preference_to_levels
 from pluralign.methods.moslim.template import PreferenceTemplate
-from pluralign.methods.multihead.reward_model import MultiHeadRewardScorer
+from pluralign.reward_models.multihead.reward_model import MultiHeadRewardScorer
+from pluralign.training.manifest import Manifest
 
 RUN_FILE = "moslim_run.json"
 
@@ -172,7 +172,7 @@ def train_moslim(config: Any, prompts: Sequence[Any] | None = None, progress: Ca
     from datasets import Dataset
     from transformers import AutoTokenizer
 
-    from pluralign.hub import check_model_source
+    from pluralign.models.loading import check_model_source
 
     started = time.time()
     if not config.model_name_or_path:

@@ -10,7 +10,7 @@ HELP = "NP-DPO: DPO with the policy FiLM-conditioned on a context latent of the 
 def run(argv: Sequence[str]) -> int:
     from pluralign.config import parse_config
     from pluralign.methods.npdpo.config import NPDPOConfig
-    from pluralign.methods.npdpo.train import train_npdpo
+    from pluralign.methods.npdpo.trainer import train_npdpo
 
     cfg = parse_config(NPDPOConfig, argv, prog="pluralign train npdpo")
     train_npdpo(cfg)

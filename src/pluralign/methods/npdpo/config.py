@@ -6,9 +6,9 @@ from dataclasses import dataclass, field
 
 import trl
 
-from pluralign.embeddings import DEFAULT_ENCODER
 from pluralign.errors import ConfigError
-from pluralign.training_args import DevicePrecisionMixin, LoraMixin
+from pluralign.models.embeddings import DEFAULT_ENCODER
+from pluralign.training.args import DevicePrecisionMixin, LoraMixin
 
 
 @dataclass

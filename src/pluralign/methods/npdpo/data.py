@@ -1,6 +1,6 @@
 """NP-DPO training rows: a target pair of one user type plus the indices of k other pairs of that type.
 
-Context features come from a frozen :class:`~pluralign.embeddings.Embedder` and live in one table
+Context features come from a frozen :class:`~pluralign.models.embeddings.Embedder` and live in one table
 (``(P, 2, d)``: chosen and rejected of every pair); rows carry ``context_ids`` into it, and the collator
 gathers them, so each row stays small.
 """
@@ -15,8 +15,8 @@ import numpy as np
 import torch
 from trl.trainer.dpo_trainer import DataCollatorForPreference
 
+from pluralign.data.user_pairs import embed_pairs
 from pluralign.errors import DataError
-from pluralign.methods.npbtl.data import embed_pairs
 
 CONTEXT_COLUMN = "context_ids"
 

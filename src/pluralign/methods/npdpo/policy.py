@@ -16,16 +16,19 @@ from typing import Any
 import numpy as np
 import torch
 
-from pluralign.embeddings import Embedder
+from pluralign.data.user_pairs import context_tensor
 from pluralign.errors import ModelNotFoundError
-from pluralign.generation import generate_batched
-from pluralign.manifest import Manifest
-from pluralign.methods.npbtl.data import context_tensor
-from pluralign.methods.npbtl.modules import ContextEncoder, load_module
+from pluralign.generation.batched import generate_batched
+from pluralign.generation.policy import (
+    PreferenceLike,
+    SteerablePolicy,
+)
 from pluralign.methods.npdpo.evaluation import response_logprobs
 from pluralign.methods.npdpo.film import FiLM, FiLMConfig
-from pluralign.methods.npdpo.train import CONTEXT_WEIGHTS, FILM_WEIGHTS
-from pluralign.steering import PreferenceLike, SteerablePolicy
+from pluralign.methods.npdpo.trainer import CONTEXT_WEIGHTS, FILM_WEIGHTS
+from pluralign.models.embeddings import Embedder
+from pluralign.models.neural_process import ContextEncoder, load_module
+from pluralign.training.manifest import Manifest
 
 
 class NPDPOPolicy(SteerablePolicy):

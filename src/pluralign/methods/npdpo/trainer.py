@@ -8,15 +8,26 @@ reference pass runs unconditioned. TRL's loss sums log-probabilities over comple
 
 from __future__ import annotations
 
+import json
+import shutil
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 from trl import DPOTrainer
 
-from pluralign.methods.npbtl.modules import ContextEncoder
-from pluralign.methods.npdpo.data import CONTEXT_COLUMN, ContextPreferenceCollator
+from pluralign.data.attributes import attribute_pairs, group_by_attribute
+from pluralign.methods.npdpo.config import NPDPOConfig
+from pluralign.methods.npdpo.data import CONTEXT_COLUMN, ContextPreferenceCollator, pair_table, training_rows
 from pluralign.methods.npdpo.film import FiLM
+from pluralign.models.embeddings import DEFAULT_ENCODER, Embedder
+from pluralign.models.loading import check_model_source, load_error
+from pluralign.models.neural_process import ContextEncoder, NPConfig, save_module
+from pluralign.training.manifest import Manifest
+from pluralign.training.progress import library_bars_off, use_progress_lines
+from pluralign.training.state import shared_dataset
 
 NP_KEYS = ("np_context", "np_context_mask")
 
@@ -84,3 +95,119 @@ class NPDPOTrainer(DPOTrainer):
         inputs = {k: v for k, v in inputs.items() if k not in NP_KEYS}
         with self.film.condition(None):
             return super().compute_ref_log_probs(model, inputs)
+
+
+CONTEXT_WEIGHTS = "npdpo_context"
+FILM_WEIGHTS = "npdpo_film"
+
+
+def save_film(film: FiLM, directory: Path) -> None:
+    from safetensors.torch import save_file
+
+    save_file(
+        {k: v.detach().contiguous().cpu() for k, v in film.state_dict().items()},
+        directory / f"{FILM_WEIGHTS}.safetensors",
+    )
+    (directory / f"{FILM_WEIGHTS}.json").write_text(json.dumps(film.config_dict(), indent=2))
+
+
+def train_npdpo(cfg: NPDPOConfig, progress: Callable[[str], None] = print) -> Path:
+    """Train and save an NP-DPO policy; returns the model directory (loadable by ``load_policy``)."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from pluralign.methods.npdpo.trainer import NPDPOTrainer
+
+    cfg.require()
+    torch.manual_seed(cfg.seed)
+    model_path = check_model_source(cfg.model_name_or_path, what="starting model")
+    pairs = attribute_pairs(
+        cfg.dataset,
+        attributes=cfg.attributes or None,
+        format=cfg.format,
+        conflicting_only=cfg.conflicting_only,
+        prompt_column=cfg.prompt_column,
+    )
+    groups = {name: list(g)[: cfg.max_pairs_per_type] for name, g in group_by_attribute(pairs).items()}
+    progress("user types: " + ", ".join(f"{n} ({len(g)} pairs)" for n, g in groups.items()))
+    embedder = Embedder(
+        cfg.embedding_model,
+        pooling=cfg.embedding_pooling,
+        cache_dir=cfg.embedding_cache,
+        max_length=cfg.embedding_max_length,
+        trust_remote_code=cfg.trust_remote_code if hasattr(cfg, "trust_remote_code") else False,
+    )
+    all_pairs, table = pair_table(embedder, groups)
+    rows = training_rows(all_pairs, cfg.min_context, cfg.max_context, cfg.contexts_per_pair, seed=cfg.seed)
+    progress(f"{len(rows)} training rows (target pair + context of k in {cfg.min_context}..{cfg.max_context})")
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(model_path)
+        model = AutoModelForCausalLM.from_pretrained(model_path)
+        ref_model = None if cfg.precompute_ref_log_probs else AutoModelForCausalLM.from_pretrained(model_path)
+    except (OSError, ValueError) as exc:
+        raise load_error(model_path, "starting model", exc) from exc
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    np_cfg = NPConfig(
+        input_dim=int(table.shape[-1]),
+        hidden_dim=cfg.np_hidden_dim,
+        latent_dim=cfg.np_hidden_dim,
+        num_heads=cfg.np_num_heads,
+    )
+    context_encoder = ContextEncoder(np_cfg)
+    film = FiLM.for_model(model, cfg.np_hidden_dim).attach(model)
+    with library_bars_off(cfg):
+        trainer = NPDPOTrainer(
+            model=model,
+            ref_model=ref_model,
+            args=cfg,
+            train_dataset=shared_dataset(rows, Path(cfg.output_dir) / ".dataset"),
+            processing_class=tokenizer,
+            peft_config=cfg.peft_config(),
+            context_encoder=context_encoder,
+            film=film,
+            context_table=table,
+        )
+    use_progress_lines(trainer, prefix="npdpo: ")
+    trainer.train()
+
+    out = Path(cfg.output_dir)
+    if trainer.accelerator.is_main_process:
+        out.mkdir(parents=True, exist_ok=True)
+        policy = trainer.model
+        for name in ("npdpo_context_encoder", "npdpo_film"):
+            del policy._modules[name]
+        if hasattr(policy, "merge_and_unload"):
+            policy = policy.merge_and_unload()
+        film.detach()
+        policy.save_pretrained(str(out))
+        tokenizer.save_pretrained(str(out))
+        save_module(context_encoder, np_cfg, out, CONTEXT_WEIGHTS)
+        save_film(film, out)
+        bank = {
+            name: [[p["prompt"], p["chosen"], p["rejected"]] for p in g[: cfg.context_bank_size]]
+            for name, g in groups.items()
+        }
+        embedding_model = (
+            cfg.embedding_model if cfg.embedding_model in (DEFAULT_ENCODER, "default") else embedder.model_name
+        )
+        Manifest(
+            method="npdpo",
+            objectives=list(groups),
+            base_model=cfg.model_name_or_path,
+            extra={
+                "embedding": {
+                    "model": embedding_model,
+                    "pooling": embedder.pooling,
+                    "max_length": cfg.embedding_max_length,
+                },
+                "user_types": list(groups),
+                "context_bank": bank,
+                "beta": cfg.beta,
+                "max_context": cfg.max_context,
+            },
+        ).save(out)
+        shutil.rmtree(out / ".dataset", ignore_errors=True)
+    trainer.accelerator.wait_for_everyone()
+    progress(f"saved NP-DPO policy to {out}")
+    return out

@@ -11,7 +11,7 @@ HELP = "Rewards-in-Context: SFT on reward-tagged prompts, online multi-objective
 
 
 def run(argv: Sequence[str]) -> int:
-    from pluralign.methods.ric.train import train_ric
+    from pluralign.methods.ric.trainer import train_ric
 
     config = parse_config(RiCConfig, argv, prog="pluralign train ric")
     out = train_ric(config)

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 from trl import SFTConfig
 
-from pluralign.training_args import DevicePrecisionMixin, LoraMixin
+from pluralign.training.args import DevicePrecisionMixin, LoraMixin
 
 
 @dataclass

@@ -8,13 +8,21 @@ from typing import Any
 
 import numpy as np
 
-from pluralign.generation import generate_batched, render_prompt
-from pluralign.manifest import Manifest
-from pluralign.modeling import load_causal_lm, load_tokenizer
+from pluralign.generation.batched import generate_batched
+from pluralign.generation.policy import (
+    Choice,
+    PreferenceLike,
+    SteerablePolicy,
+)
+from pluralign.generation.prompts import render_prompt
+from pluralign.models.loading import load_causal_lm, load_tokenizer
 from pluralign.objectives import ObjectiveSet, ObjectiveStats
-from pluralign.preferences import Preference, preference_to_rewards
-from pluralign.steering import Choice, PreferenceLike, SteerablePolicy
-from pluralign.tags import TagTemplate
+from pluralign.preferences.rewards import preference_to_rewards
+from pluralign.preferences.tags import (
+    TagTemplate,
+)
+from pluralign.preferences.weights import Preference
+from pluralign.training.manifest import Manifest
 
 
 class RiCPolicy(SteerablePolicy):
@@ -48,7 +56,7 @@ class RiCPolicy(SteerablePolicy):
         return Preference(tuple(self.objectives), tuple([1.0 / k] * k))
 
     def preference_from_context(self, context: Sequence[Choice]) -> Preference:
-        from pluralign.preferences import infer_preference
+        from pluralign.preferences.inference import infer_preference
 
         objectives = ObjectiveSet.from_specs(self.manifest.objective_specs)
         objectives.stats = dict(self.stats)

@@ -11,7 +11,7 @@ HELP = "RiC for text-to-image: fine-tune a diffusion UNet on captions tagged wit
 
 
 def run(argv: Sequence[str]) -> int:
-    from pluralign.methods.ric_image.train import train_ric_image
+    from pluralign.methods.ric_image.trainer import train_ric_image
 
     config = parse_config(RiCImageConfig, argv, prog="pluralign train ric-image")
     out = train_ric_image(config)

@@ -9,18 +9,24 @@ from typing import Any
 
 import numpy as np
 
-from pluralign.diffusion import TextToImage
-from pluralign.manifest import Manifest
+from pluralign.generation.policy import (
+    Choice,
+    PreferenceLike,
+    SteerablePolicy,
+)
+from pluralign.models.diffusion import TextToImage
 from pluralign.objectives import ObjectiveStats
-from pluralign.preferences import (
+from pluralign.preferences.rewards import (
     QUANTILE_MAPPING,
     QUANTILE_TOP,
-    Preference,
     preference_to_rewards,
     preference_to_rewards_by_quantile,
 )
-from pluralign.steering import Choice, PreferenceLike, SteerablePolicy
-from pluralign.tags import TagTemplate
+from pluralign.preferences.tags import (
+    TagTemplate,
+)
+from pluralign.preferences.weights import Preference
+from pluralign.training.manifest import Manifest
 
 
 class RiCImagePolicy(SteerablePolicy):
@@ -85,7 +91,7 @@ def load(model_dir: Path, manifest: Manifest, device: str | None = None, **kwarg
 
 def _needs_base(model_dir: Path) -> bool:
     """A fine-tuned Stable Diffusion dir holds only unet/ + scheduler/: encoder and VAE come from its base."""
-    from pluralign.diffusion import T2ISpec
+    from pluralign.models.diffusion import T2ISpec
 
     spec = T2ISpec.read(str(model_dir))
     return not (spec.text_encoder and spec.vae)

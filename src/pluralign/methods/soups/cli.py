@@ -11,8 +11,8 @@ HELP = "Rewarded Soups baseline: one RL (RLOO) policy per objective, averaged in
 
 
 def run(argv: Sequence[str]) -> int:
-    from pluralign.methods.soups.train import train_soups
-    from pluralign.rl import prepare_objectives_and_prompts
+    from pluralign.methods.soups.trainer import train_soups
+    from pluralign.training.rl import prepare_objectives_and_prompts
 
     config = parse_config(SoupsConfig, argv, prog="pluralign train soups")
     objectives, prompts = prepare_objectives_and_prompts(config)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from pluralign.rl import ObjectiveRLConfig
+from pluralign.training.rl import ObjectiveRLConfig
 
 
 @dataclass

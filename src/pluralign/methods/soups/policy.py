@@ -15,10 +15,14 @@ from typing import Any
 import torch
 
 from pluralign.errors import ModelNotFoundError
-from pluralign.generation import generate_batched
-from pluralign.manifest import Manifest
-from pluralign.modeling import default_device, load_causal_lm, load_tokenizer
-from pluralign.steering import Choice, PreferenceLike, SteerablePolicy
+from pluralign.generation.batched import generate_batched
+from pluralign.generation.policy import (
+    Choice,
+    PreferenceLike,
+    SteerablePolicy,
+)
+from pluralign.models.loading import default_device, load_causal_lm, load_tokenizer
+from pluralign.training.manifest import Manifest
 
 
 def average_state_dicts(state_dicts: Sequence[Mapping[str, torch.Tensor]], weights: Sequence[float]) -> dict:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from pluralign.errors import ConfigError
-from pluralign.methods.dpo.config import DimensionDPOConfig
+from pluralign.training.dpo_stage import DimensionDPOConfig
 
 
 @dataclass

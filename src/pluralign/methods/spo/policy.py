@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from pluralign.manifest import Manifest
-from pluralign.methods.dpo.policy import UnsteeredPolicy
+from pluralign.generation.policy import UnsteeredPolicy
+from pluralign.training.manifest import Manifest
 
 
 def load(model_dir: Path, manifest: Manifest, **kwargs: Any) -> UnsteeredPolicy:

@@ -22,14 +22,14 @@ from typing import Any
 
 import numpy as np
 
-from pluralign.data.multidim import Pairs
+from pluralign.data.dimension_pairs import Pairs
 from pluralign.data.scoring import ScoreCache
 from pluralign.errors import ConfigError
-from pluralign.manifest import Manifest
-from pluralign.methods.dpo.logps import pair_logps
-from pluralign.methods.dpo.train import Progress, load_pairs, run_dpo_stage, say, stage_is_done
 from pluralign.methods.spo.config import SPOConfig
-from pluralign.training_args import is_main_process, wait_for_everyone
+from pluralign.training.dpo_stage import Progress, load_pairs, run_dpo_stage, say, stage_is_done
+from pluralign.training.manifest import Manifest
+from pluralign.training.pair_logps import pair_logps
+from pluralign.training.state import is_main_process, wait_for_everyone
 
 LOGPS_CACHE = "logps.sqlite"
 
@@ -83,7 +83,7 @@ def train_spo(
     config: SPOConfig, dimension_pairs: dict[str, Pairs] | None = None, progress: Progress | None = print
 ) -> Path:
     """Run (or resume) every SPO round; returns the output dir, whose pluralign.json points at the last round."""
-    from pluralign.modeling import load_tokenizer
+    from pluralign.models.loading import load_tokenizer
 
     start = config.require_model()
     dimension_pairs = dimension_pairs if dimension_pairs is not None else load_pairs(config)

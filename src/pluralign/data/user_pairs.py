@@ -1,0 +1,148 @@
+"""From a dataset of users' choices to per-user-type feature tensors (shared by NP-BTL and BTL training)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from pluralign.data.attributes import attribute_pairs, group_by_attribute
+from pluralign.data.pairs import split_pairs
+from pluralign.errors import ConfigError
+from pluralign.models.embeddings import DEFAULT_ENCODER, Embedder
+from pluralign.training.manifest import Manifest
+
+
+def make_embedder(cfg: PairwiseRewardDataConfig) -> Embedder:
+    return Embedder(
+        cfg.embedding_model,
+        pooling=cfg.embedding_pooling,
+        cache_dir=cfg.embedding_cache,
+        max_length=cfg.max_length,
+        trust_remote_code=cfg.trust_remote_code,
+    )
+
+
+def embed_pairs(
+    embedder: Embedder, pairs: list[dict[str, Any]], progress: Callable[[str], None] | None = None
+) -> UserPairs:
+    """Features of each pair's chosen and rejected responses (one embedding call for all of them)."""
+    prompts = [p["prompt"] for p in pairs]
+    vecs = embedder.embed(
+        prompts + prompts,
+        [p["chosen"] for p in pairs] + [p["rejected"] for p in pairs],
+        progress=(lambda d, t: progress(f"embedded {d}/{t}")) if progress else None,
+    )
+    n = len(pairs)
+    return UserPairs(torch.from_numpy(vecs[:n]), torch.from_numpy(vecs[n:]))
+
+
+def load_user_pairs(
+    cfg: PairwiseRewardDataConfig, embedder: Embedder, progress: Callable[[str], None] | None = None
+) -> tuple[dict[str, UserPairs], dict[str, UserPairs], list[dict[str, Any]]]:
+    """``(train, eval)`` feature pairs per user type (attribute) and the held-out pairs themselves.
+
+    The split is by pair id across all user types (:func:`pluralign.data.pairs.split_pairs`): a pair held
+    out for one type is held out for every type that chose on it. A plain pairs file is one user type.
+    """
+    if not cfg.dataset:
+        raise ConfigError("--dataset is required: a pairs file (prompt/chosen/rejected), or ratings per attribute")
+    if not 0 <= cfg.eval_fraction < 1:
+        raise ConfigError(f"--eval_fraction must be in [0, 1), got {cfg.eval_fraction}")
+    pairs = attribute_pairs(
+        cfg.dataset,
+        attributes=cfg.attributes or None,
+        format=cfg.format,
+        conflicting_only=cfg.conflicting_only,
+        prompt_column=cfg.prompt_column,
+        skip_invalid=cfg.skip_invalid_pairs,
+    )
+    train_pairs, held_pairs = split_pairs(pairs, cfg.eval_fraction, cfg.seed)
+    rng = np.random.default_rng(cfg.seed)
+    train: dict[str, UserPairs] = {}
+    held: dict[str, UserPairs] = {}
+    for part, out in ((train_pairs, train), (held_pairs, held)):
+        for name, group in group_by_attribute(part).items():
+            order = rng.permutation(len(group))
+            out[name] = embed_pairs(embedder, [group[i] for i in order], progress)
+    for name in train:
+        if progress:
+            progress(f"user type {name!r}: {len(train[name])} training pairs, {len(held.get(name, ()))} held out")
+    return train, held, held_pairs
+
+
+def context_tensor(context: Any, embedder: Embedder, dim: int) -> torch.Tensor:
+    """A user's choices as the context encoder's input: (1, n, 2, dim) embeddings of (chosen, rejected);
+    ``None`` (no choices yet) gives an empty set, i.e. the learnt default user."""
+    from pluralign.preferences.inference import (
+        validate_context,
+    )
+
+    if context is None:
+        return torch.zeros(1, 0, 2, dim)
+    choices = validate_context(context)
+    prompts = [c[0] for c in choices]
+    vecs = torch.from_numpy(embedder.embed(prompts + prompts, [c[1] for c in choices] + [c[2] for c in choices]))
+    if vecs.shape[1] != dim:
+        raise ConfigError(f"embedding size {vecs.shape[1]} does not match the model's {dim}; same encoder?")
+    n = len(choices)
+    return torch.stack([vecs[:n], vecs[n:]], dim=1).unsqueeze(0)
+
+
+@dataclass
+class PairwiseRewardDataConfig:
+    """Where the users' choices come from and how (prompt, response) pairs become features."""
+
+    dataset: str | None = field(default=None, metadata={"help": "pairs by attribute/user, or per-attribute ratings"})
+    output_dir: str = field(default="reward_model", metadata={"help": "where the trained model is saved"})
+    format: str = field(
+        default="auto", metadata={"help": "auto | ultrafeedback | pairwise_ids | ratings | pairs (with 'attribute')"}
+    )
+    attributes: list[str] = field(
+        default_factory=list, metadata={"help": "attributes = hidden user types to keep (default: all)"}
+    )
+    conflicting_only: bool = field(default=False, metadata={"help": "keep only pairs on which the attributes disagree"})
+    skip_invalid_pairs: bool = field(
+        default=False, metadata={"help": "drop pairs with an empty response or identical responses (else an error)"}
+    )
+    prompt_column: str = "prompt"
+    embedding_model: str = field(
+        default=DEFAULT_ENCODER, metadata={"help": "sentence encoder or causal LM (folder or hub id) for features"}
+    )
+    embedding_pooling: str = field(default="auto", metadata={"help": "auto | mean (sentence encoder) | last (LM)"})
+    embedding_cache: str | None = field(default=None, metadata={"help": "cache folder (default ~/.cache/pluralign)"})
+    max_length: int = field(default=256, metadata={"help": "token limit of an embedded (prompt, response)"})
+    eval_fraction: float = field(
+        default=0.1, metadata={"help": "share of the pairs held out (split by pair, shared by all user types)"}
+    )
+    hidden_dim: int = 256
+    learning_rate: float = 1e-4
+    batch_tasks: int = field(default=64, metadata={"help": "tasks per batch (one user type each)"})
+    num_targets: int = field(default=20, metadata={"help": "target pairs per task"})
+    max_steps: int = 1000
+    seed: int = 0
+    trust_remote_code: bool = False
+
+
+def embedder_from_manifest(manifest: Manifest, **overrides: Any) -> Embedder:
+    e = manifest.extra.get("embedding", {})
+    return Embedder(
+        overrides.get("embedding_model", e.get("model")),
+        pooling=e.get("pooling", "auto"),
+        max_length=e.get("max_length", 256),
+        cache_dir=overrides.get("embedding_cache"),
+    )
+
+
+@dataclass
+class UserPairs:
+    """One user type's choices as features: ``chosen[i]`` was preferred to ``rejected[i]``; both (N, d)."""
+
+    chosen: torch.Tensor
+    rejected: torch.Tensor
+
+    def __len__(self) -> int:
+        return int(self.chosen.shape[0])

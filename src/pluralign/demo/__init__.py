@@ -1,1 +1,0 @@
-"""The embedded default: a generated text world, a tiny GPT pretrained on it, and the demo runner."""

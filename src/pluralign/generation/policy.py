@@ -1,0 +1,123 @@
+"""Steerable policies and :func:`load_policy`, which reads ``pluralign.json`` and returns the right one.
+
+Each method provides ``pluralign.methods.<method>.policy.load(model_dir, manifest) -> SteerablePolicy``;
+no central registry needs editing when a method is added.
+"""
+
+from __future__ import annotations
+
+import importlib
+from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from pluralign.errors import ConfigError, PreferenceError
+from pluralign.generation.batched import generate_batched
+from pluralign.preferences.weights import Preference
+from pluralign.training.manifest import Manifest
+
+PreferenceLike = Preference | Mapping[str, float] | Sequence[float] | str
+Choice = tuple[Any, str, str]  # (prompt, chosen, rejected)
+
+
+class SteerablePolicy(ABC):
+    """A trained model that generates steered by a preference (or by a user's choices)."""
+
+    manifest: Manifest
+    model_dir: Path
+
+    @property
+    def objectives(self) -> list[str]:
+        return list(self.manifest.objectives)
+
+    @property
+    def method(self) -> str:
+        return self.manifest.method
+
+    def resolve_preference(self, preference: PreferenceLike | None) -> Preference | None:
+        if preference is None:
+            return None
+        return Preference.from_any(preference, self.objectives)
+
+    def preference_from_context(self, context: Sequence[Choice]) -> Preference:
+        """Infer weights from a user's choices (needs the objectives' scorers, see preferences.infer)."""
+        raise ConfigError(f"method {self.method!r} cannot be steered by context; pass preference= instead")
+
+    @abstractmethod
+    def generate(
+        self,
+        prompts: Sequence[Any],
+        preference: PreferenceLike | None = None,
+        context: Sequence[Choice] | None = None,
+        **generation_kwargs: Any,
+    ) -> list[str]:
+        """Generate one response per prompt, steered by ``preference`` (or ``context``)."""
+
+    def generate_many(
+        self, prompts: Sequence[Any], preferences: Sequence[PreferenceLike | None], **generation_kwargs: Any
+    ) -> list[str]:
+        """One response per (prompt, preference) pair; policies that can, batch them in one call."""
+        return [self.generate([p], preference=w, **generation_kwargs)[0] for p, w in zip(prompts, preferences)]
+
+    def _check_steering(self, preference: Any, context: Any) -> None:
+        if preference is not None and context is not None:
+            raise PreferenceError("give either preference= or context=, not both")
+
+    def preference_for(self, preference: PreferenceLike | None, context: Sequence[Choice] | None) -> Any:
+        """The preference to steer by: the one given, or the one inferred from the user's choices."""
+        self._check_steering(preference, context)
+        return self.preference_from_context(context) if context is not None else preference
+
+
+def load_policy(path: str | Path, **kwargs: Any) -> SteerablePolicy:
+    """Load any trained pluralign model directory as a :class:`SteerablePolicy`."""
+    manifest = Manifest.load(path)
+    module_name = f"pluralign.methods.{manifest.method.replace('-', '_')}.policy"
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        raise ConfigError(f"{path}: unknown method {manifest.method!r} in pluralign.json") from exc
+    return module.load(Path(path), manifest, **kwargs)
+
+
+class UnsteeredPolicy(SteerablePolicy):
+    """Generates with one fixed model: a preference is validated against its dimensions, then (like a
+    context) ignored, so evaluation over a preference grid shows the method as one point."""
+
+    def __init__(
+        self,
+        model_dir: Path,
+        manifest: Manifest,
+        weights_dir: Path | None = None,
+        device: str | None = None,
+        dtype: str = "float32",
+        batch_size: int = 16,
+        trust_remote_code: bool = False,
+    ) -> None:
+        from pluralign.models.loading import load_causal_lm, load_tokenizer
+
+        self.model_dir = Path(model_dir)
+        self.manifest = manifest
+        self.weights_dir = Path(weights_dir or model_dir)
+        self.model = load_causal_lm(str(self.weights_dir), dtype, device, trust_remote_code)
+        self.tokenizer = load_tokenizer(str(self.weights_dir), trust_remote_code)
+        self.batch_size = batch_size
+
+    def generate(
+        self,
+        prompts: Sequence[Any],
+        preference: PreferenceLike | None = None,
+        context: Sequence[Choice] | None = None,
+        **generation_kwargs: Any,
+    ) -> list[str]:
+        self._check_steering(preference, context)
+        self.resolve_preference(preference)
+        return generate_batched(self.model, self.tokenizer, prompts, self.batch_size, **generation_kwargs)
+
+    def generate_many(
+        self, prompts: Sequence[Any], preferences: Sequence[PreferenceLike | None], **generation_kwargs: Any
+    ) -> list[str]:
+        for w in preferences:
+            self.resolve_preference(w)
+        return generate_batched(self.model, self.tokenizer, prompts, self.batch_size, **generation_kwargs)

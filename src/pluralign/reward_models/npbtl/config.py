@@ -1,0 +1,24 @@
+"""Options of ``pluralign train reward-model --type npbtl`` (and, through the shared base, ``--type btl``).
+
+The models train on frozen embeddings with a plain Adam loop (there is no TRL trainer for reward heads on
+frozen features), so these dataclasses do not extend a TRL config.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from pluralign.data.user_pairs import PairwiseRewardDataConfig
+
+
+@dataclass
+class NPBTLConfig(PairwiseRewardDataConfig):
+    """NP-BTL: context encoder (self-attention, sum), target encoder, decoder (METHODS.md §5)."""
+
+    output_dir: str = "npbtl_model"
+    num_heads: int = 8
+    min_context: int = field(default=0, metadata={"help": "smallest context size k in training"})
+    max_context: int = field(default=10, metadata={"help": "largest context size k in training"})
+    latent: bool = field(default=False, metadata={"help": "optional latent path: q(z|C) Gaussian"})
+    beta_kl: float = field(default=0.0, metadata={"help": "weight of KL(q(z|C) || q(z|T)) on the latent path"})
+    eval_context_sizes: list[int] = field(default_factory=lambda: [0, 1, 3, 5, 10])
