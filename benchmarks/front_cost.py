@@ -253,16 +253,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     import torch
 
-    from pluralign.cli import quiet_libraries
     from pluralign.evaluation.checkpoints import SnapshotCallback, Stopwatch, materialise, tag_totals
     from pluralign.evaluation.cost import CurvePoint, matched, paper_projection, plateaued, reward_model_parameters
     from pluralign.evaluation.front import evaluate_front, finalise
     from pluralign.evaluation.pipeline import sft_front, summary_table, write_results
-    from pluralign.generation.policy import (
-        load_policy,
-    )
+    from pluralign.generation.policy import load_policy
     from pluralign.models.loading import load_tokenizer
     from pluralign.preferences.weights import preference_grid
+    from pluralign.training.quiet import quiet_libraries
 
     quiet_libraries()
     out = Path(args.out)

@@ -72,9 +72,7 @@ def synthetic_rows(size: str, seed: int = 0) -> list[dict[str, str]]:
     import numpy as np
 
     from pluralign.methods.ric.trainer import tagged_samples
-    from pluralign.preferences.tags import (
-        TagTemplate,
-    )
+    from pluralign.preferences.tags import TagTemplate
 
     w = WORKLOAD[size]
     rng = np.random.default_rng(seed)
@@ -165,10 +163,8 @@ def generation_speed(size: str, model_dir: Path, backends: list[str]) -> dict[st
     """New tokens per second of each backend on the same prompts (greedy, fixed length)."""
     import torch
 
-    from pluralign.generation.backends import (
-        generate_texts,
-        vllm_available,
-    )
+    from pluralign.generation.backends import vllm_available
+    from pluralign.generation.batched import generate_texts
     from pluralign.models.loading import load_causal_lm, load_tokenizer
 
     w = WORKLOAD[size]

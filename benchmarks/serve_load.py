@@ -180,9 +180,7 @@ def main() -> int:
     parser.add_argument("--out", help="write the results as JSON here")
     args = parser.parse_args()
 
-    from pluralign.generation.policy import (
-        load_policy,
-    )
+    from pluralign.generation.policy import load_policy
     from pluralign.preferences.weights import preference_grid
     from pluralign.serve.background import free_port
 

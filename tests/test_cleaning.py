@@ -6,14 +6,7 @@ import pytest
 import torch
 
 from pluralign.generation.batched import generate_batched
-from pluralign.generation.cleaning import (
-    Cleaning,
-    cut_at_turn,
-    end_of_turn_ids,
-    is_degenerate,
-    keep_mask,
-    truncate_ids,
-)
+from pluralign.generation.cleaning import Cleaning, cut_at_turn, end_of_turn_ids, is_degenerate, keep_mask, truncate_ids
 
 
 def test_cut_at_the_first_turn_marker():

@@ -8,9 +8,7 @@ import pytest
 
 from pluralign.cli import main
 from pluralign.objectives import ObjectiveSet
-from pluralign.preferences.tags import (
-    TagTemplate,
-)
+from pluralign.preferences.tags import TagTemplate
 from pluralign.training.manifest import Manifest
 
 

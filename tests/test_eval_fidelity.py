@@ -132,9 +132,7 @@ def test_online_generation_is_seeded_whatever_rng_state_training_left(tiny_lm, t
     from pluralign.methods.ric import trainer as ric_train
     from pluralign.methods.ric.config import RiCConfig
     from pluralign.models.loading import load_tokenizer
-    from pluralign.preferences.tags import (
-        TagTemplate,
-    )
+    from pluralign.preferences.tags import TagTemplate
 
     config = RiCConfig(
         output_dir=str(tmp_path),

@@ -35,12 +35,8 @@ PROMPTS = ["w3 w4 w5", "w9", "w10 w11 w12 w13 w14 w15", "w20 w21"]
 
 
 def test_continuous_batching_matches_padded_batches_when_greedy(tiny_llama):
-    from pluralign.generation.backends import (
-        current_backend,
-        generate_texts,
-        use_backend,
-    )
-    from pluralign.generation.batched import generate_batched
+    from pluralign.generation.backends import current_backend, use_backend
+    from pluralign.generation.batched import generate_batched, generate_texts
 
     model, tok, _ = tiny_llama
     plain = generate_batched(model, tok, PROMPTS, batch_size=2, max_new_tokens=6, do_sample=False)
@@ -96,12 +92,9 @@ def test_vllm_serves_a_lora_adapter_on_its_base_with_prefix_caching(tiny_llama, 
 
 
 def test_serve_and_evaluate_wrap_a_policy_so_its_own_steering_runs_on_the_backend():
-    import pluralign.generation.vllm as vb
-    from pluralign.generation.backends import (
-        BackendPolicy,
-        current_backend,
-        with_backend,
-    )
+    import pluralign.generation.policy_backends as vb
+    from pluralign.generation.backends import current_backend
+    from pluralign.generation.policy_backends import BackendPolicy, with_backend
 
     class Steered:
         method, objectives = "ric", ["a", "b"]

@@ -11,9 +11,8 @@ from pluralign import load_policy
 from pluralign.cli import main
 from pluralign.generation.batched import generate_batched
 from pluralign.models.loading import load_causal_lm
-from pluralign.training.rl import ScalarisedRLOOTrainer
+from pluralign.training.rl import DEMO_RL_SETTINGS, ScalarisedRLOOTrainer
 from pluralign.worlds.reviews.corpus import generate_corpus
-from pluralign.worlds.reviews.rl import DEMO_RL_SETTINGS
 from pluralign.worlds.reviews.tiny_lm import build_tiny_gpt, tokenizer_texts, train_tokenizer
 
 TINY_FLAGS = ["--max_steps", "2", "--per_device_train_batch_size", "4", "--num_generations", "2",

@@ -5,11 +5,7 @@ import pytest
 
 from pluralign.errors import PreferenceError
 from pluralign.preferences.rewards import preference_to_rewards
-from pluralign.preferences.weights import (
-    Preference,
-    parse_preference,
-    preference_grid,
-)
+from pluralign.preferences.weights import Preference, parse_preference, preference_grid
 
 LO, HI = [-2.0, -1.0], [3.0, 1.0]
 

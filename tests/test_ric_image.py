@@ -210,9 +210,7 @@ def test_resume_takes_the_same_steps_as_an_uninterrupted_run(world, tmp_path):
 
 def test_train_then_generate_pil_images(world, tmp_path):
     from pluralign.cli import main
-    from pluralign.generation.policy import (
-        load_policy,
-    )
+    from pluralign.generation.policy import load_policy
     from pluralign.methods.ric_image.trainer import train_ric_image
     from pluralign.training.manifest import Manifest
 
@@ -281,9 +279,7 @@ def test_image_world_objectives_conflict_without_mirroring(world):
 def test_word_encoder_trains_with_the_unet_grows_by_the_tags_and_resumes(world, tmp_path):
     import torch
 
-    from pluralign.generation.policy import (
-        load_policy,
-    )
+    from pluralign.generation.policy import load_policy
     from pluralign.methods.ric_image.trainer import train_ric_image
     from pluralign.models.word_encoder import WordEncoder
 

@@ -10,9 +10,14 @@ import pytest
 from pluralign.errors import DataError, PreferenceError
 from pluralign.objectives import ObjectiveSet
 from pluralign.objectives.set import ObjectiveStats
-from pluralign.training.rl import ObjectiveRLConfig, ScalarisedReward, run_is_done, train_weighted_policy
+from pluralign.training.rl import (
+    DEMO_RL_SETTINGS,
+    ObjectiveRLConfig,
+    ScalarisedReward,
+    run_is_done,
+    train_weighted_policy,
+)
 from pluralign.worlds.reviews.corpus import generate_corpus
-from pluralign.worlds.reviews.rl import DEMO_RL_SETTINGS
 from pluralign.worlds.reviews.tiny_lm import build_tiny_gpt, tokenizer_texts, train_tokenizer
 
 

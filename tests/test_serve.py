@@ -11,9 +11,7 @@ import httpx
 import pytest
 
 from pluralign.errors import ConfigError
-from pluralign.generation.policy import (
-    SteerablePolicy,
-)
+from pluralign.generation.policy import SteerablePolicy
 from pluralign.serve.app import ServerSettings, create_app, find_front
 from pluralign.training.manifest import Manifest
 
@@ -379,7 +377,7 @@ def test_serve_command_config_defaults_to_loopback_and_checks_options(tmp_path):
 
 
 def test_vllm_backend_is_optional_and_guarded(monkeypatch):
-    import pluralign.generation.vllm as vb
+    import pluralign.generation.policy_backends as vb
 
     policy = EchoPolicy()
     assert vb.select_backend(policy, "transformers") is policy

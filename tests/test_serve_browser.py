@@ -14,9 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from pluralign.generation.policy import (
-    SteerablePolicy,
-)
+from pluralign.generation.policy import SteerablePolicy
 from pluralign.serve.app import ServerSettings, create_app
 from pluralign.serve.background import serve_in_thread
 from pluralign.training.manifest import Manifest

@@ -15,9 +15,7 @@ import pytest
 
 from pluralign.commands.serve import ServeConfig, build_app
 from pluralign.objectives import ObjectiveSet
-from pluralign.preferences.tags import (
-    TagTemplate,
-)
+from pluralign.preferences.tags import TagTemplate
 from pluralign.serve.background import free_port
 from pluralign.training.manifest import Manifest
 
@@ -160,7 +158,7 @@ def test_vllm_backend_sends_the_same_tagged_prompts_as_the_transformers_path(ric
     """VLLMPolicy against a stand-in ``vllm`` module that generates greedily with transformers."""
     import types
 
-    import pluralign.generation.vllm as vb
+    import pluralign.generation.policy_backends as vb
     from pluralign.generation.batched import generate_batched
 
     policy = build_app(ServeConfig(model=str(ric_dir), backend="transformers")).state.policy

@@ -15,15 +15,9 @@ import torch
 
 from pluralign.errors import ModelNotFoundError
 from pluralign.generation.batched import generate_batched
-from pluralign.generation.prompts import (
-    as_chat,
-    assistant_marker,
-    render,
-)
+from pluralign.generation.prompts import as_chat, assistant_marker, render
 from pluralign.models.builtin import MODELS, BuiltinModel, resolve_model
-from pluralign.preferences.tags import (
-    TagTemplate,
-)
+from pluralign.preferences.tags import TagTemplate
 
 NAME = "builtin:smollm2-135m-instruct"
 QUESTION = "What is the capital of France?"

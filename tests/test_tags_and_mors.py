@@ -3,9 +3,7 @@ import pytest
 
 from pluralign.errors import ConfigError
 from pluralign.methods.ric.mors import mors_accept, mors_thresholds, sample_desired_rewards
-from pluralign.preferences.tags import (
-    TagTemplate,
-)
+from pluralign.preferences.tags import TagTemplate
 
 
 def test_tags_go_before_the_assistant_marker():
@@ -51,9 +49,7 @@ def test_mors_rejects_only_samples_below_threshold_on_every_objective():
 
 
 def test_a_value_shown_as_zero_is_one_tag_without_a_sign():
-    from pluralign.preferences.tags import (
-        TagTemplate,
-    )
+    from pluralign.preferences.tags import TagTemplate
 
     integers = TagTemplate(tag_format="<{name}> {value:.0f}")
     assert integers.render(["a", "b", "c"], [-0.3, 0.4, -1.6]) == "<a> 0 <b> 0 <c> -2"
@@ -61,10 +57,7 @@ def test_a_value_shown_as_zero_is_one_tag_without_a_sign():
 
 
 def test_quantile_level_tags_follow_the_rewards_order_with_equal_shares():
-    from pluralign.preferences.tags import (
-        level,
-        quantile_edges,
-    )
+    from pluralign.preferences.tags import level, quantile_edges
 
     z = np.random.default_rng(0).normal(size=1000)
     edges = quantile_edges(z, 5)

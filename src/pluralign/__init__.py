@@ -9,9 +9,7 @@ __version__ = "0.1.0"
 __all__ = ["load_policy", "load_reward_model", "Preference", "preference_to_rewards", "__version__"]
 
 if TYPE_CHECKING:  # pragma: no cover
-    from pluralign.generation.policy import (
-        load_policy,
-    )
+    from pluralign.generation.policy import load_policy
     from pluralign.preferences.rewards import preference_to_rewards
     from pluralign.preferences.weights import Preference
 
@@ -19,9 +17,7 @@ if TYPE_CHECKING:  # pragma: no cover
 def __getattr__(name: str) -> Any:
     # Lazy imports keep `import pluralign` and the CLI's start fast (torch is only imported when needed).
     if name == "load_policy":
-        from pluralign.generation.policy import (
-            load_policy,
-        )
+        from pluralign.generation.policy import load_policy
 
         return load_policy
     if name == "load_reward_model":
@@ -29,9 +25,7 @@ def __getattr__(name: str) -> Any:
 
         return load_reward_model
     if name in ("Preference", "preference_to_rewards"):
-        from pluralign.preferences.weights import (
-            weights as preferences,
-        )
+        from pluralign.preferences.weights import weights as preferences
 
         return getattr(preferences, name)
     raise AttributeError(name)

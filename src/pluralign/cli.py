@@ -14,6 +14,7 @@ import sys
 from collections.abc import Sequence
 
 from pluralign.errors import PluralignError
+from pluralign.training.quiet import quiet_libraries
 
 COMMANDS = {
     "demo": ("pluralign.commands.demo", "run the embedded default end to end (no network, CPU)"),
@@ -73,27 +74,6 @@ def dispatch(argv: Sequence[str]) -> int:
     return int(module.run(rest) or 0)
 
 
-def quiet_libraries() -> None:
-    """Keep the terminal for pluralign's own progress lines: no weight-loading or dataset-map bars."""
-    import os
-
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    import warnings
-
-    # TRL and PEFT still use transformers' renamed ``gradient_checkpointing*`` names (now
-    # ``activation_checkpointing*``): a deprecation inside the libraries that no user setting avoids
-    warnings.filterwarnings(
-        "ignore", message=r"`(is_)?gradient_checkpointing\w*` is deprecated", category=FutureWarning
-    )
-    try:
-        from transformers.utils import logging as hf_logging
-
-        hf_logging.disable_progress_bar()
-        import datasets
-
-        datasets.disable_progress_bars()
-    except ImportError:  # pragma: no cover - both are dependencies
-        pass
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -148,9 +148,7 @@ def generation_kwargs(args, defaults: dict[str, Any] | None = None) -> dict[str,
         out.pop("temperature", None)
         out.pop("top_p", None)
     if getattr(args, "clean", None) is False:
-        from pluralign.generation.cleaning import (
-            Cleaning,
-        )
+        from pluralign.generation.cleaning import Cleaning
 
         out["cleaning"] = Cleaning.off()
     return out

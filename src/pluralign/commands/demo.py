@@ -55,9 +55,7 @@ def run(argv: Sequence[str]) -> int:
     except ModuleNotFoundError as exc:
         raise ConfigError(f"method {args.method!r} has no demo in this version of pluralign") from exc
     from pluralign.evaluation.pipeline import evaluate_models, summary_table
-    from pluralign.generation.policy import (
-        load_policy,
-    )
+    from pluralign.generation.policy import load_policy
     from pluralign.worlds.reviews.world import WorldSettings, build_world
 
     start = time.time()

@@ -42,17 +42,10 @@ def run(argv: Sequence[str]) -> int:
     from pluralign.data.loading import load_any, unique_prompts
     from pluralign.evaluation.grids import resolve_grid
     from pluralign.evaluation.pipeline import evaluate_models, summary_table
-    from pluralign.generation.backends import (
-        check_backend,
-        use_backend,
-        with_backend,
-    )
-    from pluralign.generation.policy import (
-        load_policy,
-    )
-    from pluralign.generation.prompts import (
-        as_chat,
-    )
+    from pluralign.generation.backends import check_backend, use_backend
+    from pluralign.generation.policy import load_policy
+    from pluralign.generation.policy_backends import with_backend
+    from pluralign.generation.prompts import as_chat
     from pluralign.objectives import ObjectiveSet, ObjectiveStats
     from pluralign.training.seeding import seed_everything
     from pluralign.training.state import init_processes

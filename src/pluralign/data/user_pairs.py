@@ -77,9 +77,7 @@ def load_user_pairs(
 def context_tensor(context: Any, embedder: Embedder, dim: int) -> torch.Tensor:
     """A user's choices as the context encoder's input: (1, n, 2, dim) embeddings of (chosen, rejected);
     ``None`` (no choices yet) gives an empty set, i.e. the learnt default user."""
-    from pluralign.preferences.inference import (
-        validate_context,
-    )
+    from pluralign.preferences.inference import validate_context
 
     if context is None:
         return torch.zeros(1, 0, 2, dim)

@@ -197,66 +197,7 @@ class VLLMGenerator:
         return [o.outputs[0].text for o in outputs]
 
 
-def generate_texts(
-    backend: str,
-    model,
-    tokenizer,
-    prompts: Sequence[Any],
-    model_dir: str | Path | None = None,
-    batch_size: int = 16,
-    cleaning=None,
-    **generation_kwargs: Any,
-) -> list[str]:
-    """One completion per prompt with ``backend``, cleaned (``pluralign.generation.cleaning``; default on);
-    ``model_dir`` (the folder ``model`` came from) is what vllm loads. Plain and conversational prompts
-    are rendered as by ``generate_batched``."""
-    from pluralign.generation.batched import generate_batched
-    from pluralign.generation.cleaning import (
-        DEFAULT as DEFAULT_CLEANING,
-    )
-    from pluralign.generation.cleaning import (
-        clean_text,
-    )
-    from pluralign.generation.prompts import render_prompt
-
-    check_backend(backend)
-    if backend == "vllm":
-        if model_dir is None:
-            raise ConfigError("the vllm backend needs the model's folder")
-        texts = [render_prompt(tokenizer, p) for p in prompts]
-        outs = VLLMGenerator(model_dir).generate(texts, **generation_kwargs)
-        return [clean_text(t, cleaning or DEFAULT_CLEANING) for t in outs]
-    with use_backend(backend):
-        return generate_batched(model, tokenizer, prompts, batch_size=batch_size, cleaning=cleaning, **generation_kwargs)
 
 
-class BackendPolicy:
-    """A loaded policy whose generation runs through a backend (``continuous``); steering is the policy's own."""
-
-    def __init__(self, policy, backend: str) -> None:
-        self.inner, self.backend = policy, check_backend(backend)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.inner, name)
-
-    def generate(self, *args: Any, **kwargs: Any) -> list:
-        with use_backend(self.backend):
-            return self.inner.generate(*args, **kwargs)
-
-    def generate_many(self, *args: Any, **kwargs: Any) -> list:
-        with use_backend(self.backend):
-            return self.inner.generate_many(*args, **kwargs)
 
 
-def with_backend(policy, backend: str):
-    """``policy`` generating through ``backend``: as is, continuous-batched, or vLLM (prompt-steered policies)."""
-    check_backend(backend)
-    if backend == "transformers":
-        return policy
-    if backend == "continuous":
-        return BackendPolicy(policy, backend)
-    from pluralign.generation.vllm import (
-        VLLMPolicy,
-    )
-
-    return VLLMPolicy(policy)

@@ -8,14 +8,15 @@ cleaned (:mod:`pluralign.generation.cleaning`: cut at the next turn, no EOS as f
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import torch
 
+from pluralign.errors import ConfigError
+from pluralign.generation.backends import VLLMGenerator, check_backend, use_backend
 from pluralign.generation.cleaning import (
     DEFAULT as DEFAULT_CLEANING,
-)
-from pluralign.generation.cleaning import (
     Cleaning,
     clean_text,
     end_of_turn_ids,
@@ -44,10 +45,7 @@ def generate_batched(
     Inside ``pluralign.generation.backends.use_backend("continuous")`` it runs through transformers'
     continuous batching instead of padded batches.
     """
-    from pluralign.generation.backends import (
-        continuous_generate,
-        current_backend,
-    )
+    from pluralign.generation.backends import continuous_generate, current_backend
 
     cleaning = cleaning or DEFAULT_CLEANING
     texts = [render_prompt(tokenizer, p) for p in prompts]
@@ -86,3 +84,31 @@ def generate_batched(
         tokenizer.padding_side = side
         model.train(was_training)
     return out
+
+
+def generate_texts(
+    backend: str,
+    model,
+    tokenizer,
+    prompts: Sequence[Any],
+    model_dir: str | Path | None = None,
+    batch_size: int = 16,
+    cleaning=None,
+    **generation_kwargs: Any,
+) -> list[str]:
+    """One completion per prompt with ``backend``, cleaned (``pluralign.generation.cleaning``; default on);
+    ``model_dir`` (the folder ``model`` came from) is what vllm loads. Plain and conversational prompts
+    are rendered as by ``generate_batched``."""
+    from pluralign.generation.batched import generate_batched
+    from pluralign.generation.cleaning import DEFAULT as DEFAULT_CLEANING, clean_text
+    from pluralign.generation.prompts import render_prompt
+
+    check_backend(backend)
+    if backend == "vllm":
+        if model_dir is None:
+            raise ConfigError("the vllm backend needs the model's folder")
+        texts = [render_prompt(tokenizer, p) for p in prompts]
+        outs = VLLMGenerator(model_dir).generate(texts, **generation_kwargs)
+        return [clean_text(t, cleaning or DEFAULT_CLEANING) for t in outs]
+    with use_backend(backend):
+        return generate_batched(model, tokenizer, prompts, batch_size=batch_size, cleaning=cleaning, **generation_kwargs)

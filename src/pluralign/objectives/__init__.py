@@ -2,13 +2,7 @@
 
 from pluralign.objectives.base import Objective
 from pluralign.objectives.builtin import BUILTINS, BuiltinObjective
-from pluralign.objectives.set import (
-    SOURCE_TYPES,
-    ObjectiveSet,
-    ObjectiveStats,
-    build_objective,
-    parse_objective_spec,
-)
+from pluralign.objectives.set import SOURCE_TYPES, ObjectiveSet, ObjectiveStats, build_objective, parse_objective_spec
 
 __all__ = [
     "BUILTINS",

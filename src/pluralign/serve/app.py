@@ -32,10 +32,7 @@ from pydantic import BaseModel, ConfigDict
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from pluralign.errors import PluralignError, PreferenceError
-from pluralign.generation.policy import (
-    Choice,
-    SteerablePolicy,
-)
+from pluralign.generation.policy import Choice, SteerablePolicy
 from pluralign.preferences.weights import Preference
 from pluralign.serve.batcher import RequestBatcher
 
@@ -362,9 +359,7 @@ def _resolve_steering(
 
 def _parse_context(raw: Any, settings: ServerSettings) -> list[Choice]:
     """The user's choices, checked by :func:`pluralign.preferences.inference.validate_context` and the limits."""
-    from pluralign.preferences.inference import (
-        validate_context,
-    )
+    from pluralign.preferences.inference import validate_context
 
     if isinstance(raw, list) and len(raw) > settings.max_context_choices:
         raise APIError(f"context has {len(raw)} choices; the limit is {settings.max_context_choices}", param="context")

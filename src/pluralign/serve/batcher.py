@@ -21,10 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from pluralign.generation.policy import (
-    Choice,
-    SteerablePolicy,
-)
+from pluralign.generation.policy import Choice, SteerablePolicy
 from pluralign.preferences.weights import Preference
 
 

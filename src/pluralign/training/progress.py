@@ -75,3 +75,5 @@ def library_bars_off(args: Any) -> Iterator[None]:
         yield
     finally:
         os.environ.pop("TQDM_DISABLE", None)
+
+

@@ -17,11 +17,7 @@ import numpy as np
 
 from pluralign.errors import ConfigError
 from pluralign.generation.batched import generate_batched
-from pluralign.generation.policy import (
-    Choice,
-    PreferenceLike,
-    SteerablePolicy,
-)
+from pluralign.generation.policy import Choice, PreferenceLike, SteerablePolicy
 from pluralign.training.manifest import Manifest
 
 Blend = tuple[int, int, float]  # (member a, member b, t): theta = (1 - t) theta_a + t theta_b

@@ -7,11 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from pluralign.generation.batched import generate_batched
-from pluralign.generation.policy import (
-    Choice,
-    PreferenceLike,
-    SteerablePolicy,
-)
+from pluralign.generation.policy import Choice, PreferenceLike, SteerablePolicy
 from pluralign.methods.moslim.mapping import preference_targets
 from pluralign.methods.moslim.template import PreferenceTemplate
 from pluralign.models.loading import load_causal_lm, load_tokenizer

@@ -19,10 +19,7 @@ import torch
 from pluralign.data.user_pairs import context_tensor
 from pluralign.errors import ModelNotFoundError
 from pluralign.generation.batched import generate_batched
-from pluralign.generation.policy import (
-    PreferenceLike,
-    SteerablePolicy,
-)
+from pluralign.generation.policy import PreferenceLike, SteerablePolicy
 from pluralign.methods.npdpo.evaluation import response_logprobs
 from pluralign.methods.npdpo.film import FiLM, FiLMConfig
 from pluralign.methods.npdpo.trainer import CONTEXT_WEIGHTS, FILM_WEIGHTS

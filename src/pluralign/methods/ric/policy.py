@@ -9,18 +9,12 @@ from typing import Any
 import numpy as np
 
 from pluralign.generation.batched import generate_batched
-from pluralign.generation.policy import (
-    Choice,
-    PreferenceLike,
-    SteerablePolicy,
-)
+from pluralign.generation.policy import Choice, PreferenceLike, SteerablePolicy
 from pluralign.generation.prompts import render_prompt
 from pluralign.models.loading import load_causal_lm, load_tokenizer
 from pluralign.objectives import ObjectiveSet, ObjectiveStats
 from pluralign.preferences.rewards import preference_to_rewards
-from pluralign.preferences.tags import (
-    TagTemplate,
-)
+from pluralign.preferences.tags import TagTemplate
 from pluralign.preferences.weights import Preference
 from pluralign.training.manifest import Manifest
 

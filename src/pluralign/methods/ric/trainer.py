@@ -16,25 +16,18 @@ from pathlib import Path
 
 import numpy as np
 
-from pluralign.data.jsonl import read_jsonl as _read_jsonl
-from pluralign.data.jsonl import write_jsonl as _write_jsonl
+from pluralign.data.jsonl import read_jsonl as _read_jsonl, write_jsonl as _write_jsonl
 from pluralign.data.loading import load_any, to_samples
 from pluralign.data.scoring import ScoreCache, score_samples
 from pluralign.errors import ConfigError
-from pluralign.generation.cleaning import (
-    Cleaning,
-    keep_mask,
-)
+from pluralign.generation.cleaning import Cleaning, keep_mask
 from pluralign.methods.ric.bounds import BOUNDS, desired_bounds
 from pluralign.methods.ric.buffer import offline_selection
 from pluralign.methods.ric.config import RiCConfig
 from pluralign.methods.ric.mors import mors_accept, mors_thresholds, sample_desired_rewards
 from pluralign.objectives import ObjectiveSet
 from pluralign.preferences.rewards import MAPPINGS
-from pluralign.preferences.tags import (
-    TagTemplate,
-    quantile_edges,
-)
+from pluralign.preferences.tags import TagTemplate, quantile_edges
 from pluralign.training.manifest import Manifest
 from pluralign.training.sft import run_sft
 from pluralign.training.state import broadcast, process_state
@@ -231,10 +224,8 @@ def _online_generate(
     """Generate for sampled prompts at sampled desired rewards; chunks are saved as they finish."""
     import torch
 
-    from pluralign.generation.backends import (
-        check_backend,
-        generate_texts,
-    )
+    from pluralign.generation.backends import check_backend
+    from pluralign.generation.batched import generate_texts
     from pluralign.models.loading import load_causal_lm
 
     check_backend(config.generation_backend)

@@ -9,11 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from pluralign.generation.policy import (
-    Choice,
-    PreferenceLike,
-    SteerablePolicy,
-)
+from pluralign.generation.policy import Choice, PreferenceLike, SteerablePolicy
 from pluralign.models.diffusion import TextToImage
 from pluralign.objectives import ObjectiveStats
 from pluralign.preferences.rewards import (
@@ -22,9 +18,7 @@ from pluralign.preferences.rewards import (
     preference_to_rewards,
     preference_to_rewards_by_quantile,
 )
-from pluralign.preferences.tags import (
-    TagTemplate,
-)
+from pluralign.preferences.tags import TagTemplate
 from pluralign.preferences.weights import Preference
 from pluralign.training.manifest import Manifest
 

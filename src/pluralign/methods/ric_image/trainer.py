@@ -32,14 +32,8 @@ from pluralign.methods.ric_image.config import RiCImageConfig
 from pluralign.models.diffusion import T2ISpec, TextEncoder, build_codec, pil_to_tensor
 from pluralign.models.word_encoder import WORD_DIR, WORD_ENCODER
 from pluralign.objectives import ObjectiveSet
-from pluralign.preferences.rewards import (
-    MAPPINGS,
-    QUANTILE_MAPPING,
-    quantile_table,
-)
-from pluralign.preferences.tags import (
-    TagTemplate,
-)
+from pluralign.preferences.rewards import MAPPINGS, QUANTILE_MAPPING, quantile_table
+from pluralign.preferences.tags import TagTemplate
 from pluralign.training.manifest import Manifest
 
 Progress = Callable[[str], None]

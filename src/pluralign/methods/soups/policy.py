@@ -16,11 +16,7 @@ import torch
 
 from pluralign.errors import ModelNotFoundError
 from pluralign.generation.batched import generate_batched
-from pluralign.generation.policy import (
-    Choice,
-    PreferenceLike,
-    SteerablePolicy,
-)
+from pluralign.generation.policy import Choice, PreferenceLike, SteerablePolicy
 from pluralign.models.loading import default_device, load_causal_lm, load_tokenizer
 from pluralign.training.manifest import Manifest
 

@@ -90,8 +90,8 @@ def train_ric_chat(
 def soups_config(world: ChatWorld, output_dir: Path, **overrides: Any):
     """Rewarded Soups on the chat world: one RLOO run with LoRA per objective from the base model."""
     from pluralign.methods.soups.config import SoupsConfig
+    from pluralign.training.rl import demo_rl_config
     from pluralign.training.state import gpu_available
-    from pluralign.worlds.reviews.rl import demo_rl_config
 
     s = world.settings
     chat: dict[str, Any] = {
@@ -119,7 +119,7 @@ def train_soups_chat(
 ) -> Path:
     """Rewarded Soups on the chat world: RLOO (LoRA) on each objective alone, souped by the preference."""
     from pluralign.methods.soups.trainer import train_soups
-    from pluralign.worlds.reviews.rl import world_prompts
+    from pluralign.training.rl import world_prompts
 
     config = soups_config(world, Path(output_dir), **overrides)
     return train_soups(config, world.objectives, world_prompts(world), progress or (lambda _: None), callbacks=callbacks)
@@ -214,12 +214,10 @@ def run_chat_demo(
     generation: dict[str, Any] | None = None,
     settings: ChatSettings | None = None,
 ) -> int:
-    from pluralign.cli import quiet_libraries
     from pluralign.evaluation.pipeline import evaluate_models, summary_table
-    from pluralign.generation.policy import (
-        load_policy,
-    )
+    from pluralign.generation.policy import load_policy
     from pluralign.preferences.weights import preference_grid
+    from pluralign.training.quiet import quiet_libraries
 
     quiet_libraries()  # no library deprecation warnings or progress bars among the demo's lines
     settings = settings or ChatSettings(seed=seed)  # --seed seeds the world's sampling, training and evaluation

@@ -40,10 +40,7 @@ import numpy as np
 from pluralign.data.jsonl import read_jsonl as _read_jsonl
 from pluralign.data.scoring import ScoreCache, score_samples
 from pluralign.errors import ConfigError
-from pluralign.generation.prompts import (
-    assistant_marker,
-    render,
-)
+from pluralign.generation.prompts import assistant_marker, render
 from pluralign.objectives import ObjectiveSet
 
 BASE_MODEL = "builtin:smollm2-135m-instruct"

@@ -17,17 +17,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from pluralign.errors import ConfigError
-from pluralign.generation.backends import (
-    BackendPolicy,
-    VLLMGenerator,
-    to_sampling_kwargs,
-    vllm_available,
-)
-from pluralign.generation.policy import (
-    Choice,
-    PreferenceLike,
-    SteerablePolicy,
-)
+from pluralign.generation.backends import VLLMGenerator, check_backend, to_sampling_kwargs, use_backend, vllm_available
+from pluralign.generation.policy import Choice, PreferenceLike, SteerablePolicy
 from pluralign.generation.prompts import render_prompt
 
 BACKENDS = ("auto", "transformers", "continuous", "vllm")
@@ -89,3 +80,33 @@ def select_backend(policy: SteerablePolicy, backend: str = "auto") -> SteerableP
     if vllm_available() and supports_vllm(policy):
         return VLLMPolicy(policy)
     return policy
+
+
+class BackendPolicy:
+    """A loaded policy whose generation runs through a backend (``continuous``); steering is the policy's own."""
+
+    def __init__(self, policy, backend: str) -> None:
+        self.inner, self.backend = policy, check_backend(backend)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    def generate(self, *args: Any, **kwargs: Any) -> list:
+        with use_backend(self.backend):
+            return self.inner.generate(*args, **kwargs)
+
+    def generate_many(self, *args: Any, **kwargs: Any) -> list:
+        with use_backend(self.backend):
+            return self.inner.generate_many(*args, **kwargs)
+
+
+def with_backend(policy, backend: str):
+    """``policy`` generating through ``backend``: as is, continuous-batched, or vLLM (prompt-steered policies)."""
+    check_backend(backend)
+    if backend == "transformers":
+        return policy
+    if backend == "continuous":
+        return BackendPolicy(policy, backend)
+    from pluralign.generation.policy_backends import VLLMPolicy
+
+    return VLLMPolicy(policy)

@@ -1,0 +1,80 @@
+"""The layout rules of docs/architecture.md that import-linter does not state: no import cycle between any two
+modules, a short top level, and one file naming convention inside every method and reward-model folder."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import grimp
+import pytest
+
+import pluralign
+
+PACKAGE = Path(pluralign.__file__).parent
+
+
+def module_cycles(graph: grimp.ImportGraph) -> list[list[str]]:
+    """Every strongly connected set of two or more modules (Tarjan), i.e. every import cycle."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    found: list[list[str]] = []
+
+    def visit(node: str) -> None:
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        on_stack.add(node)
+        for nxt in sorted(graph.find_modules_directly_imported_by(node)):
+            if nxt not in index:
+                visit(nxt)
+                low[node] = min(low[node], low[nxt])
+            elif nxt in on_stack:
+                low[node] = min(low[node], index[nxt])
+        if low[node] == index[node]:
+            group = []
+            while True:
+                top = stack.pop()
+                on_stack.discard(top)
+                group.append(top)
+                if top == node:
+                    break
+            if len(group) > 1:
+                found.append(sorted(group))
+
+    for module in sorted(graph.modules):
+        if module not in index:
+            visit(module)
+    return found
+
+
+def test_no_import_cycle_between_modules():
+    graph = grimp.build_graph("pluralign", cache_dir=None)
+    assert module_cycles(graph) == []
+
+
+def test_cycle_finder_finds_a_cycle():
+    graph = grimp.ImportGraph()
+    for name in ("p", "p.a", "p.b", "p.c"):
+        graph.add_module(name)
+    graph.add_import(importer="p.a", imported="p.b")
+    graph.add_import(importer="p.b", imported="p.a")
+    graph.add_import(importer="p.c", imported="p.a")
+    assert module_cycles(graph) == [["p.a", "p.b"]]
+
+
+def test_top_level_stays_short():
+    modules = sorted(p.name for p in PACKAGE.glob("*.py") if p.name != "__init__.py")
+    assert len(modules) <= 12, modules
+
+
+@pytest.mark.parametrize("family", ["methods", "reward_models"])
+def test_one_file_naming_convention_per_folder(family):
+    for folder in sorted(p for p in (PACKAGE / family).iterdir() if (p / "__init__.py").is_file()):
+        names = {p.name for p in folder.glob("*.py")}
+        assert {"config.py", "trainer.py"} <= names, folder.name
+        assert not names & {"train.py", "training.py", "margin_trainer.py", "demo.py"}, folder.name
+        if family == "methods":
+            assert {"policy.py", "cli.py"} <= names, folder.name
+        else:
+            assert "reward_model.py" in names, folder.name
