@@ -12,4 +12,5 @@ if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null
 fi
 export HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 .venv/bin/ruff check src tests benchmarks
+.venv/bin/lint-imports  # the layer contracts in .importlinter (docs/architecture.md)
 .venv/bin/python -m pytest -q "$@"
