@@ -132,7 +132,7 @@ def test_modpo_artifact_steers_by_nearest_weight_and_interpolates(base, tmp_path
     policy = load_policy(out)
     assert policy.blend_for([0.9, 0.1]) == (0, 0, 0.0)
     assert policy.blend_for([0.3, 0.7]) == (2, 2, 0.0)
-    assert policy.blend_for(policy._weights(None)) == (1, 1, 0.0)  # no preference: equal weights
+    assert policy.blend_for(policy.weights_for(None)) == (1, 1, 0.0)  # no preference: equal weights
     texts = policy.generate_many(
         ["Rate item 1:"] * 3, [[1, 0], [0.5, 0.5], {"good": 0.1, "short": 0.9}], max_new_tokens=3
     )

@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import difflib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -43,18 +43,24 @@ def check_keys(keys: Sequence[str], valid: Sequence[str], where: str) -> None:
             raise ConfigError(f"unknown config key {key!r} in {where}{hint}")
 
 
+def split_config_file(argv: Sequence[str]) -> tuple[list[str], dict[str, Any]]:
+    """``argv`` without ``--config FILE.yaml``, and the file's values (empty without one)."""
+    argv = list(argv)
+    if "--config" not in argv:
+        return argv, {}
+    i = argv.index("--config")
+    if i + 1 >= len(argv):
+        raise ConfigError("--config needs a file path, e.g. --config configs/ric_tiny.yaml")
+    values = load_yaml(argv[i + 1])
+    del argv[i : i + 2]
+    return argv, values
+
+
 def parse_config(config_cls: type[T], argv: Sequence[str], prog: str = "pluralign") -> T:
     """Build ``config_cls`` from ``--config FILE.yaml`` (defaults) and the flags in ``argv`` (overrides)."""
     from transformers import HfArgumentParser
 
-    argv = list(argv)
-    file_values: dict[str, Any] = {}
-    if "--config" in argv:
-        i = argv.index("--config")
-        if i + 1 >= len(argv):
-            raise ConfigError("--config needs a file path, e.g. --config configs/ric_tiny.yaml")
-        file_values = load_yaml(argv[i + 1])
-        del argv[i : i + 2]
+    argv, file_values = split_config_file(argv)
     names = [f.name for f in dataclasses.fields(config_cls)]
     check_keys(list(file_values), names, "the config file")
     parser = HfArgumentParser(config_cls, prog=prog)
@@ -100,13 +106,8 @@ def merge_repeated_flags(argv: Sequence[str], flags: Sequence[str]) -> list[str]
 
 def parse_args(parser, argv: Sequence[str]):
     """argparse with TRL's ``--config`` convention: YAML values become defaults, flags override them."""
-    argv = list(argv)
-    if "--config" in argv:
-        i = argv.index("--config")
-        if i + 1 >= len(argv):
-            raise ConfigError("--config needs a file path")
-        values = load_yaml(argv[i + 1])
-        del argv[i : i + 2]
+    argv, values = split_config_file(argv)
+    if values:
         dests = [a.dest for a in parser._actions if a.dest not in ("help", "config")]
         check_keys(list(values), dests, "the config file")
         parser.set_defaults(**values)
@@ -152,3 +153,11 @@ def generation_kwargs(args, defaults: dict[str, Any] | None = None) -> dict[str,
 
         out["cleaning"] = Cleaning.off()
     return out
+
+
+def train_command(config_cls: type, train: Callable[[Any], Any], argv: Sequence[str], command: str) -> int:
+    """The whole of ``pluralign train <command>``: the config from YAML and flags, training, where the model went."""
+    config = parse_config(config_cls, argv, prog=f"pluralign train {command}")
+    out = train(config)
+    print(f"pluralign: model written to {out}")
+    return 0

@@ -40,7 +40,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 def run(argv: Sequence[str]) -> int:
     from pluralign.data.loading import load_any, unique_prompts
-    from pluralign.evaluation.grids import resolve_grid
     from pluralign.evaluation.pipeline import evaluate_models, summary_table
     from pluralign.generation.backends import check_backend, use_backend
     from pluralign.generation.policy import load_policy
@@ -80,10 +79,7 @@ def run(argv: Sequence[str]) -> int:
             prompts,
             objectives,
             args.out,
-            grid=resolve_grid(args.grid, len(objectives), args.grid_points),
-            reference_z=args.reference_z,
-            seed=args.seed,
-            title=f"pluralign evaluate: {Path(args.model).name}",
+            **_front_settings(args, len(objectives)),
             range_stats=_training_stats(policy.manifest.stats, objectives.names, ObjectiveStats),
             **gen,
         )
@@ -92,6 +88,18 @@ def run(argv: Sequence[str]) -> int:
     print(summary_table(fronts, objectives.names))
     print(f"pluralign: wrote {Path(args.out) / 'front.json'}, pareto.png, report.html")
     return 0
+
+
+def _front_settings(args: argparse.Namespace, k: int) -> dict:
+    """The grid, reference point, seed and title every front of ``pluralign evaluate`` is measured with."""
+    from pluralign.evaluation.grids import resolve_grid
+
+    return {
+        "grid": resolve_grid(args.grid, k, args.grid_points),
+        "reference_z": args.reference_z,
+        "seed": args.seed,
+        "title": f"pluralign evaluate: {Path(args.model).name}",
+    }
 
 
 def _training_stats(stats: dict, names: Sequence[str], cls) -> dict:
@@ -106,7 +114,6 @@ def _training_stats(stats: dict, names: Sequence[str], cls) -> dict:
 
 
 def _evaluate_images(policy, baseline: str, prompts, objectives, args) -> int:
-    from pluralign.evaluation.grids import resolve_grid
     from pluralign.evaluation.images import evaluate_image_models
     from pluralign.evaluation.pipeline import summary_table
     from pluralign.models.diffusion import TextToImage
@@ -118,10 +125,7 @@ def _evaluate_images(policy, baseline: str, prompts, objectives, args) -> int:
         [str(p) for p in prompts],
         objectives,
         args.out,
-        grid=resolve_grid(args.grid, len(objectives), args.grid_points),
-        reference_z=args.reference_z,
-        seed=args.seed,
-        title=f"pluralign evaluate: {Path(args.model).name}",
+        **_front_settings(args, len(objectives)),
         **gen,
     )
     print(summary_table(fronts, objectives.names))

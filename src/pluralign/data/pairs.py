@@ -17,7 +17,9 @@ held-out splits never put one pair in training for one user type and in evaluati
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
+import random
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -152,3 +154,23 @@ def split_pairs(
     """Train / held-out pairs, split by :func:`pair_id` across all user types."""
     train, evals = split_by_id([pair_id(p) for p in pairs], eval_fraction, seed)
     return [pairs[i] for i in train], [pairs[i] for i in evals]
+
+
+def pairs_by_score(
+    samples: Sequence[dict], objective: str, seed: int, max_pairs: int | None = None, min_margin: float = 1e-6
+) -> list[dict[str, str]]:
+    """Pairs of scored responses to the same prompt; ``chosen`` scores higher on ``objective`` by over
+    ``min_margin``. Shuffled with ``seed``, at most ``max_pairs``."""
+    key = f"score_{objective}"
+    groups: dict[str, list[dict]] = {}
+    for s in samples:
+        groups.setdefault(s["prompt"], []).append(s)
+    out = []
+    for prompt, group in groups.items():
+        for a, b in itertools.combinations(group, 2):
+            if abs(a[key] - b[key]) <= min_margin:
+                continue
+            hi, lo = (a, b) if a[key] > b[key] else (b, a)
+            out.append({"prompt": prompt, "chosen": hi["response"], "rejected": lo["response"]})
+    random.Random(seed).shuffle(out)
+    return out[:max_pairs] if max_pairs else out

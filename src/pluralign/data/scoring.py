@@ -96,16 +96,33 @@ def score_samples(
     keys = [pair_key(p, r) for p, r in zip(prompts, responses)]
     if world()[1] > 1:
         return _score_across_processes(prompts, responses, keys, objectives, cache, chunk_size, progress)
+    return _score_cached(keys, lambda idx: ([prompts[i] for i in idx], [responses[i] for i in idx]), objectives,
+                         cache, chunk_size, progress, report_start=True)  # fmt: skip
+
+
+def _score_cached(
+    keys: list[str],
+    inputs: Callable[[list[int]], tuple[list[Any], list[Any]]],
+    objectives: ObjectiveSet,
+    cache: ScoreCache | None,
+    chunk_size: int,
+    progress: Callable[[str, int, int], None] | None,
+    report_start: bool = False,
+) -> dict[str, list[float]]:
+    """The one scoring loop (texts and images): per objective, score in chunks what ``cache`` lacks.
+
+    ``inputs(indices)`` gives the (prompts, responses) of those rows; ``keys`` name the rows in the cache.
+    """
     result: dict[str, list[float]] = {}
     for obj in objectives.objectives:
         known = cache.get(obj.identity, keys) if cache is not None else {}
         todo = sorted({k: i for i, k in enumerate(keys) if k not in known}.values())
         done = len(keys) - len(todo)
-        if progress:
+        if progress and report_start:
             progress(obj.name, done, len(keys))
         for start in range(0, len(todo), chunk_size):
             idx = todo[start : start + chunk_size]
-            vals = obj.score([prompts[i] for i in idx], [responses[i] for i in idx])
+            vals = obj.score(*inputs(idx))
             check_finite(vals, obj.name)
             new = {keys[i]: v for i, v in zip(idx, vals)}
             known.update(new)
@@ -174,21 +191,5 @@ def score_images(
     """``{objective: [score per image]}``; ``images`` may be a list or ``i -> image`` (a lazy dataset)."""
     get = images if callable(images) else images.__getitem__
     keys = [pair_key(c, image_digest(get(i))) for i, c in enumerate(captions)]
-    result: dict[str, list[float]] = {}
-    for obj in objectives.objectives:
-        known = cache.get(obj.identity, keys) if cache is not None else {}
-        todo = sorted({k: i for i, k in enumerate(keys) if k not in known}.values())
-        done = len(keys) - len(todo)
-        for start in range(0, len(todo), chunk_size):
-            idx = todo[start : start + chunk_size]
-            vals = obj.score([captions[i] for i in idx], [get(i) for i in idx])
-            check_finite(vals, obj.name)
-            new = {keys[i]: v for i, v in zip(idx, vals)}
-            known.update(new)
-            if cache is not None:
-                cache.put(obj.identity, new)
-            done += len(idx)
-            if progress:
-                progress(obj.name, done, len(keys))
-        result[obj.name] = [known[k] for k in keys]
-    return result
+    return _score_cached(keys, lambda idx: ([captions[i] for i in idx], [get(i) for i in idx]), objectives, cache,
+                         chunk_size, progress)  # fmt: skip

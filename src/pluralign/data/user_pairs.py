@@ -52,14 +52,7 @@ def load_user_pairs(
         raise ConfigError("--dataset is required: a pairs file (prompt/chosen/rejected), or ratings per attribute")
     if not 0 <= cfg.eval_fraction < 1:
         raise ConfigError(f"--eval_fraction must be in [0, 1), got {cfg.eval_fraction}")
-    pairs = attribute_pairs(
-        cfg.dataset,
-        attributes=cfg.attributes or None,
-        format=cfg.format,
-        conflicting_only=cfg.conflicting_only,
-        prompt_column=cfg.prompt_column,
-        skip_invalid=cfg.skip_invalid_pairs,
-    )
+    pairs = choice_pairs(cfg)
     train_pairs, held_pairs = split_pairs(pairs, cfg.eval_fraction, cfg.seed)
     rng = np.random.default_rng(cfg.seed)
     train: dict[str, UserPairs] = {}
@@ -144,3 +137,15 @@ class UserPairs:
 
     def __len__(self) -> int:
         return int(self.chosen.shape[0])
+
+
+def choice_pairs(cfg: Any) -> list[dict[str, Any]]:
+    """The users' choices of ``cfg.dataset`` as pairs labelled by attribute (the user type), as ``cfg`` selects."""
+    return attribute_pairs(
+        cfg.dataset,
+        attributes=cfg.attributes or None,
+        format=cfg.format,
+        conflicting_only=cfg.conflicting_only,
+        prompt_column=cfg.prompt_column,
+        skip_invalid=getattr(cfg, "skip_invalid_pairs", False),
+    )

@@ -44,7 +44,12 @@ class SteerablePolicy(ABC):
         """Infer weights from a user's choices (needs the objectives' scorers, see preferences.infer)."""
         raise ConfigError(f"method {self.method!r} cannot be steered by context; pass preference= instead")
 
-    @abstractmethod
+    def weights_for(self, preference: PreferenceLike | None) -> tuple[float, ...]:
+        """The preference's weights in objective order; no preference means equal weights."""
+        pref = self.resolve_preference(preference)
+        k = len(self.objectives)
+        return tuple([1.0 / k] * k) if pref is None else tuple(pref.weights)
+
     def generate(
         self,
         prompts: Sequence[Any],
@@ -52,13 +57,15 @@ class SteerablePolicy(ABC):
         context: Sequence[Choice] | None = None,
         **generation_kwargs: Any,
     ) -> list[str]:
-        """Generate one response per prompt, steered by ``preference`` (or ``context``)."""
+        """Generate one response per prompt, steered by ``preference`` (or by the one ``context`` implies)."""
+        preference = self.preference_for(preference, context)
+        return self.generate_many(prompts, [preference] * len(prompts), **generation_kwargs)
 
+    @abstractmethod
     def generate_many(
         self, prompts: Sequence[Any], preferences: Sequence[PreferenceLike | None], **generation_kwargs: Any
     ) -> list[str]:
-        """One response per (prompt, preference) pair; policies that can, batch them in one call."""
-        return [self.generate([p], preference=w, **generation_kwargs)[0] for p, w in zip(prompts, preferences)]
+        """One response per (prompt, preference) pair, batched where the method can."""
 
     def _check_steering(self, preference: Any, context: Any) -> None:
         if preference is not None and context is not None:
@@ -104,16 +111,9 @@ class UnsteeredPolicy(SteerablePolicy):
         self.tokenizer = load_tokenizer(str(self.weights_dir), trust_remote_code)
         self.batch_size = batch_size
 
-    def generate(
-        self,
-        prompts: Sequence[Any],
-        preference: PreferenceLike | None = None,
-        context: Sequence[Choice] | None = None,
-        **generation_kwargs: Any,
-    ) -> list[str]:
-        self._check_steering(preference, context)
-        self.resolve_preference(preference)
-        return generate_batched(self.model, self.tokenizer, prompts, self.batch_size, **generation_kwargs)
+    def preference_from_context(self, context: Sequence[Choice]) -> None:
+        """A user's choices cannot move one fixed model: the context is ignored."""
+        return None
 
     def generate_many(
         self, prompts: Sequence[Any], preferences: Sequence[PreferenceLike | None], **generation_kwargs: Any

@@ -45,17 +45,8 @@ class VLLMPolicy(SteerablePolicy):
         self.tokenizer = policy.tokenizer
         self.generator = VLLMGenerator(policy.model_dir, gpu_memory_utilization, **engine_kwargs)
 
-    def generate(
-        self,
-        prompts: Sequence[Any],
-        preference: PreferenceLike | None = None,
-        context: Sequence[Choice] | None = None,
-        **generation_kwargs: Any,
-    ) -> list[str]:
-        self._check_steering(preference, context)
-        if context is not None:
-            preference = self.inner.preference_from_context(context)
-        return self.generate_many(prompts, [preference] * len(prompts), **generation_kwargs)
+    def preference_from_context(self, context: Sequence[Choice]) -> Any:
+        return self.inner.preference_from_context(context)
 
     def generate_many(
         self, prompts: Sequence[Any], preferences: Sequence[PreferenceLike | None], **generation_kwargs: Any

@@ -19,7 +19,7 @@ import trl
 from pluralign.data.dimension_pairs import Pairs, load_dimension_pairs
 from pluralign.errors import ConfigError
 from pluralign.training.args import DevicePrecisionMixin, LoraMixin
-from pluralign.training.manifest import MANIFEST_NAME, Manifest
+from pluralign.training.manifest import Manifest, is_finished
 from pluralign.training.margin_dpo import MARGIN_COLUMN, MarginDPOTrainer
 from pluralign.training.progress import library_bars_off, use_progress_lines
 from pluralign.training.state import is_main_process, shared_dataset, wait_for_everyone
@@ -35,7 +35,7 @@ def say(progress: Progress | None, msg: str) -> None:
 
 
 def stage_is_done(stage_dir: str | Path) -> bool:
-    return (Path(stage_dir) / MANIFEST_NAME).is_file()
+    return is_finished(stage_dir)
 
 
 def stage_args(config: DimensionDPOConfig, output_dir: str | Path, **overrides: Any) -> trl.DPOConfig:

@@ -30,6 +30,17 @@ class Manifest:
     extra: dict[str, Any] = field(default_factory=dict)
     format_version: int = FORMAT_VERSION
 
+    @classmethod
+    def for_objectives(cls, method: str, objectives: Any, **fields: Any) -> Manifest:
+        """A manifest whose objective names, normalisation stats and specs come from one ``ObjectiveSet``."""
+        return cls(
+            method=method,
+            objectives=list(objectives.names),
+            stats=objectives.stats_dict(),
+            objective_specs=objectives.specs(),
+            **fields,
+        )
+
     def save(self, model_dir: str | Path) -> Path:
         path = Path(model_dir) / MANIFEST_NAME
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -54,3 +65,9 @@ class Manifest:
             )
         known = {f for f in cls.__dataclass_fields__}
         return cls(**{k: v for k, v in data.items() if k in known})
+
+
+def is_finished(folder: str | Path, marker: str = MANIFEST_NAME) -> bool:
+    """True once a training run wrote its marker, the last file it writes (a model's ``pluralign.json``, an RL
+    run's record): a rerun skips finished runs and resumes unfinished ones."""
+    return (Path(folder) / marker).is_file()

@@ -29,7 +29,9 @@ from pluralign.models.loading import check_model_source, load_tokenizer
 from pluralign.objectives.set import ObjectiveSet
 from pluralign.preferences.weights import validate_weights
 from pluralign.training.args import DevicePrecisionMixin, LoraMixin
+from pluralign.training.manifest import Manifest, is_finished
 from pluralign.training.progress import use_progress_lines
+from pluralign.training.state import is_main_process, wait_for_everyone
 
 RUN_DONE = "pluralign_run.json"  # written last in a run folder: a rerun skips finished runs
 
@@ -152,7 +154,43 @@ def check_start_model(config: ObjectiveRLConfig) -> str:
 
 
 def run_is_done(run_dir: Path) -> bool:
-    return (run_dir / RUN_DONE).is_file()
+    return is_finished(run_dir, RUN_DONE)
+
+
+def train_runs(
+    config: ObjectiveRLConfig,
+    objectives: ObjectiveSet,
+    prompts: Sequence[Any],
+    runs: Sequence[tuple[str, str, Sequence[float]]],
+    method: str,
+    progress: Callable[[str], None] = print,
+    callbacks: Sequence[Any] | None = None,
+) -> tuple[str, Any, Path]:
+    """One :func:`train_weighted_policy` run per ``(folder name, label, weights)`` into ``output_dir/runs/``,
+    finished runs skipped (MORLHF: a grid of weights; Soups: one-hot weights). Returns (start model, its
+    tokenizer, output_dir)."""
+    start = check_start_model(config)
+    out = Path(config.output_dir)
+    tokenizer = load_tokenizer(start)
+    for i, (name, label, weights) in enumerate(runs, 1):
+        run_dir = out / "runs" / name
+        if run_is_done(run_dir):
+            progress(f"{method} run {i}/{len(runs)} ({label}): already trained, skipped")
+        else:
+            progress(f"{method} run {i}/{len(runs)} ({label}): RLOO for {config.max_steps} steps")
+            train_weighted_policy(
+                config, objectives, weights, prompts, run_dir, processing_class=tokenizer, callbacks=callbacks
+            )
+    return start, tokenizer, out
+
+
+def save_runs_model(out: Path, tokenizer: Any, manifest: Manifest) -> Path:
+    """The model directory of a set of runs: the tokenizer and ``pluralign.json`` (main process only)."""
+    if is_main_process():
+        tokenizer.save_pretrained(str(out))
+        manifest.save(out)
+    wait_for_everyone()
+    return out
 
 
 def train_weighted_policy(
@@ -238,3 +276,8 @@ DEMO_RL_SETTINGS: dict[str, Any] = {
     "report_to": [],
     "seed": 0,
 }
+
+
+def with_objectives_and_prompts(train: Callable[..., Path]) -> Callable[[ObjectiveRLConfig], Path]:
+    """``train(config, objectives, prompts)`` as ``train(config)``: objectives and prompts read from the dataset."""
+    return lambda config: train(config, *prepare_objectives_and_prompts(config))

@@ -237,3 +237,36 @@ def save_pairwise_reward_model(
     wait_for_everyone()
     progress(f"saved {'NP-BTL' if method == 'npbtl' else method.upper()} reward model to {out}")
     return out
+
+
+def train_on_user_tasks(
+    model: nn.Module,
+    train: Mapping[str, UserPairs],
+    cfg: PairwiseRewardDataConfig,
+    progress: Callable[[str], None],
+    min_context: int = 0,
+    max_context: int = 0,
+    beta_kl: float = 0.0,
+) -> dict:
+    """Meta-train ``model`` on tasks drawn from ``train``'s users with ``cfg``'s budget (BTL: no context)."""
+    sampler = TaskSampler(train, cfg.num_targets, min_context, max_context, seed=cfg.seed)
+    return train_tasks(
+        model,
+        sampler,
+        cfg.max_steps,
+        cfg.batch_tasks,
+        cfg.learning_rate,
+        beta_kl,
+        progress=lambda step, loss: progress(f"step {step}/{cfg.max_steps} loss {loss:.4f}"),
+    )
+
+
+def held_out_accuracy(
+    model: nn.Module, held: Mapping[str, UserPairs], context_sizes: Sequence[int], seed: int
+) -> dict[int, float]:
+    """Pairwise accuracy (%) on the held-out pairs for every context size k each held-out user can fill."""
+    if not held:
+        return {}
+    ks = [k for k in context_sizes if all(len(u) >= k + 1 for u in held.values())]
+    n_targets = max(1, min(20, min(len(u) for u in held.values()) - max(ks, default=0)))
+    return accuracy_by_context_size(model, held, ks, repeats=200, num_targets=n_targets, seed=seed)

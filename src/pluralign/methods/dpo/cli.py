@@ -4,14 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from pluralign.config import parse_config
-from pluralign.methods.dpo.trainer import train_dpo
-from pluralign.training.dpo_stage import DimensionDPOConfig
+from pluralign.config import train_command
+from pluralign.methods.dpo.config import DPOConfig
 
 HELP = "DPO on one preference dimension, or on several merged (the baseline of SPO and MODPO)"
 
 
 def run(argv: Sequence[str]) -> int:
-    config = parse_config(DimensionDPOConfig, argv, prog="pluralign train dpo")
-    train_dpo(config)
-    return 0
+    from pluralign.methods.dpo.trainer import train_dpo
+
+    return train_command(DPOConfig, train_dpo, argv, "dpo")

@@ -16,24 +16,17 @@ from typing import Any
 import numpy as np
 
 from pluralign.errors import ConfigError
-from pluralign.generation.batched import generate_batched
-from pluralign.generation.policy import Choice, PreferenceLike, SteerablePolicy
+from pluralign.generation.model_bank import ModelBankPolicy
 from pluralign.training.manifest import Manifest
 
 Blend = tuple[int, int, float]  # (member a, member b, t): theta = (1 - t) theta_a + t theta_b
 
 
-class MODPOPolicy(SteerablePolicy):
+class MODPOPolicy(ModelBankPolicy):
     def __init__(
-        self,
-        model_dir: Path,
-        manifest: Manifest,
-        interpolate: bool = False,
-        device: str | None = None,
-        dtype: str = "float32",
-        batch_size: int = 16,
-        trust_remote_code: bool = False,
+        self, model_dir: Path, manifest: Manifest, interpolate: bool = False, batch_size: int = 16, **load_kwargs: Any
     ) -> None:
+        """``load_kwargs`` (``device``, ``dtype``, ``trust_remote_code``) apply to every member's weights."""
         from pluralign.models.loading import load_tokenizer
 
         self.model_dir = Path(model_dir)
@@ -44,10 +37,9 @@ class MODPOPolicy(SteerablePolicy):
         self.member_dirs = [self.model_dir / m["dir"] for m in members]
         self.member_weights = np.array([m["weights"] for m in members], dtype=np.float64)
         self.interpolate = interpolate
-        self.load_kwargs = {"dtype": dtype, "device": device, "trust_remote_code": trust_remote_code}
-        self.tokenizer = load_tokenizer(str(self.model_dir), trust_remote_code)
+        self.load_kwargs = {"dtype": "float32", "device": None, "trust_remote_code": False, **load_kwargs}
+        self.tokenizer = load_tokenizer(str(self.model_dir), self.load_kwargs["trust_remote_code"])
         self.batch_size = batch_size
-        self._loaded: tuple[Blend, Any] | None = None
 
     def blend_for(self, weights: Sequence[float]) -> Blend:
         """Which member(s) serve ``weights``: the nearest, or the nearest segment when interpolating."""
@@ -69,14 +61,14 @@ class MODPOPolicy(SteerablePolicy):
                 best, best_dist = (a, b, t), d
         return best
 
-    def model_for(self, blend: Blend):
-        """The (possibly interpolated) model of ``blend``; the previous one is released."""
+    def key_for(self, weights: tuple[float, ...]) -> Blend:
+        a, b, t = self.blend_for(weights)
+        return (a, b, round(t, 4))
+
+    def build(self, blend: Blend):
+        """The (possibly interpolated) model of ``blend``."""
         from pluralign.models.loading import load_causal_lm
 
-        blend = (blend[0], blend[1], round(blend[2], 4))
-        if self._loaded is not None and self._loaded[0] == blend:
-            return self._loaded[1]
-        self._loaded = None
         a, b, t = blend
         model = load_causal_lm(str(self.member_dirs[a]), **self.load_kwargs)
         if t > 0:
@@ -86,41 +78,11 @@ class MODPOPolicy(SteerablePolicy):
             }
             model.load_state_dict(mixed)
             del other
-        self._loaded = (blend, model)
         return model
 
-    def _weights(self, preference: PreferenceLike | None) -> tuple[float, ...]:
-        pref = self.resolve_preference(preference)
-        return pref.weights if pref is not None else tuple([1.0 / len(self.objectives)] * len(self.objectives))
-
-    def generate(
-        self,
-        prompts: Sequence[Any],
-        preference: PreferenceLike | None = None,
-        context: Sequence[Choice] | None = None,
-        **generation_kwargs: Any,
-    ) -> list[str]:
-        preference = self.preference_for(preference, context)
-        model = self.model_for(self.blend_for(self._weights(preference)))
-        return generate_batched(model, self.tokenizer, prompts, self.batch_size, **generation_kwargs)
-
-    def generate_many(
-        self, prompts: Sequence[Any], preferences: Sequence[PreferenceLike | None], **generation_kwargs: Any
-    ) -> list[str]:
-        """Requests grouped by the model that serves them, one batched call per group."""
-        groups: dict[Blend, list[int]] = {}
-        for i, w in enumerate(preferences):
-            blend = self.blend_for(self._weights(w))
-            groups.setdefault((blend[0], blend[1], round(blend[2], 4)), []).append(i)
-        out = [""] * len(prompts)
-        for blend, idx in groups.items():
-            texts = generate_batched(
-                self.model_for(blend), self.tokenizer, [prompts[i] for i in idx], self.batch_size, **generation_kwargs
-            )
-            for i, text in zip(idx, texts):
-                out[i] = text
-        return out
-
+    def model_for(self, blend: Blend):
+        """The (possibly interpolated) model of ``blend``; the previous one is released."""
+        return self.bank_model((blend[0], blend[1], round(blend[2], 4)))
 
 def load(model_dir: Path, manifest: Manifest, **kwargs: Any) -> MODPOPolicy:
     """``load_policy`` hook; pass ``interpolate=True`` to mix neighbouring members' weights."""

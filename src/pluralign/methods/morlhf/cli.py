@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from pluralign.config import parse_config
+from pluralign.config import train_command
 from pluralign.methods.morlhf.config import MORLHFConfig
 
 HELP = "MORLHF baseline: one RL (RLOO) policy per preference point, steered by the nearest trained point"
@@ -12,10 +12,6 @@ HELP = "MORLHF baseline: one RL (RLOO) policy per preference point, steered by t
 
 def run(argv: Sequence[str]) -> int:
     from pluralign.methods.morlhf.trainer import train_morlhf
-    from pluralign.training.rl import prepare_objectives_and_prompts
+    from pluralign.training.rl import with_objectives_and_prompts
 
-    config = parse_config(MORLHFConfig, argv, prog="pluralign train morlhf")
-    objectives, prompts = prepare_objectives_and_prompts(config)
-    out = train_morlhf(config, objectives, prompts)
-    print(f"MORLHF model directory: {out}")
-    return 0
+    return train_command(MORLHFConfig, with_objectives_and_prompts(train_morlhf), argv, "morlhf")

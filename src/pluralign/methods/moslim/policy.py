@@ -7,11 +7,10 @@ from pathlib import Path
 from typing import Any
 
 from pluralign.generation.batched import generate_batched
-from pluralign.generation.policy import Choice, PreferenceLike, SteerablePolicy
+from pluralign.generation.policy import PreferenceLike, SteerablePolicy
 from pluralign.methods.moslim.mapping import preference_targets
 from pluralign.methods.moslim.template import PreferenceTemplate
 from pluralign.models.loading import load_causal_lm, load_tokenizer
-from pluralign.preferences.weights import Preference
 from pluralign.training.manifest import Manifest
 
 
@@ -38,16 +37,6 @@ class MoslimPolicy(SteerablePolicy):
 
     def steered_prompt(self, prompt: Any, preference: PreferenceLike | None) -> Any:
         return self.template.apply(prompt, self.targets(preference))
-
-    def generate(
-        self,
-        prompts: Sequence[Any],
-        preference: PreferenceLike | Preference | None = None,
-        context: Sequence[Choice] | None = None,
-        **generation_kwargs: Any,
-    ) -> list[str]:
-        preference = self.preference_for(preference, context)
-        return self.generate_many(prompts, [preference] * len(prompts), **generation_kwargs)
 
     def generate_many(
         self, prompts: Sequence[Any], preferences: Sequence[PreferenceLike | None], **generation_kwargs: Any

@@ -18,7 +18,8 @@ import torch
 from torch import nn
 from trl import DPOTrainer
 
-from pluralign.data.attributes import attribute_pairs, group_by_attribute
+from pluralign.data.attributes import group_by_attribute
+from pluralign.data.user_pairs import choice_pairs
 from pluralign.methods.npdpo.config import NPDPOConfig
 from pluralign.methods.npdpo.data import CONTEXT_COLUMN, ContextPreferenceCollator, pair_table, training_rows
 from pluralign.methods.npdpo.film import FiLM
@@ -120,13 +121,7 @@ def train_npdpo(cfg: NPDPOConfig, progress: Callable[[str], None] = print) -> Pa
     cfg.require()
     torch.manual_seed(cfg.seed)
     model_path = check_model_source(cfg.model_name_or_path, what="starting model")
-    pairs = attribute_pairs(
-        cfg.dataset,
-        attributes=cfg.attributes or None,
-        format=cfg.format,
-        conflicting_only=cfg.conflicting_only,
-        prompt_column=cfg.prompt_column,
-    )
+    pairs = choice_pairs(cfg)
     groups = {name: list(g)[: cfg.max_pairs_per_type] for name, g in group_by_attribute(pairs).items()}
     progress("user types: " + ", ".join(f"{n} ({len(g)} pairs)" for n, g in groups.items()))
     embedder = Embedder(

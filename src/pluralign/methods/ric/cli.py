@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from pluralign.config import parse_config
+from pluralign.config import train_command
 from pluralign.methods.ric.config import RiCConfig
 
 HELP = "Rewards-in-Context: SFT on reward-tagged prompts, online multi-objective rejection sampling"
@@ -13,7 +13,4 @@ HELP = "Rewards-in-Context: SFT on reward-tagged prompts, online multi-objective
 def run(argv: Sequence[str]) -> int:
     from pluralign.methods.ric.trainer import train_ric
 
-    config = parse_config(RiCConfig, argv, prog="pluralign train ric")
-    out = train_ric(config)
-    print(f"pluralign: RiC model written to {out}")
-    return 0
+    return train_command(RiCConfig, train_ric, argv, "ric")

@@ -39,15 +39,11 @@ class RiCPolicy(SteerablePolicy):
         return preference_to_rewards(preference.weights, self.low, self.high, self.manifest.mapping)
 
     def tagged_prompt(self, prompt: Any, preference: PreferenceLike | None) -> Any:
-        pref = self.resolve_preference(preference) or self.uniform()
+        pref = Preference(tuple(self.objectives), self.weights_for(preference))
         if isinstance(prompt, list) and self.template.position == "response_start":
             # tags at the start of the assistant's turn: render the chat (as training did), then tag the text
             prompt = render_prompt(self.tokenizer, prompt)
         return self.template.apply(prompt, self.objectives, self.desired_rewards(pref))
-
-    def uniform(self) -> Preference:
-        k = len(self.objectives)
-        return Preference(tuple(self.objectives), tuple([1.0 / k] * k))
 
     def preference_from_context(self, context: Sequence[Choice]) -> Preference:
         from pluralign.preferences.inference import infer_preference
@@ -55,17 +51,6 @@ class RiCPolicy(SteerablePolicy):
         objectives = ObjectiveSet.from_specs(self.manifest.objective_specs)
         objectives.stats = dict(self.stats)
         return infer_preference(context, objectives)
-
-    def generate(
-        self,
-        prompts: Sequence[Any],
-        preference: PreferenceLike | None = None,
-        context: Sequence[Choice] | None = None,
-        **generation_kwargs: Any,
-    ) -> list[str]:
-        preference = self.preference_for(preference, context)
-        pref = self.resolve_preference(preference)
-        return self.generate_many(prompts, [pref] * len(prompts), **generation_kwargs)
 
     def generate_many(
         self, prompts: Sequence[Any], preferences: Sequence[PreferenceLike | None], **generation_kwargs: Any

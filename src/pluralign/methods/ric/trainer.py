@@ -294,11 +294,9 @@ def _export(
     for f in model_dir.iterdir():
         if f.is_file() and not f.name.startswith("training_args"):
             shutil.copy2(f, out / f.name)
-    Manifest(
-        method="ric",
-        objectives=objectives.names,
-        stats=objectives.stats_dict(),
-        objective_specs=objectives.specs(),
+    Manifest.for_objectives(
+        "ric",
+        objectives,
         template=template.to_dict(),
         mapping=config.mapping,
         base_model=config.model_name_or_path,

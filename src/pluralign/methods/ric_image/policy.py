@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from pluralign.generation.policy import Choice, PreferenceLike, SteerablePolicy
+from pluralign.generation.policy import PreferenceLike, SteerablePolicy
 from pluralign.models.diffusion import TextToImage
 from pluralign.objectives import ObjectiveStats
 from pluralign.preferences.rewards import (
@@ -42,24 +42,9 @@ class RiCImagePolicy(SteerablePolicy):
             return preference_to_rewards_by_quantile(preference.weights, self.tables, top)
         return preference_to_rewards(preference.weights, self.low, self.high, self.manifest.mapping)
 
-    def uniform(self) -> Preference:
-        k = len(self.objectives)
-        return Preference(tuple(self.objectives), tuple([1.0 / k] * k))
-
     def tagged_prompt(self, prompt: str, preference: PreferenceLike | None) -> str:
-        pref = self.resolve_preference(preference) or self.uniform()
+        pref = Preference(tuple(self.objectives), self.weights_for(preference))
         return self.template.apply(str(prompt), self.objectives, self.desired_rewards(pref))
-
-    def generate(
-        self,
-        prompts: Sequence[Any],
-        preference: PreferenceLike | None = None,
-        context: Sequence[Choice] | None = None,
-        **generation_kwargs: Any,
-    ) -> list:
-        preference = self.preference_for(preference, context)
-        pref = self.resolve_preference(preference)
-        return self.generate_many(prompts, [pref] * len(prompts), **generation_kwargs)
 
     def generate_many(
         self, prompts: Sequence[Any], preferences: Sequence[PreferenceLike | None], **generation_kwargs: Any

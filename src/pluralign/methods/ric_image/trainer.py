@@ -347,11 +347,9 @@ def _manifest(config: RiCImageConfig, objectives: ObjectiveSet, z: np.ndarray, t
         "use_ema": config.use_ema,
         "max_steps": config.max_steps,
     }
-    return Manifest(
-        method=METHOD,
-        objectives=objectives.names,
-        stats=objectives.stats_dict(),
-        objective_specs=objectives.specs(),
+    return Manifest.for_objectives(
+        METHOD,
+        objectives,
         template=template.to_dict(),
         mapping=config.mapping,
         base_model=config.model_name_or_path,

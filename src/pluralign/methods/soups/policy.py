@@ -7,7 +7,6 @@ base + sum_i w_i B_i A_i (averaging A and B separately would not be).
 from __future__ import annotations
 
 import copy
-from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -15,8 +14,8 @@ from typing import Any
 import torch
 
 from pluralign.errors import ModelNotFoundError
-from pluralign.generation.batched import generate_batched
-from pluralign.generation.policy import Choice, PreferenceLike, SteerablePolicy
+from pluralign.generation.model_bank import ModelBankPolicy
+from pluralign.generation.policy import PreferenceLike
 from pluralign.models.loading import default_device, load_causal_lm, load_tokenizer
 from pluralign.training.manifest import Manifest
 
@@ -40,7 +39,7 @@ def average_state_dicts(state_dicts: Sequence[Mapping[str, torch.Tensor]], weigh
     return out
 
 
-class SoupsPolicy(SteerablePolicy):
+class SoupsPolicy(ModelBankPolicy):
     """Per-objective policies averaged in weight space by the requested preference (``None``: equal weights).
 
     The soup for each distinct w is cached (at most ``max_cached`` models in memory).
@@ -62,55 +61,19 @@ class SoupsPolicy(SteerablePolicy):
         ]
         self.state_dicts = [{k: v.detach().cpu() for k, v in m.state_dict().items()} for m in models]
         self.template = models[0]
-        self.max_cached = max(1, max_cached)
-        self._soups: OrderedDict[tuple[float, ...], Any] = OrderedDict()
+        self.max_loaded = max(1, max_cached)
 
-    def weights_of(self, preference: PreferenceLike | None) -> tuple[float, ...]:
-        pref = self.resolve_preference(preference)
-        k = len(self.objectives)
-        return tuple([1.0 / k] * k) if pref is None else tuple(round(w, 6) for w in pref.weights)
+    def key_for(self, weights: tuple[float, ...]) -> tuple[float, ...]:
+        return tuple(round(w, 6) for w in weights)
+
+    def build(self, weights: tuple[float, ...]):
+        model = copy.deepcopy(self.template)
+        model.load_state_dict(average_state_dicts(self.state_dicts, weights))
+        return model.to(self.device).eval()
 
     def model_for(self, preference: PreferenceLike | None):
-        """The souped model theta(w) for ``preference``, from the cache when it was built before."""
-        w = self.weights_of(preference)
-        if w in self._soups:
-            self._soups.move_to_end(w)
-            return self._soups[w]
-        model = copy.deepcopy(self.template)
-        model.load_state_dict(average_state_dicts(self.state_dicts, w))
-        model = model.to(self.device).eval()
-        self._soups[w] = model
-        while len(self._soups) > self.max_cached:
-            self._soups.popitem(last=False)
-        return model
-
-    def generate(
-        self,
-        prompts: Sequence[Any],
-        preference: PreferenceLike | None = None,
-        context: Sequence[Choice] | None = None,
-        batch_size: int = 16,
-        **generation_kwargs: Any,
-    ) -> list[str]:
-        preference = self.preference_for(preference, context)
-        return generate_batched(self.model_for(preference), self.tokenizer, prompts, batch_size, **generation_kwargs)
-
-    def generate_many(
-        self, prompts: Sequence[Any], preferences: Sequence[PreferenceLike | None], **generation_kwargs: Any
-    ) -> list[str]:
-        """Group the requests by preference, so each soup is built once and generates in batches."""
-        groups: dict[tuple[float, ...], list[int]] = {}
-        for i, p in enumerate(preferences):
-            groups.setdefault(self.weights_of(p), []).append(i)
-        out = [""] * len(prompts)
-        for w, idx in groups.items():
-            texts = generate_batched(
-                self.model_for(list(w)), self.tokenizer, [prompts[i] for i in idx], **generation_kwargs
-            )
-            for i, t in zip(idx, texts):
-                out[i] = t
-        return out
-
+        """The souped model theta(w) for ``preference``, from the bank when it was built before."""
+        return self.bank_model(self.key_for(self.weights_for(preference)))
 
 def load(model_dir: Path, manifest: Manifest, **kwargs: Any) -> SoupsPolicy:
     return SoupsPolicy(model_dir, manifest, **kwargs)

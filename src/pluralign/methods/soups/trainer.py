@@ -12,11 +12,9 @@ from pathlib import Path
 from typing import Any
 
 from pluralign.methods.soups.config import SoupsConfig
-from pluralign.models.loading import load_tokenizer
 from pluralign.objectives.set import ObjectiveSet
 from pluralign.training.manifest import Manifest
-from pluralign.training.rl import check_start_model, run_is_done, train_weighted_policy
-from pluralign.training.state import is_main_process, wait_for_everyone
+from pluralign.training.rl import save_runs_model, train_runs
 
 
 def train_soups(
@@ -27,32 +25,14 @@ def train_soups(
     callbacks: Sequence[Any] | None = None,
 ) -> Path:
     """Train one policy per objective and write the Soups model directory (``config.output_dir``)."""
-    start = check_start_model(config)
-    out = Path(config.output_dir)
-    tokenizer = load_tokenizer(start)
-    runs = {}
     k = len(objectives)
-    for i, name in enumerate(objectives.names):
-        run_dir = out / "runs" / name
-        if run_is_done(run_dir):
-            progress(f"soups run {i + 1}/{k} ({name}): already trained, skipped")
-        else:
-            progress(f"soups run {i + 1}/{k} ({name}): RLOO for {config.max_steps} steps")
-            one_hot = [1.0 if j == i else 0.0 for j in range(k)]
-            train_weighted_policy(
-                config, objectives, one_hot, prompts, run_dir, processing_class=tokenizer, callbacks=callbacks
-            )
-        runs[name] = str(run_dir.relative_to(out))
-    if is_main_process():
-        tokenizer.save_pretrained(str(out))
-        Manifest(
-            method="soups",
-            objectives=objectives.names,
-            stats=objectives.stats_dict(),
-            objective_specs=objectives.specs(),
-            mapping="weight_average",
-            base_model=start,
-            extra={"runs": runs, "trainer": "rloo", "max_steps": config.max_steps, "peft": bool(config.use_peft)},
-        ).save(out)
-    wait_for_everyone()
-    return out
+    runs = [(name, name, [1.0 if j == i else 0.0 for j in range(k)]) for i, name in enumerate(objectives.names)]
+    start, tokenizer, out = train_runs(config, objectives, prompts, runs, "soups", progress, callbacks)
+    extra = {
+        "runs": {name: f"runs/{name}" for name in objectives.names},
+        "trainer": "rloo",
+        "max_steps": config.max_steps,
+        "peft": bool(config.use_peft),
+    }
+    manifest = Manifest.for_objectives("soups", objectives, mapping="weight_average", base_model=start, extra=extra)
+    return save_runs_model(out, tokenizer, manifest)

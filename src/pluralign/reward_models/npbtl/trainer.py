@@ -12,13 +12,13 @@ from pathlib import Path
 
 import torch
 
-from pluralign.config import parse_config
+from pluralign.config import train_command
 from pluralign.data.user_pairs import load_user_pairs, make_embedder
 from pluralign.errors import ConfigError
 from pluralign.models.neural_process import NPBTL, NPConfig
 from pluralign.reward_models.npbtl.config import NPBTLConfig
 from pluralign.reward_models.npbtl.reward_model import WEIGHTS
-from pluralign.training.user_tasks import TaskSampler, accuracy_by_context_size, save_pairwise_reward_model, train_tasks
+from pluralign.training.user_tasks import held_out_accuracy, save_pairwise_reward_model, train_on_user_tasks
 
 
 def train_npbtl(cfg: NPBTLConfig, progress: Callable[[str], None] = print) -> Path:
@@ -36,21 +36,9 @@ def train_npbtl(cfg: NPBTLConfig, progress: Callable[[str], None] = print) -> Pa
         latent=cfg.latent,
     )
     model = NPBTL(np_cfg)
-    sampler = TaskSampler(train, cfg.num_targets, cfg.min_context, cfg.max_context, seed=cfg.seed)
-    stats = train_tasks(
-        model,
-        sampler,
-        cfg.max_steps,
-        cfg.batch_tasks,
-        cfg.learning_rate,
-        cfg.beta_kl,
-        progress=lambda step, loss: progress(f"step {step}/{cfg.max_steps} loss {loss:.4f}"),
-    )
-    accuracy = {}
-    if held:
-        ks = [k for k in cfg.eval_context_sizes if all(len(u) >= k + 1 for u in held.values())]
-        n_targets = max(1, min(20, min(len(u) for u in held.values()) - max(ks, default=0)))
-        accuracy = accuracy_by_context_size(model, held, ks, repeats=200, num_targets=n_targets, seed=cfg.seed)
+    stats = train_on_user_tasks(model, train, cfg, progress, cfg.min_context, cfg.max_context, cfg.beta_kl)
+    accuracy = held_out_accuracy(model, held, cfg.eval_context_sizes, cfg.seed)
+    if accuracy:
         progress("held-out accuracy by context size: " + ", ".join(f"k={k}: {a:.1f}%" for k, a in accuracy.items()))
     accuracy_extra = {"eval_accuracy_by_k": {str(k): round(a, 2) for k, a in accuracy.items()}}
     return save_pairwise_reward_model("npbtl", model, np_cfg, WEIGHTS, cfg, embedder, train, held_pairs, stats,
@@ -58,6 +46,4 @@ def train_npbtl(cfg: NPBTLConfig, progress: Callable[[str], None] = print) -> Pa
 
 
 def run(argv: Sequence[str]) -> int:
-    cfg = parse_config(NPBTLConfig, argv, prog="pluralign train reward-model --type npbtl")
-    train_npbtl(cfg)
-    return 0
+    return train_command(NPBTLConfig, train_npbtl, argv, "reward-model --type npbtl")

@@ -25,7 +25,6 @@ checkpoints), so a rerun resumes where the last one stopped.
 
 from __future__ import annotations
 
-import itertools
 import json
 import random
 import re
@@ -38,6 +37,7 @@ from typing import Any
 import numpy as np
 
 from pluralign.data.jsonl import read_jsonl as _read_jsonl
+from pluralign.data.pairs import pairs_by_score
 from pluralign.data.scoring import ScoreCache, score_samples
 from pluralign.errors import ConfigError
 from pluralign.generation.prompts import assistant_marker, render
@@ -136,19 +136,7 @@ class ChatWorld:
 
     def pairs(self, objective: str, max_pairs: int | None = None, min_margin: float = 1e-6) -> list[dict[str, str]]:
         """Pairs of base-model responses to the same prompt; ``chosen`` scores higher on ``objective``."""
-        key = f"score_{objective}"
-        groups: dict[str, list[dict]] = {}
-        for s in self.train:
-            groups.setdefault(s["prompt"], []).append(s)
-        out = []
-        for prompt, group in groups.items():
-            for a, b in itertools.combinations(group, 2):
-                if abs(a[key] - b[key]) <= min_margin:
-                    continue
-                hi, lo = (a, b) if a[key] > b[key] else (b, a)
-                out.append({"prompt": prompt, "chosen": hi["response"], "rejected": lo["response"]})
-        random.Random(self.settings.seed).shuffle(out)
-        return out[:max_pairs] if max_pairs else out
+        return pairs_by_score(self.train, objective, self.settings.seed, max_pairs, min_margin)
 
 
 def hh_user_turns() -> list[str]:

@@ -6,15 +6,14 @@ hook starts from the same :class:`DemoWorld`, so fronts are comparable.
 
 from __future__ import annotations
 
-import itertools
 import json
-import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pluralign.data.pairs import pairs_by_score
 from pluralign.data.scoring import ScoreCache, score_samples
 from pluralign.errors import ConfigError
 from pluralign.objectives import ObjectiveSet
@@ -49,21 +48,9 @@ class DemoWorld:
 
     def pairs(self, objective: str, max_pairs: int | None = None, min_margin: float = 1e-6) -> list[dict[str, str]]:
         """Pairs of responses to the same prompt; ``chosen`` scores higher on ``objective``."""
-        key = f"score_{objective}"
-        if self.train and key not in self.train[0]:
+        if self.train and f"score_{objective}" not in self.train[0]:
             raise KeyError(f"unknown objective {objective!r}; the demo world has {self.objectives.names}")
-        groups: dict[str, list[dict]] = {}
-        for s in self.train:
-            groups.setdefault(s["prompt"], []).append(s)
-        out = []
-        for prompt, group in groups.items():
-            for a, b in itertools.combinations(group, 2):
-                if abs(a[key] - b[key]) <= min_margin:
-                    continue
-                hi, lo = (a, b) if a[key] > b[key] else (b, a)
-                out.append({"prompt": prompt, "chosen": hi["response"], "rejected": lo["response"]})
-        random.Random(self.settings.seed).shuffle(out)
-        return out[:max_pairs] if max_pairs else out
+        return pairs_by_score(self.train, objective, self.settings.seed, max_pairs, min_margin)
 
 
 def _log(progress: Callable[[str], None] | None, msg: str) -> None:
