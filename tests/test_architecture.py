@@ -78,3 +78,18 @@ def test_one_file_naming_convention_per_folder(family):
             assert {"policy.py", "cli.py"} <= names, folder.name
         else:
             assert "reward_model.py" in names, folder.name
+
+
+def test_top_level_exports_resolve_to_their_components():
+    import numpy as np
+
+    from pluralign.generation.policy import load_policy
+    from pluralign.objectives.trained import load_reward_model
+    from pluralign.preferences.weights import Preference
+
+    assert pluralign.load_policy is load_policy and pluralign.load_reward_model is load_reward_model
+    assert pluralign.Preference is Preference
+    # METHODS.md §1 linf: f_i = lo_i + min(1, K w_i) (hi_i - lo_i)
+    assert np.allclose(pluralign.preference_to_rewards([0.75, 0.25], [0.0, -1.0], [2.0, 1.0]), [2.0, 0.0])
+    with pytest.raises(AttributeError):
+        pluralign.no_such_export  # noqa: B018

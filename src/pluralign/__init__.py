@@ -24,8 +24,12 @@ def __getattr__(name: str) -> Any:
         from pluralign.objectives.trained import load_reward_model
 
         return load_reward_model
-    if name in ("Preference", "preference_to_rewards"):
-        from pluralign.preferences.weights import weights as preferences
+    if name == "Preference":
+        from pluralign.preferences.weights import Preference
 
-        return getattr(preferences, name)
+        return Preference
+    if name == "preference_to_rewards":
+        from pluralign.preferences.rewards import preference_to_rewards
+
+        return preference_to_rewards
     raise AttributeError(name)

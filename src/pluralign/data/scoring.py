@@ -1,4 +1,5 @@
-"""Scoring samples with K objectives through an on-disk cache, so interrupted runs resume.
+"""Scoring samples (texts, or captions and images) with K objectives through an on-disk cache, so interrupted
+runs resume. One loop (:func:`_score_cached`) serves both.
 
 The cache is a SQLite file keyed by (objective identity, hash of prompt and response). Scores are
 committed chunk by chunk: a run killed half-way keeps every finished chunk, and a rerun scores only

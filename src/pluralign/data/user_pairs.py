@@ -1,4 +1,5 @@
-"""From a dataset of users' choices to per-user-type feature tensors (shared by NP-BTL and BTL training)."""
+"""From a dataset of users' choices to per-user-type feature tensors (NP-BTL, BTL and NP-DPO), and the options
+that say how (:class:`PairwiseRewardDataConfig`)."""
 
 from __future__ import annotations
 

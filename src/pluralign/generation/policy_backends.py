@@ -1,4 +1,5 @@
-"""Optional vLLM generation for prompt-steered policies, used when vLLM is installed and a GPU is present.
+"""A loaded policy generating through a backend: continuous batching (:class:`BackendPolicy`) or vLLM for
+prompt-steered policies (:class:`VLLMPolicy`, used when vLLM is installed and a GPU is present).
 
 Methods that steer through the prompt (RiC writes desired rewards as tags) can hand their steered
 prompts to vLLM, which batches and pages the KV cache far better than ``model.generate``. The policy

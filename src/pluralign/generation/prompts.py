@@ -1,4 +1,4 @@
-"""Chat prompts: rendering through a tokenizer's chat template and wrapping plain prompts for chat models.
+"""Prompts: plain or conversational prompts rendered through a tokenizer's chat template and wrapping plain prompts for chat models.
 
 A chat model (one whose tokenizer has a chat template, e.g. ``builtin:smollm2-135m-instruct``) should
 see a user turn, not raw text: :func:`as_chat` turns a plain prompt into ``[{"role": "user", ...}]``

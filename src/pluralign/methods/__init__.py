@@ -1,1 +1,1 @@
-"""One folder per method: config dataclass, trainer, CLI entry (cli.py), steering (policy.py), demo hook (demo.py)."""
+"""Steerable training methods, one folder each (config, trainer, policy, cli); a method never imports another."""

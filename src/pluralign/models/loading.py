@@ -1,4 +1,9 @@
-"""Resolving model names: a local folder or a Hugging Face hub id, with a one-line error when neither."""
+"""Loading models: names resolved (a local folder, a hub id or ``builtin:<name>``, with a one-line error when
+none fits), then causal LMs and tokenizers from that folder or id, full weights or LoRA adapters.
+
+A folder with ``adapter_config.json`` is loaded as its base model plus the PEFT adapter. Weights are
+loaded from safetensors; remote code runs only when the caller passes ``trust_remote_code=True``.
+"""
 
 from __future__ import annotations
 

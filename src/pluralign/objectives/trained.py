@@ -1,4 +1,9 @@
-"""Any reward model pluralign trained (btl, npbtl, multihead, classifier) as an objective.
+"""Reward models pluralign trained (btl, npbtl, multihead, classifier): :func:`load_reward_model`, their
+pairwise accuracy, and any of them as an objective.
+
+Each type provides ``pluralign.reward_models.<type>.reward_model.load(model_dir, manifest)`` returning an
+object with ``score(prompts, responses, context=None) -> list[float]``; every trainer ends with
+:func:`record_held_out_accuracy` (``eval_results.json`` and the manifest's ``extra["held_out"]``).
 
 Spec forms: ``--objective harmless=runs/rm`` (a directory whose ``pluralign.json`` names a reward-model
 type), ``harmless=reward_model:runs/rm``, or in YAML::

@@ -1,7 +1,8 @@
 """Preference-to-reward mappings (RiC, METHODS.md §1): the desired reward per objective for a preference vector.
 
 ``linf``, ``l2`` and ``linear`` map weights between each objective's low and high reward; ``quantile`` maps them to
-quantiles of the training scores. RiC (text and images) writes the result into its reward tags."""
+quantiles of the training scores. RiC (text and images) writes the result into its reward tags.
+"""
 
 from __future__ import annotations
 

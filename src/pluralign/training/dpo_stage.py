@@ -1,4 +1,4 @@
-"""One DPO stage (train, save, resume) shared by DPO, each SPO round and each MODPO member; and DPO itself.
+"""One DPO stage (train, save, resume) and its config, shared by DPO, each SPO round and each MODPO member.
 
 A stage directory is finished when its ``pluralign.json`` exists (written last, after the weights and
 the tokenizer); an unfinished one resumes from its last checkpoint in ``<stage>/checkpoints``.

@@ -1,6 +1,7 @@
 """Keeping the terminal for pluralign's own lines: library progress bars and deprecation noise off.
 
-Light on purpose (no transformers trainer import): the CLI calls it before every command."""
+Light on purpose (no transformers trainer import): the CLI calls it before every command.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Sharing work between the processes of ``accelerate launch`` (scoring, front evaluation, generation).
+"""Process state: the device, the main process, and sharing work between the processes of ``accelerate
+launch`` (scoring, front evaluation, generation). ``is_main_process`` is the one "am I the main process" test.
 
 Everything here is a no-op for a single process. Under several processes, rows are dealt round-robin
 (``rows[rank::world]``) so each process gets an even share, and results are gathered back in the input
