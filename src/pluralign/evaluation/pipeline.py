@@ -26,7 +26,7 @@ from pluralign.evaluation.plot import plot_fronts
 from pluralign.evaluation.report import write_report
 from pluralign.objectives import ObjectiveSet
 from pluralign.preferences.weights import preference_grid
-from pluralign.training.state import is_main, world
+from pluralign.training.state import is_main_process, world
 
 
 def sft_front(
@@ -107,7 +107,7 @@ def write_results(
     out_dir.mkdir(parents=True, exist_ok=True)
     reference = finalise(fronts, norm, names, reference_z)
     set_ranges(fronts, names, {**norm, **(range_stats or {})})
-    if not is_main():  # every process holds the whole fronts; the main one writes them
+    if not is_main_process():  # every process holds the whole fronts; the main one writes them
         return
     write_front_json(out_dir / "front.json", names, fronts, reference, norm, extra=extra)
     plot_fronts(fronts, names, out_dir / "pareto.png", title=title)

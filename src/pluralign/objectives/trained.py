@@ -37,8 +37,6 @@ from pluralign.training.manifest import MANIFEST_NAME, Manifest
 
 def is_reward_model_dir(path: str | Path) -> bool:
     """True when ``path`` is a directory whose manifest names a pluralign reward-model type."""
-    pass
-
     p = Path(path).expanduser()
     if not (p / MANIFEST_NAME).is_file():
         return False
@@ -54,8 +52,6 @@ class TrainedRewardModelObjective(Objective):
     def __init__(
         self, name: str, model: str, context: str | None = None, head: str | None = None, batch_size: int = 64
     ) -> None:
-        pass
-
         self.name = name
         self.model_dir = Path(model).expanduser().resolve()
         manifest = Manifest.load(self.model_dir)
@@ -84,8 +80,6 @@ class TrainedRewardModelObjective(Objective):
 
     @cached_property
     def reward_model(self) -> Any:
-        pass
-
         return load_reward_model(self.model_dir)
 
     @property

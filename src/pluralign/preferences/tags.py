@@ -97,13 +97,14 @@ class TagTemplate:
 TAG_POSITIONS = ("prompt_end", "response_start")
 
 
-def quantile_edges(values: Sequence[float], levels: int) -> list[float]:
-    """The ``levels - 1`` inner quantiles of ``values`` (e.g. deciles for 10): the edges between tag levels."""
+def quantile_edges(values: Sequence[float], levels: int, field: str = "tag_levels") -> list[float]:
+    """The ``levels - 1`` inner quantiles of ``values`` (e.g. deciles for 10): the edges between tag levels (or
+    between a multi-head reward model's classes; ``field`` names the option in errors)."""
     v = np.asarray(values, dtype=float)
     if levels < 2:
-        raise ConfigError(f"tag_levels must be at least 2, got {levels}")
+        raise ConfigError(f"{field} must be at least 2, got {levels}")
     if v.size == 0 or not np.isfinite(v).all():
-        raise ConfigError("quantile tag levels need finite rewards for every training sample")
+        raise ConfigError(f"quantile levels ({field}) need finite scores for every training sample")
     return [float(x) for x in np.quantile(v, np.arange(1, levels) / levels)]
 
 

@@ -34,8 +34,6 @@ class LoraMixin:
         """The LoRA config when ``use_peft`` is set, else None."""
         if not getattr(self, "use_peft", False):
             return None
-        pass
-
         return lora_config(
             self.lora_r,
             self.lora_alpha,

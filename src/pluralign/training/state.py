@@ -30,8 +30,6 @@ def init_processes() -> tuple[int, int]:
     import os
 
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
-        pass
-
         process_state()
     return world()
 
@@ -79,10 +77,6 @@ def broadcast(value: T) -> T:
     box = [value if rank == 0 else None]
     dist.broadcast_object_list(box, src=0)
     return box[0]
-
-
-def is_main() -> bool:
-    return world()[0] == 0
 
 
 def gpu_available() -> bool:

@@ -23,6 +23,7 @@ from transformers import Trainer
 
 from pluralign.errors import DataError
 from pluralign.objectives.trained import record_held_out_accuracy
+from pluralign.preferences.tags import quantile_edges
 from pluralign.reward_models.multihead.config import MultiHeadRewardConfig, default_backbone
 from pluralign.reward_models.multihead.model import (
     MultiHeadRewardModel,
@@ -46,7 +47,7 @@ def bin_scores(scores: Sequence[float], num_classes: int, binning: str = "quanti
     """
     s = np.asarray(scores, dtype=np.float64)
     if binning == "quantile":
-        edges = np.quantile(s, np.arange(1, num_classes) / num_classes)
+        edges = quantile_edges(s, num_classes, "num_classes")
     else:
         edges = np.linspace(s.min(), s.max(), num_classes + 1)[1:-1]
     return np.searchsorted(edges, s, side="right").astype(np.int64), [float(e) for e in edges]
