@@ -1,7 +1,7 @@
 """The cost of a whole front, at matched quality: hypervolume against training time and FLOPs, per method.
 
 Every method starts from the same SFT model and trains through its demo hook
-(``pluralign.worlds.reviews.<m>.train_on_demo``) with a :class:`~pluralign.evaluation.checkpoints.SnapshotCallback`:
+(``pluralign.worlds.reviews.<m>.train_on_demo``) with a :class:`snapshots.SnapshotCallback` (benchmarks/snapshots.py):
 the model is saved along training (RiC: every ``--ric_snapshot_every`` SFT steps and at the end of the
 offline stage and of each online iteration; MORLHF and Soups: every ``--rl_snapshot_every`` RLOO steps of
 every run). Afterwards each snapshot's whole front is evaluated by the shared pipeline (same prompts,
@@ -10,7 +10,7 @@ same preference grid, one hypervolume reference point from the SFT model's outpu
 Accounting. A snapshot's ``seconds`` is the wall time the method spent to get there (model loading,
 scoring, generation, training: everything its hook does), summed over its runs (MORLHF: 11 RLOO runs
 at step s; Soups: 2). Saving snapshots and evaluating them is excluded (the clock is paused while
-saving; evaluation happens after training). Its ``flops`` follow :mod:`pluralign.evaluation.cost`
+saving; evaluation happens after training). Its ``flops`` follow benchmarks/cost_model.py
 (6N per trained token, 2N per generated / reference / scored token). Building the world and its SFT
 model is shared and counted for no method.
 
@@ -120,7 +120,8 @@ def load_world(name: str, work_dir: Path, progress) -> Any:
 
 
 def policy_parameters(model_dir: str) -> int:
-    from pluralign.evaluation.cost import count_parameters
+    from cost_model import count_parameters
+
     from pluralign.models.loading import load_causal_lm
 
     return count_parameters(load_causal_lm(model_dir, device="cpu"))
@@ -152,7 +153,7 @@ def snapshot_flops(
     method: str, entry: dict[str, Any], n: int, n_rm: int, beta: float, ric_extra: dict, trainable: int | None = None
 ) -> float:
     """FLOPs to reach a snapshot; ``trainable``: LoRA parameters (a trained token costs 4N + 6N_trainable)."""
-    from pluralign.evaluation.cost import TokenLedger, rloo_tokens
+    from cost_model import TokenLedger, rloo_tokens
 
     if method in RL_METHODS:
         return rloo_tokens(entry["tokens"], beta).flops(n, n_rm, trainable)
@@ -252,9 +253,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             setattr(args, key, WORLD_DEFAULTS[args.world][key])
 
     import torch
+    from cost_model import CurvePoint, matched, paper_projection, plateaued, reward_model_parameters
+    from snapshots import SnapshotCallback, Stopwatch, materialise, tag_totals
 
-    from pluralign.evaluation.checkpoints import SnapshotCallback, Stopwatch, materialise, tag_totals
-    from pluralign.evaluation.cost import CurvePoint, matched, paper_projection, plateaued, reward_model_parameters
     from pluralign.evaluation.front import evaluate_front, finalise
     from pluralign.evaluation.pipeline import sft_front, summary_table, write_results
     from pluralign.generation.policy import load_policy
@@ -326,7 +327,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "curves": {m: [p.to_dict() for p in c] for m, c in curves.items()},
         "matched": matched_blocks,
         "accounting": "seconds: training wall time, snapshot saving and evaluation excluded, summed over a "
-        "method's runs; flops: pluralign.evaluation.cost (6N trained, 2N generated/reference/scored token)",
+        "method's runs; flops: benchmarks/cost_model.py (6N trained, 2N generated/reference/scored token)",
     }
     title = f"Whole fronts on the {args.world} world, same SFT start"
     write_results(final_fronts, norm, world.objectives.names, out, title=title, extra=extra, range_stats=dict(world.objectives.stats))

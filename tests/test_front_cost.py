@@ -7,18 +7,7 @@ import time
 
 import pytest
 import torch
-
-from pluralign import load_policy
-from pluralign.evaluation import evaluate_front
-from pluralign.evaluation.checkpoints import (
-    SnapshotCallback,
-    Stopwatch,
-    default_run_key,
-    default_stage,
-    materialise,
-    tag_totals,
-)
-from pluralign.evaluation.cost import (
+from cost_model import (
     CurvePoint,
     TokenLedger,
     forward_flops,
@@ -29,6 +18,10 @@ from pluralign.evaluation.cost import (
     rloo_tokens,
     train_flops,
 )
+from snapshots import SnapshotCallback, Stopwatch, default_run_key, default_stage, materialise, tag_totals
+
+from pluralign import load_policy
+from pluralign.evaluation import evaluate_front
 
 
 def test_flop_model_counts_6n_trained_2n_forward_and_lora_backward():
