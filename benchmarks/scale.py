@@ -163,8 +163,8 @@ def generation_speed(size: str, model_dir: Path, backends: list[str]) -> dict[st
     """New tokens per second of each backend on the same prompts (greedy, fixed length)."""
     import torch
 
-    from pluralign.generation.backends import vllm_available
     from pluralign.generation.batched import generate_texts
+    from pluralign.generation.vllm import vllm_available
     from pluralign.models.loading import load_causal_lm, load_tokenizer
 
     w = WORKLOAD[size]

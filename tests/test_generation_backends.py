@@ -63,7 +63,7 @@ def test_vllm_serves_a_lora_adapter_on_its_base_with_prefix_caching(tiny_llama, 
     import sys
     import types
 
-    import pluralign.generation.backends as gb
+    import pluralign.generation.vllm as gv
 
     _, _, base = tiny_llama
     adapter = tmp_path / "adapter"
@@ -84,7 +84,7 @@ def test_vllm_serves_a_lora_adapter_on_its_base_with_prefix_caching(tiny_llama, 
     monkeypatch.setitem(sys.modules, "vllm", fake)
     monkeypatch.setitem(sys.modules, "vllm.lora", types.SimpleNamespace(request=lora))
     monkeypatch.setitem(sys.modules, "vllm.lora.request", lora)
-    out = gb.VLLMGenerator(adapter).generate(["ab", "cd"], max_new_tokens=5, do_sample=False)
+    out = gv.VLLMGenerator(adapter).generate(["ab", "cd"], max_new_tokens=5, do_sample=False)
     assert out == ["ba", "dc"]
     assert seen["model"] == str(base) and seen["lora"] == ("pluralign", 1, str(adapter))
     assert seen["engine"]["enable_prefix_caching"] and seen["engine"]["enable_lora"]

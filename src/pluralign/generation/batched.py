@@ -14,7 +14,7 @@ from typing import Any
 import torch
 
 from pluralign.errors import ConfigError
-from pluralign.generation.backends import VLLMGenerator, check_backend, use_backend
+from pluralign.generation.backends import check_backend, use_backend
 from pluralign.generation.cleaning import (
     DEFAULT as DEFAULT_CLEANING,
     Cleaning,
@@ -24,6 +24,7 @@ from pluralign.generation.cleaning import (
     truncate_ids,
 )
 from pluralign.generation.prompts import render_prompt
+from pluralign.generation.vllm import VLLMGenerator
 
 DEFAULT_GENERATION = {"max_new_tokens": 64, "do_sample": False}
 
@@ -45,7 +46,8 @@ def generate_batched(
     Inside ``pluralign.generation.backends.use_backend("continuous")`` it runs through transformers'
     continuous batching instead of padded batches.
     """
-    from pluralign.generation.backends import continuous_generate, current_backend
+    from pluralign.generation.backends import current_backend
+    from pluralign.generation.continuous import continuous_generate
 
     cleaning = cleaning or DEFAULT_CLEANING
     texts = [render_prompt(tokenizer, p) for p in prompts]

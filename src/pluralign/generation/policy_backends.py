@@ -18,9 +18,10 @@ from collections.abc import Sequence
 from typing import Any
 
 from pluralign.errors import ConfigError
-from pluralign.generation.backends import VLLMGenerator, check_backend, to_sampling_kwargs, use_backend, vllm_available
+from pluralign.generation.backends import check_backend, use_backend
 from pluralign.generation.policy import Choice, PreferenceLike, SteerablePolicy
 from pluralign.generation.prompts import render_prompt
+from pluralign.generation.vllm import VLLMGenerator, to_sampling_kwargs, vllm_available
 
 BACKENDS = ("auto", "transformers", "continuous", "vllm")
 
