@@ -39,7 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def run(argv: Sequence[str]) -> int:
-    from pluralign.data.loading import load_any, unique_prompts
+    from pluralign.data.loading import load_prompts
     from pluralign.evaluation.pipeline import evaluate_models, summary_table
     from pluralign.generation.backends import check_backend, use_backend
     from pluralign.generation.policy import load_policy
@@ -62,12 +62,7 @@ def run(argv: Sequence[str]) -> int:
         raise ConfigError("no baseline SFT model: pass --baseline DIR")
     if not args.dataset:
         raise DataError("no prompts: pass --dataset FILE with a prompt column")
-    ds = load_any(args.dataset)
-    if args.prompt_column not in ds.column_names:
-        raise DataError(
-            f"dataset has no prompt column {args.prompt_column!r} (columns: {', '.join(ds.column_names)}); pass --prompt_column NAME"
-        )
-    prompts = unique_prompts(ds[args.prompt_column], args.num_prompts)
+    prompts = load_prompts(args.dataset, args.prompt_column, args.num_prompts)
     if getattr(policy, "modality", "text") == "image":
         return _evaluate_images(policy, baseline, prompts, objectives, args)
     prompts = as_chat(prompts, getattr(policy, "tokenizer", None), args.chat)

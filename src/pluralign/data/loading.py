@@ -71,6 +71,17 @@ def unique_prompts(prompts: Sequence[Any], limit: int | None = None) -> list[Any
     return out[:limit] if limit else out
 
 
+def load_prompts(dataset: str, prompt_column: str = "prompt", limit: int | None = None) -> list[Any]:
+    """The distinct prompts of ``dataset`` (hub id or local file), first-seen order, at most ``limit``."""
+    ds = load_any(dataset)
+    if prompt_column not in ds.column_names:
+        raise DataError(
+            f"dataset has no prompt column {prompt_column!r} (columns: {', '.join(ds.column_names)}); "
+            "pass --prompt_column NAME"
+        )
+    return unique_prompts(ds[prompt_column], limit)
+
+
 def response_text(response: Any) -> str:
     if isinstance(response, str):
         return response

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from pluralign.data.loading import prompt_text, response_text
+from pluralign.data.loading import load_prompts as read_prompts, prompt_text, response_text
 from pluralign.errors import ConfigError, DataError
 from pluralign.methods.moslim.mapping import RewardMapping, preference_to_levels
 from pluralign.methods.moslim.template import PreferenceTemplate
@@ -131,23 +131,9 @@ def build_template(config: Any, scorer: MultiHeadRewardScorer) -> PreferenceTemp
 
 def load_prompts(config: Any) -> list[Any]:
     """Distinct prompts of ``config.dataset`` (first-seen order, at most ``max_prompts``)."""
-    from pluralign.data.loading import load_any
-
     if not config.dataset:
         raise ConfigError("--dataset is required: a local file or hub id with a prompt column")
-    ds = load_any(config.dataset)
-    if config.prompt_column not in ds.column_names:
-        raise DataError(
-            f"dataset has no prompt column {config.prompt_column!r} (columns: {', '.join(ds.column_names)}); "
-            "pass --prompt_column NAME"
-        )
-    seen, out = set(), []
-    for p in ds[config.prompt_column]:
-        key = prompt_text(p)
-        if key not in seen:
-            seen.add(key)
-            out.append(p)
-    return out[: config.max_prompts] if config.max_prompts else out
+    return read_prompts(config.dataset, config.prompt_column, config.max_prompts or None)
 
 
 def trainer_class(algorithm: str) -> type:
