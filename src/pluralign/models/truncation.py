@@ -15,7 +15,9 @@ Hugging Face reward-model objectives, and the multi-head and classifier reward m
 - ``summary_bos_post``: ``response + " " + bos + " " + prompt`` (the summary convention of RiC's paper).
 
 Conversational prompts (lists of messages) are rendered with the tokenizer's chat template when it has
-one (:func:`render_pair`), else as ``role: content`` lines.
+one (:func:`render_pair`), else as ``role: content`` lines. With ``PairFormat(chat=True)`` an HH-style
+text dialogue (``Human: ... Assistant:``) is first turned into messages, so a chat model sees the
+dialogue the way it was trained to read one.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ class PairFormat:
     separator: str = ""
     suffix: str = ""
     add_special_tokens: bool = True
+    chat: bool = False  # HH-style text dialogues go through the chat template (see render_pair)
 
     def __post_init__(self) -> None:
         if self.input_format not in INPUT_FORMATS:
@@ -62,11 +65,18 @@ class PairFormat:
         return (f"{prompt}{self.separator}{response}{self.suffix}",)
 
 
-def render_pair(tokenizer: Any, prompt: Any, response: Any) -> tuple[str, str]:
-    """Plain texts of a prompt and a response; a conversational prompt goes through the chat template."""
+def render_pair(tokenizer: Any, prompt: Any, response: Any, chat: bool = False) -> tuple[str, str]:
+    """Plain texts of a prompt and a response; a conversational prompt goes through the chat template. With
+    ``chat`` (and a tokenizer that has a template) a text prompt does too: an HH-style dialogue turn by
+    turn, any other text as one user turn."""
+    from pluralign.data.dialogue import hh_messages, is_hh_dialogue
     from pluralign.data.loading import is_conversational, prompt_text, response_text
 
-    if is_conversational(prompt) and prompt and getattr(tokenizer, "chat_template", None):
+    has_template = bool(getattr(tokenizer, "chat_template", None))
+    if chat and has_template and isinstance(prompt, str) and prompt.strip():
+        prompt = hh_messages(prompt) if is_hh_dialogue(prompt) else [{"role": "user", "content": prompt.strip()}]
+        response = response_text(response).lstrip()  # the template starts the turn; HH answers start with a space
+    if is_conversational(prompt) and prompt and has_template:
         rendered = tokenizer.apply_chat_template(prompt, tokenize=False, add_generation_prompt=True)
         return str(rendered), response_text(response)
     return prompt_text(prompt), response_text(response)
@@ -146,7 +156,7 @@ def encode_pairs(
         raise ConfigError(f"got {len(prompts)} prompts but {len(responses)} responses")
     batch: dict[str, list] = {}
     for p, r in zip(prompts, responses):
-        p, r = render_pair(tokenizer, p, r)
+        p, r = render_pair(tokenizer, p, r, fmt.chat)
         if max_length:
             p, r = fit_pair(tokenizer, p, r, max_length, fmt)
         enc = tokenizer(

@@ -12,6 +12,10 @@ Input conventions differ between reward models (METHODS.md §1), so each is conf
 Over ``max_length`` tokens the oldest prompt tokens are dropped and the response kept
 (:mod:`pluralign.models.truncation`).
 
+``chat_template=True`` renders the dialogue with the model's chat template (a plain or HH-style text prompt
+becomes chat messages first: :func:`pluralign.models.truncation.render_pair`), for reward models built on
+chat models.
+
 ``logit_index`` picks the class logit; ``activation`` optionally maps it (``sigmoid``, ``softmax``).
 """
 
@@ -45,6 +49,7 @@ class HFRewardModel(Objective):
         dtype: str = "float32",
         device: str | None = None,
         trust_remote_code: bool = False,
+        chat_template: bool = False,
     ) -> None:
         if input_format not in INPUT_FORMATS:
             raise ConfigError(f"objective {name!r}: input_format {input_format!r} is not one of {INPUT_FORMATS}")
@@ -69,6 +74,7 @@ class HFRewardModel(Objective):
         self.dtype = dtype
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         self.trust_remote_code = trust_remote_code
+        self.chat_template = bool(chat_template)
         self._model = None
         self._tokenizer = None
 
@@ -77,6 +83,7 @@ class HFRewardModel(Objective):
         return (
             f"hf:{self.model_name}:{self.input_format}:{self.template}:{self.separator!r}:{self.append_eos}:"
             f"{self.logit_index}:{self.activation}:{self.max_length}:{self.dtype}:keep-end"
+            + (":chat" if self.chat_template else "")
         )
 
     def _load(self) -> None:
@@ -98,7 +105,9 @@ class HFRewardModel(Objective):
 
     def _format(self) -> PairFormat:
         suffix = (self._tokenizer.eos_token or "") if self.append_eos else ""
-        return PairFormat(self.input_format, self.template, self.separator, suffix)
+        chat = self.chat_template and bool(getattr(self._tokenizer, "chat_template", None))
+        # a rendered chat template holds its own special tokens
+        return PairFormat(self.input_format, self.template, self.separator, suffix, add_special_tokens=not chat, chat=chat)
 
     def _texts(self, prompts: Sequence[str], responses: Sequence[str]) -> dict:
         return encode_pairs(

@@ -1,5 +1,7 @@
-"""Reward models pluralign trained (btl, npbtl, multihead, classifier): :func:`load_reward_model`, their
-pairwise accuracy, and any of them as an objective.
+"""Reward models pluralign trained (btl, npbtl, multihead, classifier, ensemble): :func:`load_reward_model`,
+their pairwise accuracy (with its 95% confidence interval, and how alike two models judge), and any of
+them as an objective. An ensemble folder (``--type ensemble``) lists trained members and scores with the
+mean of their z-scores: several reward models as ONE objective.
 
 Each type provides ``pluralign.reward_models.<type>.reward_model.load(model_dir, manifest)`` returning an
 object with ``score(prompts, responses, context=None) -> list[float]``; every trainer ends with
@@ -84,7 +86,7 @@ class TrainedRewardModelObjective(Objective):
 
     @property
     def identity(self) -> str:
-        stamp = (self.model_dir / MANIFEST_NAME).stat().st_mtime_ns
+        stamp = model_stamp(self.model_dir)
         ctx = hashlib.sha1(repr(self.context).encode()).hexdigest()[:16] if self.context else "-"
         return f"reward_model:{self.model_dir}:{stamp}:{ctx}:{self.head}"
 
@@ -93,7 +95,14 @@ class TrainedRewardModelObjective(Objective):
         return list(self.reward_model.score(list(prompts), list(responses), context=self.context, **kwargs))
 
 
-REWARD_MODEL_TYPES = ("btl", "npbtl", "multihead", "classifier")
+def model_stamp(model_dir: Path) -> str:
+    """Changes when the model's manifest is rewritten, or an ensemble member's is."""
+    stamp = str((model_dir / MANIFEST_NAME).stat().st_mtime_ns)
+    members = Manifest.load(model_dir).extra.get("members") or []
+    return stamp + "".join(f"+{model_stamp(Path(m['path']))}" for m in members if isinstance(m, dict) and "path" in m)
+
+
+REWARD_MODEL_TYPES = ("btl", "npbtl", "multihead", "classifier", "ensemble")
 EVAL_FILE = "eval_results.json"
 
 
@@ -107,11 +116,10 @@ def load_reward_model(path: str | Path, **kwargs: Any):
     return module.load(Path(path), manifest, **kwargs)
 
 
-def pairwise_accuracy(
+def pair_margins(
     score: Callable[[list[Any], list[Any]], Sequence[float]], pairs: Sequence[Mapping[str, Any]]
-) -> dict[str, Any]:
-    """Share of pairs whose chosen response scores strictly higher than the rejected one (ties count as
-    misses and are reported); ``score(prompts, responses)`` is called once for all responses."""
+) -> np.ndarray:
+    """``score(chosen) - score(rejected)`` per pair; ``score(prompts, responses)`` is called once for all."""
     if not pairs:
         raise ConfigError("no pairs to measure accuracy on")
     prompts = [p["prompt"] for p in pairs]
@@ -119,12 +127,47 @@ def pairwise_accuracy(
         score(prompts + prompts, [p["chosen"] for p in pairs] + [p["rejected"] for p in pairs]), dtype=np.float64
     )
     n = len(pairs)
-    chosen, rejected = scores[:n], scores[n:]
+    return scores[:n] - scores[n:]
+
+
+def wilson_interval(successes: int, n: int, z: float = 1.959964) -> tuple[float, float]:
+    """The Wilson score interval of a proportion (95% for the default ``z``); sound at 0 and n too."""
+    if n <= 0:
+        return (0.0, 1.0)
+    p = successes / n
+    denom = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denom
+    half = z / denom * float(np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)))
+    return (max(0.0, centre - half), min(1.0, centre + half))
+
+
+def accuracy_of_margins(margins: np.ndarray) -> dict[str, Any]:
+    """Pairwise accuracy (ties are misses and are counted) with its 95% Wilson interval."""
+    n = int(margins.size)
+    right = int((margins > 0).sum())
+    lo, hi = wilson_interval(right, n)
     return {
-        "pairwise_accuracy": round(float((chosen > rejected).mean()), 4),
-        "ties": int((chosen == rejected).sum()),
+        "pairwise_accuracy": round(right / n, 4),
+        "ci95": [round(lo, 4), round(hi, 4)],
+        "ties": int((margins == 0).sum()),
         "pairs": n,
     }
+
+
+def pairwise_accuracy(
+    score: Callable[[list[Any], list[Any]], Sequence[float]], pairs: Sequence[Mapping[str, Any]]
+) -> dict[str, Any]:
+    """Share of pairs whose chosen response scores strictly higher than the rejected one (ties count as
+    misses and are reported), with its 95% confidence interval; ``score`` is called once for all responses."""
+    return accuracy_of_margins(pair_margins(score, pairs))
+
+
+def agreement(a: np.ndarray, b: np.ndarray) -> dict[str, float]:
+    """How alike two scorers judge the same pairs: the share of pairs on which they prefer the same response
+    (a tie agrees only with a tie), and the Pearson correlation of their margins."""
+    same = float((np.sign(a) == np.sign(b)).mean())
+    corr = float(np.corrcoef(a, b)[0, 1]) if a.std() > 0 and b.std() > 0 else float("nan")
+    return {"agreement": round(same, 4), "margin_correlation": round(corr, 4)}
 
 
 def record_held_out_accuracy(
@@ -148,3 +191,15 @@ def record_held_out_accuracy(
     manifest.extra["held_out"] = result
     manifest.save(model_dir)
     return result
+
+
+def update_held_out(model_dir: str | Path, fields: Mapping[str, Any]) -> None:
+    """Add ``fields`` (e.g. the seconds per training stage) to ``eval_results.json`` and the manifest."""
+    model_dir = Path(model_dir)
+    path = model_dir / EVAL_FILE
+    result = json.loads(path.read_text()) if path.is_file() else {}
+    result.update(fields)
+    path.write_text(json.dumps(result, indent=2))
+    manifest = Manifest.load(model_dir)
+    manifest.extra["held_out"] = result
+    manifest.save(model_dir)

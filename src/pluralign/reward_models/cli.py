@@ -1,6 +1,6 @@
-"""``pluralign train reward-model --type btl|npbtl|multihead|classifier ...``.
+"""``pluralign train reward-model --type btl|npbtl|multihead|classifier|ensemble ...``.
 
-Each type's trainer lives in ``pluralign.methods.<type>.train`` with ``run(argv) -> int``.
+Each type's trainer lives in ``pluralign.reward_models.<type>.trainer`` with ``run(argv) -> int``.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from pluralign.errors import ConfigError
 from pluralign.objectives.trained import REWARD_MODEL_TYPES
 
-HELP = "train a reward model: --type btl | npbtl | multihead | classifier"
+HELP = "train a reward model: --type btl | npbtl | multihead | classifier | ensemble"
 
 
 def run(argv: Sequence[str]) -> int:

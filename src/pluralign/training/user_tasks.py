@@ -8,6 +8,7 @@ Evaluation scores target pairs that are NOT in the context.
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import time
@@ -97,18 +98,26 @@ def train_tasks(
     progress: Callable[[int, float], None] | None = None,
     log_every: int = 100,
     schedule: str = "constant",
+    weight_decay: float = 0.0,
+    validate: Callable[[nn.Module], float] | None = None,
+    eval_every: int = 50,
+    patience: int = 5,
 ) -> dict[str, float]:
-    """Adam on the task NLL; the BTL baseline (no ``context_encoder``) sees the same targets without context.
+    """Adam (AdamW with ``weight_decay``) on the task NLL; the BTL baseline (no ``context_encoder``) sees the
+    same targets without context.
 
     ``schedule="cosine"`` decays the learning rate to zero over ``steps`` (a steadier final model).
+    ``validate(model) -> loss`` (lower is better), called every ``eval_every`` steps, keeps the best weights
+    and stops after ``patience`` evaluations without improvement (early stopping on a validation split).
 
-    Returns ``{"train_seconds", "cpu_seconds", "final_loss"}`` (cpu: this process, all threads).
+    Returns ``{"train_seconds", "cpu_seconds", "final_loss"}`` (cpu: this process, all threads), plus
+    ``best_step`` and ``validation_loss`` when validating.
 
     Under ``accelerate launch`` (several processes) it is data parallel: rank 0's initial weights are
     broadcast, each process samples its own tasks and gradients are averaged before every step.
     """
     sync = _gradient_sync(model, sampler)
-    optimiser = torch.optim.Adam(model.parameters(), lr=lr)
+    optimiser = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
     if schedule not in ("constant", "cosine"):
         raise ValueError(f"unknown schedule {schedule!r}; use constant or cosine")
     decay = (lambda s: 0.5 * (1 + math.cos(math.pi * s / steps))) if schedule == "cosine" else (lambda s: 1.0)
@@ -116,6 +125,8 @@ def train_tasks(
     model.train()
     start, cpu_start = time.perf_counter(), time.process_time()
     running = float("nan")
+    best: tuple[float, int, dict] | None = None
+    waited = 0
     for step in range(1, steps + 1):
         loss = task_loss(model, sampler.sample(batch_size), beta_kl)
         optimiser.zero_grad(set_to_none=True)
@@ -126,12 +137,38 @@ def train_tasks(
         running = loss.item() if step == 1 else 0.98 * running + 0.02 * loss.item()
         if progress and (step % log_every == 0 or step == steps):
             progress(step, running)
+        if validate is not None and (step % eval_every == 0 or step == steps):
+            val = validate(model)
+            model.train()
+            if best is None or val < best[0]:
+                best, waited = (val, step, copy.deepcopy(model.state_dict())), 0
+            else:
+                waited += 1
+                if waited >= patience:
+                    break
+    out = {"train_seconds": time.perf_counter() - start, "cpu_seconds": time.process_time() - cpu_start,
+           "final_loss": running}  # fmt: skip
+    if best is not None:
+        model.load_state_dict(best[2])
+        out |= {"best_step": best[1], "validation_loss": best[0], "stopped_step": step}
     model.eval()
-    return {
-        "train_seconds": time.perf_counter() - start,
-        "cpu_seconds": time.process_time() - cpu_start,
-        "final_loss": running,
-    }
+    return out
+
+
+@torch.no_grad()
+def validation_loss(model: nn.Module, users: Mapping[str, UserPairs]) -> float:
+    """Mean Bradley-Terry NLL of every validation pair, context-free (NP-BTL: its default user, k = 0)."""
+    model.eval()
+    losses = []
+    for u in users.values():
+        chosen, rejected = u.chosen.unsqueeze(0), u.rejected.unsqueeze(0)
+        if hasattr(model, "context_encoder"):
+            empty = chosen.new_zeros(1, 0, 2, chosen.shape[-1])
+            margins = model(empty, torch.zeros(1, 0, dtype=torch.bool), chosen, rejected)
+        else:
+            margins = model(chosen, rejected)
+        losses.append(F.softplus(-margins).flatten())
+    return float(torch.cat(losses).mean())
 
 
 def _gradient_sync(model: nn.Module, sampler: TaskSampler) -> Callable[[], None]:
@@ -200,7 +237,8 @@ def accuracy_by_context_size(
 def embedding_record(cfg: PairwiseRewardDataConfig, embedder: Embedder) -> dict:
     """How to rebuild the features at inference (the default encoder is stored by name, not local path)."""
     model = cfg.embedding_model if cfg.embedding_model in (DEFAULT_ENCODER, "default") else embedder.model_name
-    return {"model": model, "pooling": embedder.pooling, "max_length": cfg.max_length, "dim": embedder.dim}
+    return {"model": model, "pooling": embedder.pooling, "max_length": cfg.max_length, "dim": embedder.dim,
+            "layer": embedder.layer}  # fmt: skip
 
 
 def save_pairwise_reward_model(
@@ -233,6 +271,8 @@ def save_pairwise_reward_model(
             },
         ).save(out)
         extra = {"train_pairs": sum(map(len, train.values())), "train_seconds": train_seconds}
+        if "best_step" in stats:
+            extra |= {"best_step": stats["best_step"], "stopped_step": stats["stopped_step"]}
         record_held_out_accuracy(out, held_pairs, extra, progress)
     wait_for_everyone()
     progress(f"saved {'NP-BTL' if method == 'npbtl' else method.upper()} reward model to {out}")
@@ -247,10 +287,12 @@ def train_on_user_tasks(
     min_context: int = 0,
     max_context: int = 0,
     beta_kl: float = 0.0,
+    validation: Mapping[str, UserPairs] | None = None,
 ) -> dict:
-    """Meta-train ``model`` on tasks drawn from ``train``'s users with ``cfg``'s budget (BTL: no context)."""
+    """Meta-train ``model`` on tasks drawn from ``train``'s users with ``cfg``'s budget (BTL: no context);
+    with ``validation`` pairs, keep the weights of the lowest validation loss and stop early."""
     sampler = TaskSampler(train, cfg.num_targets, min_context, max_context, seed=cfg.seed)
-    return train_tasks(
+    stats = train_tasks(
         model,
         sampler,
         cfg.max_steps,
@@ -258,7 +300,15 @@ def train_on_user_tasks(
         cfg.learning_rate,
         beta_kl,
         progress=lambda step, loss: progress(f"step {step}/{cfg.max_steps} loss {loss:.4f}"),
+        weight_decay=cfg.weight_decay,
+        validate=(lambda m: validation_loss(m, validation)) if validation else None,
+        eval_every=cfg.eval_every,
+        patience=cfg.early_stopping_patience,
     )
+    if "best_step" in stats:
+        progress(f"kept step {stats['best_step']} (validation loss {stats['validation_loss']:.4f}); "
+                 f"stopped at step {stats['stopped_step']}")  # fmt: skip
+    return stats
 
 
 def held_out_accuracy(

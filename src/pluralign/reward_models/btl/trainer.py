@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 
 from pluralign.config import train_command
-from pluralign.data.user_pairs import load_user_pairs, make_embedder
+from pluralign.data.user_pairs import load_user_splits, make_embedder
 from pluralign.models.neural_process import NPConfig
 from pluralign.reward_models.btl.config import BTLConfig
 from pluralign.reward_models.btl.model import BTL
@@ -24,10 +24,10 @@ def train_btl(cfg: BTLConfig, progress: Callable[[str], None] = print) -> Path:
     """Train and save a BTL reward model; returns the output directory."""
     torch.manual_seed(cfg.seed)
     embedder = make_embedder(cfg)
-    train, held, held_pairs = load_user_pairs(cfg, embedder, progress)
+    train, validation, held, held_pairs = load_user_splits(cfg, embedder, progress)
     np_cfg = NPConfig(input_dim=embedder.dim, hidden_dim=cfg.hidden_dim, latent_dim=0)
     model = BTL(np_cfg)
-    stats = train_on_user_tasks(model, train, cfg, progress)
+    stats = train_on_user_tasks(model, train, cfg, progress, validation=validation)
     accuracy = held_out_accuracy(model, held, [0], cfg.seed)
     if accuracy:
         progress(f"held-out accuracy: {accuracy[0]:.1f}%")

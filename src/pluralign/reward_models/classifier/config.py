@@ -17,6 +17,10 @@ class ClassifierRewardConfig(DevicePrecisionMixin, LoraMixin, RewardConfig):
     The data is any preference-pair file (TRL's formats, :mod:`pluralign.data.pairs`); ``eval_fraction`` of
     the pairs (by pair id) is held out and its pairwise accuracy written into the model directory. Over
     ``max_length`` tokens the oldest prompt tokens are dropped, never the response (:mod:`pluralign.models.truncation`).
+
+    What trains: the whole model (default), LoRA adapters + the head (``use_peft``), or only the top
+    ``trainable_layers`` blocks + the head on the frozen blocks' hidden states, computed once and cached
+    (``0``: the head alone, fitted on the pooled features: :mod:`pluralign.models.frozen_layers`).
     """
 
     dataset: str | None = field(default=None, metadata={"help": "pairs: hub id or local jsonl/json/parquet/csv"})
@@ -36,6 +40,33 @@ class ClassifierRewardConfig(DevicePrecisionMixin, LoraMixin, RewardConfig):
     lora_alpha: int = field(default=32, metadata={"help": "LoRA alpha"})
     lora_dropout: float = field(default=0.05, metadata={"help": "LoRA dropout"})
     lora_target_modules: list[str] | None = field(default=None, metadata={"help": "LoRA target modules (auto)"})
+    trainable_layers: int | None = field(
+        default=None,
+        metadata={
+            "help": "train only the top N blocks + head on cached hidden states of the frozen blocks below; "
+            "0 = the head alone on cached pooled features; unset = the whole model (or LoRA with --use_peft)"
+        },
+    )
+    feature_cache: str | None = field(
+        default=None,
+        metadata={"help": "folder of the frozen part's cached outputs (default: OUTPUT_DIR/feature_cache, "
+                  "removed once the model is saved; a folder you name is kept and reused)"},
+    )  # fmt: skip
+    head_l2: float = field(
+        default=1.0, metadata={"help": "--trainable_layers 0: L2 penalty of the head on standardised features"}
+    )
+    use_chat_template: bool | None = field(
+        default=None,
+        metadata={"help": "render the dialogue with the backbone's chat template (default: when it has one)"},
+    )
+    validation_fraction: float = field(
+        default=0.0,
+        metadata={"help": "share of the training pairs (by pair) held back to keep the best checkpoint "
+                  "and stop early (eval every --save_steps)"},
+    )  # fmt: skip
+    early_stopping_patience: int = field(
+        default=3, metadata={"help": "with --validation_fraction: evaluations without improvement before stopping"}
+    )
 
     # RewardConfig / TrainingArguments defaults that suit a small encoder on a CPU
     max_length: int | None = field(default=256, metadata={"help": "tokens per (prompt, response); prompt cut first"})
@@ -43,6 +74,7 @@ class ClassifierRewardConfig(DevicePrecisionMixin, LoraMixin, RewardConfig):
     num_train_epochs: float = 3.0
     per_device_train_batch_size: int = 16
     per_device_eval_batch_size: int = 64
+    train_sampling_strategy: str = "group_by_length"  # batches of similar lengths: little padding is computed
     activation_checkpointing: bool | None = False  # TRL turns it on; a small encoder on a CPU only pays for it
     lr_scheduler_type: str = "linear"
     warmup_steps: float = 0.1
@@ -61,4 +93,10 @@ class ClassifierRewardConfig(DevicePrecisionMixin, LoraMixin, RewardConfig):
             raise ConfigError(f"--eval_fraction must be in [0, 0.9), got {self.eval_fraction}")
         if not self.max_length or self.max_length < 8:
             raise ConfigError(f"--max_length must be at least 8 tokens, got {self.max_length}")
+        if self.trainable_layers is not None and self.trainable_layers < 0:
+            raise ConfigError(f"--trainable_layers must be 0 (head only) or more, got {self.trainable_layers}")
+        if self.trainable_layers is not None and self.use_peft:
+            raise ConfigError("--trainable_layers and --use_peft are two ways to train part of a model; pick one")
+        if not 0.0 <= self.validation_fraction < 0.9:
+            raise ConfigError(f"--validation_fraction must be in [0, 0.9), got {self.validation_fraction}")
         super().__post_init__()

@@ -29,6 +29,7 @@ class ClassifierRewardModel:
             input_format=e.get("input_format", "concat"),
             append_eos=bool(e.get("append_eos", False)),
             max_length=int(e.get("max_length", 256)),
+            chat_template=bool(e.get("chat_template", False)),
             batch_size=batch_size,
             device=device,
         )

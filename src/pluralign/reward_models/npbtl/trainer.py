@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 
 from pluralign.config import train_command
-from pluralign.data.user_pairs import load_user_pairs, make_embedder
+from pluralign.data.user_pairs import load_user_splits, make_embedder
 from pluralign.errors import ConfigError
 from pluralign.models.neural_process import NPBTL, NPConfig
 from pluralign.reward_models.npbtl.config import NPBTLConfig
@@ -25,7 +25,7 @@ def train_npbtl(cfg: NPBTLConfig, progress: Callable[[str], None] = print) -> Pa
     """Train and save an NP-BTL reward model; returns the output directory."""
     torch.manual_seed(cfg.seed)
     embedder = make_embedder(cfg)
-    train, held, held_pairs = load_user_pairs(cfg, embedder, progress)
+    train, validation, held, held_pairs = load_user_splits(cfg, embedder, progress)
     if cfg.max_context > cfg.num_targets:
         raise ConfigError("--max_context must not exceed --num_targets (the context is drawn from the targets)")
     np_cfg = NPConfig(
@@ -36,7 +36,9 @@ def train_npbtl(cfg: NPBTLConfig, progress: Callable[[str], None] = print) -> Pa
         latent=cfg.latent,
     )
     model = NPBTL(np_cfg)
-    stats = train_on_user_tasks(model, train, cfg, progress, cfg.min_context, cfg.max_context, cfg.beta_kl)
+    stats = train_on_user_tasks(
+        model, train, cfg, progress, cfg.min_context, cfg.max_context, cfg.beta_kl, validation=validation
+    )
     accuracy = held_out_accuracy(model, held, cfg.eval_context_sizes, cfg.seed)
     if accuracy:
         progress("held-out accuracy by context size: " + ", ".join(f"k={k}: {a:.1f}%" for k, a in accuracy.items()))
