@@ -54,3 +54,14 @@ def test_errors():
         Embedder(pooling="max")
     with pytest.raises(ModelNotFoundError, match="does not exist"):
         Embedder("/nonexistent/encoder")
+
+
+def test_a_middle_layer_is_pooled_and_cached_apart(tmp_path, tiny_causal_lm):
+    last = Embedder(tiny_causal_lm, cache_dir=tmp_path)
+    first_block = Embedder(tiny_causal_lm, cache_dir=tmp_path, layer=1)
+    assert first_block.identity != last.identity  # its own cache entries
+    a, b = last.embed(["a b"], [" c"]), first_block.embed(["a b"], [" c"])
+    assert first_block.calls == 1 and not np.allclose(a, b)
+    assert np.allclose(Embedder(tiny_causal_lm, cache_dir=tmp_path, layer=2).embed(["a b"], [" c"]), a, atol=1e-5)
+    with pytest.raises(ConfigError, match="layer 5 does not exist"):
+        Embedder(tiny_causal_lm, cache_dir=tmp_path, layer=5).embed(["a"], ["b"])

@@ -59,6 +59,40 @@ def test_btl_on_plain_pairs_records_held_out_accuracy(btl_dir):
     assert Manifest.load(btl_dir).extra["held_out"]["pairwise_accuracy"] == result["pairwise_accuracy"]
 
 
+def test_btl_stops_early_on_a_validation_split_by_pair(world, tmp_path):
+    args = np_args(world, "btl") + ["--output_dir", str(tmp_path / "btl_es"), "--validation_fraction", "0.25",
+                                    "--eval_every", "5", "--early_stopping_patience", "2", "--max_steps", "400",
+                                    "--weight_decay", "0.01"]  # fmt: skip
+    assert main(args) == 0
+    result = json.loads((tmp_path / "btl_es" / "eval_results.json").read_text())
+    assert result["train_pairs"] == 27 and result["pairs"] == 12  # 9 of the 36 training pairs validate
+    assert result["best_step"] % 5 == 0 and result["best_step"] <= result["stopped_step"] <= 400
+
+
+def test_train_tasks_keeps_the_best_validated_weights_and_stops_after_patience():
+    import torch
+
+    from pluralign.data.user_pairs import UserPairs
+    from pluralign.models.neural_process import NPConfig
+    from pluralign.reward_models.btl.model import BTL
+    from pluralign.training.user_tasks import TaskSampler, train_tasks
+
+    torch.manual_seed(0)
+    users = {"u": UserPairs(torch.randn(40, 4), torch.randn(40, 4))}
+    model = BTL(NPConfig(input_dim=4, hidden_dim=0, latent_dim=0))
+    losses = iter([5.0, 4.0, 3.0, 3.5, 4.0, 1.0])  # best at the 3rd check; 2 worse checks end it
+    seen = {}
+
+    def validate(m):
+        seen[len(seen) + 1] = m.linear.weight.detach().clone()
+        return next(losses)
+
+    stats = train_tasks(model, TaskSampler(users, num_targets=8, max_context=0), steps=100, batch_size=2, lr=0.1,
+                        validate=validate, eval_every=10, patience=2)  # fmt: skip
+    assert stats["best_step"] == 30 and stats["stopped_step"] == 50 and stats["validation_loss"] == 3.0
+    assert torch.equal(model.linear.weight, seen[3]) and not torch.equal(model.linear.weight, seen[5])
+
+
 def test_npbtl_on_plain_pairs_with_a_fixed_context(world):
     args = np_args(world, "npbtl") + ["--max_context", "4", "--eval_context_sizes", "0", "1"]
     assert main(args) == 0
