@@ -26,6 +26,7 @@ be run in short slices); ``--report`` prints the table of mean held-out accuracy
 from __future__ import annotations
 
 import argparse
+import hashlib
 import itertools
 import json
 import os
@@ -38,27 +39,39 @@ from typing import Any
 BACKBONES = {"minilm": "builtin:all-minilm-l6-v2", "smollm2": "builtin:smollm2-135m-instruct"}
 FEATURE_GRID = {
     "btl": [
-        {"hidden_dim": h, "learning_rate": lr, "weight_decay": wd, "max_steps": steps, "batch_tasks": 8,
-         "embedding_layer": layer}
-        for h, lr, wd, steps, layer in itertools.product([0, 64, 256], [1e-3, 1e-2], [0.0, 0.1], [300, 1000], [-1, 4])
+        {"hidden_dim": h, "embedding_layer": layer, "learning_rate": lr, "max_steps": steps, "weight_decay": wd,
+         "batch_tasks": 16}
+        for layer, h, (lr, steps), wd in itertools.product([-1, 4], [0, 256], [(1e-2, 300), (1e-3, 1000)], [0.0, 0.1])
+        if not (wd and lr < 1e-2)
     ] + [
-        {"hidden_dim": h, "learning_rate": 1e-3, "max_steps": 2000, "batch_tasks": 8, "validation_fraction": 0.15,
-         "embedding_layer": layer}
-        for h, layer in itertools.product([0, 64, 256], [-1, 4])
+        {"hidden_dim": h, "embedding_layer": layer, "learning_rate": 1e-3, "max_steps": 3000, "batch_tasks": 16,
+         "validation_fraction": 0.15}
+        for layer, h in itertools.product([-1, 4], [0, 256])
     ],
     "npbtl": [
-        {"learning_rate": lr, "weight_decay": wd, "max_steps": steps, "embedding_layer": layer, "hidden_dim": h}
-        for lr, wd, steps, layer, h in itertools.product([1e-4, 1e-3], [0.0, 0.1], [300, 1000], [-1, 4], [64, 256])
+        {"embedding_layer": layer, "learning_rate": lr, "max_steps": steps}
+        for layer, (lr, steps) in itertools.product([-1, 4], [(1e-4, 1000), (1e-3, 300)])
     ] + [
-        {"learning_rate": 1e-3, "max_steps": 2000, "validation_fraction": 0.15, "embedding_layer": layer,
-         "hidden_dim": h}
-        for layer, h in itertools.product([-1, 4], [64, 256])
+        {"embedding_layer": layer, "learning_rate": 1e-3, "max_steps": 3000, "validation_fraction": 0.15}
+        for layer in (-1, 4)
+    ] + [
+        {"embedding_layer": 4, "learning_rate": 1e-3, "max_steps": 300, "hidden_dim": h, "weight_decay": wd}
+        for h, wd in itertools.product([32, 64], [0.0, 0.1])
+    ] + [
+        {"embedding_layer": 4, "learning_rate": 1e-3, "max_steps": 3000, "validation_fraction": 0.15, "hidden_dim": 64,
+         "weight_decay": wd}
+        for wd in (0.0, 0.1)
+    ] + [
+        {"embedding_layer": 4, "learning_rate": 1e-3, "max_steps": 3000, "validation_fraction": 0.15,
+         "_note": "validated at k=0 and k=10"}
     ],
 }  # fmt: skip
 HEAD_L2 = [0.01, 0.1, 0.3, 1.0, 3.0, 10.0, 30.0]
 TOP_GRID = [
     {"trainable_layers": n, "learning_rate": lr, "num_train_epochs": ep, "max_length": ml}
-    for n, lr, ep, ml in [(1, 1e-4, 2, 256), (2, 1e-4, 2, 256), (2, 3e-5, 2, 256), (2, 1e-4, 3, 128)]
+    for n, lr, ep, ml in [(1, 1e-4, 2, 256), (1, 5e-4, 2, 256), (2, 5e-4, 2, 256)]
+] + [  # the whole model, as before issue 22 (2 epochs, lr 1e-4), for comparison; checkpoints often: runs resume
+    {"trainable_layers": None, "learning_rate": 1e-4, "num_train_epochs": 2, "max_length": 256, "save_steps": 10}
 ]
 
 
@@ -101,8 +114,9 @@ def sweep_features(args: argparse.Namespace, out: Path, start: float) -> None:
                 return
             run_dir = out / "runs" / "features"
             extra = {"eval_context_sizes": [0]} if kind == "npbtl" else {}
+            options = {k: v for k, v in setting.items() if not k.startswith("_")}  # "_note": a label only
             cfg = config(dataset=args.dataset, output_dir=str(run_dir), eval_fraction=args.eval_fraction, seed=seed,
-                         skip_invalid_pairs=True, embedding_cache=str(out / "caches" / "embeddings"), **setting,
+                         skip_invalid_pairs=True, embedding_cache=str(out / "caches" / "embeddings"), **options,
                          **extra)  # fmt: skip
             t = time.perf_counter()
             train(cfg, progress=lambda s: None)
@@ -175,10 +189,11 @@ def sweep_top(args: argparse.Namespace, out: Path, start: float) -> None:
             continue
         if over_budget(start, args.budget):
             return
-        run_dir = out / "runs" / "top"
+        run_dir = out / "runs" / ("top-" + hashlib.sha1(key.encode()).hexdigest()[:10])  # a stopped run resumes
         cfg = ClassifierRewardConfig(dataset=args.dataset, output_dir=str(run_dir), eval_fraction=args.eval_fraction,
                                      seed=seed, skip_invalid_pairs=True, model_name_or_path=BACKBONES.get(name, name),
                                      feature_cache=str(out / "caches" / f"{name}-top{setting['trainable_layers']}"),
+                                     save_total_limit=1,
                                      report_to="none", **setting)  # fmt: skip
         t = time.perf_counter()
         train_classifier(cfg, progress=print)
@@ -215,9 +230,17 @@ def main() -> None:
     p.add_argument("--backbones", nargs="+", default=["minilm"], help="minilm, smollm2 or a model folder / hub id")
     p.add_argument("--max_lengths", nargs="+", type=int, default=[256])
     p.add_argument("--budget", type=float, default=0, help="stop starting new runs after this many seconds")
+    p.add_argument("--threads", type=int, default=0, help="torch threads (small heads on a busy CPU: 1)")
     args = p.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    from pluralign.training.quiet import quiet_libraries
+
+    quiet_libraries()
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()

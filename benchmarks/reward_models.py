@@ -143,6 +143,9 @@ def main() -> None:
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    from pluralign.training.quiet import quiet_libraries
+
+    quiet_libraries()
     out = Path(args.out)
     shutil.rmtree(out, ignore_errors=True)  # a benchmark starts from nothing: no cached features or checkpoints
     runs = []

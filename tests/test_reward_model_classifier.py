@@ -201,3 +201,22 @@ def test_fit_linear_head_separates_pairs_and_shrinks_with_l2():
     assert torch.nn.functional.cosine_similarity(w, truth, dim=0) > 0.9
     strong = fit_linear_head(chosen, rejected, l2=100.0)
     assert strong.norm() < fit_linear_head(chosen, rejected, l2=0.01).norm()
+
+
+def test_a_rerun_with_other_settings_is_refused_in_one_line(smol_style, tmp_path, monkeypatch, capsys):
+    import pluralign.reward_models.classifier.trainer as clf
+
+    out = tmp_path / "clf"
+    args = train_args(smol_style, out, "--trainable_layers", "1", "--max_steps", "2", "--save_steps", "2")
+
+    def interrupted(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(clf, "record_held_out_accuracy", interrupted)
+    assert main(args) == 130  # stopped after training: its checkpoint stays
+    monkeypatch.undo()
+    capsys.readouterr()
+    assert main(train_args(smol_style, out, "--max_steps", "2", "--save_steps", "2")) == 2  # now the whole model
+    err = capsys.readouterr().err
+    assert "holds an unfinished run with other settings (trainable_layers)" in err and "Traceback" not in err
+    assert main(args) == 0  # the same settings resume

@@ -157,3 +157,14 @@ def test_ensemble_refuses_bad_members(members, tmp_path):
     with pytest.raises(ConfigError, match="twice"):
         train_ensemble(EnsembleConfig(members=[str(members["dirs"]["a"])] * 2, output_dir=str(tmp_path / "e"),
                                       dataset=str(members["data"])), progress=lambda s: None)  # fmt: skip
+
+
+def test_benchmark_summary_over_seeds():
+    from reward_models import summarise, table  # benchmarks/reward_models.py
+
+    runs = [{"row": "btl", "seed": s, "accuracy": a, "wall_seconds": w, "held_out_pairs": 199, "train_pairs": 798}
+            for s, a, w in [(0, 0.60, 90.0), (1, 0.64, 10.0), (2, 0.62, 12.0)]]  # fmt: skip
+    (row,) = summarise(runs)
+    assert (row["accuracy_mean"], row["accuracy_min"], row["accuracy_max"]) == (0.62, 0.60, 0.64)
+    assert row["cold_seconds"] == 90.0 and row["wall_mean"] == round((90 + 10 + 12) / 3, 1) and row["seeds"] == 3
+    assert "btl" in table([row]) and "0.620" in table([row])

@@ -13,7 +13,7 @@ import torch
 from pluralign.data.attributes import attribute_pairs, group_by_attribute
 from pluralign.data.pairs import split_pairs
 from pluralign.errors import ConfigError
-from pluralign.models.embeddings import DEFAULT_ENCODER, Embedder
+from pluralign.models.embeddings import DEFAULT_ENCODER, Embedder, default_layer
 from pluralign.training.manifest import Manifest
 
 
@@ -24,7 +24,7 @@ def make_embedder(cfg: PairwiseRewardDataConfig) -> Embedder:
         cache_dir=cfg.embedding_cache,
         max_length=cfg.max_length,
         trust_remote_code=cfg.trust_remote_code,
-        layer=cfg.embedding_layer,
+        layer=default_layer(cfg.embedding_model) if cfg.embedding_layer is None else cfg.embedding_layer,
     )
 
 
@@ -130,9 +130,11 @@ class PairwiseRewardDataConfig:
         default=DEFAULT_ENCODER, metadata={"help": "sentence encoder or causal LM (folder or hub id) for features"}
     )
     embedding_pooling: str = field(default="auto", metadata={"help": "auto | mean (sentence encoder) | last (LM)"})
-    embedding_layer: int = field(
-        default=-1, metadata={"help": "hidden state pooled: -1 the last layer, k the output of block k (0: embeddings)"}
-    )
+    embedding_layer: int | None = field(
+        default=None,
+        metadata={"help": "hidden state pooled: -1 the last layer, k the output of block k (0: embeddings); "
+                  "default: 4 for the default all-MiniLM-L6-v2 (measured), the last layer of any other model"},
+    )  # fmt: skip
     embedding_cache: str | None = field(default=None, metadata={"help": "cache folder (default ~/.cache/pluralign)"})
     max_length: int = field(default=256, metadata={"help": "token limit of an embedded (prompt, response)"})
     eval_fraction: float = field(

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -236,8 +237,6 @@ def _passthrough(*args: Any, **kwargs: Any) -> Any:
 
 def cache_identity(model_source: str, trainable_layers: int, dtype: str = "float16") -> str:
     """What the stored tensors depend on besides the token ids: the frozen model and where it is split."""
-    from pathlib import Path
-
     path = Path(model_source)
     stamp = ""
     if path.is_dir():
@@ -247,5 +246,3 @@ def cache_identity(model_source: str, trainable_layers: int, dtype: str = "float
     what = "head-input" if trainable_layers == 0 else f"top-{trainable_layers}-input"
     return f"{where}:{stamp}:{what}:{dtype}"
 
-
-__all__ = ["FeatureCache", "SkipLowerBlocks", "cache_identity", "extract", "freeze_below", "head_module", "ids_key"]

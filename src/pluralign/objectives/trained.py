@@ -175,13 +175,15 @@ def record_held_out_accuracy(
     held_pairs: Sequence[Mapping[str, Any]],
     extra: Mapping[str, Any] | None = None,
     progress: Callable[[str], None] | None = print,
+    load_options: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Score the held-out pairs with the saved model (the same path users load), and write the result to
+    """Score the held-out pairs with the saved model (the same path users load; ``load_options`` go to
+    :func:`load_reward_model`, e.g. the trainer's embedding cache), and write the result to
     ``eval_results.json`` and the manifest; returns it."""
     model_dir = Path(model_dir)
     result: dict[str, Any] = {}
     if held_pairs:
-        rm = load_reward_model(model_dir)
+        rm = load_reward_model(model_dir, **dict(load_options or {}))
         result = pairwise_accuracy(lambda p, r: rm.score(p, r), held_pairs)
         if progress:
             progress(f"held-out pairwise accuracy: {result['pairwise_accuracy']:.3f} on {result['pairs']} pairs")

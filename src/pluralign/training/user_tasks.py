@@ -61,12 +61,14 @@ class TaskSampler:
         t, kmax = self.num_targets, self.max_context
         types = self.rng.integers(len(self.users), size=batch_size)
         sizes = self.rng.integers(self.min_context, self.max_context + 1, size=batch_size)
-        chosen, rejected = [], []
-        for u in types:
-            idx = torch.from_numpy(self.rng.choice(len(self.users[u]), size=t, replace=False))
-            chosen.append(self.users[u].chosen[idx])
-            rejected.append(self.users[u].rejected[idx])
-        chosen_t, rejected_t = torch.stack(chosen), torch.stack(rejected)
+        dim = self.users[0].chosen.shape[-1]
+        chosen_t = torch.empty(batch_size, t, dim, dtype=self.users[0].chosen.dtype)
+        rejected_t = torch.empty_like(chosen_t)
+        for u in np.unique(types):  # every task of one user type at once: t distinct pairs per task
+            rows = torch.from_numpy(np.flatnonzero(types == u))
+            idx = torch.from_numpy(self.rng.random((len(rows), len(self.users[u]))).argsort(axis=1)[:, :t])
+            chosen_t[rows] = self.users[u].chosen[idx]
+            rejected_t[rows] = self.users[u].rejected[idx]
         # the context is the first k targets of each (already shuffled) task
         context = torch.stack([chosen_t[:, :kmax], rejected_t[:, :kmax]], dim=2)
         mask = torch.arange(kmax).unsqueeze(0) < torch.from_numpy(sizes).unsqueeze(1)
@@ -156,19 +158,35 @@ def train_tasks(
 
 
 @torch.no_grad()
-def validation_loss(model: nn.Module, users: Mapping[str, UserPairs]) -> float:
-    """Mean Bradley-Terry NLL of every validation pair, context-free (NP-BTL: its default user, k = 0)."""
+def validation_loss(
+    model: nn.Module,
+    users: Mapping[str, UserPairs],
+    contexts: Mapping[str, UserPairs] | None = None,
+    context_size: int = 0,
+    seed: int = 0,
+) -> float:
+    """Mean Bradley-Terry NLL of the validation pairs. NP-BTL: the mean of its loss for the default user
+    (k = 0) and for a user known by ``context_size`` of that user type's choices in ``contexts`` (the
+    training pairs), so early stopping watches the few-shot use as well as the context-free one."""
     model.eval()
+    conditional = hasattr(model, "context_encoder")
+    sizes = [0] + ([context_size] if conditional and contexts and context_size > 0 else [])
+    generator = torch.Generator().manual_seed(seed)
     losses = []
-    for u in users.values():
+    for name, u in users.items():
         chosen, rejected = u.chosen.unsqueeze(0), u.rejected.unsqueeze(0)
-        if hasattr(model, "context_encoder"):
-            empty = chosen.new_zeros(1, 0, 2, chosen.shape[-1])
-            margins = model(empty, torch.zeros(1, 0, dtype=torch.bool), chosen, rejected)
-        else:
-            margins = model(chosen, rejected)
-        losses.append(F.softplus(-margins).flatten())
-    return float(torch.cat(losses).mean())
+        for k in sizes:
+            if not conditional:
+                margins = model(chosen, rejected)
+            else:
+                context = chosen.new_zeros(1, 0, 2, chosen.shape[-1])
+                if k and name in contexts:
+                    source = contexts[name]
+                    idx = torch.randperm(len(source), generator=generator)[:k]
+                    context = torch.stack([source.chosen[idx], source.rejected[idx]], dim=1).unsqueeze(0)
+                margins = model(context, torch.ones(1, context.shape[1], dtype=torch.bool), chosen, rejected)
+            losses.append(F.softplus(-margins).mean())
+    return float(torch.stack(losses).mean())
 
 
 def _gradient_sync(model: nn.Module, sampler: TaskSampler) -> Callable[[], None]:
@@ -273,7 +291,8 @@ def save_pairwise_reward_model(
         extra = {"train_pairs": sum(map(len, train.values())), "train_seconds": train_seconds}
         if "best_step" in stats:
             extra |= {"best_step": stats["best_step"], "stopped_step": stats["stopped_step"]}
-        record_held_out_accuracy(out, held_pairs, extra, progress)
+        cache = {"embedding_cache": cfg.embedding_cache} if cfg.embedding_cache else None  # its features are there
+        record_held_out_accuracy(out, held_pairs, extra, progress, cache)
     wait_for_everyone()
     progress(f"saved {'NP-BTL' if method == 'npbtl' else method.upper()} reward model to {out}")
     return out
@@ -301,7 +320,7 @@ def train_on_user_tasks(
         beta_kl,
         progress=lambda step, loss: progress(f"step {step}/{cfg.max_steps} loss {loss:.4f}"),
         weight_decay=cfg.weight_decay,
-        validate=(lambda m: validation_loss(m, validation)) if validation else None,
+        validate=(lambda m: validation_loss(m, validation, train, max_context, cfg.seed)) if validation else None,
         eval_every=cfg.eval_every,
         patience=cfg.early_stopping_patience,
     )

@@ -34,7 +34,7 @@ from pluralign.objectives.trained import record_held_out_accuracy, update_held_o
 from pluralign.reward_models.classifier.config import ClassifierRewardConfig
 from pluralign.training.manifest import Manifest
 from pluralign.training.progress import use_progress_lines
-from pluralign.training.state import is_main_process
+from pluralign.training.state import is_main_process, wait_for_everyone
 
 CHECKPOINTS = "checkpoints"
 FEATURE_CACHE = "feature_cache"
@@ -108,6 +108,13 @@ def load_backbone(name: str, trust_remote_code: bool = False) -> tuple[Any, Any]
         tokenizer.pad_token = unk if unk is not None and unk != eos else (tokenizer.pad_token or eos)
     model.config.pad_token_id = tokenizer.pad_token_id
     return model, tokenizer
+
+
+def what_trains(config: ClassifierRewardConfig) -> str:
+    layers = config.trainable_layers
+    if layers is None:
+        return "LoRA adapters + head" if config.use_peft else "the whole model"
+    return "the head on cached features" if layers == 0 else f"the top {layers} blocks + head on cached states"
 
 
 class StageTimer:
@@ -238,10 +245,7 @@ def train_classifier(
         val_columns = tokenize_pairs(tokenizer, val_pairs, config.max_length, chat) if val_pairs else None
     out = Path(config.output_dir)
     layers = config.trainable_layers
-    what = "the whole model" if layers is None and not config.use_peft else (
-        "LoRA adapters + head" if layers is None else ("the head on cached features" if layers == 0
-                                                       else f"the top {layers} blocks + head on cached states"))  # fmt: skip
-    progress(f"classifier: training {what} of {Path(backbone).name} on {len(fit_pairs)} pairs "
+    progress(f"classifier: training {what_trains(config)} of {Path(backbone).name} on {len(fit_pairs)} pairs "
              f"({len(val_pairs)} for validation, {len(held_pairs)} held out)")  # fmt: skip
     cache = None
     if layers is not None:
@@ -254,7 +258,11 @@ def train_classifier(
         if val_columns and layers > 0:
             sequences += val_columns["chosen_ids"] + val_columns["rejected_ids"]
         with timer("features"):
-            computed = extract(model, sequences, cache, layers, tokenizer.pad_token_id, progress=progress)
+            computed = 0
+            if is_main_process():  # one process computes, every process then reads the cache
+                computed = extract(model, sequences, cache, layers, tokenizer.pad_token_id, progress=progress)
+            wait_for_everyone()
+            cache = feature_cache_for(root, backbone, layers, model)
         progress(f"classifier: features of {len(sequences)} sequences ({computed} computed, the rest cached)")
     if layers == 0:
         with timer("train"):
@@ -347,6 +355,7 @@ def _train_with_reward_trainer(
         trainer.skip = skip
     use_progress_lines(trainer, progress, prefix="classifier: ")
     last = get_last_checkpoint(str(checkpoints)) if checkpoints.is_dir() else None
+    check_same_run(checkpoints, config, resuming=bool(last))
     if last:
         progress(f"classifier: resuming from {last}")
     with timer("train"):
@@ -358,6 +367,30 @@ def _train_with_reward_trainer(
     trained = trainer.accelerator.unwrap_model(trainer.model)
     trainer.accelerator.wait_for_everyone()
     return trained
+
+
+RUN_FILE = "run.json"
+# what a checkpoint's weights and optimizer state depend on: resuming under other values cannot work
+RUN_KEYS = ("model_name_or_path", "trainable_layers", "use_peft", "lora_r", "lora_target_modules", "max_length",
+            "use_chat_template", "seed", "eval_fraction", "validation_fraction", "dataset", "max_pairs")  # fmt: skip
+
+
+def check_same_run(checkpoints: Path, config: ClassifierRewardConfig, resuming: bool) -> None:
+    """Record the settings of a run beside its checkpoints; a rerun with other settings is refused in one
+    line instead of failing deep inside the optimizer when it loads the old state."""
+    now = {k: getattr(config, k, None) for k in RUN_KEYS}
+    path = checkpoints / RUN_FILE
+    if resuming and path.is_file():
+        before = json.loads(path.read_text())
+        changed = [k for k in RUN_KEYS if k in before and before[k] != json.loads(json.dumps(now[k], default=str))]
+        if changed:
+            raise ConfigError(
+                f"{checkpoints} holds an unfinished run with other settings ({', '.join(changed)}); "
+                "delete that folder to start afresh, or use another --output_dir"
+            )
+    if is_main_process():
+        checkpoints.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(now, default=str, indent=2))
 
 
 def run(argv: Sequence[str]) -> int:

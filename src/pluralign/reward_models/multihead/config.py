@@ -77,6 +77,7 @@ class MultiHeadRewardConfig(DevicePrecisionMixin, TrainingArguments):
     num_train_epochs: float = 3.0
     per_device_train_batch_size: int = 32
     per_device_eval_batch_size: int = 64
+    train_sampling_strategy: str = "group_by_length"  # batches of similar lengths: little padding is computed
     save_strategy: str = "no"
     logging_steps: int = 20
 

@@ -16,6 +16,14 @@ class NPBTLConfig(PairwiseRewardDataConfig):
     """NP-BTL: context encoder (self-attention, sum), target encoder, decoder (METHODS.md §5)."""
 
     output_dir: str = "npbtl_model"
+    # the paper's sizes (METHODS.md §5); training defaults chosen on held-out pairs (docs/reward_models.md):
+    # a higher learning rate, stopped early on a validation split by pair
+    learning_rate: float = 1e-3
+    max_steps: int = 3000
+    validation_fraction: float = field(
+        default=0.15,
+        metadata={"help": "share of the training pairs (by pair) held back to keep the best step and stop early"},
+    )
     num_heads: int = 8
     min_context: int = field(default=0, metadata={"help": "smallest context size k in training"})
     max_context: int = field(default=10, metadata={"help": "largest context size k in training"})
