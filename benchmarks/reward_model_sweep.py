@@ -12,7 +12,9 @@ per seed), and only the parts that are cheap once features are cached are swept:
   per L2 penalty (:func:`pluralign.training.bradley_terry.fit_linear_head`) and scored on the held-out pairs'
   cached features (what the saved model computes);
 - ``top``: the classifier's top-blocks mode (``--trainable_layers N``), trained by ``train_classifier`` on
-  hidden states cached once per backbone (the costliest part: a few settings).
+  hidden states cached once per backbone (the costliest part: a few settings), and the whole model;
+- ``ensemble``: btl (its defaults) and the SmolLM2 head, and the mean of their z-scores (statistics on the
+  training pairs), from the features cached by ``features`` and ``head``.
 
 Results are appended to ``OUT/sweep.jsonl`` as they come (a rerun skips settings already done, so a sweep can
 be run in short slices); ``--report`` prints the table of mean held-out accuracy per setting.
@@ -69,7 +71,8 @@ FEATURE_GRID = {
 HEAD_L2 = [0.01, 0.1, 0.3, 1.0, 3.0, 10.0, 30.0]
 TOP_GRID = [
     {"trainable_layers": n, "learning_rate": lr, "num_train_epochs": ep, "max_length": ml}
-    for n, lr, ep, ml in [(1, 1e-4, 2, 256), (1, 5e-4, 2, 256), (2, 5e-4, 2, 256)]
+    for n, lr, ep, ml in [(1, 1e-4, 2, 256), (1, 5e-4, 2, 256), (2, 5e-4, 2, 256), (3, 5e-4, 2, 256),
+                          (2, 1e-3, 2, 256)]
 ] + [  # the whole model, as before issue 22 (2 epochs, lr 1e-4), for comparison; checkpoints often: runs resume
     {"trainable_layers": None, "learning_rate": 1e-4, "num_train_epochs": 2, "max_length": 256, "save_steps": 10}
 ]
@@ -141,7 +144,7 @@ def sweep_head(args: argparse.Namespace, out: Path, start: float) -> None:
         tokenize_pairs,
         uses_chat_template,
     )
-    from pluralign.training.bradley_terry import fit_linear_head, margins
+    from pluralign.training.bradley_terry import choose_l2, fit_linear_head, margins
 
     pairs = load_split_pairs(args.dataset)
     done = done_keys(out / "sweep.jsonl")
@@ -162,7 +165,7 @@ def sweep_head(args: argparse.Namespace, out: Path, start: float) -> None:
             chosen = torch.stack(cache.get([ids_key(x) for x in cols["chosen_ids"]]))
             rejected = torch.stack(cache.get([ids_key(x) for x in cols["rejected_ids"]]))
             index = {id(p): i for i, p in enumerate(pairs)}
-            for l2, seed in itertools.product(HEAD_L2, args.seeds):
+            for l2, seed in itertools.product([*HEAD_L2, "cv"], args.seeds):
                 setting = {"backbone": name, "max_length": max_length, "head_l2": l2}
                 key = json.dumps({"part": "head", "setting": setting, "seed": seed}, sort_keys=True)
                 if key in done:
@@ -171,11 +174,13 @@ def sweep_head(args: argparse.Namespace, out: Path, start: float) -> None:
                 tr = torch.tensor([index[id(p)] for p in train])
                 he = torch.tensor([index[id(p)] for p in held])
                 t = time.perf_counter()
-                w = fit_linear_head(chosen[tr], rejected[tr], l2)
+                penalty = choose_l2(chosen[tr], rejected[tr], seed=seed) if l2 == "cv" else l2
+                w = fit_linear_head(chosen[tr], rejected[tr], penalty)
                 acc = float((margins(chosen[he], rejected[he], w) > 0).float().mean())
                 record(out / "sweep.jsonl", {"key": key, "part": "head", "setting": setting, "seed": seed,
                                               "accuracy": round(acc, 4), "seconds": time.perf_counter() - t,
-                                              "tokenize_seconds": t_tok, "feature_seconds": t_feat})  # fmt: skip
+                                              "tokenize_seconds": t_tok, "feature_seconds": t_feat,
+                                              "head_l2": penalty})  # fmt: skip
 
 
 def sweep_top(args: argparse.Namespace, out: Path, start: float) -> None:
@@ -204,6 +209,74 @@ def sweep_top(args: argparse.Namespace, out: Path, start: float) -> None:
                                       "stage_seconds": result.get("stage_seconds")})  # fmt: skip
 
 
+def sweep_ensemble(args: argparse.Namespace, out: Path, start: float) -> None:
+    """btl (its defaults) + the SmolLM2 head (cross-validated penalty) and their z-score mean, per seed: the
+    members' scores come from the cached features, which is exactly what the saved models compute."""
+    import numpy as np
+    import torch
+
+    from pluralign.data.pairs import split_pairs
+    from pluralign.models.feature_cache import ids_key
+    from pluralign.objectives.set import ObjectiveStats
+    from pluralign.objectives.trained import accuracy_of_margins, agreement, load_reward_model
+    from pluralign.reward_models.btl.config import BTLConfig
+    from pluralign.reward_models.btl.trainer import train_btl
+    from pluralign.reward_models.classifier.trainer import (
+        feature_cache_for,
+        load_backbone,
+        resolve_backbone,
+        tokenize_pairs,
+    )
+    from pluralign.training.bradley_terry import choose_l2, fit_linear_head
+
+    pairs = load_split_pairs(args.dataset)
+    done = done_keys(out / "sweep.jsonl")
+    backbone = resolve_backbone(BACKBONES["smollm2"])
+    model, tok = load_backbone(backbone)
+    cache = feature_cache_for(out / "caches" / "smollm2", backbone, 0, model)
+    cols = tokenize_pairs(tok, pairs, 256, chat=True)
+    feats = {id(p): (c, r) for p, c, r in zip(pairs, cache.get([ids_key(x) for x in cols["chosen_ids"]]),
+                                              cache.get([ids_key(x) for x in cols["rejected_ids"]]))}  # fmt: skip
+    for seed in args.seeds:
+        key = json.dumps({"part": "ensemble", "setting": {"members": ["btl", "smollm2-head"]}, "seed": seed})
+        if key in done:
+            continue
+        t = time.perf_counter()
+        train, held = split_pairs(pairs, args.eval_fraction, seed)
+        run_dir = out / "runs" / "ensemble-btl"
+        train_btl(BTLConfig(dataset=args.dataset, output_dir=str(run_dir), eval_fraction=args.eval_fraction, seed=seed,
+                            skip_invalid_pairs=True, embedding_cache=str(out / "caches" / "embeddings")),
+                  progress=lambda s: None)  # fmt: skip
+        btl = load_reward_model(run_dir, embedding_cache=str(out / "caches" / "embeddings"))
+
+        def btl_scores(ps: list, rm: Any = btl) -> np.ndarray:
+            prompts = [p["prompt"] for p in ps]
+            return np.asarray(rm.score(prompts * 2, [p["chosen"] for p in ps] + [p["rejected"] for p in ps]))
+
+        def smol(ps: list) -> torch.Tensor:
+            return torch.stack([feats[id(p)][0] for p in ps] + [feats[id(p)][1] for p in ps]).float()
+
+        n_train, n_held = len(train), len(held)
+        tr = smol(train)
+        l2 = choose_l2(tr[:n_train], tr[n_train:], seed=seed)
+        w = fit_linear_head(tr[:n_train], tr[n_train:], l2)
+        members = {"btl": (btl_scores(train), btl_scores(held)),
+                   "smollm2-head": ((tr @ w).numpy(), (smol(held) @ w).numpy())}  # fmt: skip
+        z_held = []
+        row: dict[str, Any] = {}
+        for name, (on_train, on_held) in members.items():
+            stats = ObjectiveStats.fit(on_train, name)
+            z_held.append(stats.z(on_held))
+            row[name] = accuracy_of_margins(on_held[:n_held] - on_held[n_held:])["pairwise_accuracy"]
+        mean = np.mean(z_held, axis=0)
+        acc = accuracy_of_margins(mean[:n_held] - mean[n_held:])
+        margins = [z[:n_held] - z[n_held:] for z in z_held]
+        shutil.rmtree(run_dir, ignore_errors=True)
+        record(out / "sweep.jsonl", {"key": key, "part": "ensemble", "setting": {"members": list(members)},
+                                      "seed": seed, "accuracy": acc["pairwise_accuracy"], "members": row,
+                                      "agreement": agreement(*margins), "seconds": time.perf_counter() - t})  # fmt: skip
+
+
 def report(out: Path) -> None:
     rows = [json.loads(line) for line in (out / "sweep.jsonl").read_text().splitlines() if line.strip()]
     groups: dict[str, list[dict]] = {}
@@ -223,7 +296,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--dataset", default=str(hh_harmless_pairs()))
     p.add_argument("--out", default="runs/reward_model_sweep")
-    p.add_argument("--part", choices=["features", "head", "top"], default=None)
+    p.add_argument("--part", choices=["features", "head", "top", "ensemble"], default=None)
     p.add_argument("--report", action="store_true", help="print the table of what is in OUT/sweep.jsonl")
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     p.add_argument("--eval_fraction", type=float, default=0.2)
@@ -245,7 +318,8 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     if args.part:
-        {"features": sweep_features, "head": sweep_head, "top": sweep_top}[args.part](args, out, start)
+        parts = {"features": sweep_features, "head": sweep_head, "top": sweep_top, "ensemble": sweep_ensemble}
+        parts[args.part](args, out, start)
     if args.report or not args.part:
         report(out)
 

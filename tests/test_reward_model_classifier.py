@@ -220,3 +220,19 @@ def test_a_rerun_with_other_settings_is_refused_in_one_line(smol_style, tmp_path
     err = capsys.readouterr().err
     assert "holds an unfinished run with other settings (trainable_layers)" in err and "Traceback" not in err
     assert main(args) == 0  # the same settings resume
+
+
+def test_the_head_penalty_is_cross_validated_on_the_training_pairs():
+    from pluralign.training.bradley_terry import L2_GRID, choose_l2
+
+    torch.manual_seed(0)
+
+    def pairs(n: int, dims: int) -> tuple[torch.Tensor, torch.Tensor]:
+        a, b = torch.randn(n, dims), torch.randn(n, dims)
+        a_wins = (a[:, 0] - b[:, 0] + 0.5 * torch.randn(n) > 0).unsqueeze(1)  # one informative dimension, noisy
+        return torch.where(a_wins, a, b), torch.where(a_wins, b, a)
+
+    few_wide = choose_l2(*pairs(40, 60))
+    many_narrow = choose_l2(*pairs(2000, 2))
+    assert few_wide in L2_GRID and many_narrow in L2_GRID
+    assert few_wide > many_narrow  # memorising 40 pairs in 60 dimensions is what the penalty is for

@@ -4,13 +4,18 @@ With the features fixed (a frozen backbone's pooled output) the loss is convex, 
 L-BFGS to its optimum instead of by a learning rate and a number of epochs; the one knob is the L2 penalty
 ``l2`` on ``w`` over standardised feature differences (each dimension divided by its standard deviation on
 the training pairs), which is what keeps a head on a few hundred pairs from memorising them. A bias would
-cancel in every difference, so there is none.
+cancel in every difference, so there is none. :func:`choose_l2` picks the penalty by cross-validation on
+the training pairs (k folds of pairs), so no held-out pair decides it.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 import torch.nn.functional as F
+
+L2_GRID = (0.03, 0.1, 0.3, 1.0, 3.0, 10.0)
 
 
 def fit_linear_head(chosen: torch.Tensor, rejected: torch.Tensor, l2: float, max_iter: int = 500) -> torch.Tensor:
@@ -36,3 +41,24 @@ def fit_linear_head(chosen: torch.Tensor, rejected: torch.Tensor, l2: float, max
 def margins(chosen: torch.Tensor, rejected: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
     """``w . (chosen - rejected)`` per pair."""
     return (chosen.float() - rejected.float()) @ w.float()
+
+
+def choose_l2(
+    chosen: torch.Tensor, rejected: torch.Tensor, grid: Sequence[float] = L2_GRID, folds: int = 5, seed: int = 0
+) -> float:
+    """The penalty of ``grid`` with the lowest cross-validated Bradley-Terry loss on these pairs (``folds``
+    folds of pairs; ties go to the stronger penalty)."""
+    n = chosen.shape[0]
+    folds = max(2, min(folds, n))
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+    parts = [order[i::folds] for i in range(folds)]
+    best: tuple[float, float] | None = None
+    for l2 in sorted(grid, reverse=True):
+        loss = 0.0
+        for i, held in enumerate(parts):
+            train = torch.cat([p for j, p in enumerate(parts) if j != i])
+            w = fit_linear_head(chosen[train], rejected[train], l2)
+            loss += float(F.softplus(-margins(chosen[held], rejected[held], w)).sum())
+        if best is None or loss < best[0] - 1e-9:
+            best = (loss, l2)
+    return best[1]

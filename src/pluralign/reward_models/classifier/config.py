@@ -52,9 +52,11 @@ class ClassifierRewardConfig(DevicePrecisionMixin, LoraMixin, RewardConfig):
         metadata={"help": "folder of the frozen part's cached outputs (default: OUTPUT_DIR/feature_cache, "
                   "removed once the model is saved; a folder you name is kept and reused)"},
     )  # fmt: skip
-    head_l2: float = field(
-        default=1.0, metadata={"help": "--trainable_layers 0: L2 penalty of the head on standardised features"}
-    )
+    head_l2: float | None = field(
+        default=None,
+        metadata={"help": "--trainable_layers 0: L2 penalty of the head on standardised features "
+                  "(default: chosen by 5-fold cross-validation on the training pairs)"},
+    )  # fmt: skip
     use_chat_template: bool | None = field(
         default=None,
         metadata={"help": "render the dialogue with the backbone's chat template (default: when it has one)"},

@@ -155,16 +155,19 @@ def feature_cache_for(root: str | Path, backbone: str, trainable_layers: int, mo
     return FeatureCache(root, identity, {"trainable_layers": trainable_layers})
 
 
-def _fit_head(model: Any, cache: Any, columns: dict[str, list], l2: float) -> None:
-    """``--trainable_layers 0``: the linear head fitted on the cached pooled features of the training pairs."""
+def _fit_head(model: Any, cache: Any, columns: dict[str, list], l2: float | None, seed: int) -> float:
+    """``--trainable_layers 0``: the linear head fitted on the cached pooled features of the training pairs
+    (its L2 penalty cross-validated on them unless given); returns the penalty."""
     import torch
 
     from pluralign.models.feature_cache import ids_key
     from pluralign.models.frozen_layers import head_module
-    from pluralign.training.bradley_terry import fit_linear_head
+    from pluralign.training.bradley_terry import choose_l2, fit_linear_head
 
     chosen = torch.stack(cache.get([ids_key(x) for x in columns["chosen_ids"]]))
     rejected = torch.stack(cache.get([ids_key(x) for x in columns["rejected_ids"]]))
+    if l2 is None:
+        l2 = choose_l2(chosen, rejected, seed=seed)
     w = fit_linear_head(chosen, rejected, l2)
     _, head = head_module(model)
     with torch.no_grad():
@@ -172,6 +175,7 @@ def _fit_head(model: Any, cache: Any, columns: dict[str, list], l2: float) -> No
         head.weight[0] = w.to(head.weight.dtype)
         if head.bias is not None:
             head.bias.zero_()
+    return l2
 
 
 def _cached_collator(cache: Any, pad_token_id: int) -> Callable[[list[dict]], dict]:
@@ -266,7 +270,8 @@ def train_classifier(
         progress(f"classifier: features of {len(sequences)} sequences ({computed} computed, the rest cached)")
     if layers == 0:
         with timer("train"):
-            _fit_head(model, cache, columns, config.head_l2)
+            head_l2 = _fit_head(model, cache, columns, config.head_l2, config.seed)
+        progress(f"classifier: head fitted with L2 penalty {head_l2:g}")
         trained = model
     else:
         trained = _train_with_reward_trainer(config, model, tokenizer, columns, val_columns, cache, timer, progress)
