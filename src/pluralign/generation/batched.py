@@ -24,7 +24,7 @@ from pluralign.generation.cleaning import (
     truncate_ids,
 )
 from pluralign.generation.prompts import render_prompt
-from pluralign.generation.vllm import VLLMGenerator
+from pluralign.generation.vllm import VLLMEngines, shared_engines
 
 DEFAULT_GENERATION = {"max_new_tokens": 64, "do_sample": False}
 
@@ -96,10 +96,12 @@ def generate_texts(
     model_dir: str | Path | None = None,
     batch_size: int = 16,
     cleaning=None,
+    engines: VLLMEngines | None = None,
     **generation_kwargs: Any,
 ) -> list[str]:
     """One completion per prompt with ``backend``, cleaned (``pluralign.generation.cleaning``; default on);
-    ``model_dir`` (the folder ``model`` came from) is what vllm loads. Plain and conversational prompts
+    ``model_dir`` (the folder ``model`` came from) is what vllm loads, on an engine of ``engines`` (default:
+    the process's), so that calls chunk after chunk reuse one engine. Plain and conversational prompts
     are rendered as by ``generate_batched``."""
     from pluralign.generation.batched import generate_batched
     from pluralign.generation.cleaning import DEFAULT as DEFAULT_CLEANING, clean_text
@@ -110,7 +112,7 @@ def generate_texts(
         if model_dir is None:
             raise ConfigError("the vllm backend needs the model's folder")
         texts = [render_prompt(tokenizer, p) for p in prompts]
-        outs = VLLMGenerator(model_dir).generate(texts, **generation_kwargs)
+        outs = (engines or shared_engines()).generator(model_dir).generate(texts, **generation_kwargs)
         return [clean_text(t, cleaning or DEFAULT_CLEANING) for t in outs]
     with use_backend(backend):
         return generate_batched(model, tokenizer, prompts, batch_size=batch_size, cleaning=cleaning, **generation_kwargs)

@@ -15,8 +15,8 @@ def generation_config(model, tokenizer, **generation_kwargs: Any):
 
     kwargs = {"max_new_tokens": 64, "do_sample": False, **generation_kwargs}
     if not kwargs.get("do_sample"):
-        kwargs.pop("temperature", None)
-        kwargs.pop("top_p", None)
+        for key in ("temperature", "top_p", "top_k"):
+            kwargs.pop(key, None)
     kwargs.setdefault("eos_token_id", tokenizer.eos_token_id)
     kwargs.setdefault("pad_token_id", tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id)
     return GenerationConfig(**kwargs)

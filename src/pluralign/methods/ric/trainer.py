@@ -21,6 +21,7 @@ from pluralign.data.loading import load_any, to_samples
 from pluralign.data.scoring import ScoreCache, score_samples
 from pluralign.errors import ConfigError
 from pluralign.generation.cleaning import Cleaning, keep_mask
+from pluralign.generation.vllm import VLLMEngines
 from pluralign.methods.ric.bounds import BOUNDS, desired_bounds
 from pluralign.methods.ric.buffer import offline_selection
 from pluralign.methods.ric.config import RiCConfig
@@ -137,13 +138,16 @@ def train_ric(config: RiCConfig, progress: Progress | None = print, callbacks: S
         log(f"ric: offline SFT done in {time.time() - t:.1f}s")
     state.mark("offline")
 
-    # 3. online MORS iterations
+    # 3. online MORS iterations (vllm: one engine for the run, asleep while the run scores and trains)
+    engines = VLLMEngines() if config.generation_backend == "vllm" else None
     buffer: list[dict] = []
     for it in range(1, config.online_iterations + 1):
         stage = out / f"online_{it}"
         stage.mkdir(exist_ok=True)
         t = time.time()
-        generated = _online_generate(config, model, tokenizer, samples, objectives, template, stage, it, log, low, high)
+        generated = _online_generate(
+            config, model, tokenizer, samples, objectives, template, stage, it, log, low, high, engines
+        )
         generated = _drop_degenerate(generated, config, log, it)
         if broadcast(not (stage / "buffer.jsonl").is_file()):
             gen_scores = score_samples(
@@ -191,6 +195,8 @@ def train_ric(config: RiCConfig, progress: Progress | None = print, callbacks: S
         if f"online_{it}" not in state:
             log(f"ric: online iteration {it} done in {time.time() - t:.1f}s")
         state.mark(f"online_{it}")
+    if engines is not None:
+        engines.close()
 
     # 4. the model directory: final weights + tokenizer + pluralign.json
     if state_acc.is_main_process:
@@ -219,9 +225,12 @@ def _drop_degenerate(generated: list[dict], config: RiCConfig, log: Progress, it
 
 
 def _online_generate(
-    config, model, tokenizer, samples, objectives, template, stage: Path, it: int, log, low, high
+    config, model, tokenizer, samples, objectives, template, stage: Path, it: int, log, low, high, engines=None
 ) -> list[dict]:
-    """Generate for sampled prompts at sampled desired rewards; chunks are saved as they finish."""
+    """Generate for sampled prompts at sampled desired rewards; chunks are saved as they finish.
+
+    With vllm every chunk goes to the one engine of ``engines`` (:class:`~pluralign.generation.vllm.VLLMEngines`),
+    pointed at ``model``, this iteration's weights; it is put to sleep when the chunks are done."""
     import torch
 
     from pluralign.generation.backends import check_backend
@@ -258,6 +267,7 @@ def _online_generate(
                 max_new_tokens=config.online_max_new_tokens,
                 do_sample=True,
                 top_p=config.online_top_p,
+                top_k=config.online_top_k,  # 0: off; transformers would apply its default of 50
                 temperature=config.online_temperature,
             )
             step = config.generation_batch_size * 4
@@ -275,6 +285,7 @@ def _online_generate(
                     model_dir=model,
                     batch_size=config.generation_batch_size,
                     cleaning=_cleaning(config),
+                    engines=engines,
                     **kwargs,
                 )
                 rows = "".join(json.dumps({"i": p["i"], "prompt": p["prompt"], "response": t}) + "\n" for p, t in zip(chunk, texts))
@@ -283,6 +294,8 @@ def _online_generate(
                 log(
                     f"ric: online {it}: generated {min(start + step, len(mine))}/{len(mine)} on process {acc.process_index}"
                 )
+    if engines is not None:
+        engines.release()  # the GPU goes to scoring and training until the next iteration's generation
     acc.wait_for_everyone()
     rows = {r["i"]: r for f in sorted(stage.glob("generations.rank*.jsonl")) for r in _read_jsonl(f)}
     return [rows[p["i"]] for p in plan if p["i"] in rows]
