@@ -14,10 +14,20 @@ TEXTS = [
 ] * 6
 
 
+CHAT_TEMPLATE = (
+    "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+
+
 def tiny_tokenizer(out_dir: Path):
+    """A byte-level BPE tokenizer with a ChatML-style chat template, saved in ``out_dir``."""
     from pluralign.worlds.reviews.tiny_lm import train_tokenizer
 
-    return train_tokenizer(TEXTS, out_dir, vocab_size=300)
+    tok = train_tokenizer(TEXTS, out_dir, vocab_size=300)
+    tok.chat_template = CHAT_TEMPLATE
+    tok.save_pretrained(str(out_dir))
+    return tok
 
 
 def tiny_causal_lm(out_dir: Path, kind: str = "llama", seed: int = 0, std: float = 0.3) -> Path:
@@ -65,3 +75,36 @@ def lora_adapters(base_dir: Path, out_dir: Path, k: int = 2, r: int = 4, seed: i
         model.save_pretrained(str(folder))
         dirs.append(folder)
     return dirs
+
+
+OBJECTIVES = ["sentiment", "conciseness"]
+
+
+def tiny_ric_dir(out_dir: Path, kind: str = "llama") -> Path:
+    """A random tiny model packaged as a RiC model (tags from a real objective set's statistics)."""
+    from pluralign.objectives import ObjectiveSet
+    from pluralign.preferences.tags import TagTemplate
+    from pluralign.training.manifest import Manifest
+
+    model_dir = tiny_causal_lm(Path(out_dir), kind)
+    objectives = ObjectiveSet.from_specs(OBJECTIVES)
+    objectives.fit_stats({"sentiment": [-0.8, -0.2, 0.1, 0.6, 0.9], "conciseness": [-30, -12, -8, -5, -2]})
+    Manifest.for_objectives("ric", objectives, template=TagTemplate().to_dict()).save(model_dir)
+    return model_dir
+
+
+def tiny_bank_dir(out_dir: Path, method: str = "soups", k: int = 2) -> Path:
+    """A LoRA bank model dir: a tiny base, ``k`` random adapters as its runs, and the method's manifest
+    (soups: one run per objective; morlhf: runs at evenly spaced preferences)."""
+    from pluralign.training.manifest import Manifest
+
+    out_dir = Path(out_dir)
+    base = tiny_causal_lm(out_dir / "base", "llama")
+    adapters = lora_adapters(base, out_dir / "runs", k=k)
+    tiny_tokenizer(out_dir)
+    if method == "soups":
+        extra = {"runs": {name: f"runs/{a.name}" for name, a in zip(OBJECTIVES, adapters)}, "peft": True}
+    else:
+        extra = {"runs": [{"preference": [i / (k - 1), 1 - i / (k - 1)], "path": f"runs/{a.name}"} for i, a in enumerate(adapters)]}
+    Manifest(method=method, objectives=list(OBJECTIVES), base_model=str(base), extra=extra).save(out_dir)
+    return out_dir

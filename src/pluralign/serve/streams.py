@@ -126,7 +126,7 @@ class TokenSink:
         if whole_text is not None:
             final = apply_stop(whole_text, self.stop)
         else:
-            self.text.finish()
+            self.text.done = True  # the row has ended: nothing is held back any more
             final = self.text.final_text()
         emitted = self.text.emitted if self.text is not None else ""
         rest = final[len(emitted) :] if final.startswith(emitted) else ""
