@@ -177,3 +177,16 @@ def test_lora_bank_is_mixed_per_request_by_weights_or_logits(tmp_path):
 
     r = asyncio.run(refused())
     assert r.status_code == 400 and r.json()["error"]["param"] == "mixing"
+
+
+def test_the_api_key_comes_from_the_environment(ric_dir, monkeypatch):
+    monkeypatch.setenv("PLURALIGN_API_KEY", "from-env")
+    app = build_app(ServeConfig(model=str(ric_dir)))
+    assert app.state.settings.api_key == "from-env"
+
+    async def go():
+        async with client(app) as c:
+            return await c.get("/v1/models"), await c.get("/v1/models", headers={"Authorization": "Bearer from-env"})
+
+    refused, allowed = asyncio.run(go())
+    assert refused.status_code == 401 and allowed.status_code == 200

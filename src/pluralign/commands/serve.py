@@ -97,18 +97,25 @@ def build_app(config: ServeConfig):
     return create_app(policy, settings, front_path=front)
 
 
+def bind_warning(host: str, api_key: str | None) -> str | None:
+    """The line printed when the server listens beyond loopback with no API key (None otherwise)."""
+    if host in LOOPBACK or api_key:
+        return None
+    return (
+        f"pluralign serve: warning: binding {host} without an API key: anyone who reaches this port can use "
+        f"the model; set ${API_KEY_ENV} (or --api_key)"
+    )
+
+
 def run(argv: list[str]) -> int:
     """Serve until interrupted."""
     import uvicorn
 
     config = parse_config(ServeConfig, argv, prog="pluralign serve")
     app = build_app(config)
-    if config.host not in LOOPBACK and not app.state.settings.api_key:
-        print(
-            f"pluralign serve: warning: binding {config.host} without an API key: anyone who reaches this port can "
-            f"use the model; set ${API_KEY_ENV} (or --api_key)",
-            file=sys.stderr,
-        )
+    warning = bind_warning(config.host, app.state.settings.api_key)
+    if warning:
+        print(warning, file=sys.stderr)
     settings = app.state.settings
     print(
         f"pluralign serve: {settings.model_name} on http://{config.host}:{config.port}/ "
