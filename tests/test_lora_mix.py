@@ -7,13 +7,13 @@ from pathlib import Path
 
 import pytest
 import torch
+from tiny_models import lora_adapters, tiny_bank_dir, tiny_causal_lm
 
 from pluralign.generation.batched import generate_batched
 from pluralign.generation.lora_mix import LoRAMix, lora_bank_dirs, mix_logprobs
 from pluralign.generation.policy import load_policy
 from pluralign.generation.stepwise import DecodeRequest, StepwiseDecoder, decode_texts
 from pluralign.models.loading import load_causal_lm, load_tokenizer
-from tiny_models import lora_adapters, tiny_bank_dir, tiny_causal_lm
 
 PROMPTS = ["the food was", "my day at the park was short , sunny", "tell me", "a short note about rain"]
 MIXES = [(1.0, 0.0, 0.0), (0.0, 1.0, 0.0), (0.2, 0.3, 0.5), (0.5, 0.5, 0.0)]

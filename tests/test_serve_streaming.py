@@ -11,10 +11,10 @@ from pathlib import Path
 
 import httpx
 import pytest
+from tiny_models import tiny_bank_dir, tiny_ric_dir
 
 from pluralign.commands.serve import ServeConfig, build_app
 from pluralign.serve.background import serve_in_thread
-from tiny_models import tiny_bank_dir, tiny_ric_dir
 
 PROMPTS = ["the food was", "my day at the park", "a short note about rain", "tell me about the sea"]
 BACKENDS = ["transformers", "continuous"]
