@@ -57,6 +57,8 @@ class TokenText:
         ids = stop_ids if stop_ids is not None else (end_of_turn_ids(tokenizer) if self.cleaning.enabled else [])
         self.stop_ids = {int(i) for i in ids}
         self.ids: list[int] = []
+        self.raw = ""  # the decoded text of the settled tokens, grown a few tokens at a time
+        self._prefix = self._read = 0  # incremental decoding window (as vLLM detokenizes)
         self.emitted = ""
         self.done = False  # no token can change the text any more
         self.hit_stop_id = False
@@ -77,11 +79,22 @@ class TokenText:
             self.done = True
             return True
         self.ids.append(token_id)
+        self._extend()
         if self.markers or self.stop:
-            raw = self._decode()
+            raw = self.raw
             if any(m in raw for m in self.markers) or any(s in self.clean(raw) for s in self.stop):
                 self.done = True
         return self.done
+
+    def _extend(self) -> None:
+        """Decode only the newest tokens, with a few earlier ones as context (the text a token adds can
+        depend on its neighbours: a leading space, a multi-byte character split over tokens)."""
+        decode = self.tokenizer.decode
+        prefix = decode(self.ids[self._prefix : self._read], skip_special_tokens=True)
+        window = decode(self.ids[self._prefix :], skip_special_tokens=True)
+        if len(window) > len(prefix) and window.startswith(prefix) and not window.endswith("\ufffd"):
+            self.raw += window[len(prefix) :]
+            self._prefix, self._read = self._read, len(self.ids)
 
     @property
     def completion_tokens(self) -> int:
@@ -99,9 +112,7 @@ class TokenText:
 
     def _safe_text(self) -> str:
         """The longest text no later token can change."""
-        raw = self._decode()
-        if raw.endswith("\ufffd"):  # an incomplete multi-byte character
-            raw = raw[: len(raw.rstrip("\ufffd"))]
+        raw = self.raw
         if self.cleaning.enabled:
             raw = raw[: len(raw) - _held_tail(raw, self.markers)]
             raw = raw.rstrip().lstrip()
