@@ -3,11 +3,12 @@ for many preferences, MOD (logit-space mixing), and the continuous (stepwise) de
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 
 import pytest
 import torch
-from tiny_models import lora_adapters, tiny_bank_dir, tiny_causal_lm
+from tiny_models import lora_adapters, one_torch_thread, tiny_bank_dir, tiny_causal_lm
 
 from pluralign.generation.batched import generate_batched
 from pluralign.generation.lora_mix import LoRAMix, lora_bank_dirs, mix_logprobs
@@ -19,6 +20,8 @@ PROMPTS = ["the food was", "my day at the park was short , sunny", "tell me", "a
 MIXES = [(1.0, 0.0, 0.0), (0.0, 1.0, 0.0), (0.2, 0.3, 0.5), (0.5, 0.5, 0.0)]
 
 
+one_thread = pytest.fixture(scope="module", autouse=True)(one_torch_thread)
+
 @pytest.fixture(scope="module")
 def bank(tmp_path_factory) -> tuple[Path, list[Path]]:
     root = tmp_path_factory.mktemp("bank")
@@ -26,7 +29,13 @@ def bank(tmp_path_factory) -> tuple[Path, list[Path]]:
     return base, lora_adapters(base, root / "adapters", k=3)
 
 
+@pytest.fixture(scope="module")
+def mix(bank) -> LoRAMix:
+    return LoRAMix.load(bank[1], device="cpu")
+
+
 _MERGED: dict[Path, dict] = {}
+_BASES: dict[Path, torch.nn.Module] = {}
 
 
 def merged_soup(base: Path, adapters: list[Path], weights) -> torch.nn.Module:
@@ -38,15 +47,16 @@ def merged_soup(base: Path, adapters: list[Path], weights) -> torch.nn.Module:
             peft_model = PeftModel.from_pretrained(load_causal_lm(str(base), device="cpu"), str(folder))
             _MERGED[folder] = peft_model.merge_and_unload().state_dict()
     total = {k: sum(w * _MERGED[f][k] for w, f in zip(weights, adapters)) for k in _MERGED[adapters[0]]}
-    model = load_causal_lm(str(base), device="cpu")
+    if base not in _BASES:
+        _BASES[base] = load_causal_lm(str(base), device="cpu")
+    model = copy.deepcopy(_BASES[base])
     model.load_state_dict(total)
     return model.eval()
 
 
-def test_rows_of_one_batch_equal_their_own_merged_soups(bank):
+def test_rows_of_one_batch_equal_their_own_merged_soups(bank, mix):
     base, adapters = bank
     assert lora_bank_dirs(adapters) and not lora_bank_dirs([base])
-    mix = LoRAMix.load(adapters, device="cpu")
     tok = load_tokenizer(str(base))
     tok.padding_side = "left"
     enc = tok([PROMPTS[1]] * len(MIXES), return_tensors="pt", add_special_tokens=False)
@@ -72,16 +82,16 @@ def test_rows_of_one_batch_equal_their_own_merged_soups(bank):
         torch.testing.assert_close(peft_model(**enc).logits[0], mixed[2], atol=1e-4, rtol=0)
 
 
-def test_greedy_text_of_a_mixed_batch_equals_each_merged_soup_alone(bank):
+def test_greedy_text_of_a_mixed_batch_equals_each_merged_soup_alone(bank, mix):
     base, adapters = bank
-    mix = LoRAMix.load(adapters, device="cpu")
     tok = load_tokenizer(str(base))
     calls = []
-    mix.model.get_base_model().register_forward_pre_hook(lambda *_: calls.append(1))
+    hook = mix.model.get_base_model().register_forward_pre_hook(lambda *_: calls.append(1))
     texts = generate_batched(
         mix.model, tok, PROMPTS, max_new_tokens=10, do_sample=False,
         row_context=lambda idx: mix.rows([MIXES[i] for i in idx]),
     )
+    hook.remove()
     assert len(calls) == 10  # one forward per token for all four preferences together
     expected = [
         generate_batched(merged_soup(base, adapters, w), tok, [p], max_new_tokens=10, do_sample=False)[0]
@@ -91,9 +101,8 @@ def test_greedy_text_of_a_mixed_batch_equals_each_merged_soup_alone(bank):
     assert decode_texts(mix.model, tok, PROMPTS, mix=mix, adapter_weights=MIXES, max_new_tokens=10) == expected
 
 
-def test_mod_mixes_the_adapters_log_probabilities(bank):
+def test_mod_mixes_the_adapters_log_probabilities(bank, mix):
     base, adapters = bank
-    mix = LoRAMix.load(adapters, device="cpu")
     tok = load_tokenizer(str(base))
     # one-hot logit weights are the adapter alone
     alone = [generate_batched(merged_soup(base, adapters, w), tok, [PROMPTS[0]], max_new_tokens=8, do_sample=False)[0] for w in MIXES[:2]]

@@ -7,11 +7,12 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
+import time
 from pathlib import Path
 
 import httpx
 import pytest
-from tiny_models import tiny_bank_dir, tiny_ric_dir
+from tiny_models import one_torch_thread, tiny_bank_dir, tiny_ric_dir
 
 from pluralign.commands.serve import ServeConfig, build_app
 from pluralign.serve.background import serve_in_thread
@@ -19,6 +20,8 @@ from pluralign.serve.background import serve_in_thread
 PROMPTS = ["the food was", "my day at the park", "a short note about rain", "tell me about the sea"]
 BACKENDS = ["transformers", "continuous"]
 
+
+one_thread = pytest.fixture(scope="module", autouse=True)(one_torch_thread)
 
 @pytest.fixture(scope="module")
 def ric_dir(tmp_path_factory) -> Path:
@@ -129,6 +132,8 @@ def test_tokens_leave_the_server_while_the_rest_is_being_generated(ric_dir, back
 def test_a_new_request_joins_the_running_batch_and_a_client_that_leaves_frees_its_row(ric_dir):
     app = build_app(ServeConfig(model=str(ric_dir), backend="continuous"))
     scheduler = app.state.batcher
+    # 10 ms a step, so the 200-token request is still decoding when its client leaves
+    slow = app.state.policy.model.register_forward_pre_hook(lambda *_: time.sleep(0.01))
 
     with serve_in_thread(app) as url:
         long_body = {"prompt": PROMPTS[1], "preference": [0.2, 0.8], "max_tokens": 200, "stream": True}
@@ -150,6 +155,7 @@ def test_a_new_request_joins_the_running_batch_and_a_client_that_leaves_frees_it
         assert scheduler.stats.cancelled_requests == 1
         assert all(d.rows == 0 for d in scheduler._decoders.values())
         assert scheduler.stats.steps < 150  # far fewer than the 200 tokens it asked for
+    slow.remove()
 
 
 def test_lora_bank_is_mixed_per_request_by_weights_or_logits(tmp_path):

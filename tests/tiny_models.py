@@ -108,3 +108,13 @@ def tiny_bank_dir(out_dir: Path, method: str = "soups", k: int = 2) -> Path:
         extra = {"runs": [{"preference": [i / (k - 1), 1 - i / (k - 1)], "path": f"runs/{a.name}"} for i, a in enumerate(adapters)]}
     Manifest(method=method, objectives=list(OBJECTIVES), base_model=str(base), extra=extra).save(out_dir)
     return out_dir
+
+
+def one_torch_thread():
+    """A fixture body: tiny models run fastest on one intra-op thread (and do not stall on a busy machine)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
