@@ -172,3 +172,24 @@ def test_soups_and_morlhf_lora_banks_serve_every_preference_in_one_pass(tmp_path
     assert bank_policy.adapter_weights((0.9, 0.1)) == (0.0, 1.0)  # runs at (0, 1) and (1, 0): nearest is run 1
     merged_runs = load_policy(morlhf, device="cpu", mix_adapters=False)
     assert bank_policy.generate_many(PROMPTS, prefs, max_new_tokens=8) == merged_runs.generate_many(PROMPTS, prefs, max_new_tokens=8)
+
+
+def test_modpo_lora_members_are_blended_per_row_as_their_weight_space_mix(tmp_path):
+    from pluralign.methods.modpo.policy import MODPOPolicy
+    from pluralign.training.manifest import Manifest
+
+    root = tiny_bank_dir(tmp_path / "modpo", "modpo", k=3)  # members at weights (1, 0), (0.5, 0.5), (0, 1)
+    policy = MODPOPolicy(root, Manifest.load(root), interpolate=True, device="cpu")
+    assert policy.lora is not None
+    a, b, t = policy.blend_for([0.75, 0.25])
+    assert {a, b} == {0, 1} and 0 < t < 1
+    weights = policy.adapter_weights((0.75, 0.25))
+    assert weights[a] == pytest.approx(1 - t) and weights[b] == pytest.approx(t) and weights[2] == 0
+    prefs = [[0.75, 0.25], [0.0, 1.0]]
+    texts = policy.generate_many(PROMPTS[:2], prefs, max_new_tokens=8)
+    members = [root / m["dir"] for m in Manifest.load(root).extra["members"]]
+    expected = [
+        generate_batched(merged_soup(root / "base", members, policy.adapter_weights(tuple(w))), policy.tokenizer, [p], max_new_tokens=8)[0]
+        for p, w in zip(PROMPTS[:2], prefs)
+    ]
+    assert texts == expected

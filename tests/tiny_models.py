@@ -104,6 +104,8 @@ def tiny_bank_dir(out_dir: Path, method: str = "soups", k: int = 2) -> Path:
     tiny_tokenizer(out_dir)
     if method == "soups":
         extra = {"runs": {name: f"runs/{a.name}" for name, a in zip(OBJECTIVES, adapters)}, "peft": True}
+    elif method == "modpo":
+        extra = {"members": [{"dir": f"runs/{a.name}", "weights": [1 - i / (k - 1), i / (k - 1)]} for i, a in enumerate(adapters)]}
     else:
         extra = {"runs": [{"preference": [i / (k - 1), 1 - i / (k - 1)], "path": f"runs/{a.name}"} for i, a in enumerate(adapters)]}
     Manifest(method=method, objectives=list(OBJECTIVES), base_model=str(base), extra=extra).save(out_dir)
