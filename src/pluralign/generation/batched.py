@@ -7,6 +7,7 @@ cleaned (:mod:`pluralign.generation.cleaning`: cut at the next turn, no EOS as f
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -27,8 +28,26 @@ from pluralign.generation.prompts import render_prompt
 from pluralign.generation.vllm import VLLMEngines, shared_engines
 
 DEFAULT_GENERATION = {"max_new_tokens": 64, "do_sample": False}
+OnToken = Callable[[int, int], "bool | None"]
 
 
+class RowTokens:
+    """A stopping criterion that hands each row's new token to ``on_token(prompt index, token id)`` as it is
+    generated, and ends a row once it says so (its text is final, or its client left) or an end-of-turn
+    token comes: streaming for every row of a padded batch."""
+
+    def __init__(self, rows: Sequence[int], on_token: OnToken, stop_ids: Sequence[int], device: Any) -> None:
+        self.rows, self.on_token, self.stop_ids = list(rows), on_token, {int(i) for i in stop_ids}
+        self.done = torch.zeros(len(self.rows), dtype=torch.bool, device=device)
+
+    def __call__(self, input_ids: torch.Tensor, scores: Any = None, **kwargs: Any) -> torch.Tensor:
+        last = input_ids[:, -1].tolist()
+        for j, token in enumerate(last):
+            if self.done[j]:
+                continue
+            if token in self.stop_ids or self.on_token(self.rows[j], int(token)):
+                self.done[j] = True
+        return self.done.clone()
 
 
 @torch.no_grad()
@@ -39,12 +58,17 @@ def generate_batched(
     batch_size: int = 16,
     progress: Callable[[int, int], None] | None = None,
     cleaning: Cleaning | None = None,
+    on_token: OnToken | None = None,
+    row_context: Callable[[list[int]], Any] | None = None,
     **generation_kwargs: Any,
 ) -> list[str]:
     """Generate one completion per prompt; returns only the new text (special tokens removed), cleaned.
 
+    ``on_token(i, token_id)`` sees prompt ``i``'s tokens as they are generated (end-of-turn tokens
+    excluded); returning True ends that row. ``row_context(indices)`` is entered around the generate
+    call of each padded batch (indices into ``prompts``), e.g. a LoRA mix's per-row weights.
     Inside ``pluralign.generation.backends.use_backend("continuous")`` it runs through transformers'
-    continuous batching instead of padded batches.
+    continuous batching instead of padded batches (tokens are then not streamed).
     """
     from pluralign.generation.backends import current_backend
     from pluralign.generation.continuous import continuous_generate
@@ -56,6 +80,8 @@ def generate_batched(
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     if current_backend() == "continuous":
+        if row_context is not None:
+            raise ConfigError("a per-row LoRA mix cannot run through continuous batching's packed batches")
         out = [clean_text(t, cleaning) for t in continuous_generate(model, tokenizer, texts, **kwargs)]
         if progress:
             progress(len(texts), len(texts))
@@ -74,7 +100,15 @@ def generate_batched(
             idx = order[start : start + batch_size]
             enc = tokenizer([texts[i] for i in idx], return_tensors="pt", padding=True, add_special_tokens=False)
             enc = {k: v.to(device) for k, v in enc.items()}
-            seqs = model.generate(**enc, **kwargs)
+            call = dict(kwargs)
+            if on_token is not None:
+                from transformers import StoppingCriteriaList
+
+                stop = RowTokens(idx, on_token, end_of_turn_ids(tokenizer) if cleaning.enabled else [], device)
+                call["stopping_criteria"] = StoppingCriteriaList([stop])
+            context = row_context(idx) if row_context is not None else contextlib.nullcontext()
+            with context:
+                seqs = model.generate(**enc, **call)
             new = seqs[:, enc["input_ids"].shape[1] :]
             if stop_ids:
                 new = truncate_ids(new.tolist(), stop_ids)

@@ -50,6 +50,9 @@ class VLLMPolicy(SteerablePolicy):
     def preference_from_context(self, context: Sequence[Choice]) -> Any:
         return self.inner.preference_from_context(context)
 
+    def rendered_prompt(self, prompt: Any, preference: PreferenceLike | None = None) -> str:
+        return self.inner.rendered_prompt(prompt, preference)
+
     def generate_many(
         self, prompts: Sequence[Any], preferences: Sequence[PreferenceLike | None], **generation_kwargs: Any
     ) -> list[str]:
@@ -77,6 +80,8 @@ def select_backend(policy: SteerablePolicy, backend: str = "auto") -> SteerableP
 
 class BackendPolicy:
     """A loaded policy whose generation runs through a backend (``continuous``); steering is the policy's own."""
+
+    token_streaming = False  # transformers' generate_batch returns whole responses
 
     def __init__(self, policy, backend: str) -> None:
         self.inner, self.backend = policy, check_backend(backend)

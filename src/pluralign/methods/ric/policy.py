@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from pluralign.generation.batched import generate_batched
-from pluralign.generation.policy import Choice, PreferenceLike, SteerablePolicy
+from pluralign.generation.policy import Choice, DecodeTarget, PreferenceLike, SteerablePolicy
 from pluralign.generation.prompts import render_prompt
 from pluralign.models.loading import load_causal_lm, load_tokenizer
 from pluralign.objectives import ObjectiveSet, ObjectiveStats
@@ -21,6 +21,8 @@ from pluralign.training.manifest import Manifest
 
 class RiCPolicy(SteerablePolicy):
     """A RiC model. Without a preference it uses uniform weights; with ``context`` it infers weights."""
+
+    token_streaming = True
 
     def __init__(self, model, tokenizer, manifest: Manifest, model_dir: Path, batch_size: int = 32) -> None:
         self.model = model
@@ -44,6 +46,12 @@ class RiCPolicy(SteerablePolicy):
             # tags at the start of the assistant's turn: render the chat (as training did), then tag the text
             prompt = render_prompt(self.tokenizer, prompt)
         return self.template.apply(prompt, self.objectives, self.desired_rewards(pref))
+
+    def rendered_prompt(self, prompt: Any, preference: PreferenceLike | None = None) -> str:
+        return render_prompt(self.tokenizer, self.tagged_prompt(prompt, preference))
+
+    def decode_target(self, prompt: Any, preference: PreferenceLike | None, mixing: str | None = None) -> DecodeTarget:
+        return DecodeTarget(self.model, self.tokenizer, self.rendered_prompt(prompt, preference))
 
     def preference_from_context(self, context: Sequence[Choice]) -> Preference:
         from pluralign.preferences.inference import infer_preference
