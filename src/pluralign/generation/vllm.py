@@ -73,7 +73,9 @@ class VLLMGenerator:
             engine_kwargs.setdefault("max_lora_rank", max(16, int(rank)))
         self.engine = LLM(model=base, gpu_memory_utilization=gpu_memory_utilization, **engine_kwargs)
 
-    def generate(self, texts: Sequence[str], **generation_kwargs: Any) -> list[str]:
+    def generate(self, ids: Sequence[Sequence[int]], **generation_kwargs: Any) -> list[str]:
+        """One completion per prompt given as token ids (``pluralign.models.sequences.prompt_ids``: the BOS
+        rule training used), so vLLM's own tokenisation (which adds a BOS to any text) never runs."""
         from vllm import SamplingParams
 
         params = SamplingParams(**to_sampling_kwargs(generation_kwargs))
@@ -82,5 +84,6 @@ class VLLMGenerator:
             from vllm.lora.request import LoRARequest
 
             extra["lora_request"] = LoRARequest("pluralign", 1, self.adapter)
-        outputs = self.engine.generate(list(texts), params, use_tqdm=False, **extra)
+        prompts = [{"prompt_token_ids": [int(t) for t in row]} for row in ids]
+        outputs = self.engine.generate(prompts, params, use_tqdm=False, **extra)
         return [o.outputs[0].text for o in outputs]
