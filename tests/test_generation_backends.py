@@ -78,17 +78,17 @@ def test_vllm_serves_a_lora_adapter_on_its_base_with_prefix_caching(tiny_llama, 
         def __init__(self, model, **kwargs):
             seen["model"], seen["engine"] = model, kwargs
 
-        def generate(self, texts, params, use_tqdm=False, lora_request=None):
+        def generate(self, prompts, params, use_tqdm=False, lora_request=None):
             seen["params"], seen["lora"] = params, lora_request
-            return [types.SimpleNamespace(outputs=[types.SimpleNamespace(text=t[::-1])]) for t in texts]
+            return [types.SimpleNamespace(outputs=[types.SimpleNamespace(text=str(p["prompt_token_ids"][::-1]))]) for p in prompts]
 
     fake = types.SimpleNamespace(LLM=FakeLLM, SamplingParams=lambda **kw: kw)
     lora = types.SimpleNamespace(LoRARequest=lambda name, i, path: (name, i, path))
     monkeypatch.setitem(sys.modules, "vllm", fake)
     monkeypatch.setitem(sys.modules, "vllm.lora", types.SimpleNamespace(request=lora))
     monkeypatch.setitem(sys.modules, "vllm.lora.request", lora)
-    out = gv.VLLMGenerator(adapter).generate(["ab", "cd"], max_new_tokens=5, do_sample=False)
-    assert out == ["ba", "dc"]
+    out = gv.VLLMGenerator(adapter).generate([[3, 4], [5, 6]], max_new_tokens=5, do_sample=False)
+    assert out == ["[4, 3]", "[6, 5]"]  # prompts go to the engine as token ids
     assert seen["model"] == str(base) and seen["lora"] == ("pluralign-1", 1, str(adapter))
     assert seen["engine"]["enable_prefix_caching"] and seen["engine"]["enable_lora"]
     assert seen["params"] == {"max_tokens": 5, "temperature": 0.0}

@@ -180,8 +180,11 @@ def test_generate_and_chat_completions_go_through_the_chat_template(ric_lora_dir
     msgs = [{"role": "user", "content": QUESTION}]
     assert text == policy.generate([msgs], preference=[1.0, 0.0], max_new_tokens=6, do_sample=False)[0]
     assert text == printed  # the CLI wrapped the plain prompt into the same user turn
-    assert main(["generate", "--model", str(out), "--max_new_tokens", "6", "--no-chat", "--preference", "relevance=1,sentiment=0", QUESTION]) == 0
-    assert capsys.readouterr().out.strip() != printed  # raw text without the chat template: another answer
+    # the model was trained on chat prompts (its tags follow the chat template's marker): raw text would go
+    # unsteered, so --no-chat is a one-line error (issue 23, item 12)
+    assert main(["generate", "--model", str(out), "--max_new_tokens", "6", "--no-chat", "--preference", "relevance=1,sentiment=0", QUESTION]) == 2
+    assert "--no-chat" in capsys.readouterr().err
+    assert policy.tagged_prompt(QUESTION, [1.0, 0.0]) == policy.tagged_prompt(msgs, [1.0, 0.0])  # Python: a user turn
 
 
 @needs_model

@@ -68,7 +68,7 @@ def run(argv: Sequence[str]) -> int:
     prompts = load_prompts(args.dataset, args.prompt_column, args.num_prompts)
     if getattr(policy, "modality", "text") == "image":
         return _evaluate_images(policy, baseline, prompts, objectives, args)
-    prompts = as_chat(prompts, getattr(policy, "tokenizer", None), args.chat)
+    prompts = as_chat(prompts, getattr(policy, "tokenizer", None), args.chat, getattr(policy, "chat_trained", False))
     gen = generation_kwargs(args, SAMPLING)
     with use_backend("transformers" if backend == "vllm" else backend):
         fronts = evaluate_models(

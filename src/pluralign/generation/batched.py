@@ -3,6 +3,8 @@
 Every method and the evaluator generate through :func:`generate_batched`; RiC's reference code generated
 one prompt at a time, which is several times slower (benchmarks/generation_throughput.py). Responses are
 cleaned (:mod:`pluralign.generation.cleaning`: cut at the next turn, no EOS as first token) unless ``cleaning`` is off.
+Every backend tokenises a prompt the way training did (:func:`pluralign.models.sequences.token_ids`: one BOS
+where the tokenizer uses one).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from pluralign.generation.cleaning import (
 )
 from pluralign.generation.prompts import render_prompt
 from pluralign.generation.vllm import VLLMEngines, shared_engines
+from pluralign.models.sequences import prompt_ids
 
 DEFAULT_GENERATION = {"max_new_tokens": 64, "do_sample": False}
 OnToken = Callable[[int, int], "bool | None"]
@@ -48,6 +51,18 @@ class RowTokens:
             if token in self.stop_ids or self.on_token(self.rows[j], int(token)):
                 self.done[j] = True
         return self.done.clone()
+
+
+def left_padded(rows: Sequence[Sequence[int]], pad_id: int) -> dict[str, torch.Tensor]:
+    """``input_ids`` and ``attention_mask`` of id rows padded on the left to the longest."""
+    width = max(len(r) for r in rows)
+    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for i, r in enumerate(rows):
+        if r:
+            ids[i, width - len(r) :] = torch.tensor(list(r), dtype=torch.long)
+            mask[i, width - len(r) :] = 1
+    return {"input_ids": ids, "attention_mask": mask}
 
 
 @torch.no_grad()
@@ -79,18 +94,16 @@ def generate_batched(
     stop_ids = end_of_turn_ids(tokenizer) if cleaning.enabled else []
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
+    ids = prompt_ids(tokenizer, texts)
     if current_backend() == "continuous":
         if row_context is not None:
             raise ConfigError("a per-row LoRA mix cannot run through continuous batching's packed batches")
-        out = [clean_text(t, cleaning) for t in continuous_generate(model, tokenizer, texts, **kwargs)]
+        out = [clean_text(t, cleaning) for t in continuous_generate(model, tokenizer, ids, **kwargs)]
         if progress:
             progress(len(texts), len(texts))
         return out
     kwargs.setdefault("pad_token_id", tokenizer.pad_token_id)
-    side = tokenizer.padding_side
-    tokenizer.padding_side = "left"
-    lengths = [len(tokenizer(t, add_special_tokens=False)["input_ids"]) for t in texts]
-    order = sorted(range(len(texts)), key=lambda i: -lengths[i])
+    order = sorted(range(len(texts)), key=lambda i: -len(ids[i]))
     out: list[str] = [""] * len(texts)
     device = next(model.parameters()).device
     was_training = model.training
@@ -98,8 +111,7 @@ def generate_batched(
     try:
         for start in range(0, len(order), batch_size):
             idx = order[start : start + batch_size]
-            enc = tokenizer([texts[i] for i in idx], return_tensors="pt", padding=True, add_special_tokens=False)
-            enc = {k: v.to(device) for k, v in enc.items()}
+            enc = {k: v.to(device) for k, v in left_padded([ids[i] for i in idx], tokenizer.pad_token_id).items()}
             call = dict(kwargs)
             if on_token is not None:
                 from transformers import StoppingCriteriaList
@@ -117,7 +129,6 @@ def generate_batched(
             if progress:
                 progress(min(start + batch_size, len(order)), len(order))
     finally:
-        tokenizer.padding_side = side
         model.train(was_training)
     return out
 
@@ -146,7 +157,7 @@ def generate_texts(
         if model_dir is None:
             raise ConfigError("the vllm backend needs the model's folder")
         texts = [render_prompt(tokenizer, p) for p in prompts]
-        outs = (engines or shared_engines()).generator(model_dir).generate(texts, **generation_kwargs)
+        outs = (engines or shared_engines()).generator(model_dir).generate(prompt_ids(tokenizer, texts), **generation_kwargs)
         return [clean_text(t, cleaning or DEFAULT_CLEANING) for t in outs]
     with use_backend(backend):
         return generate_batched(model, tokenizer, prompts, batch_size=batch_size, cleaning=cleaning, **generation_kwargs)

@@ -22,6 +22,7 @@ from pluralign.generation.backends import check_backend, use_backend
 from pluralign.generation.policy import Choice, PreferenceLike, SteerablePolicy
 from pluralign.generation.prompts import render_prompt
 from pluralign.generation.vllm import VLLMGenerator, to_sampling_kwargs, vllm_available
+from pluralign.models.sequences import prompt_ids
 
 BACKENDS = ("auto", "transformers", "continuous", "vllm")
 
@@ -58,7 +59,7 @@ class VLLMPolicy(SteerablePolicy):
     ) -> list[str]:
         texts = [render_prompt(self.tokenizer, self.inner.tagged_prompt(p, w)) for p, w in zip(prompts, preferences)]
         to_sampling_kwargs(generation_kwargs)  # unsupported options fail before the engine runs
-        return self.generator.generate(texts, **generation_kwargs)
+        return self.generator.generate(prompt_ids(self.tokenizer, texts), **generation_kwargs)
 
 
 def select_backend(policy: SteerablePolicy, backend: str = "auto") -> SteerablePolicy:

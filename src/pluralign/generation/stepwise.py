@@ -28,6 +28,7 @@ import torch
 
 from pluralign.errors import ConfigError
 from pluralign.generation.lora_mix import LoRAMix, mix_logprobs, one_hot
+from pluralign.models.sequences import token_ids
 
 
 @dataclass(eq=False)
@@ -413,7 +414,7 @@ def decode_texts(
         callback = (lambda t, i=i: on_token(i, t)) if on_token is not None else None
         requests.append(
             DecodeRequest(
-                input_ids=tokenizer(text, add_special_tokens=False)["input_ids"],
+                input_ids=token_ids(tokenizer, text),
                 stop_ids=stop_ids,
                 adapter_weights=adapter_weights[i] if adapter_weights is not None else None,
                 logit_weights=logit_weights[i] if logit_weights is not None else None,

@@ -97,7 +97,9 @@ class VLLMGenerator:
             self.engine.sleep(level=1)
             self.asleep = True
 
-    def generate(self, texts: Sequence[str], **generation_kwargs: Any) -> list[str]:
+    def generate(self, ids: Sequence[Sequence[int]], **generation_kwargs: Any) -> list[str]:
+        """One completion per prompt given as token ids (``pluralign.models.sequences.prompt_ids``: the BOS
+        rule training used), so vLLM's own tokenisation (which adds a BOS to any text) never runs."""
         from vllm import SamplingParams
 
         if self.asleep:
@@ -109,7 +111,8 @@ class VLLMGenerator:
             from vllm.lora.request import LoRARequest
 
             extra["lora_request"] = LoRARequest(f"pluralign-{self.lora_id}", self.lora_id, self.adapter)
-        outputs = self.engine.generate(list(texts), params, use_tqdm=False, **extra)
+        prompts = [{"prompt_token_ids": [int(t) for t in row]} for row in ids]
+        outputs = self.engine.generate(prompts, params, use_tqdm=False, **extra)
         return [o.outputs[0].text for o in outputs]
 
     def close(self) -> None:

@@ -24,6 +24,7 @@ from typing import Any
 from pluralign.generation.cleaning import end_of_turn_ids, generation_overrides
 from pluralign.generation.policy import Choice, SteerablePolicy
 from pluralign.generation.stepwise import DecodeRequest, StepwiseDecoder, request_settings
+from pluralign.models.sequences import token_ids
 from pluralign.preferences.weights import Preference
 from pluralign.serve.streams import ResponseStream, TokenSink
 
@@ -153,7 +154,7 @@ class ContinuousScheduler:
             target = self.policy.decode_target(sub.prompt, preference, mixing=mixing)
             tokenizer = target.tokenizer
             settings = request_settings({**self._overrides, **gen}, target.model)
-            ids = tokenizer(target.text, add_special_tokens=False)["input_ids"]
+            ids = token_ids(tokenizer, target.text)
             sink = TokenSink(sub.stream, tokenizer, sub.stop, settings["max_new_tokens"])
             sink.prompt_tokens = len(ids)
             decoder = self._decoder(target, tokenizer)

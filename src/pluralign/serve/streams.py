@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pluralign.generation.text_stream import TokenText, apply_stop
+from pluralign.models.sequences import token_ids
 
 _END = object()
 
@@ -155,4 +156,4 @@ def count_prompt_tokens(policy: Any, prompt: Any, preference: Any) -> int:
     tokenizer = getattr(policy, "tokenizer", None)
     if tokenizer is None:
         return len(text.split())
-    return len(tokenizer(text, add_special_tokens=False)["input_ids"])
+    return len(token_ids(tokenizer, text))

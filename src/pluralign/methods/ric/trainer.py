@@ -13,6 +13,7 @@ import shutil
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -26,6 +27,7 @@ from pluralign.methods.ric.bounds import BOUNDS, desired_bounds
 from pluralign.methods.ric.buffer import offline_selection
 from pluralign.methods.ric.config import RiCConfig
 from pluralign.methods.ric.mors import mors_accept, mors_thresholds, sample_desired_rewards
+from pluralign.methods.ric.policy import model_prompt, trained_on_chat
 from pluralign.objectives import ObjectiveSet
 from pluralign.preferences.rewards import MAPPINGS
 from pluralign.preferences.tags import TagTemplate, quantile_edges
@@ -53,11 +55,23 @@ class _State:
             self.path.write_text(json.dumps({"done": self.done}, indent=2))
 
 
-def tagged_samples(samples: Sequence[dict], z: np.ndarray, names: Sequence[str], template: TagTemplate) -> list[dict]:
-    """Prompt-completion samples whose prompts carry the samples' own (z-scored) rewards."""
+def tagged_samples(
+    samples: Sequence[dict], z: np.ndarray, names: Sequence[str], template: TagTemplate, tokenizer: Any = None
+) -> list[dict]:
+    """Prompt-completion samples whose prompts carry the samples' own (z-scored) rewards, tagged exactly as
+    the policy tags a prompt at inference (:func:`pluralign.methods.ric.policy.model_prompt`)."""
     return [
-        {"prompt": template.apply(s["prompt"], names, z[i]), "completion": s["response"]} for i, s in enumerate(samples)
+        {"prompt": tag(template, tokenizer, s["prompt"], names, z[i]), "completion": s["response"]}
+        for i, s in enumerate(samples)
     ]
+
+
+def tag(template: TagTemplate, tokenizer: Any, prompt: Any, names: Sequence[str], values: Any) -> Any:
+    """One training or online prompt with its tags (conversational prompts rendered first when the tags open
+    the assistant's turn)."""
+    if tokenizer is not None:
+        prompt = model_prompt(tokenizer, template, prompt)
+    return template.apply(prompt, names, values)
 
 
 def validate(config: RiCConfig) -> None:
@@ -127,12 +141,13 @@ def train_ric(config: RiCConfig, progress: Progress | None = print, callbacks: S
     t = time.time()
     model = run_sft(
         config.model_name_or_path,
-        tagged_samples(samples, z, objectives.names, template),
+        tagged_samples(samples, z, objectives.names, template, tokenizer),
         config,
         out / "offline",
         peft_config=peft,
         tokenizer=tokenizer,
         callbacks=callbacks,
+        progress=log,
     )
     if "offline" not in state:
         log(f"ric: offline SFT done in {time.time() - t:.1f}s")
@@ -181,11 +196,12 @@ def train_ric(config: RiCConfig, progress: Progress | None = print, callbacks: S
         bz = np.array([r["z"] for r in buffer])
         model = run_sft(
             str(model),
-            tagged_samples(buffer, bz, objectives.names, template),
+            tagged_samples(buffer, bz, objectives.names, template, tokenizer),
             config,
             stage / "sft",
             tokenizer=tokenizer,
             callbacks=callbacks,
+            progress=log,
             learning_rate=config.online_learning_rate,
             lr_scheduler_type="constant",
             num_train_epochs=config.online_epochs,
@@ -200,7 +216,8 @@ def train_ric(config: RiCConfig, progress: Progress | None = print, callbacks: S
 
     # 4. the model directory: final weights + tokenizer + pluralign.json
     if state_acc.is_main_process:
-        _export(Path(model), out, config, objectives, template, low, high)
+        chat = trained_on_chat(tokenizer, [s["prompt"] for s in samples])
+        _export(Path(model), out, config, objectives, template, low, high, chat)
     state_acc.wait_for_everyone()
     state.mark("export")
     return out
@@ -276,7 +293,7 @@ def _online_generate(
                 # a seed per chunk (from its first plan index): the same run samples the same texts,
                 # whatever RNG state training left behind
                 torch.manual_seed(config.seed + 1000 * it + int(chunk[0]["i"]))
-                tagged = [template.apply(p["prompt"], objectives.names, p["desired"]) for p in chunk]
+                tagged = [tag(template, tokenizer, p["prompt"], objectives.names, p["desired"]) for p in chunk]
                 texts = generate_texts(
                     config.generation_backend,
                     lm,
@@ -302,7 +319,7 @@ def _online_generate(
 
 
 def _export(
-    model_dir: Path, out: Path, config: RiCConfig, objectives: ObjectiveSet, template: TagTemplate, low, high
+    model_dir: Path, out: Path, config: RiCConfig, objectives: ObjectiveSet, template: TagTemplate, low, high, chat: bool
 ) -> None:
     for f in model_dir.iterdir():
         if f.is_file() and not f.name.startswith("training_args"):
@@ -319,5 +336,7 @@ def _export(
             "reward_bounds": config.reward_bounds,
             "desired_low": [float(x) for x in low],
             "desired_high": [float(x) for x in high],
+            # chat: training prompts were chat-rendered, so a plain prompt is read as a user turn (policy.py)
+            "prompt_format": "chat" if chat else "text",
         },
     ).save(out)
