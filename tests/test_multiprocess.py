@@ -137,7 +137,8 @@ def test_score_splits_rows_between_processes_and_the_main_one_writes(two_process
     assert len(rows) == len({(p, r) for _, p, r in rows}) == len({(s["prompt"], s["response"]) for s in corpus})
     scored = [json.loads(line) for line in (root / "score" / "model" / "scored.jsonl").read_text().splitlines()]
     assert len(scored) == len(corpus)  # merged on the main process, in input order
-    assert [s["score_len"] for s in scored] == [float(len(s["response"])) for s in corpus]
+    # objectives score the stripped response (the one join rule, pluralign.models.sequences)
+    assert [s["score_len"] for s in scored] == [float(len(s["response"].strip())) for s in corpus]
     from pluralign.data.scoring import ScoreCache
 
     cache = ScoreCache(root / "score" / "model" / "score_cache.sqlite")
