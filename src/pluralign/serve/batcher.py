@@ -29,32 +29,11 @@ from typing import Any
 from pluralign.errors import PluralignError
 from pluralign.generation.policy import Choice, SteerablePolicy
 from pluralign.preferences.weights import Preference
-from pluralign.serve.streams import ResponseStream, TokenSink, count_prompt_tokens
+from pluralign.serve.streams import ResponseStream, ServeStats, Submission, TokenSink, count_prompt_tokens
 
 
 @dataclass
-class BatcherStats:
-    """Counters exposed on ``/health``: how many requests were served in how many generate calls."""
-
-    requests: int = 0
-    batches: int = 0
-    generate_calls: int = 0
-    largest_batch: int = 0
-    failed_requests: int = 0
-    busy_seconds: float = 0.0
-
-    def as_dict(self) -> dict[str, float]:
-        return dict(self.__dict__)
-
-
-@dataclass
-class _Pending:
-    prompt: Any
-    preference: Preference | None
-    context: tuple[Choice, ...] | None
-    generation_kwargs: dict[str, Any]
-    stream: ResponseStream = field(repr=False)
-    stop: tuple[str, ...] = ()
+class _Pending(Submission):
     sink: TokenSink | None = field(default=None, repr=False)
 
     def group_key(self) -> Hashable:
@@ -91,7 +70,7 @@ class RequestBatcher:
         self.policy = policy
         self.window_s = window_s
         self.max_batch_size = max_batch_size
-        self.stats = BatcherStats()
+        self.stats = ServeStats()
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pluralign-generate")
         self._queue: asyncio.Queue[_Pending] | None = None
         self._worker: asyncio.Task | None = None

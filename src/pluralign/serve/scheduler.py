@@ -26,36 +26,20 @@ from pluralign.generation.policy import Choice, SteerablePolicy
 from pluralign.generation.stepwise import DecodeRequest, StepwiseDecoder, request_settings
 from pluralign.models.sequences import token_ids
 from pluralign.preferences.weights import Preference
-from pluralign.serve.streams import ResponseStream, TokenSink
+from pluralign.serve.streams import ResponseStream, ServeStats, Submission, TokenSink
 
 
 @dataclass
-class SchedulerStats:
-    """Counters exposed on ``/health``."""
+class SchedulerStats(ServeStats):
+    """The shared ``/health`` counters plus decode steps, prefills and requests whose client left."""
 
-    requests: int = 0
     steps: int = 0
     prefills: int = 0
-    largest_batch: int = 0
-    failed_requests: int = 0
     cancelled_requests: int = 0
-    busy_seconds: float = 0.0
-    # the fixed batcher's names, so clients of /health read both backends alike
-    batches: int = 0
-    generate_calls: int = 0
-
-    def as_dict(self) -> dict[str, float]:
-        return dict(self.__dict__)
 
 
 @dataclass
-class _Submission:
-    prompt: Any
-    preference: Preference | None
-    context: tuple[Choice, ...] | None
-    generation_kwargs: dict[str, Any]
-    stop: tuple[str, ...]
-    stream: ResponseStream = field(repr=False)
+class _Submission(Submission):
     request: DecodeRequest | None = field(default=None, repr=False)
 
 
@@ -91,7 +75,7 @@ class ContinuousScheduler:
         self._ensure_thread()
         ctx = tuple(tuple(c) for c in context) if context is not None else None
         gen = {k: v for k, v in generation_kwargs.items() if v is not None}
-        sub = _Submission(prompt, preference, ctx, gen, tuple(stop), ResponseStream(loop))
+        sub = _Submission(prompt, preference, ctx, gen, ResponseStream(loop), tuple(stop))
         sub.stream.on_cancel(lambda: self._cancel(sub))
         with self._lock:
             self._incoming.append(sub)

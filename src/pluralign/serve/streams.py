@@ -12,13 +12,43 @@ from __future__ import annotations
 import asyncio
 import re
 from collections.abc import AsyncIterator, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
+from pluralign.generation.policy import Choice
 from pluralign.generation.text_stream import TokenText, apply_stop
 from pluralign.models.sequences import token_ids
+from pluralign.preferences.weights import Preference
 
 _END = object()
+
+
+@dataclass
+class ServeStats:
+    """Counters exposed on ``/health``, named alike by both backends: requests served, in how many batches
+    and generate calls, the largest batch, failures, and the seconds spent generating."""
+
+    requests: int = 0
+    batches: int = 0
+    generate_calls: int = 0
+    largest_batch: int = 0
+    failed_requests: int = 0
+    busy_seconds: float = 0.0
+
+    def as_dict(self) -> dict[str, float]:
+        return dict(self.__dict__)
+
+
+@dataclass
+class Submission:
+    """One request as it waits for a backend: what to generate, and the stream its text goes to."""
+
+    prompt: Any
+    preference: Preference | None
+    context: tuple[Choice, ...] | None
+    generation_kwargs: dict[str, Any]
+    stream: ResponseStream = field(repr=False)
+    stop: tuple[str, ...] = ()
 
 
 @dataclass
