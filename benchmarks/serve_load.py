@@ -305,6 +305,9 @@ def main() -> int:
     levels = [int(c) for c in (args.clients or ("1,4,16" if tiny else "1,16,64")).split(",")]
 
     from pluralign.serve.background import free_port
+    from pluralign.training.quiet import quiet_libraries
+
+    quiet_libraries()
 
     work = Path(args.work) / args.size
     work.mkdir(parents=True, exist_ok=True)
