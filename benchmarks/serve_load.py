@@ -338,6 +338,8 @@ def main() -> int:
                     print(f"{name} · {config} · {clients} streaming clients ...", flush=True)
                     wall, results = asyncio.run(run_clients(base_url, all_jobs[clients]))
                     rows.append(summarise(name, config, clients, wall, results, expected, all_jobs[clients]))
+                    if args.out:  # what is measured survives an interrupted run
+                        Path(args.out).write_text(json.dumps({"partial": True, "rows": rows}, indent=2))
                 health = httpx.get(base_url + "/health").json()
             finally:
                 servers.append({"model": name, "config": config, "peak_rss_bytes": peak_rss_bytes(proc.pid),
