@@ -4,11 +4,17 @@
 ``pluralign train ...`` command line of one job. Run as a script under ``accelerate launch`` it runs
 the named jobs one after the other in the same two processes (process start costs several seconds;
 launching once keeps the whole matrix within the suite's budget) and, per job and process, writes
-``root/<job>/rank<r>.json`` ({"ok", "error", "world_size", "manifest_saves"}).
+``root/<job>/rank<r>.json`` ({"ok", "error", "world_size", "manifest_saves", "trained"}).
+
+``trained`` follows every optimiser that stepped during the job, in the order of their first step: a
+digest of each of its parameters before its first step ("start") and when the job ended ("end"), so
+the test can tell that both processes trained the same weights, that training moved them, and that the
+saved model holds them.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import random
@@ -105,6 +111,7 @@ def job_argv(name: str, root: Path) -> list[str]:
                       "--use_cpu", "--disable_tqdm", "true"],
         "classifier": ["train", "reward-model", "--type", "classifier", "--dataset", str(root / "typed.jsonl"),
                        "--output_dir", out, "--model_name_or_path", base, "--max_length", "32", "--max_steps", "1",
+                       "--warmup_steps", "0",  # RewardConfig warms up over 10% of the steps: step 1 at lr 0
                        "--per_device_train_batch_size", "2", "--eval_fraction", "0.25", *COMMON],
         "moslim": ["train", "moslim", *lm, "--reward_model", str(root / "multihead" / "model"), "--dataset",
                    str(root / "prompts.jsonl"), "--preferences_per_prompt", "1", "--max_steps", "1",
@@ -118,6 +125,29 @@ def job_argv(name: str, root: Path) -> list[str]:
                      "--out", out, "--max_new_tokens", "3", "--no-do_sample"],
     }  # fmt: skip
     return jobs[name]
+
+
+def digests(tensors) -> list[str]:
+    """A short hash of each tensor's bytes (dtype and values): equal digests are bit-identical tensors."""
+    import torch
+
+    return [hashlib.sha256(t.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes()).hexdigest()[:16]
+            for t in tensors]  # fmt: skip
+
+
+def follow_optimisers() -> dict[int, tuple]:
+    """Record, for every optimiser's first step from now on, the digests of its parameters before it."""
+    from torch.optim.optimizer import register_optimizer_step_pre_hook
+
+    seen: dict[int, tuple] = {}
+
+    def before_step(optimizer, args, kwargs) -> None:
+        if id(optimizer) not in seen:
+            params = [p for group in optimizer.param_groups for p in group["params"]]
+            seen[id(optimizer)] = (optimizer, params, digests(params))
+
+    register_optimizer_step_pre_hook(before_step)
+    return seen
 
 
 def main(root: Path, names: list[str]) -> int:
@@ -139,8 +169,10 @@ def main(root: Path, names: list[str]) -> int:
         return original_save(self, path, *args, **kwargs)
 
     Manifest.save = counting_save
+    optimisers = follow_optimisers()
     for name in names:
         saves.clear()
+        optimisers.clear()  # the optimisers of this job only
         AcceleratorState._reset_state(reset_partial_state=True)  # as in a fresh process (the group stays)
         (root / name).mkdir(parents=True, exist_ok=True)
         os.environ["SCORER_LOG"] = str(root / name / "scorer.log")
@@ -153,6 +185,7 @@ def main(root: Path, names: list[str]) -> int:
         except BaseException as exc:  # noqa: BLE001 - recorded for the test to show
             record["error"] = "".join(traceback.format_exception(exc))[-3000:]
         record["manifest_saves"] = list(saves)
+        record["trained"] = [{"start": start, "end": digests(params)} for _, params, start in optimisers.values()]
         state = process_state()  # as the job's trainers left it
         record["world_size"], record["state_rank"] = state.num_processes, state.process_index
         (root / name).mkdir(parents=True, exist_ok=True)

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import sys
+import types
+from pathlib import Path
 
 import pytest
 
@@ -75,18 +78,18 @@ def test_vllm_serves_a_lora_adapter_on_its_base_with_prefix_caching(tiny_llama, 
         def __init__(self, model, **kwargs):
             seen["model"], seen["engine"] = model, kwargs
 
-        def generate(self, texts, params, use_tqdm=False, lora_request=None):
+        def generate(self, prompts, params, use_tqdm=False, lora_request=None):
             seen["params"], seen["lora"] = params, lora_request
-            return [types.SimpleNamespace(outputs=[types.SimpleNamespace(text=t[::-1])]) for t in texts]
+            return [types.SimpleNamespace(outputs=[types.SimpleNamespace(text=str(p["prompt_token_ids"][::-1]))]) for p in prompts]
 
     fake = types.SimpleNamespace(LLM=FakeLLM, SamplingParams=lambda **kw: kw)
     lora = types.SimpleNamespace(LoRARequest=lambda name, i, path: (name, i, path))
     monkeypatch.setitem(sys.modules, "vllm", fake)
     monkeypatch.setitem(sys.modules, "vllm.lora", types.SimpleNamespace(request=lora))
     monkeypatch.setitem(sys.modules, "vllm.lora.request", lora)
-    out = gv.VLLMGenerator(adapter).generate(["ab", "cd"], max_new_tokens=5, do_sample=False)
-    assert out == ["ba", "dc"]
-    assert seen["model"] == str(base) and seen["lora"] == ("pluralign", 1, str(adapter))
+    out = gv.VLLMGenerator(adapter).generate([[3, 4], [5, 6]], max_new_tokens=5, do_sample=False)
+    assert out == ["[4, 3]", "[6, 5]"]  # prompts go to the engine as token ids
+    assert seen["model"] == str(base) and seen["lora"] == ("pluralign-1", 1, str(adapter))
     assert seen["engine"]["enable_prefix_caching"] and seen["engine"]["enable_lora"]
     assert seen["params"] == {"max_tokens": 5, "temperature": 0.0}
 
@@ -112,3 +115,111 @@ def test_serve_and_evaluate_wrap_a_policy_so_its_own_steering_runs_on_the_backen
     assert served.generate(["x"], preference=[1, 0]) == ["x|[1, 0]|continuous"]
     assert served.generate_many(["x", "y"], [[1, 0], [0, 1]]) == ["x|[1, 0]|continuous", "y|[0, 1]|continuous"]
     assert policy.generate(["x"]) == ["x|None|transformers"]  # outside the wrapper: the default again
+
+
+class FakeEngine:
+    """A stand-in ``vllm.LLM`` that records what the run does with it: constructions, sleeps, adapters."""
+
+    log: list = []
+
+    def __init__(self, model, **kwargs):
+        FakeEngine.log.append(("build", model, kwargs.get("enable_sleep_mode", False)))
+
+    def generate(self, texts, params, use_tqdm=False, lora_request=None):
+        FakeEngine.log.append(("generate", len(texts), lora_request, params))
+        return [types.SimpleNamespace(outputs=[types.SimpleNamespace(text=" fine and short")]) for _ in texts]
+
+    def sleep(self, level=1):
+        FakeEngine.log.append(("sleep", level))
+
+    def wake_up(self):
+        FakeEngine.log.append(("wake",))
+
+
+@pytest.fixture()
+def fake_vllm(monkeypatch):
+    import pluralign.generation.backends as gb
+    import pluralign.generation.vllm as gv
+    import pluralign.methods.ric.trainer  # noqa: F401  (TRL looks for vllm when imported: before the fake)
+
+    FakeEngine.log = []
+    lora = types.SimpleNamespace(LoRARequest=lambda name, i, path: (name, i, path))
+    monkeypatch.setitem(sys.modules, "vllm", types.SimpleNamespace(LLM=FakeEngine, SamplingParams=lambda **kw: kw))
+    monkeypatch.setitem(sys.modules, "vllm.lora", types.SimpleNamespace(request=lora))
+    monkeypatch.setitem(sys.modules, "vllm.lora.request", lora)
+    monkeypatch.setattr(gb, "vllm_available", lambda: True)
+    monkeypatch.setattr(gv, "_SHARED", None, raising=False)  # a fresh process: no engine yet
+    return FakeEngine.log
+
+
+def test_online_generation_builds_one_vllm_engine_for_all_its_chunks(tiny_llama, tmp_path, fake_vllm):
+    """Issue 23 item 8: the online stage used to build a vLLM engine per chunk of generation_batch_size * 4."""
+    import numpy as np
+
+    from pluralign.methods.ric import trainer as ric_train
+    from pluralign.methods.ric.config import RiCConfig
+    from pluralign.objectives import ObjectiveSet
+    from pluralign.preferences.tags import TagTemplate
+
+    _, tok, model_dir = tiny_llama
+    config = RiCConfig(output_dir=str(tmp_path), online_prompts=10, online_max_new_tokens=4, generation_batch_size=1,
+                       generation_backend="vllm", report_to="none")  # fmt: skip
+    samples = [{"prompt": f"w{i} w{i + 1}", "response": "w3"} for i in range(12)]
+    rows = ric_train._online_generate(
+        config, model_dir, tok, samples, ObjectiveSet.from_specs(["conciseness"]), TagTemplate(response_marker=None),
+        tmp_path, 1, lambda _m: None, np.array([-1.0]), np.array([1.0]),
+    )  # fmt: skip
+    assert len(rows) == 10
+    assert [e[1] for e in fake_vllm if e[0] == "generate"] == [4, 4, 2]  # three chunks ...
+    assert [e for e in fake_vllm if e[0] == "build"] == [("build", str(model_dir), True)]  # ... one engine
+
+
+def test_ric_run_keeps_one_vllm_engine_and_serves_each_iterations_adapter(tiny_llama, tmp_path, fake_vllm, monkeypatch):
+    """LoRA RiC: every iteration's adapter runs on the engine built for the offline model, under a new adapter
+    id (vLLM caches adapters by id); the engine sleeps while the run scores and trains, and wakes to generate."""
+    from pluralign.methods.ric import trainer as ric_train
+    from pluralign.methods.ric.config import RiCConfig
+
+    _, _, base = tiny_llama
+    adapters = []
+
+    def fake_sft(model, samples, args, output_dir, **kwargs):
+        final = Path(output_dir) / "final"
+        final.mkdir(parents=True, exist_ok=True)
+        (final / "adapter_config.json").write_text(json.dumps({"base_model_name_or_path": str(base), "r": 8}))
+        adapters.append(str(final))
+        fake_vllm.append(("train",))
+        return final
+
+    monkeypatch.setattr(ric_train, "run_sft", fake_sft)
+    data = tmp_path / "train.jsonl"
+    data.write_text("".join(json.dumps({"prompt": f"w{i}", "response": "w2 " * (1 + i % 5)}) + "\n" for i in range(20)))
+    config = RiCConfig(output_dir=str(tmp_path / "run"), model_name_or_path=str(base), dataset=str(data),
+                       objective=["conciseness"], response_marker=None, online_iterations=2, online_prompts=6,
+                       online_max_new_tokens=4, generation_batch_size=1, generation_backend="vllm",
+                       use_peft=True, report_to="none")  # fmt: skip
+    ric_train.train_ric(config, progress=None)
+    events = [e[0] for e in fake_vllm]
+    assert events == ["train", "build", "generate", "generate", "sleep", "train", "wake", "generate", "generate", "sleep", "train"]
+    assert fake_vllm[1] == ("build", str(base), True)
+    served = [e[2] for e in fake_vllm if e[0] == "generate"]
+    assert served == [("pluralign-1", 1, adapters[0])] * 2 + [("pluralign-2", 2, adapters[1])] * 2
+
+
+def test_vllm_engines_rebuild_only_for_other_base_weights(tiny_llama, tmp_path, fake_vllm):
+    """Full fine-tuning writes new weights to a new folder: that folder gets a new engine, the old one is
+    released first (two engines do not fit one GPU); the same folder again reuses the engine."""
+    from pluralign.generation.vllm import VLLMEngines
+
+    _, _, base = tiny_llama
+    engines = VLLMEngines()
+    first = engines.generator(base)
+    assert engines.generator(str(base)) is first
+    engines.release()
+    second = engines.generator(tmp_path / "online_1_final")
+    assert second is not first and first.engine is None
+    assert [e for e in fake_vllm if e[0] in ("build", "sleep")] == [
+        ("build", str(base), True), ("sleep", 1), ("build", str(tmp_path / "online_1_final"), True)
+    ]  # fmt: skip
+    engines.close()
+    assert engines.current is None and second.engine is None

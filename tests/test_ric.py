@@ -56,7 +56,7 @@ def ric_run(tiny_world, tmp_path_factory):
     cmd = [sys.executable, "-m", "pluralign.cli", "train", "ric", *ric_args(tiny_world, data, out)]
     gen_file = out / "online_1" / "generations.rank0.jsonl"
     proc = subprocess.Popen(cmd, env=env, cwd=Path(__file__).parent.parent, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    deadline = time.time() + 400
+    deadline = time.time() + 1200  # the kill comes when online generation starts; this only bounds a loaded machine
     while time.time() < deadline and proc.poll() is None:
         if gen_file.is_file() and gen_file.read_text().count("\n") >= 1:
             proc.send_signal(signal.SIGKILL)

@@ -39,7 +39,7 @@ def stubbed(monkeypatch, tmp_path):
         calls["sft"].append({"dir": str(output_dir), "kwargs": kwargs, "n": len(samples)})
         return final
 
-    def fake_generate(config, model, tokenizer, samples, objectives, template, stage, it, log, low, high):
+    def fake_generate(config, model, tokenizer, samples, objectives, template, stage, it, log, low, high, engines=None):
         calls["generate"].append((np.asarray(low).tolist(), np.asarray(high).tolist()))
         # long, flat generations: their batch quantiles lie far below the offline data's
         return [{"i": j, "prompt": s["prompt"], "response": "word " * (30 + j % 7)} for j, s in enumerate(samples[:40])]
@@ -144,3 +144,51 @@ def test_data_bounds_stay_the_default_and_bad_values_are_one_line_errors(stubbed
     assert set(stats) == {"sentiment", "conciseness"}
     with pytest.raises(ConfigError, match="reward_bounds"):
         desired_bounds("normal", np.zeros(2), np.ones(2))
+
+
+def test_online_stage_samples_pure_top_p_like_the_reference(tmp_path, monkeypatch):
+    """Issue 23 item 9: the reference samples online with top_k = 0 (no top-k cut); transformers' default
+    top_k of 50 applied whenever the stage did not say so."""
+    import pluralign.generation.batched as batched
+    import pluralign.models.loading as loading
+    from pluralign.objectives import ObjectiveSet
+    from pluralign.preferences.tags import TagTemplate
+
+    seen: list[dict] = []
+
+    def spy(backend, model, tokenizer, prompts, **kwargs):
+        seen.append(kwargs)
+        return ["fine"] * len(prompts)
+
+    monkeypatch.setattr(batched, "generate_texts", spy)
+    monkeypatch.setattr(loading, "load_causal_lm", lambda *args, **kwargs: None)
+    config = RiCConfig(output_dir=str(tmp_path), online_prompts=3, report_to="none")
+    samples = [{"prompt": f"Review {i}:", "response": "ok"} for i in range(5)]
+    rows = ric_train._online_generate(
+        config, "unused", None, samples, ObjectiveSet.from_specs(["conciseness"]), TagTemplate(response_marker=None),
+        tmp_path, 1, lambda _m: None, np.array([-1.0]), np.array([1.0]),
+    )  # fmt: skip
+    assert len(rows) == 3 and seen
+    assert all(k["do_sample"] and k["top_k"] == 0 and k["top_p"] == 0.9 and k["temperature"] == 0.7 for k in seen)
+
+
+def test_evaluation_samples_pure_top_p_and_each_backend_gets_its_spelling():
+    """`pluralign evaluate` samples as the reference's evaluation (top_k 0); greedy drops the sampling options;
+    vLLM spells "no top-k" -1 (older vLLM rejects 0)."""
+    from pluralign.commands.evaluate import SAMPLING, build_parser
+    from pluralign.config import generation_kwargs
+    from pluralign.generation.continuous import generation_config
+    from pluralign.generation.vllm import to_sampling_kwargs
+
+    base = ["--model", "m", "--out", "o"]
+    assert generation_kwargs(build_parser().parse_args(base), SAMPLING)["top_k"] == 0
+    assert generation_kwargs(build_parser().parse_args([*base, "--top_k", "40"]), SAMPLING)["top_k"] == 40
+    greedy = generation_kwargs(build_parser().parse_args([*base, "--no-do_sample"]), SAMPLING)
+    assert not {"top_k", "top_p", "temperature"} & set(greedy)
+    assert to_sampling_kwargs({**SAMPLING, "max_new_tokens": 8})["top_k"] == -1
+    assert "top_k" not in to_sampling_kwargs({"do_sample": False, "top_k": 0})
+
+    class Tok:
+        eos_token_id, pad_token_id = 2, 0
+
+    assert generation_config(None, Tok(), **SAMPLING).top_k == 0

@@ -45,8 +45,9 @@ def test_compressibility_prefers_flat_images():
     rng = np.random.default_rng(0)
     flat = _img(np.full((32, 32, 3), 120))
     noisy = _img(rng.integers(0, 256, size=(32, 32, 3)))
-    assert jpeg_compressibility(flat) > jpeg_compressibility(noisy)
-    assert jpeg_compressibility(noisy) < -1.0 < jpeg_compressibility(flat) < 0  # negative KB at quality 95
+    assert jpeg_compressibility(flat) > jpeg_compressibility(noisy)  # resized to 512 x 512, as the reference
+    noisy_kb, flat_kb = (jpeg_compressibility(im, resolution=None) for im in (noisy, flat))
+    assert noisy_kb < -1.0 < flat_kb < 0  # negative KB at quality 95, at the native 32 x 32
 
 
 def test_colourfulness_grey_is_zero_and_saturated_is_high():
@@ -97,8 +98,16 @@ def test_clip_objective_with_a_tiny_random_clip(tmp_path):
     save_file({"layers.0.weight": torch.ones(1, 8), "layers.0.bias": torch.zeros(1)}, str(tmp_path / "head.safetensors"))
     images = [_img(np.full((40, 48, 3), 30)), _img(np.tile([255, 0, 0], (32, 32, 1)))]
     clip = ObjectiveSet.from_specs([{"name": "clip", "type": "image", "scorer": "clip", "model": str(tmp_path / "clip")}])
-    s = clip.score(["a red square", "a dark picture"], images)["clip"]
-    assert len(s) == 2 and all(np.isfinite(s)) and all(-100 <= v <= 100 for v in s)
+    prompts = ["a red square", "a dark picture"]
+    s = clip.score(prompts, images)["clip"]
+    obj = clip["clip"]
+    with torch.no_grad():  # CLIPModel's own logits: logit_scale x the cosine of every (image, prompt) pair
+        out = obj.model(**tok(prompts, padding=True, return_tensors="pt"), pixel_values=obj.pixel_values(images))
+        cosine = out.logits_per_image / obj.model.logit_scale.exp()
+    assert s == pytest.approx((100 * cosine.diagonal()).tolist(), abs=1e-4)  # image i scored against prompt i
+    swapped = clip.score(prompts[::-1], images)["clip"]
+    assert swapped == pytest.approx((100 * cosine.fliplr().diagonal()).tolist(), abs=1e-4)
+    assert max(abs(a - b) for a, b in zip(s, swapped)) > 1e-3  # the prompt matters
     aesthetic = ObjectiveSet.from_specs(
         [{"name": "aes", "type": "image", "scorer": "clip", "model": str(tmp_path / "clip"),
           "head": str(tmp_path / "head.safetensors")}]
@@ -143,8 +152,9 @@ def test_quantile_rewards_match_numpy_quantiles():
 
 
 def test_captions_carry_tags_and_are_dropped_together():
+    from pluralign.methods.ric_image.captions import caption_template, tagged_captions
     from pluralign.methods.ric_image.config import RiCImageConfig
-    from pluralign.methods.ric_image.trainer import caption_template, step_draw, tagged_captions
+    from pluralign.methods.ric_image.trainer import step_draw
 
     template = caption_template(RiCImageConfig())
     z = np.array([[0.51, -1.24], [2.0, 0.0]])
@@ -237,13 +247,47 @@ def test_train_then_generate_pil_images(world, tmp_path):
     assert rc == 0 and [f["method"] for f in front["fronts"]] == ["sft", "ric"]
     ric = front["fronts"][1]
     assert [p["preference"] for p in ric["points"]] == [[0.0, 1.0], [0.5, 0.5], [1.0, 0.0]]
-    assert len(ric["range"]) == 2 and all(r is not None and r >= 0 for r in ric["range"])  # vs the training spread
+    # range: each objective's span over the grid / the 5th-95th percentile spread of the training images' scores
+    achieved = np.array([p["scores"] for p in ric["points"]])
+    spread = [manifest.stats[n]["quantiles"]["0.95"] - manifest.stats[n]["quantiles"]["0.05"] for n in manifest.objectives]
+    assert ric["range"] == pytest.approx([np.ptp(achieved[:, i]) / spread[i] for i in range(2)])
+    assert front["fronts"][0]["range"] == pytest.approx([0.0, 0.0])  # the baseline ignores the preference
     # every evaluated image is on disk, named by its point in the RiC front: scores recomputable from pixels
     for g, point in enumerate(ric["points"]):
         imgs = [Image.open(tmp_path / "ev" / "samples" / f"p{g}_{k}.png") for k in range(2)]
         assert point["scores"][1] == pytest.approx(np.mean([colourfulness(im) for im in imgs]))
     assert "Samples per preference" in (tmp_path / "ev" / "report.html").read_text()
     assert (tmp_path / "ev" / "pareto.png").is_file()
+
+
+def test_image_world_steers_each_objective_towards_its_own_end(world, tmp_path):
+    """The README's claim, at test size: a RiC model trained on the image world (its 48 images, at 16 px on
+    2x2 patches, with the word encoder, 200 steps) gives more compressible images at w = (1, 0) and more
+    colourful ones at w = (0, 1), from the same starting noise per prompt."""
+    from pluralign.generation.policy import load_policy
+    from pluralign.methods.ric_image.trainer import train_ric_image
+    from pluralign.worlds.images.world import OBJECTIVES as WORLD_OBJECTIVES, eval_captions
+
+    root, data = world
+    unet = dict(TINY_UNET, sample_size=8, cross_attention_dim=16, addition_embed_type="text",
+                addition_embed_type_num_heads=2)
+    (root / "unet_steer.json").write_text(json.dumps(unet))
+    config = _config(
+        root, data, tmp_path / "m", 200, unet_config=str(root / "unet_steer.json"), text_encoder="word",
+        tag_format="<{name}> {value:.0f}", objective=list(WORLD_OBJECTIVES), resolution=16,
+        prediction_type="v_prediction", learning_rate=5e-3, lr_warmup_steps=10, per_device_train_batch_size=16,
+        save_steps=1000, use_ema=True, ema_decay=0.9, seed=0,
+    )
+    policy = load_policy(train_ric_image(config, progress=None))
+    objectives = ObjectiveSet.from_specs(WORLD_OBJECTIVES)
+    prompts = eval_captions(8)
+    means = {}
+    for w in ((1.0, 0.0), (0.0, 1.0)):
+        images = policy.generate(prompts, preference=dict(zip(objectives.names, w)), num_inference_steps=10,
+                                 guidance_scale=7.5, seed=0)
+        means[w] = {n: np.mean(v) for n, v in objectives.score(prompts, images).items()}
+    assert means[(1.0, 0.0)]["compressibility"] > means[(0.0, 1.0)]["compressibility"]
+    assert means[(0.0, 1.0)]["colourfulness"] > means[(1.0, 0.0)]["colourfulness"]
 
 
 def test_config_errors_are_one_line(world, tmp_path, capsys):
@@ -267,13 +311,13 @@ def test_image_world_objectives_conflict_without_mirroring(world):
     root, data = world
     rows = [json.loads(line) for line in (data / "metadata.jsonl").read_text().splitlines()]
     images = [Image.open(data / r["file_name"]) for r in rows]
-    comp = np.array([jpeg_compressibility(im) for im in images])
+    comp = np.array([jpeg_compressibility(im, resolution=32) for im in images])  # the world's resolution
     col = np.array([colourfulness(im) for im in images])
     assert np.corrcoef(comp, col)[0, 1] < -0.5  # conflict across the data
     assert all(r["text"].endswith("background") for r in rows)
     rng = np.random.default_rng(0)
     flat_vivid = Image.fromarray((render("red", "circle", "plain", 1.0, 0.0, rng) * 255).astype(np.uint8))
-    assert colourfulness(flat_vivid) > np.median(col) and jpeg_compressibility(flat_vivid) > np.median(comp)
+    assert colourfulness(flat_vivid) > np.median(col) and jpeg_compressibility(flat_vivid, resolution=32) > np.median(comp)
 
 
 def test_word_encoder_trains_with_the_unet_grows_by_the_tags_and_resumes(world, tmp_path):

@@ -409,3 +409,63 @@ def test_a_body_far_beyond_the_limits_is_refused_before_it_is_read():
     huge, ok = run(go())
     assert huge.status_code == 413 and huge.json()["error"]["code"] == "request_too_large"
     assert ok.status_code == 200
+
+
+def test_api_key_guards_every_endpoint_but_health_and_the_page():
+    async def go():
+        async with make_client(EchoPolicy(), api_key="s3cret") as c:
+            out = {}
+            for name, headers in (("none", {}), ("wrong", {"Authorization": "Bearer nope"}),
+                                  ("basic", {"Authorization": "Basic s3cret"}), ("right", {"Authorization": "Bearer s3cret"})):
+                out[name] = [
+                    await c.get("/v1/models", headers=headers),
+                    await c.get("/front.json", headers=headers),
+                    await c.post("/v1/completions", json=completion("hi", [1, 0]), headers=headers),
+                    await c.post("/v1/chat/completions", json={"messages": [{"role": "user", "content": "x"}]}, headers=headers),
+                ]
+            opened = [await c.get(p) for p in ("/health", "/", "/static/app.js")]
+            return out, opened
+
+    out, opened = run(go())
+    for name in ("none", "wrong", "basic"):
+        for r in out[name]:
+            assert r.status_code == 401
+            err = r.json()["error"]
+            assert err["code"] == "invalid_api_key" and err["type"] == "invalid_request_error" and "Bearer" in err["message"]
+    models, front, comp, chat = out["right"]
+    assert models.status_code == 200 and comp.json()["choices"][0]["text"] == "hi|1.00,0.00|8"
+    assert chat.status_code == 200 and front.status_code == 404  # authorized; this test model has no front
+    assert [r.status_code for r in opened] == [200, 200, 200]
+
+
+def test_binding_beyond_loopback_without_a_key_warns():
+    from pluralign.commands.serve import bind_warning
+
+    assert bind_warning("127.0.0.1", None) is None and bind_warning("0.0.0.0", "k") is None
+    warning = bind_warning("0.0.0.0", None)
+    assert "0.0.0.0" in warning and "PLURALIGN_API_KEY" in warning
+
+
+def test_unknown_chat_roles_are_refused_naming_the_message():
+    async def go():
+        async with make_client(EchoPolicy()) as c:
+            msgs = [{"role": "system", "content": "be brief"}, {"role": "wizard", "content": "hi"}]
+            bad = await c.post("/v1/chat/completions", json={"messages": msgs})
+            tool = await c.post("/v1/chat/completions", json={"messages": [{"role": "tool", "content": "x"}]})
+            ok = await c.post("/v1/chat/completions", json={"messages": [{"role": "developer", "content": "x"}]})
+            return bad, tool, ok
+
+    bad, tool, ok = run(go())
+    assert bad.status_code == 400 and bad.json()["error"]["param"] == "messages[1].role"
+    assert "wizard" in bad.json()["error"]["message"] and "user" in bad.json()["error"]["message"]
+    assert tool.status_code == 400 and tool.json()["error"]["param"] == "messages[0].role"
+    assert ok.status_code == 200
+
+
+def test_mixing_is_refused_on_a_model_that_is_not_a_lora_bank():
+    async def go():
+        async with make_client(EchoPolicy()) as c:
+            return await c.post("/v1/completions", json=completion("x", [1, 0], mixing="logits"))
+
+    r = run(go())
+    assert r.status_code == 400 and r.json()["error"]["param"] == "mixing" and "LoRA" in r.json()["error"]["message"]

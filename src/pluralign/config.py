@@ -124,6 +124,7 @@ def add_generation_flags(parser) -> None:
     parser.add_argument("--do_sample", action=argparse.BooleanOptionalAction, default=None, help="sample (else greedy)")
     parser.add_argument("--temperature", type=float, default=None)
     parser.add_argument("--top_p", type=float, default=None)
+    parser.add_argument("--top_k", type=int, default=None, help="top-k sampling; 0: off (pure top-p)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
         "--clean",
@@ -139,15 +140,18 @@ def add_generation_flags(parser) -> None:
     )
 
 
+SAMPLING_ONLY = ("temperature", "top_p", "top_k")  # generation options that only mean something when sampling
+
+
 def generation_kwargs(args, defaults: dict[str, Any] | None = None) -> dict[str, Any]:
     out = dict(defaults or {})
-    for key in ("max_new_tokens", "do_sample", "temperature", "top_p"):
+    for key in ("max_new_tokens", "do_sample", "temperature", "top_p", "top_k"):
         value = getattr(args, key, None)
         if value is not None:
             out[key] = value
     if not out.get("do_sample"):
-        out.pop("temperature", None)
-        out.pop("top_p", None)
+        for key in SAMPLING_ONLY:
+            out.pop(key, None)
     if getattr(args, "clean", None) is False:
         from pluralign.generation.cleaning import Cleaning
 

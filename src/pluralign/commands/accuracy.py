@@ -53,7 +53,7 @@ def objective_specs(args: argparse.Namespace) -> list[dict]:
 
 
 def run(argv: Sequence[str]) -> int:
-    from pluralign.data.loading import prompt_text, response_text
+    from pluralign.data.loading import check_prompt, response_text
     from pluralign.data.pairs import load_pairs
     from pluralign.objectives.set import build_objective
     from pluralign.objectives.trained import accuracy_of_margins, agreement, pair_margins
@@ -61,10 +61,10 @@ def run(argv: Sequence[str]) -> int:
     args = parse_args(build_parser(), argv)
     specs = objective_specs(args)
     pairs = load_pairs(args.dataset, args.prompt_column, args.split, skip_invalid=args.skip_invalid_pairs)
-    # objectives see plain text, exactly as `pluralign score` feeds them
+    # objectives see prompts exactly as `pluralign score` feeds them (messages stay messages)
     pairs = [
         {
-            "prompt": prompt_text(p["prompt"]),
+            "prompt": check_prompt(p["prompt"]),
             "chosen": response_text(p["chosen"]),
             "rejected": response_text(p["rejected"]),
         }

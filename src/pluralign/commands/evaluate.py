@@ -13,6 +13,9 @@ from pathlib import Path
 from pluralign.config import add_generation_flags, generation_kwargs, parse_args
 from pluralign.errors import ConfigError, DataError
 
+# pure top-p (top_k 0: transformers' default top-k of 50 off), as the RiC reference's evaluation samples
+SAMPLING = {"max_new_tokens": 64, "do_sample": True, "top_p": 0.9, "top_k": 0, "temperature": 0.7}
+
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="pluralign evaluate", description=__doc__)
@@ -65,8 +68,8 @@ def run(argv: Sequence[str]) -> int:
     prompts = load_prompts(args.dataset, args.prompt_column, args.num_prompts)
     if getattr(policy, "modality", "text") == "image":
         return _evaluate_images(policy, baseline, prompts, objectives, args)
-    prompts = as_chat(prompts, getattr(policy, "tokenizer", None), args.chat)
-    gen = generation_kwargs(args, {"max_new_tokens": 64, "do_sample": True, "top_p": 0.9, "temperature": 0.7})
+    prompts = as_chat(prompts, getattr(policy, "tokenizer", None), args.chat, getattr(policy, "chat_trained", False))
+    gen = generation_kwargs(args, SAMPLING)
     with use_backend("transformers" if backend == "vllm" else backend):
         fronts = evaluate_models(
             {policy.method: policy},

@@ -62,7 +62,7 @@ def run(argv: Sequence[str]) -> int:
     preference = Preference.from_any(args.preference, manifest.objectives) if args.preference else None
     context = read_context(args.context) if args.context else None
     policy = load_policy(args.model, trust_remote_code=args.trust_remote_code)
-    prompts = as_chat(prompts, getattr(policy, "tokenizer", None), args.chat)
+    prompts = as_chat(prompts, getattr(policy, "tokenizer", None), args.chat, getattr(policy, "chat_trained", False))
     torch.manual_seed(args.seed)
     if getattr(policy, "modality", "text") == "image":
         return _write_images(policy, prompts, preference, context, args)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -10,6 +11,8 @@ from pluralign.config import parse_config
 from pluralign.errors import ConfigError
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
+API_KEY_ENV = "PLURALIGN_API_KEY"
+BANK_METHODS = ("soups", "morlhf", "modpo")  # methods whose model dir is a bank of runs (LoRA or full weights)
 
 
 @dataclass
@@ -27,7 +30,22 @@ class ServeConfig:
     )
     batch_window_ms: float = field(default=10.0, metadata={"help": "how long to gather concurrent requests"})
     max_batch_size: int = field(default=32, metadata={"help": "most requests in one generate call"})
-    backend: str = field(default="auto", metadata={"help": "generation backend: auto | transformers | continuous | vllm (vllm needs a GPU)"})
+    backend: str = field(
+        default="auto",
+        metadata={
+            "help": "auto | transformers (fixed batches) | continuous (requests join the running batch at the next "
+            "token) | vllm (needs a GPU); auto: vllm where it can serve the model, else transformers"
+        },
+    )
+    api_key: str | None = field(
+        default=None,
+        metadata={"help": f"require 'Authorization: Bearer KEY' on the API (default: ${API_KEY_ENV}, else no key)"},
+    )
+    merge_adapters: bool = field(
+        default=False,
+        metadata={"help": "serve a LoRA bank (soups, morlhf, modpo) as merged models, one per preference, "
+                  "instead of one base with its adapters mixed per request"},
+    )
     front: str | None = field(
         default=None, metadata={"help": "front.json for the page (default: found beside the model)"}
     )
@@ -50,7 +68,19 @@ def build_app(config: ServeConfig):
         raise ConfigError("--default_max_tokens must not exceed --max_tokens_limit")
     if config.batch_window_ms < 0:
         raise ConfigError("--batch_window_ms must be >= 0")
-    policy = select_backend(load_policy(config.model), config.backend)
+    if config.backend not in ("auto", "transformers", "continuous", "vllm"):
+        raise ConfigError(f"--backend {config.backend!r} is unknown; use auto, transformers, continuous or vllm")
+    load_kwargs = {}
+    if config.merge_adapters:
+        from pluralign.training.manifest import Manifest
+
+        if Manifest.load(config.model).method not in BANK_METHODS:
+            raise ConfigError(f"--merge_adapters applies to model banks ({', '.join(BANK_METHODS)}) only")
+        load_kwargs["mix_adapters"] = False
+    policy = load_policy(config.model, **load_kwargs)
+    engine = "continuous" if config.backend == "continuous" else "transformers"
+    if config.backend in ("auto", "vllm"):
+        policy = select_backend(policy, config.backend)
     front = Path(config.front) if config.front else find_front(config.model)
     if config.front and not front.is_file():
         raise ConfigError(f"--front {config.front!r} does not exist; give a front.json written by pluralign evaluate")
@@ -61,8 +91,20 @@ def build_app(config: ServeConfig):
         default_max_tokens=default_max_tokens,
         batch_window_s=config.batch_window_ms / 1000.0,
         max_batch_size=config.max_batch_size,
+        api_key=config.api_key or os.environ.get(API_KEY_ENV) or None,
+        backend=engine,
     )
     return create_app(policy, settings, front_path=front)
+
+
+def bind_warning(host: str, api_key: str | None) -> str | None:
+    """The line printed when the server listens beyond loopback with no API key (None otherwise)."""
+    if host in LOOPBACK or api_key:
+        return None
+    return (
+        f"pluralign serve: warning: binding {host} without an API key: anyone who reaches this port can use "
+        f"the model; set ${API_KEY_ENV} (or --api_key)"
+    )
 
 
 def run(argv: list[str]) -> int:
@@ -71,8 +113,14 @@ def run(argv: list[str]) -> int:
 
     config = parse_config(ServeConfig, argv, prog="pluralign serve")
     app = build_app(config)
-    if config.host not in LOOPBACK:
-        print(f"pluralign serve: binding {config.host}: the API has no authentication", file=sys.stderr)
-    print(f"pluralign serve: {app.state.settings.model_name} on http://{config.host}:{config.port}/", file=sys.stderr)
+    warning = bind_warning(config.host, app.state.settings.api_key)
+    if warning:
+        print(warning, file=sys.stderr)
+    settings = app.state.settings
+    print(
+        f"pluralign serve: {settings.model_name} on http://{config.host}:{config.port}/ "
+        f"({app.state.batcher.backend} batching)",
+        file=sys.stderr,
+    )
     uvicorn.run(app, host=config.host, port=config.port, log_level=config.log_level)
     return 0

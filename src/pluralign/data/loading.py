@@ -60,6 +60,12 @@ def prompt_text(prompt: Any) -> str:
     raise DataError(f"prompt must be text or a list of messages, got {type(prompt).__name__}")
 
 
+def check_prompt(prompt: Any) -> Any:
+    """``prompt`` unchanged when it is text or a list of messages, else a one-line DataError."""
+    prompt_text(prompt)
+    return prompt
+
+
 def unique_prompts(prompts: Sequence[Any], limit: int | None = None) -> list[Any]:
     """Distinct prompts in first-seen order; conversational prompts (message lists) compared by their text."""
     seen, out = set(), []
@@ -83,10 +89,13 @@ def load_prompts(dataset: str, prompt_column: str = "prompt", limit: int | None 
 
 
 def response_text(response: Any) -> str:
+    """A response's text without surrounding whitespace (the join rule of :mod:`pluralign.models.sequences`):
+    offline data's ``" Hello"`` and a cleaned generation's ``"Hello"`` are the same response to score and
+    to train on."""
     if isinstance(response, str):
-        return response
+        return response.strip()
     if is_conversational(response):
-        return "".join(m["content"] for m in response if m.get("role", "assistant") == "assistant")
+        return "".join(m["content"] for m in response if m.get("role", "assistant") == "assistant").strip()
     raise DataError(f"response must be text or a list of messages, got {type(response).__name__}")
 
 

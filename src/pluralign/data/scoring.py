@@ -14,21 +14,24 @@ every process returns the full result.
 from __future__ import annotations
 
 import hashlib
+import json
 import sqlite3
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from pluralign.data.loading import prompt_text, response_text
+from pluralign.data.loading import check_prompt, response_text
 from pluralign.errors import DataError
 from pluralign.objectives.image import image_digest
 from pluralign.objectives.set import ObjectiveSet, check_finite
 from pluralign.training.state import all_gather, broadcast, world
 
 
-def pair_key(prompt: str, response: str) -> str:
-    return hashlib.sha1(f"{prompt}\x00{response}".encode()).hexdigest()
+def pair_key(prompt: Any, response: str) -> str:
+    """The cache key of a (prompt, response) pair; a conversational prompt is keyed by its messages."""
+    text = prompt if isinstance(prompt, str) else json.dumps(prompt, sort_keys=True)
+    return hashlib.sha1(f"{text}\x00{response}".encode()).hexdigest()
 
 
 def _retry_while_locked(op, seconds: float = 120.0):
@@ -90,9 +93,11 @@ def score_samples(
 ) -> dict[str, list[float]]:
     """Score every sample's (prompt, response) with every objective, reusing and filling ``cache``.
 
+    Prompts reach the objectives as given: text, or a list of messages that each objective renders the way
+    it was trained (a reward model with its chat template); responses as their stripped text.
     Returns ``{objective name: [score per sample]}``. ``progress(name, done, total)`` is called per chunk.
     """
-    prompts = [prompt_text(s["prompt"]) for s in samples]
+    prompts = [check_prompt(s["prompt"]) for s in samples]
     responses = [response_text(s["response"]) for s in samples]
     keys = [pair_key(p, r) for p, r in zip(prompts, responses)]
     if world()[1] > 1:
@@ -137,7 +142,7 @@ def _score_cached(
 
 
 def _score_across_processes(
-    prompts: list[str],
+    prompts: list[Any],
     responses: list[str],
     keys: list[str],
     objectives: ObjectiveSet,

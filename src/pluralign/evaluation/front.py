@@ -85,12 +85,11 @@ def generate_and_score(
     generate: Callable[[list[int]], list[str]], prompts: Sequence[Any], objectives: ObjectiveSet
 ) -> tuple[list[str], dict[str, list[float]]]:
     """``generate(row indices) -> texts``, then scores; under ``accelerate launch`` each process does its
-    share of the rows and every process gets all texts and scores back in row order."""
-    from pluralign.data.loading import prompt_text
-
+    share of the rows and every process gets all texts and scores back in row order. Conversational
+    prompts reach the objectives as messages (a reward model renders them with its chat template)."""
     idx = my_share(range(len(prompts)))
     texts = generate(idx) if idx else []
-    mine = objectives.score([prompt_text(prompts[i]) for i in idx], texts) if idx else {}
+    mine = objectives.score([prompts[i] for i in idx], texts) if idx else {}
     rows = gather_shares(
         [(t, [float(mine[n][j]) for n in objectives.names]) for j, t in enumerate(texts)], len(prompts)
     )
@@ -110,7 +109,7 @@ def constant_front(
     from pluralign.data.loading import prompt_text
 
     if scores is None:
-        scores = objectives.score([prompt_text(p) for p in prompts], list(responses))
+        scores = objectives.score(list(prompts), list(responses))
     means = [float(np.mean(scores[name])) for name in objectives.names]
     points = [{"preference": [float(x) for x in w], "scores": means} for w in grid]
     samples = [
@@ -128,10 +127,8 @@ def output_stats(
     scores: dict[str, Sequence[float]] | None = None,
 ) -> dict[str, ObjectiveStats]:
     """Statistics of a model's per-sample scores (the SFT model's: the hypervolume's normalisation)."""
-    from pluralign.data.loading import prompt_text
-
     if scores is None:
-        scores = objectives.score([prompt_text(p) for p in prompts], list(responses))
+        scores = objectives.score(list(prompts), list(responses))
     return {n: ObjectiveStats.fit(scores[n], n) for n in objectives.names}
 
 

@@ -3,10 +3,13 @@
 Every method and the evaluator generate through :func:`generate_batched`; RiC's reference code generated
 one prompt at a time, which is several times slower (benchmarks/generation_throughput.py). Responses are
 cleaned (:mod:`pluralign.generation.cleaning`: cut at the next turn, no EOS as first token) unless ``cleaning`` is off.
+Every backend tokenises a prompt the way training did (:func:`pluralign.models.sequences.token_ids`: one BOS
+where the tokenizer uses one).
 """
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -24,11 +27,42 @@ from pluralign.generation.cleaning import (
     truncate_ids,
 )
 from pluralign.generation.prompts import render_prompt
-from pluralign.generation.vllm import VLLMGenerator
+from pluralign.generation.vllm import VLLMEngines, shared_engines
+from pluralign.models.sequences import prompt_ids
 
 DEFAULT_GENERATION = {"max_new_tokens": 64, "do_sample": False}
+OnToken = Callable[[int, int], "bool | None"]
 
 
+class RowTokens:
+    """A stopping criterion that hands each row's new token to ``on_token(prompt index, token id)`` as it is
+    generated, and ends a row once it says so (its text is final, or its client left) or an end-of-turn
+    token comes: streaming for every row of a padded batch."""
+
+    def __init__(self, rows: Sequence[int], on_token: OnToken, stop_ids: Sequence[int], device: Any) -> None:
+        self.rows, self.on_token, self.stop_ids = list(rows), on_token, {int(i) for i in stop_ids}
+        self.done = torch.zeros(len(self.rows), dtype=torch.bool, device=device)
+
+    def __call__(self, input_ids: torch.Tensor, scores: Any = None, **kwargs: Any) -> torch.Tensor:
+        last = input_ids[:, -1].tolist()
+        for j, token in enumerate(last):
+            if self.done[j]:
+                continue
+            if token in self.stop_ids or self.on_token(self.rows[j], int(token)):
+                self.done[j] = True
+        return self.done.clone()
+
+
+def left_padded(rows: Sequence[Sequence[int]], pad_id: int) -> dict[str, torch.Tensor]:
+    """``input_ids`` and ``attention_mask`` of id rows padded on the left to the longest."""
+    width = max(len(r) for r in rows)
+    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for i, r in enumerate(rows):
+        if r:
+            ids[i, width - len(r) :] = torch.tensor(list(r), dtype=torch.long)
+            mask[i, width - len(r) :] = 1
+    return {"input_ids": ids, "attention_mask": mask}
 
 
 @torch.no_grad()
@@ -39,12 +73,17 @@ def generate_batched(
     batch_size: int = 16,
     progress: Callable[[int, int], None] | None = None,
     cleaning: Cleaning | None = None,
+    on_token: OnToken | None = None,
+    row_context: Callable[[list[int]], Any] | None = None,
     **generation_kwargs: Any,
 ) -> list[str]:
     """Generate one completion per prompt; returns only the new text (special tokens removed), cleaned.
 
+    ``on_token(i, token_id)`` sees prompt ``i``'s tokens as they are generated (end-of-turn tokens
+    excluded); returning True ends that row. ``row_context(indices)`` is entered around the generate
+    call of each padded batch (indices into ``prompts``), e.g. a LoRA mix's per-row weights.
     Inside ``pluralign.generation.backends.use_backend("continuous")`` it runs through transformers'
-    continuous batching instead of padded batches.
+    continuous batching instead of padded batches (tokens are then not streamed).
     """
     from pluralign.generation.backends import current_backend
     from pluralign.generation.continuous import continuous_generate
@@ -55,16 +94,16 @@ def generate_batched(
     stop_ids = end_of_turn_ids(tokenizer) if cleaning.enabled else []
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
+    ids = prompt_ids(tokenizer, texts)
     if current_backend() == "continuous":
-        out = [clean_text(t, cleaning) for t in continuous_generate(model, tokenizer, texts, **kwargs)]
+        if row_context is not None:
+            raise ConfigError("a per-row LoRA mix cannot run through continuous batching's packed batches")
+        out = [clean_text(t, cleaning) for t in continuous_generate(model, tokenizer, ids, **kwargs)]
         if progress:
             progress(len(texts), len(texts))
         return out
     kwargs.setdefault("pad_token_id", tokenizer.pad_token_id)
-    side = tokenizer.padding_side
-    tokenizer.padding_side = "left"
-    lengths = [len(tokenizer(t, add_special_tokens=False)["input_ids"]) for t in texts]
-    order = sorted(range(len(texts)), key=lambda i: -lengths[i])
+    order = sorted(range(len(texts)), key=lambda i: -len(ids[i]))
     out: list[str] = [""] * len(texts)
     device = next(model.parameters()).device
     was_training = model.training
@@ -72,9 +111,16 @@ def generate_batched(
     try:
         for start in range(0, len(order), batch_size):
             idx = order[start : start + batch_size]
-            enc = tokenizer([texts[i] for i in idx], return_tensors="pt", padding=True, add_special_tokens=False)
-            enc = {k: v.to(device) for k, v in enc.items()}
-            seqs = model.generate(**enc, **kwargs)
+            enc = {k: v.to(device) for k, v in left_padded([ids[i] for i in idx], tokenizer.pad_token_id).items()}
+            call = dict(kwargs)
+            if on_token is not None:
+                from transformers import StoppingCriteriaList
+
+                stop = RowTokens(idx, on_token, end_of_turn_ids(tokenizer) if cleaning.enabled else [], device)
+                call["stopping_criteria"] = StoppingCriteriaList([stop])
+            context = row_context(idx) if row_context is not None else contextlib.nullcontext()
+            with context:
+                seqs = model.generate(**enc, **call)
             new = seqs[:, enc["input_ids"].shape[1] :]
             if stop_ids:
                 new = truncate_ids(new.tolist(), stop_ids)
@@ -83,7 +129,6 @@ def generate_batched(
             if progress:
                 progress(min(start + batch_size, len(order)), len(order))
     finally:
-        tokenizer.padding_side = side
         model.train(was_training)
     return out
 
@@ -96,10 +141,12 @@ def generate_texts(
     model_dir: str | Path | None = None,
     batch_size: int = 16,
     cleaning=None,
+    engines: VLLMEngines | None = None,
     **generation_kwargs: Any,
 ) -> list[str]:
     """One completion per prompt with ``backend``, cleaned (``pluralign.generation.cleaning``; default on);
-    ``model_dir`` (the folder ``model`` came from) is what vllm loads. Plain and conversational prompts
+    ``model_dir`` (the folder ``model`` came from) is what vllm loads, on an engine of ``engines`` (default:
+    the process's), so that calls chunk after chunk reuse one engine. Plain and conversational prompts
     are rendered as by ``generate_batched``."""
     from pluralign.generation.batched import generate_batched
     from pluralign.generation.cleaning import DEFAULT as DEFAULT_CLEANING, clean_text
@@ -110,7 +157,7 @@ def generate_texts(
         if model_dir is None:
             raise ConfigError("the vllm backend needs the model's folder")
         texts = [render_prompt(tokenizer, p) for p in prompts]
-        outs = VLLMGenerator(model_dir).generate(texts, **generation_kwargs)
+        outs = (engines or shared_engines()).generator(model_dir).generate(prompt_ids(tokenizer, texts), **generation_kwargs)
         return [clean_text(t, cleaning or DEFAULT_CLEANING) for t in outs]
     with use_backend(backend):
         return generate_batched(model, tokenizer, prompts, batch_size=batch_size, cleaning=cleaning, **generation_kwargs)

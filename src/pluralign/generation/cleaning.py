@@ -19,6 +19,7 @@ rewards the wrong thing, so every response is:
 from __future__ import annotations
 
 import re
+import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -61,8 +62,27 @@ def is_degenerate(text: str) -> bool:
     return bool(_DEGENERATE.match(text))
 
 
+_EOT_CACHE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
 def end_of_turn_ids(tokenizer: Any) -> list[int]:
-    """Token ids that end an assistant turn: the EOS token(s) and known chat-template markers."""
+    """Token ids that end an assistant turn: the EOS token(s) and known chat-template markers (cached per
+    tokenizer: reading a large vocabulary costs tens of milliseconds, and servers ask per request)."""
+    try:
+        cached = _EOT_CACHE.get(tokenizer)
+    except TypeError:  # not weak-referenceable
+        cached = None
+    if cached is not None and cached[0] == tokenizer.eos_token_id:
+        return list(cached[1])
+    ids = _end_of_turn_ids(tokenizer)
+    try:
+        _EOT_CACHE[tokenizer] = (tokenizer.eos_token_id, tuple(ids))
+    except TypeError:
+        pass
+    return ids
+
+
+def _end_of_turn_ids(tokenizer: Any) -> list[int]:
     ids: set[int] = set()
     if tokenizer.eos_token_id is not None:
         ids.add(int(tokenizer.eos_token_id))

@@ -15,22 +15,23 @@ def generation_config(model, tokenizer, **generation_kwargs: Any):
 
     kwargs = {"max_new_tokens": 64, "do_sample": False, **generation_kwargs}
     if not kwargs.get("do_sample"):
-        kwargs.pop("temperature", None)
-        kwargs.pop("top_p", None)
+        for key in ("temperature", "top_p", "top_k"):
+            kwargs.pop(key, None)
     kwargs.setdefault("eos_token_id", tokenizer.eos_token_id)
     kwargs.setdefault("pad_token_id", tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id)
     return GenerationConfig(**kwargs)
 
 
-def continuous_generate(model, tokenizer, texts: Sequence[str], **generation_kwargs: Any) -> list[str]:
-    """transformers' continuous batching over already rendered prompts; returns the new text per prompt."""
+def continuous_generate(model, tokenizer, ids: Sequence[Sequence[int]], **generation_kwargs: Any) -> list[str]:
+    """transformers' continuous batching over tokenised prompts (``pluralign.models.sequences.prompt_ids``);
+    returns the new text per prompt."""
     import logging
 
     import torch
 
     if not hasattr(model, "generate_batch"):
         raise ConfigError(f"{type(model).__name__} has no continuous batching; use --generation_backend transformers")
-    ids = [tokenizer(t, add_special_tokens=False)["input_ids"] for t in texts]
+    ids = [list(i) for i in ids]
     # continuous batching has no prompt-length notion for begin_suppress_tokens (transformers 5.23 fails on
     # it): EOS-first responses come back empty here and the online stage's cleaning drops them
     generation_kwargs = {k: v for k, v in generation_kwargs.items() if k != "begin_suppress_tokens"}
@@ -53,7 +54,7 @@ def continuous_generate(model, tokenizer, texts: Sequence[str], **generation_kwa
         cb_logger.setLevel(level)
         model.train(was_training)
     outputs = list(results.values())
-    if len(outputs) != len(texts) or any(o.error for o in outputs):
+    if len(outputs) != len(ids) or any(o.error for o in outputs):
         failed = next((o.error for o in outputs if o.error), "missing results")
         raise RuntimeError(f"continuous batching failed: {failed}")
     return tokenizer.batch_decode([o.generated_tokens for o in outputs], skip_special_tokens=True)

@@ -9,11 +9,13 @@ from __future__ import annotations
 import importlib
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from pluralign.errors import ConfigError, PreferenceError
 from pluralign.generation.batched import generate_batched
+from pluralign.generation.prompts import render_prompt
 from pluralign.preferences.weights import Preference
 from pluralign.training.manifest import Manifest
 
@@ -21,11 +23,30 @@ PreferenceLike = Preference | Mapping[str, float] | Sequence[float] | str
 Choice = tuple[Any, str, str]  # (prompt, chosen, rejected)
 
 
+@dataclass
+class DecodeTarget:
+    """What generates one steered request token by token: the model, its tokenizer, the exact prompt text
+    it sees (steering tags included), and on a LoRA bank the mix (``mix``, a
+    :class:`pluralign.generation.lora_mix.LoRAMix`) with the request's adapter weights (weight-space) or
+    logit weights (MOD)."""
+
+    model: Any
+    tokenizer: Any
+    text: str
+    mix: Any = None
+    adapter_weights: tuple[float, ...] | None = None
+    logit_weights: tuple[float, ...] | None = None
+
+
 class SteerablePolicy(ABC):
     """A trained model that generates steered by a preference (or by a user's choices)."""
 
     manifest: Manifest
     model_dir: Path
+    # generate_many passes ``on_token`` (streaming) through to generate_batched with the caller's row indices
+    token_streaming: bool = False
+    # ways a request may ask its LoRA bank to be mixed ("weights", "logits"); empty: the method's own only
+    mixings: tuple[str, ...] = ()
 
     @property
     def objectives(self) -> list[str]:
@@ -66,6 +87,18 @@ class SteerablePolicy(ABC):
         self, prompts: Sequence[Any], preferences: Sequence[PreferenceLike | None], **generation_kwargs: Any
     ) -> list[str]:
         """One response per (prompt, preference) pair, batched where the method can."""
+
+    def rendered_prompt(self, prompt: Any, preference: PreferenceLike | None = None) -> str:
+        """The exact text the model sees for this request (chat template and steering included)."""
+        tokenizer = getattr(self, "tokenizer", None)
+        if tokenizer is not None:
+            return render_prompt(tokenizer, prompt)
+        return prompt if isinstance(prompt, str) else "\n".join(str(m.get("content", "")) for m in prompt)
+
+    def decode_target(self, prompt: Any, preference: PreferenceLike | None, mixing: str | None = None) -> DecodeTarget | None:
+        """The model and exact prompt that generate this request token by token (continuous batching);
+        None when the policy only generates whole responses (it is then served through ``generate_many``)."""
+        return None
 
     def _check_steering(self, preference: Any, context: Any) -> None:
         if preference is not None and context is not None:
@@ -110,6 +143,12 @@ class UnsteeredPolicy(SteerablePolicy):
         self.model = load_causal_lm(str(self.weights_dir), dtype, device, trust_remote_code)
         self.tokenizer = load_tokenizer(str(self.weights_dir), trust_remote_code)
         self.batch_size = batch_size
+
+    token_streaming = True
+
+    def decode_target(self, prompt: Any, preference: PreferenceLike | None, mixing: str | None = None) -> DecodeTarget:
+        self.resolve_preference(preference)
+        return DecodeTarget(self.model, self.tokenizer, self.rendered_prompt(prompt, preference))
 
     def preference_from_context(self, context: Sequence[Choice]) -> None:
         """A user's choices cannot move one fixed model: the context is ignored."""

@@ -22,6 +22,7 @@ from pluralign.generation.backends import check_backend, use_backend
 from pluralign.generation.policy import Choice, PreferenceLike, SteerablePolicy
 from pluralign.generation.prompts import render_prompt
 from pluralign.generation.vllm import VLLMGenerator, to_sampling_kwargs, vllm_available
+from pluralign.models.sequences import prompt_ids
 
 BACKENDS = ("auto", "transformers", "continuous", "vllm")
 
@@ -50,12 +51,15 @@ class VLLMPolicy(SteerablePolicy):
     def preference_from_context(self, context: Sequence[Choice]) -> Any:
         return self.inner.preference_from_context(context)
 
+    def rendered_prompt(self, prompt: Any, preference: PreferenceLike | None = None) -> str:
+        return self.inner.rendered_prompt(prompt, preference)
+
     def generate_many(
         self, prompts: Sequence[Any], preferences: Sequence[PreferenceLike | None], **generation_kwargs: Any
     ) -> list[str]:
         texts = [render_prompt(self.tokenizer, self.inner.tagged_prompt(p, w)) for p, w in zip(prompts, preferences)]
         to_sampling_kwargs(generation_kwargs)  # unsupported options fail before the engine runs
-        return self.generator.generate(texts, **generation_kwargs)
+        return self.generator.generate(prompt_ids(self.tokenizer, texts), **generation_kwargs)
 
 
 def select_backend(policy: SteerablePolicy, backend: str = "auto") -> SteerablePolicy:
@@ -77,6 +81,8 @@ def select_backend(policy: SteerablePolicy, backend: str = "auto") -> SteerableP
 
 class BackendPolicy:
     """A loaded policy whose generation runs through a backend (``continuous``); steering is the policy's own."""
+
+    token_streaming = False  # transformers' generate_batch returns whole responses
 
     def __init__(self, policy, backend: str) -> None:
         self.inner, self.backend = policy, check_backend(backend)

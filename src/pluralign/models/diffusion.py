@@ -107,8 +107,52 @@ class TextEncoder:
         tok = self.tokenizer(
             texts, padding="max_length", max_length=self.max_length, truncation=True, return_tensors="pt"
         ).to(self.device)
+        mask = tok.get("attention_mask") if self.use_attention_mask else None
         with torch.no_grad():
-            return self.model(input_ids=tok["input_ids"], attention_mask=tok.get("attention_mask")).last_hidden_state
+            return self.model(input_ids=tok["input_ids"], attention_mask=mask).last_hidden_state
+
+    @property
+    def use_attention_mask(self) -> bool:
+        """Whether the padding mask goes to the encoder: the rule of diffusers' Stable Diffusion pipeline
+        (``encode_prompt``), a mask only where the encoder's config sets ``use_attention_mask``, so SD's CLIP
+        gets none (it was trained without one: its padding states are part of what the UNet saw). Encoders of
+        other families without that flag (BERT-style sentence encoders) run as they were pretrained, masked."""
+        flag = getattr(self.model.config, "use_attention_mask", None)
+        if flag is not None:
+            return bool(flag)
+        return not str(getattr(self.model.config, "model_type", "")).startswith("clip")
+
+    def fit_caption(self, caption: str, suffix: str) -> str:
+        """``caption`` cut at a token boundary so that ``caption + suffix`` (the reward tags) fits ``max_length``
+        tokens with the suffix whole: the encoder truncates from the end, which would cut the tags first."""
+        return fit_caption(self.tokenizer, caption, suffix, self.max_length)
+
+
+def fit_caption(tokenizer: Any, caption: str, suffix: str, max_length: int) -> str:
+    """The longest token-boundary prefix of ``caption`` with which ``caption + suffix`` tokenises to at most
+    ``max_length`` tokens (special tokens included): the suffix (the reward tags) always survives whole.
+    RiC's reference does the same with a fixed budget (the caption capped at 77 - 16 tokens)."""
+
+    def fits(text: str) -> bool:
+        return len(tokenizer(text + suffix)["input_ids"]) <= max_length
+
+    if fits(caption):
+        return caption
+    if not fits(""):
+        raise ConfigError(
+            f"the reward tags {suffix.strip()!r} alone take more than the text encoder's {max_length} tokens; "
+            "use a shorter tag_format or a larger text_max_length"
+        )
+    room = max_length - tokenizer.num_special_tokens_to_add() - len(tokenizer(suffix, add_special_tokens=False)["input_ids"])
+    enc = tokenizer(caption, add_special_tokens=False, return_offsets_mapping=bool(tokenizer.is_fast))
+    for keep in range(min(room, len(enc["input_ids"])), 0, -1):  # one step back if a cut word re-tokenises longer
+        if tokenizer.is_fast:
+            cut = caption[: enc["offset_mapping"][keep - 1][1]]
+        else:
+            cut = tokenizer.decode(enc["input_ids"][:keep]).strip()
+        if fits(cut):
+            return cut
+    return ""
 
 
 class PatchCodec:
@@ -205,6 +249,16 @@ def tensor_to_pil(pixels) -> list:
     return [Image.fromarray(a.transpose(1, 2, 0)) for a in arr]
 
 
+def ddim_scheduler(config: dict):
+    """The sampling DDIM, built from the model's scheduler config as diffusers swaps schedulers
+    (``DDIMScheduler.from_config``), with ``set_alpha_to_one=False`` unless the config names it: Stable
+    Diffusion's setting (the last step ends at ``alphas_cumprod[0]``, the noise level the UNet was trained
+    on), where DDIM's own default (True) would apply to any config that does not say, e.g. a DDPM one."""
+    from diffusers import DDIMScheduler
+
+    return DDIMScheduler.from_config(dict(config), set_alpha_to_one=bool(config.get("set_alpha_to_one", False)))
+
+
 class TextToImage:
     """UNet + scheduler + frozen text encoder + codec; :meth:`sample` draws images for captions."""
 
@@ -246,9 +300,8 @@ class TextToImage:
         gets the same starting noise under every preference: fronts compare preferences, not noise draws.
         """
         import torch
-        from diffusers import DDIMScheduler
 
-        scheduler = DDIMScheduler.from_config(self.scheduler_config)
+        scheduler = ddim_scheduler(self.scheduler_config)
         device = next(self.unet.parameters()).device
         seeds = list(seeds) if seeds is not None else [int(seed) + i for i in range(len(captions))]
         size = self.unet.config.sample_size

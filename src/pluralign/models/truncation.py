@@ -10,7 +10,8 @@ Hugging Face reward-model objectives, and the multi-head and classifier reward m
 - ``pair``: the tokenizer's text pair ``(prompt, response)``;
 - ``reversed_pair``: the text pair ``(response, prompt)`` (e.g. the summary reward models of RiC's paper);
 - ``response``: the response alone;
-- ``concat``: ``prompt + separator + response + suffix`` as one text;
+- ``concat``: ``prompt + separator + response + suffix`` as one text (no separator given: the one join rule
+  of :mod:`pluralign.models.sequences`, one space unless the prompt ends in whitespace);
 - ``template``: ``template.format(prompt=..., response=..., bos=..., eos=...)``;
 - ``summary_bos_post``: ``response + " " + bos + " " + prompt`` (the summary convention of RiC's paper).
 
@@ -37,7 +38,7 @@ class PairFormat:
 
     input_format: str = "concat"
     template: str | None = None
-    separator: str = ""
+    separator: str | None = None  # None: pluralign.models.sequences.join_response
     suffix: str = ""
     add_special_tokens: bool = True
     chat: bool = False  # HH-style text dialogues go through the chat template (see render_pair)
@@ -62,6 +63,10 @@ class PairFormat:
             return (f"{response} {bos} {prompt}{self.suffix}",)
         if f == "template":
             return (self.template.format(prompt=prompt, response=response, bos=bos, eos=eos) + self.suffix,)
+        if self.separator is None:
+            from pluralign.models.sequences import join_response
+
+            return (join_response(prompt, response) + self.suffix,)
         return (f"{prompt}{self.separator}{response}{self.suffix}",)
 
 

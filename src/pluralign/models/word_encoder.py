@@ -80,6 +80,19 @@ class WordEncoder:
         rows = [[self.index[START]] + [self.index.get(w, unk) for w in words(t)][: self.max_length - 1] for t in texts]
         return torch.tensor([r + [0] * (self.max_length - len(r)) for r in rows], device=self.device)
 
+    def fit_caption(self, caption: str, suffix: str) -> str:
+        """``caption`` cut to whole words so that ``caption + suffix`` (the reward tags) fits ``max_length``."""
+        room = self.max_length - 1 - len(words(suffix))  # 1: the start token
+        if room < 0:
+            from pluralign.errors import ConfigError
+
+            raise ConfigError(
+                f"the reward tags {suffix.strip()!r} alone take more than the word encoder's {self.max_length} "
+                "tokens; use a larger text_max_length"
+            )
+        parts = str(caption).split()
+        return caption if len(parts) <= room else " ".join(parts[:room])
+
     def encode(self, texts: Sequence[str]) -> torch.Tensor:
         return self.model(self.ids(list(texts)))
 

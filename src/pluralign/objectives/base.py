@@ -1,9 +1,16 @@
-"""The objective interface: score (prompt, response) pairs to one float each."""
+"""The objective interface: score (prompt, response) pairs to one float each.
+
+A prompt is text or a conversational list of messages, passed as it is: an objective that reads the
+prompt renders messages the way it was trained (a Hugging Face or pluralign reward model through its
+tokenizer's chat template, :func:`pluralign.models.truncation.render_pair`), never a flattened
+``user: ...`` text it never saw.
+"""
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
+from typing import Any
 
 
 class Objective(ABC):
@@ -18,14 +25,17 @@ class Objective(ABC):
         """A string that changes whenever the scores could change (used as the scoring-cache key)."""
 
     @abstractmethod
-    def score_batch(self, prompts: Sequence[str], responses: Sequence[str]) -> list[float]:
-        """Score one batch of pairs."""
+    def score_batch(self, prompts: Sequence[Any], responses: Sequence[str]) -> list[float]:
+        """Score one batch of pairs (prompts: text or lists of messages)."""
 
-    def score(self, prompts: Sequence[str], responses: Sequence[str]) -> list[float]:
+    def score(self, prompts: Sequence[Any], responses: Sequence[str]) -> list[float]:
         """Score every pair, in length-sorted batches (less padding), returned in input order."""
+        from pluralign.data.loading import prompt_text
+
         if len(prompts) != len(responses):
             raise ValueError(f"got {len(prompts)} prompts but {len(responses)} responses")
-        order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]) + len(responses[i]))
+        size = [len(prompt_text(p)) + len(r) for p, r in zip(prompts, responses)]
+        order = sorted(range(len(prompts)), key=size.__getitem__)
         out: list[float] = [0.0] * len(prompts)
         for start in range(0, len(order), self.batch_size):
             idx = order[start : start + self.batch_size]

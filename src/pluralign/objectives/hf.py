@@ -5,7 +5,8 @@ Input conventions differ between reward models (METHODS.md §1), so each is conf
 - ``input_format="pair"``: the tokenizer's text pair ``(prompt, response)``;
 - ``input_format="reversed_pair"``: the text pair ``(response, prompt)`` (RiC's summary reward models);
 - ``input_format="response"``: the response alone;
-- ``input_format="concat"``: ``prompt + separator + response`` as one text;
+- ``input_format="concat"``: ``prompt + separator + response`` as one text (no separator: one space unless
+  the prompt ends in whitespace, the join rule training uses);
 - ``input_format="template"``: ``template.format(prompt=..., response=..., bos=..., eos=...)``;
 - ``input_format="summary_bos_post"``: ``response + " " + bos + " " + prompt`` (RiC's summary convention).
 
@@ -40,7 +41,7 @@ class HFRewardModel(Objective):
         model: str,
         input_format: str = "pair",
         template: str | None = None,
-        separator: str = "",
+        separator: str | None = None,
         append_eos: bool = False,
         logit_index: int = 0,
         activation: str = "none",

@@ -2,7 +2,10 @@
 
 Built-ins (offline, ``name=image:<scorer>``):
 
-- ``compressibility``: minus the JPEG size in KB at quality 95 (PIL), RiC's diffusion reward;
+- ``compressibility``: minus the JPEG size in KB at quality 95 (PIL), RiC's diffusion reward, measured after
+  resizing to ``resolution`` x ``resolution`` (default 512, as the reference: the training resolution of
+  Stable Diffusion v1.5), so that the score measures content, not pixel count; ``resolution: null`` keeps
+  the native size;
 - ``colourfulness``: Hasler and Suesstrunk's colourfulness metric (2003),
   ``sqrt(std_rg^2 + std_yb^2) + 0.3 sqrt(mean_rg^2 + mean_yb^2)`` on 0-255 RGB. It conflicts with
   compressibility without mirroring it: saturated colour detail costs JPEG bytes, but a flat saturated
@@ -47,10 +50,19 @@ def image_digest(image: Any) -> str:
     return hashlib.sha1(f"{pil.size}".encode() + pil.tobytes()).hexdigest()
 
 
-def jpeg_compressibility(image: Any, quality: int = 95) -> float:
-    """Minus the JPEG size in KB at ``quality`` (higher = more compressible)."""
+COMPRESSIBILITY_RESOLUTION = 512
+
+
+def jpeg_compressibility(image: Any, quality: int = 95, resolution: int | None = COMPRESSIBILITY_RESOLUTION) -> float:
+    """Minus the JPEG size in KB at ``quality`` (higher = more compressible), after a bicubic resize to
+    ``resolution`` x ``resolution`` (the reference's ``img.resize((512, 512))``; None: the native size)."""
+    from PIL import Image
+
+    pil = to_pil(image)
+    if resolution and pil.size != (resolution, resolution):
+        pil = pil.resize((int(resolution), int(resolution)), Image.BICUBIC)
     buf = io.BytesIO()
-    to_pil(image).save(buf, format="JPEG", quality=quality)
+    pil.save(buf, format="JPEG", quality=quality)
     return -buf.tell() / 1000.0
 
 
@@ -84,23 +96,38 @@ class ImageObjective(Objective):
 
 
 class BuiltinImageObjective(ImageObjective):
-    """One of :data:`IMAGE_BUILTINS`; ``quality`` applies to compressibility."""
+    """One of :data:`IMAGE_BUILTINS`; ``quality`` and ``resolution`` (None: native size) apply to compressibility."""
 
-    def __init__(self, name: str, scorer: str, quality: int = 95, batch_size: int = 64) -> None:
+    def __init__(
+        self,
+        name: str,
+        scorer: str,
+        quality: int = 95,
+        resolution: int | None = COMPRESSIBILITY_RESOLUTION,
+        batch_size: int = 64,
+    ) -> None:
         if scorer not in IMAGE_BUILTINS and scorer != "clip":
             raise ConfigError(
                 f"objective {name!r}: unknown image scorer {scorer!r}; use one of {[*IMAGE_BUILTINS, 'clip']}"
             )
+        if resolution is not None and (not isinstance(resolution, int) or isinstance(resolution, bool) or resolution < 1):
+            raise ConfigError(
+                f"objective {name!r}: resolution must be a positive integer (pixels, e.g. 512) or null for the native size, "
+                f"got {resolution!r}"
+            )
         self.name, self.scorer, self.quality, self.batch_size = name, scorer, int(quality), batch_size
+        self.resolution = resolution
 
     @property
     def identity(self) -> str:
-        q = f":q{self.quality}" if self.scorer == "compressibility" else ""
-        return f"image:{self.scorer}{q}:v1"
+        if self.scorer != "compressibility":
+            return f"image:{self.scorer}:v1"
+        size = f":r{self.resolution}" if self.resolution else ""  # native size: the identity scores had before
+        return f"image:compressibility:q{self.quality}{size}:v1"
 
     def score_batch(self, prompts: Sequence[str], responses: Sequence[Any]) -> list[float]:
         if self.scorer == "compressibility":
-            return [jpeg_compressibility(im, self.quality) for im in responses]
+            return [jpeg_compressibility(im, self.quality, self.resolution) for im in responses]
         return [IMAGE_BUILTINS[self.scorer](im) for im in responses]
 
 

@@ -1,12 +1,14 @@
 """An objective given as a Python callable ``module:function``.
 
-The function takes ``(prompts, responses)`` (two lists of str) and returns one float per pair.
+The function takes ``(prompts, responses)`` (two lists of str; a conversational prompt arrives as its
+``role: content`` lines) and returns one float per pair.
 """
 
 from __future__ import annotations
 
 import importlib
 from collections.abc import Sequence
+from typing import Any
 
 from pluralign.errors import ConfigError
 from pluralign.objectives.base import Objective
@@ -42,8 +44,10 @@ class CallableObjective(Objective):
     def identity(self) -> str:
         return f"callable:{self.function}"
 
-    def score_batch(self, prompts: Sequence[str], responses: Sequence[str]) -> list[float]:
-        out = list(self.fn(list(prompts), list(responses)))
+    def score_batch(self, prompts: Sequence[Any], responses: Sequence[str]) -> list[float]:
+        from pluralign.data.loading import prompt_text
+
+        out = list(self.fn([prompt_text(p) for p in prompts], list(responses)))
         if len(out) != len(prompts):
             raise ValueError(
                 f"objective {self.name!r}: {self.function} returned {len(out)} scores for {len(prompts)} pairs"

@@ -68,12 +68,12 @@ def validate_context(context: Any) -> list[Choice]:
 
 def score_differences(context: Any, objectives: Any) -> np.ndarray:
     """(n, K) z-score differences chosen - rejected, scored with ``objectives`` (an ObjectiveSet with stats)."""
-    from pluralign.data.loading import prompt_text, response_text
+    from pluralign.data.loading import check_prompt, response_text
 
     choices = validate_context(context)
     stats = objectives.require_stats()  # one-line DataError when the set has no statistics
     del stats
-    prompts = [prompt_text(c[0]) for c in choices]
+    prompts = [check_prompt(c[0]) for c in choices]  # messages stay messages (objectives render them)
     chosen = objectives.zscores(objectives.score(prompts, [response_text(c[1]) for c in choices]))
     rejected = objectives.zscores(objectives.score(prompts, [response_text(c[2]) for c in choices]))
     return chosen - rejected

@@ -2,23 +2,25 @@
 
 ``POST /v1/chat/completions`` and ``POST /v1/completions`` take OpenAI's request body plus one of
 ``preference`` ({objective: weight}, or a list in objective order) or ``context`` (the user's choices:
-``[{"prompt", "chosen", "rejected"}, ...]``). Every request goes through one :class:`RequestBatcher`, so
-concurrent requests with different preferences share a generate call. Mistakes in a request get a 4xx
-answer in OpenAI's error shape (``{"error": {"message", "type", "param", "code"}}``) and the server
-goes on serving. With ``stream: true`` the text is generated in full, then sent as server-sent events in
-OpenAI's chunk shape ending with ``data: [DONE]`` (the batcher generates whole responses; see
-docs/serving.md).
+``[{"prompt", "chosen", "rejected"}, ...]``), and for a LoRA bank ``mixing`` ("weights" or "logits").
+Every request goes through one generation engine: the fixed batcher (:class:`RequestBatcher`, requests
+wait for the running batch) or continuous batching (:class:`ContinuousScheduler`, requests join it at
+the next token), so concurrent requests with different preferences share forward passes. With
+``stream: true`` tokens leave as they are generated, as server-sent events in OpenAI's chunk shape
+ending with ``data: [DONE]``; a client that disconnects frees its row. Mistakes in a request get a 4xx
+answer in OpenAI's error shape (``{"error": {"message", "type", "param", "code"}}``) and the server goes
+on serving. With an API key set, every endpoint but ``/health``, the page and its static files needs
+``Authorization: Bearer KEY``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import copy
+import hmac
 import json
-import re
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,9 +37,14 @@ from pluralign.errors import PluralignError, PreferenceError
 from pluralign.generation.policy import Choice, SteerablePolicy
 from pluralign.preferences.weights import Preference
 from pluralign.serve.batcher import RequestBatcher
+from pluralign.serve.scheduler import ContinuousScheduler
+from pluralign.serve.streams import Completion, ResponseStream
 
 STATIC_DIR = Path(__file__).parent / "static"
 FRONT_NAME = "front.json"
+SERVE_BACKENDS = ("transformers", "continuous")
+CHAT_ROLES = ("system", "developer", "user", "assistant")
+OPEN_PATHS = ("/health", "/", "/favicon.ico")  # and /static/...: the page loads before the user gives a key
 
 
 @dataclass
@@ -52,6 +59,8 @@ class ServerSettings:
     max_context_choices: int = 64
     batch_window_s: float = 0.01
     max_batch_size: int = 32
+    api_key: str | None = None
+    backend: str = "transformers"
 
 
 class APIError(Exception):
@@ -88,6 +97,7 @@ class _SteeredRequest(BaseModel):
     stop: str | list[str] | None = None
     preference: Any = None
     context: Any = None
+    mixing: str | None = None
 
 
 class ChatMessage(BaseModel):
@@ -121,6 +131,23 @@ class _Job:
     generation_kwargs: dict[str, Any]
     max_tokens: int
     stop: list[str]
+    mixing: str | None = None
+
+
+def supports_continuous(policy: Any) -> bool:
+    """True when the policy says how to decode a request token by token (``decode_target``)."""
+    method = getattr(type(policy), "decode_target", None)
+    return method is not None and method is not SteerablePolicy.decode_target
+
+
+def make_engine(policy: SteerablePolicy, settings: ServerSettings) -> RequestBatcher | ContinuousScheduler:
+    """The generation engine of ``settings.backend``; continuous batching falls back to fixed batches for a
+    policy that generates only whole responses."""
+    if settings.backend not in SERVE_BACKENDS:
+        raise ValueError(f"backend must be one of {SERVE_BACKENDS}, got {settings.backend!r}")
+    if settings.backend == "continuous" and supports_continuous(policy):
+        return ContinuousScheduler(policy, max_batch_size=settings.max_batch_size)
+    return RequestBatcher(policy, window_s=settings.batch_window_s, max_batch_size=settings.max_batch_size)
 
 
 def create_app(
@@ -128,19 +155,18 @@ def create_app(
 ) -> FastAPI:
     """Build the FastAPI app serving ``policy``; ``front_path`` (a front.json) feeds the page's Pareto plot."""
     settings = settings or ServerSettings()
-    batcher = RequestBatcher(policy, window_s=settings.batch_window_s, max_batch_size=settings.max_batch_size)
+    engine = make_engine(policy, settings)
     front = Path(front_path) if front_path is not None else None
-    count_tokens = TokenCounter(policy)
     created = int(time.time())
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         yield
-        await batcher.aclose()
+        await engine.aclose()
 
     app = FastAPI(title="pluralign", summary="steerable generation, one preference per request", lifespan=lifespan)
     app.state.policy = policy
-    app.state.batcher = batcher
+    app.state.batcher = engine
     app.state.settings = settings
 
     @app.exception_handler(APIError)
@@ -169,13 +195,19 @@ def create_app(
             "method": policy.method,
             "objectives": policy.objectives,
             "steering": ["preference", "context"],
+            "mixing": list(getattr(policy, "mixings", ()) or ()),
             "limits": {"max_tokens": settings.max_tokens_limit, "max_prompt_chars": settings.max_prompt_chars},
             "front": front is not None and front.is_file(),
         }
 
     @app.get("/health")
     async def health() -> dict[str, Any]:
-        return {"status": "ok", "model": settings.model_name, "batcher": batcher.stats.as_dict()}
+        return {
+            "status": "ok",
+            "model": settings.model_name,
+            "backend": engine.backend,
+            "batcher": engine.stats.as_dict(),
+        }
 
     @app.get("/v1/models")
     async def list_models() -> dict[str, Any]:
@@ -201,8 +233,15 @@ def create_app(
     max_body = max_body_bytes(settings)
 
     @app.middleware("http")
-    async def limit_body(request: Request, call_next):
-        """Refuse bodies far larger than the prompt limits allow before reading them."""
+    async def guard(request: Request, call_next):
+        """The API key (when set) on every endpoint but the open ones; bodies far larger than the prompt
+        limits allow are refused before they are read."""
+        if settings.api_key and not _is_open(request.url.path) and not _authorized(request, settings.api_key):
+            return APIError(
+                "missing or wrong API key: send the header 'Authorization: Bearer KEY' with the server's key",
+                status=401,
+                code="invalid_api_key",
+            ).response()
         size = request.headers.get("content-length")
         if size is not None and size.isdigit() and int(size) > max_body:
             return APIError(
@@ -210,19 +249,67 @@ def create_app(
             ).response()
         return await call_next(request)
 
-    async def run_job(job: _Job) -> list[str]:
-        async def one(prompt: Any) -> str:
-            try:
-                text = await batcher.submit(
-                    prompt, preference=job.preference, context=job.context, **job.generation_kwargs
-                )
-            except PluralignError as exc:
-                raise APIError(str(exc), param="context" if job.context is not None else "preference") from exc
-            except Exception as exc:
-                raise APIError(f"generation failed: {type(exc).__name__}: {exc}", 500, type_="server_error") from exc
-            return _apply_stop(text, job.stop)
+    async def start(job: _Job) -> list[ResponseStream]:
+        return [
+            await engine.submit(
+                p, preference=job.preference, context=job.context, stop=job.stop, mixing=job.mixing,
+                **job.generation_kwargs,
+            )
+            for p in job.prompts
+        ]
 
-        return list(await asyncio.gather(*(one(p) for p in job.prompts)))
+    def api_error(exc: BaseException, job: _Job) -> APIError:
+        if isinstance(exc, APIError):
+            return exc
+        if isinstance(exc, PluralignError):
+            param = "context" if job.context is not None else ("mixing" if job.mixing else "preference")
+            return APIError(str(exc), param=param)
+        return APIError(f"generation failed: {type(exc).__name__}: {exc}", 500, type_="server_error")
+
+    async def complete(streams: list[ResponseStream], job: _Job) -> list[Completion]:
+        try:
+            return list(await asyncio.gather(*(s.result() for s in streams)))
+        except asyncio.CancelledError:  # the client went away: free the rows
+            for s in streams:
+                s.cancel()
+            raise
+        except Exception as exc:
+            for s in streams:
+                s.cancel()
+            raise api_error(exc, job) from exc
+
+    async def stream_events(streams: list[ResponseStream], job: _Job, render) -> StreamingResponse:
+        """SSE of the streams' deltas as they come; the first event is awaited here, so a request whose
+        generation fails at once gets an ordinary error response."""
+        events = _merge_streams(streams)
+        try:
+            first = await anext(events)
+        except StopAsyncIteration:
+            first = None
+        except Exception as exc:
+            for s in streams:
+                s.cancel()
+            raise api_error(exc, job) from exc
+
+        async def body() -> AsyncIterator[str]:
+            try:
+                for event in render(first):
+                    yield f"data: {json.dumps(event)}\n\n"
+                async for item in events:
+                    for event in render(item):
+                        yield f"data: {json.dumps(event)}\n\n"
+                for event in render(None):
+                    yield f"data: {json.dumps(event)}\n\n"
+            except Exception as exc:  # headers are sent: the error goes in the stream
+                err = api_error(exc, job)
+                payload = {"message": err.message, "type": err.type, "param": err.param, "code": err.code}
+                yield f"data: {json.dumps({'error': payload})}\n\n"
+            finally:
+                for s in streams:
+                    s.cancel()  # a no-op for finished streams; frees the rows of a client that left
+            yield "data: [DONE]\n\n"
+
+        return StreamingResponse(body(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
 
     @app.post("/v1/completions")
     async def completions(body: CompletionRequest) -> Any:
@@ -235,16 +322,16 @@ def create_app(
                 param="prompt",
             )
         job = _build_job(body, prompts, body.max_tokens, policy, settings)
-        texts = await run_job(job)
         rid, now = f"cmpl-{uuid.uuid4().hex}", int(time.time())
-        finishes = [_finish_reason(count_tokens, t, job) for t in texts]
-        extra = _steering_echo(job)
+        streams = await start(job)
         if body.stream:
-            return _sse(_completion_chunks(rid, now, settings.model_name, texts, finishes))
-        usage = _usage(count_tokens, [_prompt_text(p) for p in prompts], texts)
+            include_usage = bool((body.stream_options or {}).get("include_usage"))
+            return await stream_events(
+                streams, job, _completion_renderer(rid, now, settings.model_name, streams, include_usage, job)
+            )
+        done = await complete(streams, job)
         choices = [
-            {"index": i, "text": t, "logprobs": None, "finish_reason": f}
-            for i, (t, f) in enumerate(zip(texts, finishes))
+            {"index": i, "text": c.text, "logprobs": None, "finish_reason": c.finish_reason} for i, c in enumerate(done)
         ]
         return {
             "id": rid,
@@ -252,8 +339,8 @@ def create_app(
             "created": now,
             "model": settings.model_name,
             "choices": choices,
-            "usage": usage,
-            **extra,
+            "usage": _usage(done),
+            **_steering_echo(job),
         }
 
     @app.post("/v1/chat/completions")
@@ -263,25 +350,36 @@ def create_app(
         prompt = _messages_to_prompt(body.messages, policy)
         max_tokens = body.max_completion_tokens if body.max_completion_tokens is not None else body.max_tokens
         job = _build_job(body, [prompt], max_tokens, policy, settings)
-        (text,) = await run_job(job)
         rid, now = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
-        finish = _finish_reason(count_tokens, text, job)
-        usage = _usage(count_tokens, [_prompt_text(prompt)], [text])
+        streams = await start(job)
         if body.stream:
             include_usage = bool((body.stream_options or {}).get("include_usage"))
-            return _sse(_chat_chunks(rid, now, settings.model_name, text, finish, usage if include_usage else None))
-        message = {"role": "assistant", "content": text}
+            return await stream_events(
+                streams, job, _chat_renderer(rid, now, settings.model_name, streams, include_usage, job)
+            )
+        (done,) = await complete(streams, job)
+        message = {"role": "assistant", "content": done.text}
         return {
             "id": rid,
             "object": "chat.completion",
             "created": now,
             "model": settings.model_name,
-            "choices": [{"index": 0, "message": message, "logprobs": None, "finish_reason": finish}],
-            "usage": usage,
+            "choices": [{"index": 0, "message": message, "logprobs": None, "finish_reason": done.finish_reason}],
+            "usage": _usage([done]),
             **_steering_echo(job),
         }
 
     return app
+
+
+def _is_open(path: str) -> bool:
+    return path in OPEN_PATHS or path.startswith("/static/")
+
+
+def _authorized(request: Request, key: str) -> bool:
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    return scheme.lower() == "bearer" and hmac.compare_digest(token.strip().encode(), key.encode())
 
 
 # --- request validation -------------------------------------------------------------------------
@@ -334,7 +432,12 @@ def _build_job(
     if len(stop) > 4 or any(not s for s in stop):
         raise APIError("stop takes up to 4 non-empty strings", param="stop")
     preference, context = _resolve_steering(body, policy, settings)
-    return _Job(prompts, preference, context, gen, max_tokens, stop)
+    mixing = body.mixing
+    if mixing is not None and mixing not in (getattr(policy, "mixings", ()) or ()):
+        offered = tuple(getattr(policy, "mixings", ()) or ())
+        fix = f"use one of {', '.join(offered)}" if offered else "this model is not a bank of LoRA adapters; leave it out"
+        raise APIError(f"mixing {mixing!r} is not available: {fix}", param="mixing")
+    return _Job(prompts, preference, context, gen, max_tokens, stop, mixing)
 
 
 def _resolve_steering(
@@ -378,10 +481,18 @@ def _parse_context(raw: Any, settings: ServerSettings) -> list[Choice]:
 
 
 def _messages_to_prompt(messages: Sequence[ChatMessage], policy: SteerablePolicy) -> Any:
-    """Messages as a conversation when the tokenizer has a chat template, else as plain text."""
+    """Messages as a conversation when the tokenizer has a chat template, else as plain text; a role the
+    server does not know is a 400 naming the message."""
+    for i, m in enumerate(messages):
+        if m.role not in CHAT_ROLES:
+            raise APIError(
+                f"messages[{i}].role is {m.role!r}; this server takes the roles {', '.join(CHAT_ROLES)}",
+                param=f"messages[{i}].role",
+                code="invalid_role",
+            )
     tokenizer = getattr(policy, "tokenizer", None)
     if tokenizer is not None and getattr(tokenizer, "chat_template", None):
-        return [{"role": m.role, "content": m.text()} for m in messages]
+        return [{"role": "system" if m.role == "developer" else m.role, "content": m.text()} for m in messages]
     if len(messages) == 1 and messages[0].role == "user":
         return messages[0].text()
     return "\n".join(f"{m.role}: {m.text()}" for m in messages) + "\nassistant:"
@@ -396,26 +507,11 @@ def _prompt_text(prompt: Any) -> str:
     return "\n".join(str(m.get("content", "")) for m in prompt)
 
 
-class TokenCounter:
-    """Counts tokens for ``usage`` with the policy's tokenizer (words when it has none).
-
-    It keeps its own copy of the tokenizer: a fast tokenizer used from the event loop while the
-    generation thread pads with it fails with "Already borrowed".
-    """
-
-    def __init__(self, policy: SteerablePolicy) -> None:
-        tokenizer = getattr(policy, "tokenizer", None)
-        self.tokenizer = copy.deepcopy(tokenizer) if tokenizer is not None else None
-
-    def __call__(self, text: str) -> int:
-        if self.tokenizer is None:
-            return len(text.split())
-        return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
-
-
-def _usage(count: TokenCounter, prompts: Sequence[str], texts: Sequence[str]) -> dict[str, int]:
-    prompt_tokens = sum(count(p) for p in prompts)
-    completion_tokens = sum(count(t) for t in texts)
+def _usage(done: Sequence[Completion]) -> dict[str, int]:
+    """OpenAI's usage: the rendered prompts' tokens (chat template and steering tags included) and the
+    generated tokens."""
+    prompt_tokens = sum(c.prompt_tokens for c in done)
+    completion_tokens = sum(c.completion_tokens for c in done)
     return {
         "prompt_tokens": prompt_tokens,
         "completion_tokens": completion_tokens,
@@ -423,76 +519,94 @@ def _usage(count: TokenCounter, prompts: Sequence[str], texts: Sequence[str]) ->
     }
 
 
-def _apply_stop(text: str, stop: Sequence[str]) -> str:
-    cuts = [text.find(s) for s in stop if s in text]
-    return text[: min(cuts)] if cuts else text
-
-
-def _finish_reason(count: TokenCounter, text: str, job: _Job) -> str:
-    return "length" if count(text) >= job.max_tokens else "stop"
-
-
 def _steering_echo(job: _Job) -> dict[str, Any]:
     """The preference each response was steered by (pluralign's extra field in the response)."""
-    return {"preference": job.preference.as_dict() if job.preference is not None else None}
+    echo: dict[str, Any] = {"preference": job.preference.as_dict() if job.preference is not None else None}
+    if job.mixing is not None:
+        echo["mixing"] = job.mixing
+    return echo
 
 
-def _pieces(text: str) -> list[str]:
-    """Word-sized pieces (each keeps its trailing spaces) whose concatenation is exactly ``text``."""
-    return re.findall(r"\s*\S+\s*|\s+", text) or [""]
+async def _merge_streams(streams: Sequence[ResponseStream]) -> AsyncIterator[tuple[int, str | None]]:
+    """``(index, delta)`` from every stream as it comes, ``(index, None)`` when stream ``index`` ends."""
+    if len(streams) == 1:
+        async for delta in streams[0].deltas():
+            yield 0, delta
+        yield 0, None
+        return
+    queue: asyncio.Queue = asyncio.Queue()
+
+    async def pump(i: int, stream: ResponseStream) -> None:
+        try:
+            async for delta in stream.deltas():
+                await queue.put((i, delta))
+            await queue.put((i, None))
+        except Exception as exc:
+            await queue.put((i, exc))
+
+    tasks = [asyncio.create_task(pump(i, s)) for i, s in enumerate(streams)]
+    try:
+        remaining = len(streams)
+        while remaining:
+            i, item = await queue.get()
+            if isinstance(item, BaseException):
+                raise item
+            if item is None:
+                remaining -= 1
+            yield i, item
+    finally:
+        for task in tasks:
+            task.cancel()
 
 
-def _sse(events: Iterator[dict[str, Any]]) -> StreamingResponse:
-    def encode() -> Iterator[str]:
-        for event in events:
-            yield f"data: {json.dumps(event)}\n\n"
-        yield "data: [DONE]\n\n"
+def _chat_renderer(rid: str, created: int, model: str, streams: Sequence[ResponseStream], include_usage: bool, job: _Job):
+    """Events of a streamed chat completion: the role, each content delta, the finish reason, the usage."""
+    started = False
 
-    return StreamingResponse(encode(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
+    def chunk(choices: list[dict[str, Any]], **extra: Any) -> dict[str, Any]:
+        return {"id": rid, "object": "chat.completion.chunk", "created": created, "model": model, "choices": choices, **extra}
 
+    def render(item: tuple[int, str | None] | None) -> list[dict[str, Any]]:
+        nonlocal started
+        events = []
+        if not started:
+            started = True
+            delta = {"role": "assistant", "content": ""}
+            events.append(chunk([{"index": 0, "delta": delta, "logprobs": None, "finish_reason": None}]))
+        if item is None:
+            if include_usage:
+                events.append(chunk([], usage=_usage([s.completion for s in streams if s.completion])))
+            return events
+        i, delta = item
+        if delta is None:
+            finish = streams[i].completion.finish_reason
+            events.append(chunk([{"index": i, "delta": {}, "logprobs": None, "finish_reason": finish}], **_steering_echo(job)))
+        else:
+            events.append(chunk([{"index": i, "delta": {"content": delta}, "logprobs": None, "finish_reason": None}]))
+        return events
 
-def _chat_chunks(
-    rid: str, created: int, model: str, text: str, finish: str, usage: dict[str, int] | None
-) -> Iterator[dict[str, Any]]:
-    def chunk(delta: dict[str, Any], finish_reason: str | None) -> dict[str, Any]:
-        return {
-            "id": rid,
-            "object": "chat.completion.chunk",
-            "created": created,
-            "model": model,
-            "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}],
-        }
-
-    yield chunk({"role": "assistant", "content": ""}, None)
-    for piece in _pieces(text):
-        if piece:
-            yield chunk({"content": piece}, None)
-    yield chunk({}, finish)
-    if usage is not None:
-        yield {
-            "id": rid,
-            "object": "chat.completion.chunk",
-            "created": created,
-            "model": model,
-            "choices": [],
-            "usage": usage,
-        }
+    return render
 
 
-def _completion_chunks(
-    rid: str, created: int, model: str, texts: Sequence[str], finishes: Sequence[str]
-) -> Iterator[dict[str, Any]]:
-    for i, (text, finish) in enumerate(zip(texts, finishes)):
-        pieces = [p for p in _pieces(text) if p] or [""]
-        for j, piece in enumerate(pieces):
-            last = j == len(pieces) - 1
-            yield {
-                "id": rid,
-                "object": "text_completion",
-                "created": created,
-                "model": model,
-                "choices": [{"index": i, "text": piece, "logprobs": None, "finish_reason": finish if last else None}],
-            }
+def _completion_renderer(
+    rid: str, created: int, model: str, streams: Sequence[ResponseStream], include_usage: bool, job: _Job
+):
+    """Events of a streamed text completion: each text delta of each prompt, its finish reason, the usage."""
+
+    def chunk(choices: list[dict[str, Any]], **extra: Any) -> dict[str, Any]:
+        return {"id": rid, "object": "text_completion", "created": created, "model": model, "choices": choices, **extra}
+
+    def render(item: tuple[int, str | None] | None) -> list[dict[str, Any]]:
+        if item is None:
+            done = [s.completion for s in streams if s.completion]
+            return [chunk([], usage=_usage(done))] if include_usage else []
+        i, delta = item
+        if delta is None:
+            finish = streams[i].completion.finish_reason
+            return [chunk([{"index": i, "text": "", "logprobs": None, "finish_reason": finish}], **_steering_echo(job))]
+        return [chunk([{"index": i, "text": delta, "logprobs": None, "finish_reason": None}])]
+
+    return render
 
 
 def max_body_bytes(settings: ServerSettings) -> int:

@@ -18,6 +18,7 @@ import trl
 
 from pluralign.data.dimension_pairs import Pairs, load_dimension_pairs
 from pluralign.errors import ConfigError
+from pluralign.models.sequences import trl_pair
 from pluralign.training.args import DevicePrecisionMixin, LoraMixin
 from pluralign.training.manifest import Manifest, is_finished
 from pluralign.training.margin_dpo import MARGIN_COLUMN, MarginDPOTrainer
@@ -61,7 +62,7 @@ def build_stage_trainer(
     beta: float | None = None,
 ) -> MarginDPOTrainer:
     """The trainer of one stage: ``model`` is the starting policy and the reference; optional margins."""
-    rows = [{"prompt": p["prompt"], "chosen": p["chosen"], "rejected": p["rejected"]} for p in pairs]
+    rows = [trl_pair(tokenizer, p["prompt"], p["chosen"], p["rejected"]) for p in pairs]
     if margins is not None:
         rows = [{**r, MARGIN_COLUMN: float(m)} for r, m in zip(rows, margins)]
     dataset = shared_dataset(rows, Path(stage_dir) / CHECKPOINTS / "dataset")

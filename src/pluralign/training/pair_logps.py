@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from pluralign.data.scoring import ScoreCache
+from pluralign.models.sequences import trl_pair
 from pluralign.training.progress import library_bars_off
 
 WEIGHT_FILES = ("model.safetensors", "adapter_model.safetensors", "model.safetensors.index.json", "config.json")
@@ -46,7 +47,8 @@ def model_fingerprint(model: str | Path) -> str:
 
 def logps_identity(model: str | Path, args: Any) -> str:
     """Cache identity: the model and every option that changes how TRL computes a sequence log-prob."""
-    return f"logps:{model_fingerprint(model)}:{args.max_length}:{args.truncation_mode}:{args.ld_alpha}"
+    # "bos1-join": rows begin with one BOS and join text responses by pluralign.models.sequences' rule
+    return f"logps:{model_fingerprint(model)}:{args.max_length}:{args.truncation_mode}:{args.ld_alpha}:bos1-join"
 
 
 def pair_logps(
@@ -88,10 +90,7 @@ def _score_with_trl(model: str, pairs: Sequence[dict[str, Any]], args: Any, toke
 
     from pluralign.training.state import is_main_process, shared_dataset, wait_for_everyone
 
-    rows = [
-        {"prompt": p["prompt"], "chosen": p["chosen"], "rejected": p["rejected"], INDEX_COLUMN: i}
-        for i, p in enumerate(pairs)
-    ]
+    rows = [{**trl_pair(tokenizer, p["prompt"], p["chosen"], p["rejected"]), INDEX_COLUMN: i} for i, p in enumerate(pairs)]
     trl_fields = {f.name for f in dataclasses.fields(DPOConfig) if f.init}
     values = {k: getattr(args, k) for k in trl_fields if hasattr(args, k)}
     tmp = Path(args.output_dir) / ".logps"

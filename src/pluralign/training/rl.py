@@ -22,10 +22,11 @@ from typing import Any
 import numpy as np
 from trl import RLOOConfig, RLOOTrainer
 
-from pluralign.data.loading import load_any, prompt_text, response_text, to_samples, unique_prompts
+from pluralign.data.loading import load_any, response_text, to_samples, unique_prompts
 from pluralign.data.scoring import ScoreCache, score_samples
 from pluralign.errors import ConfigError, DataError
 from pluralign.models.loading import check_model_source, load_tokenizer
+from pluralign.models.sequences import trl_text
 from pluralign.objectives.set import ObjectiveSet
 from pluralign.preferences.weights import validate_weights
 from pluralign.training.args import DevicePrecisionMixin, LoraMixin
@@ -50,10 +51,10 @@ class ScalarisedReward:
         self.__name__ = "scalarised_" + "_".join(f"{n}{w:g}" for n, w in zip(objectives.names, self.weights))
 
     def zscores(self, prompts: Sequence[Any], completions: Sequence[Any]) -> np.ndarray:
-        """(N, K) z-scored objective values of the completions."""
-        texts_p = [prompt_text(p) for p in prompts]
+        """(N, K) z-scored objective values of the completions (conversational prompts stay messages: each
+        objective renders them as it was trained, e.g. a reward model with its chat template)."""
         texts_c = [response_text(c) for c in completions]
-        return self.objectives.zscores(self.objectives.score(texts_p, texts_c))
+        return self.objectives.zscores(self.objectives.score(list(prompts), texts_c))
 
     def __call__(self, prompts: Sequence[Any], completions: Sequence[Any], **kwargs: Any) -> list[float]:
         return [float(x) for x in self.zscores(prompts, completions) @ self.weights]
@@ -221,7 +222,8 @@ def train_weighted_policy(
         objectives=objectives,
         weights=weights,
         args=args,
-        train_dataset=Dataset.from_dict({"prompt": list(prompts)}),
+        # TRL tokenises text prompts with the tokenizer's defaults: no BOS text of their own (one BOS in all)
+        train_dataset=Dataset.from_dict({"prompt": [trl_text(processing_class, p) for p in prompts]}),
         processing_class=processing_class,
         peft_config=config.peft_config(),
         callbacks=list(callbacks) if callbacks else None,

@@ -1,25 +1,45 @@
 """Supervised fine-tuning on prompt-completion samples through TRL's SFTTrainer (shared by methods).
 
-Loss is on completion tokens only (TRL's prompt-completion format), EOS is appended by TRL, checkpoints
-go to ``output_dir`` and a rerun resumes from the last one. The final model is saved to
-``output_dir/final`` and that folder is returned.
+The samples are tokenised here, not by TRL, under the rules of :mod:`pluralign.models.sequences`: the
+prompt's ids are exactly those generation feeds the model (one BOS where the tokenizer uses one), the
+response is stripped and joined after one space (or directly after whitespace), EOS is appended, and
+over ``max_length`` the prompt's oldest tokens go first (the response, its EOS and the prompt's end stay;
+a sample whose response leaves the prompt under a quarter of ``max_length`` is dropped and counted).
+Conversational prompts are rendered with the chat template, as generation renders them. Loss is on
+the response and EOS only; checkpoints go to ``output_dir`` and a rerun resumes from the last one. The
+final model is saved to ``output_dir/final`` and that folder is returned.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from pluralign.errors import DataError
 from pluralign.training.args import precision_for_device
 from pluralign.training.progress import use_progress_lines
 
 FINAL = "final"
 
 
+def sft_rows(tokenizer: Any, samples: Sequence[dict[str, Any]], max_length: int | None) -> tuple[list[dict], int]:
+    """Tokenised SFT rows ``{"input_ids", "labels"}`` of ``samples`` ({"prompt", "completion"}) and how many
+    were dropped as too long (:func:`pluralign.models.sequences.sft_example`)."""
+    from pluralign.data.loading import response_text
+    from pluralign.generation.prompts import render_prompt
+    from pluralign.models.sequences import adds_bos, sft_example
 
-
+    bos = adds_bos(tokenizer)
+    rows, dropped = [], 0
+    for s in samples:
+        row = sft_example(tokenizer, render_prompt(tokenizer, s["prompt"]), response_text(s["completion"]), max_length, bos)
+        if row is None:
+            dropped += 1
+        else:
+            rows.append(row)
+    return rows, dropped
 
 
 def run_sft(
@@ -30,19 +50,21 @@ def run_sft(
     peft_config=None,
     tokenizer=None,
     callbacks: Sequence[Any] | None = None,
+    progress: Callable[[str], None] | None = None,
     **overrides: Any,
 ) -> Path:
     """Fine-tune ``model`` (folder or hub id, full or adapter) on ``samples`` ({"prompt", "completion"}).
 
     ``args`` is an SFTConfig (or a subclass such as RiCConfig); ``overrides`` replace its fields for this
-    stage (e.g. learning_rate); ``callbacks`` are passed to the trainer. Returns the folder of the saved
-    final model. Finished stages are skipped.
+    stage (e.g. learning_rate); ``callbacks`` are passed to the trainer; ``progress`` hears how many
+    over-long samples were dropped. Returns the folder of the saved final model. Finished stages are skipped.
     """
     from datasets import Dataset
     from transformers.trainer_utils import get_last_checkpoint
     from trl import SFTConfig, SFTTrainer
 
     from pluralign.models.builtin import resolve_model
+    from pluralign.models.loading import load_tokenizer
 
     model = resolve_model(model)
     output_dir = Path(output_dir)
@@ -56,7 +78,18 @@ def run_sft(
     values.setdefault("report_to", "none")
     values.update(precision_for_device(values))
     sft_args = SFTConfig(**values)
-    dataset = Dataset.from_list([{"prompt": s["prompt"], "completion": s["completion"]} for s in samples])
+    if tokenizer is None:
+        tokenizer = load_tokenizer(model)
+    rows, dropped = sft_rows(tokenizer, samples, sft_args.max_length)
+    if not rows:
+        raise DataError(
+            f"every one of the {len(samples)} samples has a response too long for max_length={sft_args.max_length}; "
+            "raise max_length"
+        )
+    if dropped and progress:
+        progress(f"sft: dropped {dropped} of {len(samples)} samples whose response leaves the prompt under a "
+                 f"quarter of max_length={sft_args.max_length}")  # fmt: skip
+    dataset = Dataset.from_list(rows)
     model_arg: Any = model
     if (Path(model) / "adapter_config.json").is_file():
         from peft import AutoPeftModelForCausalLM

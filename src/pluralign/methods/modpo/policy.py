@@ -4,7 +4,9 @@ A request's preference picks the member whose weights are nearest (Euclidean). W
 ``interpolate=True`` the policy instead mixes the parameters of that member and the member whose
 segment passes closest to the request: theta = (1 - t) theta_a + t theta_b, t the projection of the
 request onto the segment (exact for K = 2 between neighbouring trained weights). No preference means
-equal weights. One steered model is kept in memory at a time.
+equal weights. One steered model is kept in memory at a time. Members trained as LoRA adapters of one
+base are served as one LoRA bank (``mix_adapters=False``: merged models): the blend is applied per row
+inside the LoRA layers, theta = base + (1 - t) s_a B_a A_a + t s_b B_b A_b.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from pluralign.errors import ConfigError
+from pluralign.generation.lora_mix import LoRAMix, lora_bank_dirs
 from pluralign.generation.model_bank import ModelBankPolicy
 from pluralign.training.manifest import Manifest
 
@@ -24,7 +27,13 @@ Blend = tuple[int, int, float]  # (member a, member b, t): theta = (1 - t) theta
 
 class MODPOPolicy(ModelBankPolicy):
     def __init__(
-        self, model_dir: Path, manifest: Manifest, interpolate: bool = False, batch_size: int = 16, **load_kwargs: Any
+        self,
+        model_dir: Path,
+        manifest: Manifest,
+        interpolate: bool = False,
+        batch_size: int = 16,
+        mix_adapters: bool = True,
+        **load_kwargs: Any,
     ) -> None:
         """``load_kwargs`` (``device``, ``dtype``, ``trust_remote_code``) apply to every member's weights."""
         from pluralign.models.loading import load_tokenizer
@@ -40,6 +49,8 @@ class MODPOPolicy(ModelBankPolicy):
         self.load_kwargs = {"dtype": "float32", "device": None, "trust_remote_code": False, **load_kwargs}
         self.tokenizer = load_tokenizer(str(self.model_dir), self.load_kwargs["trust_remote_code"])
         self.batch_size = batch_size
+        if mix_adapters and lora_bank_dirs(self.member_dirs):
+            self.lora = LoRAMix.load(self.member_dirs, **self.load_kwargs)
 
     def blend_for(self, weights: Sequence[float]) -> Blend:
         """Which member(s) serve ``weights``: the nearest, or the nearest segment when interpolating."""
@@ -60,6 +71,14 @@ class MODPOPolicy(ModelBankPolicy):
             if t > 0 and d < best_dist - 1e-12:
                 best, best_dist = (a, b, t), d
         return best
+
+    def adapter_weights(self, weights: tuple[float, ...]) -> tuple[float, ...]:
+        """The blend as member weights: 1 - t on member a, t on member b."""
+        a, b, t = self.blend_for(weights)
+        out = [0.0] * len(self.member_dirs)
+        out[a] += 1.0 - t
+        out[b] += t
+        return tuple(out)
 
     def key_for(self, weights: tuple[float, ...]) -> Blend:
         a, b, t = self.blend_for(weights)

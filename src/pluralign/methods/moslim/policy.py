@@ -7,7 +7,8 @@ from pathlib import Path
 from typing import Any
 
 from pluralign.generation.batched import generate_batched
-from pluralign.generation.policy import PreferenceLike, SteerablePolicy
+from pluralign.generation.policy import DecodeTarget, PreferenceLike, SteerablePolicy
+from pluralign.generation.prompts import render_prompt
 from pluralign.methods.moslim.mapping import preference_targets
 from pluralign.methods.moslim.template import PreferenceTemplate
 from pluralign.models.loading import load_causal_lm, load_tokenizer
@@ -37,6 +38,14 @@ class MoslimPolicy(SteerablePolicy):
 
     def steered_prompt(self, prompt: Any, preference: PreferenceLike | None) -> Any:
         return self.template.apply(prompt, self.targets(preference))
+
+    token_streaming = True
+
+    def rendered_prompt(self, prompt: Any, preference: PreferenceLike | None = None) -> str:
+        return render_prompt(self.tokenizer, self.steered_prompt(prompt, preference))
+
+    def decode_target(self, prompt: Any, preference: PreferenceLike | None, mixing: str | None = None) -> DecodeTarget:
+        return DecodeTarget(self.model, self.tokenizer, self.rendered_prompt(prompt, preference))
 
     def generate_many(
         self, prompts: Sequence[Any], preferences: Sequence[PreferenceLike | None], **generation_kwargs: Any

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from pluralign.data.loading import load_prompts as read_prompts, prompt_text, response_text
+from pluralign.data.loading import load_prompts as read_prompts, response_text
 from pluralign.errors import ConfigError, DataError
 from pluralign.methods.moslim.mapping import RewardMapping, preference_to_levels
 from pluralign.methods.moslim.template import PreferenceTemplate
@@ -93,11 +93,11 @@ class MoslimReward:
         self.template = template
         self.mapping = mapping
 
-    def targets_and_mask(self, prompts: Sequence[Any]) -> tuple[list[str], np.ndarray, np.ndarray]:
+    def targets_and_mask(self, prompts: Sequence[Any]) -> tuple[list[Any], np.ndarray, np.ndarray]:
         clean, targets, mask = [], [], []
         for p in prompts:
             plain, t = self.template.parse(p)
-            clean.append(prompt_text(plain))
+            clean.append(plain)  # messages stay messages: the reward model renders them as in its training
             targets.append([-1 if x is None else x for x in t])
             mask.append([0.0 if x is None else 1.0 for x in t])
         return clean, np.asarray(targets, dtype=np.int64), np.asarray(mask)

@@ -11,6 +11,8 @@ from typing import Any
 
 import torch
 
+from pluralign.models.sequences import adds_bos, join_response, token_ids
+
 
 def common_prefix_length(a: Sequence[int], b: Sequence[int]) -> int:
     n = 0
@@ -25,12 +27,15 @@ def common_prefix_length(a: Sequence[int], b: Sequence[int]) -> int:
 def response_logprobs(
     model, tokenizer, prompts: Sequence[str], responses: Sequence[str], batch_size: int = 16, add_eos: bool = True
 ) -> list[float]:
-    """Sum of log p(response tokens | prompt) per pair (prompt tokens and padding excluded)."""
+    """Sum of log p(response tokens | prompt) per pair (prompt tokens and padding excluded); sequences begin
+    as in training and generation (:func:`pluralign.models.sequences.token_ids`: one BOS where the tokenizer
+    uses one, as TRL's DPO tokenisation gives), the response joined by the one rule (as training rows are)."""
     eos = tokenizer.eos_token or "" if add_eos else ""
+    bos = adds_bos(tokenizer)
     seqs, starts = [], []
     for p, r in zip(prompts, responses):
-        p_ids = tokenizer(p, add_special_tokens=False)["input_ids"]
-        full = tokenizer(p + r + eos, add_special_tokens=False)["input_ids"]
+        p_ids = token_ids(tokenizer, p, bos)
+        full = token_ids(tokenizer, join_response(p, r) + eos, bos)
         seqs.append(full)
         starts.append(common_prefix_length(p_ids, full))
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0

@@ -26,6 +26,7 @@ from pluralign.methods.npdpo.film import FiLM
 from pluralign.models.embeddings import DEFAULT_ENCODER, Embedder
 from pluralign.models.loading import check_model_source, load_error
 from pluralign.models.neural_process import ContextEncoder, NPConfig, save_module
+from pluralign.models.sequences import trl_pair
 from pluralign.training.manifest import Manifest
 from pluralign.training.progress import library_bars_off, use_progress_lines
 from pluralign.training.state import shared_dataset
@@ -143,6 +144,8 @@ def train_npdpo(cfg: NPDPOConfig, progress: Callable[[str], None] = print) -> Pa
         raise load_error(model_path, "starting model", exc) from exc
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
+    # one BOS and the one join rule, as generation and the evaluation's log-probabilities see them
+    rows = [{**r, **trl_pair(tokenizer, r["prompt"], r["chosen"], r["rejected"])} for r in rows]
     np_cfg = NPConfig(
         input_dim=int(table.shape[-1]),
         hidden_dim=cfg.np_hidden_dim,

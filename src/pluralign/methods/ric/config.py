@@ -71,6 +71,9 @@ class RiCConfig(DevicePrecisionMixin, LoraMixin, SFTConfig):
     )
     online_max_new_tokens: int = field(default=128, metadata={"help": "New tokens per online generation."})
     online_top_p: float = field(default=0.9, metadata={"help": "top_p of online generation."})
+    online_top_k: int = field(
+        default=0, metadata={"help": "top_k of online generation; 0: off, pure top-p sampling (the reference)."}
+    )
     online_temperature: float = field(default=0.7, metadata={"help": "Temperature of online generation."})
     clean_generations: bool = field(
         default=True,

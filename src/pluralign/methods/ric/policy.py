@@ -1,4 +1,10 @@
-"""Steering a RiC model: preference -> desired rewards (linf / l2 / linear) -> reward tags in the prompt."""
+"""Steering a RiC model: preference -> desired rewards (linf / l2 / linear) -> reward tags in the prompt.
+
+A prompt reaches the model in the form its training data had (:func:`model_prompt`): a model trained on
+chat prompts (``pluralign.json``: ``prompt_format: chat``) reads a plain string as one user turn (an
+HH-style string as its turns) through its chat template, with the tags where training put them; a
+message list given to a model trained on text without a chat template is a one-line error.
+"""
 
 from __future__ import annotations
 
@@ -8,9 +14,17 @@ from typing import Any
 
 import numpy as np
 
+from pluralign.errors import ConfigError
 from pluralign.generation.batched import generate_batched
-from pluralign.generation.policy import Choice, PreferenceLike, SteerablePolicy
-from pluralign.generation.prompts import render_prompt
+from pluralign.generation.policy import Choice, DecodeTarget, PreferenceLike, SteerablePolicy
+from pluralign.generation.prompts import (
+    assistant_marker,
+    chat_messages,
+    has_chat_template,
+    is_chat_prompt,
+    is_rendered_chat,
+    render_prompt,
+)
 from pluralign.models.loading import load_causal_lm, load_tokenizer
 from pluralign.objectives import ObjectiveSet, ObjectiveStats
 from pluralign.preferences.rewards import preference_to_rewards
@@ -19,8 +33,31 @@ from pluralign.preferences.weights import Preference
 from pluralign.training.manifest import Manifest
 
 
+def trained_on_chat(tokenizer: Any, prompts: Sequence[Any]) -> bool:
+    """True when the training prompts were conversational or rendered through the chat template."""
+    return any(is_chat_prompt(tokenizer, p) for p in prompts)
+
+
+def model_prompt(tokenizer: Any, template: TagTemplate, prompt: Any, chat: bool = False) -> Any:
+    """``prompt`` in the form the model's training prompts had, ready for its tags.
+
+    ``chat``: the model was trained on chat prompts, so a plain string is a user turn (HH-style: its turns).
+    With ``tag_position: response_start`` a conversational prompt is rendered first (the tags open the
+    assistant's turn, as in training)."""
+    if chat and isinstance(prompt, str) and not is_rendered_chat(tokenizer, prompt):
+        prompt = chat_messages(prompt)
+    if isinstance(prompt, list):
+        if not has_chat_template(tokenizer):
+            raise ConfigError("this RiC model has no chat template: give prompts as text, not lists of messages")
+        if template.position == "response_start":
+            prompt = render_prompt(tokenizer, prompt)
+    return prompt
+
+
 class RiCPolicy(SteerablePolicy):
     """A RiC model. Without a preference it uses uniform weights; with ``context`` it infers weights."""
+
+    token_streaming = True
 
     def __init__(self, model, tokenizer, manifest: Manifest, model_dir: Path, batch_size: int = 32) -> None:
         self.model = model
@@ -34,16 +71,27 @@ class RiCPolicy(SteerablePolicy):
         extra = manifest.extra or {}
         self.low = np.array(extra.get("desired_low") or [self.stats[n].zmin for n in manifest.objectives], dtype=float)
         self.high = np.array(extra.get("desired_high") or [self.stats[n].zmax for n in manifest.objectives], dtype=float)
+        # models trained before the field existed: chat when the tags' marker is the chat template's
+        fmt = extra.get("prompt_format")
+        marker = self.template.response_marker
+        self.chat_trained = fmt == "chat" or (
+            fmt is None and has_chat_template(tokenizer) and bool(marker) and marker == assistant_marker(tokenizer)
+        )
 
     def desired_rewards(self, preference: Preference) -> np.ndarray:
         return preference_to_rewards(preference.weights, self.low, self.high, self.manifest.mapping)
 
     def tagged_prompt(self, prompt: Any, preference: PreferenceLike | None) -> Any:
+        """The steered prompt the model is fed: ``prompt`` as in training (:func:`model_prompt`) with the tags."""
         pref = Preference(tuple(self.objectives), self.weights_for(preference))
-        if isinstance(prompt, list) and self.template.position == "response_start":
-            # tags at the start of the assistant's turn: render the chat (as training did), then tag the text
-            prompt = render_prompt(self.tokenizer, prompt)
+        prompt = model_prompt(self.tokenizer, self.template, prompt, self.chat_trained)
         return self.template.apply(prompt, self.objectives, self.desired_rewards(pref))
+
+    def rendered_prompt(self, prompt: Any, preference: PreferenceLike | None = None) -> str:
+        return render_prompt(self.tokenizer, self.tagged_prompt(prompt, preference))
+
+    def decode_target(self, prompt: Any, preference: PreferenceLike | None, mixing: str | None = None) -> DecodeTarget:
+        return DecodeTarget(self.model, self.tokenizer, self.rendered_prompt(prompt, preference))
 
     def preference_from_context(self, context: Sequence[Choice]) -> Preference:
         from pluralign.preferences.inference import infer_preference

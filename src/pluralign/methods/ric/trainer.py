@@ -13,6 +13,7 @@ import shutil
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -21,10 +22,12 @@ from pluralign.data.loading import load_any, to_samples
 from pluralign.data.scoring import ScoreCache, score_samples
 from pluralign.errors import ConfigError
 from pluralign.generation.cleaning import Cleaning, keep_mask
+from pluralign.generation.vllm import VLLMEngines
 from pluralign.methods.ric.bounds import BOUNDS, desired_bounds
 from pluralign.methods.ric.buffer import offline_selection
 from pluralign.methods.ric.config import RiCConfig
 from pluralign.methods.ric.mors import mors_accept, mors_thresholds, sample_desired_rewards
+from pluralign.methods.ric.policy import model_prompt, trained_on_chat
 from pluralign.objectives import ObjectiveSet
 from pluralign.preferences.rewards import MAPPINGS
 from pluralign.preferences.tags import TagTemplate, quantile_edges
@@ -52,11 +55,23 @@ class _State:
             self.path.write_text(json.dumps({"done": self.done}, indent=2))
 
 
-def tagged_samples(samples: Sequence[dict], z: np.ndarray, names: Sequence[str], template: TagTemplate) -> list[dict]:
-    """Prompt-completion samples whose prompts carry the samples' own (z-scored) rewards."""
+def tagged_samples(
+    samples: Sequence[dict], z: np.ndarray, names: Sequence[str], template: TagTemplate, tokenizer: Any = None
+) -> list[dict]:
+    """Prompt-completion samples whose prompts carry the samples' own (z-scored) rewards, tagged exactly as
+    the policy tags a prompt at inference (:func:`pluralign.methods.ric.policy.model_prompt`)."""
     return [
-        {"prompt": template.apply(s["prompt"], names, z[i]), "completion": s["response"]} for i, s in enumerate(samples)
+        {"prompt": tag(template, tokenizer, s["prompt"], names, z[i]), "completion": s["response"]}
+        for i, s in enumerate(samples)
     ]
+
+
+def tag(template: TagTemplate, tokenizer: Any, prompt: Any, names: Sequence[str], values: Any) -> Any:
+    """One training or online prompt with its tags (conversational prompts rendered first when the tags open
+    the assistant's turn)."""
+    if tokenizer is not None:
+        prompt = model_prompt(tokenizer, template, prompt)
+    return template.apply(prompt, names, values)
 
 
 def validate(config: RiCConfig) -> None:
@@ -126,24 +141,28 @@ def train_ric(config: RiCConfig, progress: Progress | None = print, callbacks: S
     t = time.time()
     model = run_sft(
         config.model_name_or_path,
-        tagged_samples(samples, z, objectives.names, template),
+        tagged_samples(samples, z, objectives.names, template, tokenizer),
         config,
         out / "offline",
         peft_config=peft,
         tokenizer=tokenizer,
         callbacks=callbacks,
+        progress=log,
     )
     if "offline" not in state:
         log(f"ric: offline SFT done in {time.time() - t:.1f}s")
     state.mark("offline")
 
-    # 3. online MORS iterations
+    # 3. online MORS iterations (vllm: one engine for the run, asleep while the run scores and trains)
+    engines = VLLMEngines() if config.generation_backend == "vllm" else None
     buffer: list[dict] = []
     for it in range(1, config.online_iterations + 1):
         stage = out / f"online_{it}"
         stage.mkdir(exist_ok=True)
         t = time.time()
-        generated = _online_generate(config, model, tokenizer, samples, objectives, template, stage, it, log, low, high)
+        generated = _online_generate(
+            config, model, tokenizer, samples, objectives, template, stage, it, log, low, high, engines
+        )
         generated = _drop_degenerate(generated, config, log, it)
         if broadcast(not (stage / "buffer.jsonl").is_file()):
             gen_scores = score_samples(
@@ -177,11 +196,12 @@ def train_ric(config: RiCConfig, progress: Progress | None = print, callbacks: S
         bz = np.array([r["z"] for r in buffer])
         model = run_sft(
             str(model),
-            tagged_samples(buffer, bz, objectives.names, template),
+            tagged_samples(buffer, bz, objectives.names, template, tokenizer),
             config,
             stage / "sft",
             tokenizer=tokenizer,
             callbacks=callbacks,
+            progress=log,
             learning_rate=config.online_learning_rate,
             lr_scheduler_type="constant",
             num_train_epochs=config.online_epochs,
@@ -191,10 +211,13 @@ def train_ric(config: RiCConfig, progress: Progress | None = print, callbacks: S
         if f"online_{it}" not in state:
             log(f"ric: online iteration {it} done in {time.time() - t:.1f}s")
         state.mark(f"online_{it}")
+    if engines is not None:
+        engines.close()
 
     # 4. the model directory: final weights + tokenizer + pluralign.json
     if state_acc.is_main_process:
-        _export(Path(model), out, config, objectives, template, low, high)
+        chat = trained_on_chat(tokenizer, [s["prompt"] for s in samples])
+        _export(Path(model), out, config, objectives, template, low, high, chat)
     state_acc.wait_for_everyone()
     state.mark("export")
     return out
@@ -219,9 +242,12 @@ def _drop_degenerate(generated: list[dict], config: RiCConfig, log: Progress, it
 
 
 def _online_generate(
-    config, model, tokenizer, samples, objectives, template, stage: Path, it: int, log, low, high
+    config, model, tokenizer, samples, objectives, template, stage: Path, it: int, log, low, high, engines=None
 ) -> list[dict]:
-    """Generate for sampled prompts at sampled desired rewards; chunks are saved as they finish."""
+    """Generate for sampled prompts at sampled desired rewards; chunks are saved as they finish.
+
+    With vllm every chunk goes to the one engine of ``engines`` (:class:`~pluralign.generation.vllm.VLLMEngines`),
+    pointed at ``model``, this iteration's weights; it is put to sleep when the chunks are done."""
     import torch
 
     from pluralign.generation.backends import check_backend
@@ -258,6 +284,7 @@ def _online_generate(
                 max_new_tokens=config.online_max_new_tokens,
                 do_sample=True,
                 top_p=config.online_top_p,
+                top_k=config.online_top_k,  # 0: off; transformers would apply its default of 50
                 temperature=config.online_temperature,
             )
             step = config.generation_batch_size * 4
@@ -266,7 +293,7 @@ def _online_generate(
                 # a seed per chunk (from its first plan index): the same run samples the same texts,
                 # whatever RNG state training left behind
                 torch.manual_seed(config.seed + 1000 * it + int(chunk[0]["i"]))
-                tagged = [template.apply(p["prompt"], objectives.names, p["desired"]) for p in chunk]
+                tagged = [tag(template, tokenizer, p["prompt"], objectives.names, p["desired"]) for p in chunk]
                 texts = generate_texts(
                     config.generation_backend,
                     lm,
@@ -275,6 +302,7 @@ def _online_generate(
                     model_dir=model,
                     batch_size=config.generation_batch_size,
                     cleaning=_cleaning(config),
+                    engines=engines,
                     **kwargs,
                 )
                 rows = "".join(json.dumps({"i": p["i"], "prompt": p["prompt"], "response": t}) + "\n" for p, t in zip(chunk, texts))
@@ -283,13 +311,15 @@ def _online_generate(
                 log(
                     f"ric: online {it}: generated {min(start + step, len(mine))}/{len(mine)} on process {acc.process_index}"
                 )
+    if engines is not None:
+        engines.release()  # the GPU goes to scoring and training until the next iteration's generation
     acc.wait_for_everyone()
     rows = {r["i"]: r for f in sorted(stage.glob("generations.rank*.jsonl")) for r in _read_jsonl(f)}
     return [rows[p["i"]] for p in plan if p["i"] in rows]
 
 
 def _export(
-    model_dir: Path, out: Path, config: RiCConfig, objectives: ObjectiveSet, template: TagTemplate, low, high
+    model_dir: Path, out: Path, config: RiCConfig, objectives: ObjectiveSet, template: TagTemplate, low, high, chat: bool
 ) -> None:
     for f in model_dir.iterdir():
         if f.is_file() and not f.name.startswith("training_args"):
@@ -306,5 +336,7 @@ def _export(
             "reward_bounds": config.reward_bounds,
             "desired_low": [float(x) for x in low],
             "desired_high": [float(x) for x in high],
+            # chat: training prompts were chat-rendered, so a plain prompt is read as a user turn (policy.py)
+            "prompt_format": "chat" if chat else "text",
         },
     ).save(out)

@@ -1,5 +1,6 @@
 """Steering a RiC text-to-image model: preference -> desired rewards (quantile mapping by default, or
-linf / l2 / linear) -> reward tags appended to the caption -> DDIM sampling with classifier-free guidance."""
+linf / l2 / linear) -> reward tags appended to the caption (cut as in training so that the tags fit the
+text encoder) -> DDIM sampling with classifier-free guidance."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from pluralign.generation.policy import PreferenceLike, SteerablePolicy
+from pluralign.methods.ric_image.captions import tag_caption
 from pluralign.models.diffusion import TextToImage
 from pluralign.objectives import ObjectiveStats
 from pluralign.preferences.rewards import (
@@ -43,8 +45,10 @@ class RiCImagePolicy(SteerablePolicy):
         return preference_to_rewards(preference.weights, self.low, self.high, self.manifest.mapping)
 
     def tagged_prompt(self, prompt: str, preference: PreferenceLike | None) -> str:
+        """The caption the model reads: a long prompt is cut (as in training) so that its tags fit the encoder."""
         pref = Preference(tuple(self.objectives), self.weights_for(preference))
-        return self.template.apply(str(prompt), self.objectives, self.desired_rewards(pref))
+        fit = self.pipe.text_encoder.fit_caption
+        return tag_caption(self.template, str(prompt), self.objectives, self.desired_rewards(pref), fit)
 
     def generate_many(
         self, prompts: Sequence[Any], preferences: Sequence[PreferenceLike | None], **generation_kwargs: Any

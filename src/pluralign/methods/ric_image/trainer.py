@@ -5,9 +5,11 @@ Stages (rerunning the same command resumes; nothing is recomputed):
 1. score every (caption, image) with the K image objectives through the SQLite cache; fit the
    normalisation statistics and the quantile tables of the z-scores (``objectives.json``, ``rewards.json``);
 2. train the UNet with the diffusion (epsilon / v) loss on ``caption <rm1> z1 <rm2> z2`` (the shared
-   :class:`~pluralign.preferences.tags.TagTemplate`), caption AND tags replaced by "" with ``caption_dropout`` for
-   classifier-free guidance; accelerate runs it on 1..N devices; ``accelerate save_state`` checkpoints
-   (UNet, optimizer, scheduler, EMA) every ``save_steps`` and a rerun continues from the last one. Each
+   :class:`~pluralign.preferences.tags.TagTemplate`; a long caption is cut so that the text encoder reads
+   the tags whole, :mod:`~pluralign.methods.ric_image.captions`), caption AND tags replaced by "" with
+   ``caption_dropout`` for classifier-free guidance; accelerate runs it on 1..N devices; ``accelerate
+   save_state`` checkpoints (UNet, optimizer, scheduler, EMA) every ``save_steps`` and a rerun continues
+   from the last one. Each
    step's batch, dropout and noise are drawn from the seed and the step number, so a resumed run takes the
    same steps as an uninterrupted one;
 3. export ``unet/`` (the EMA weights when ``use_ema``), ``scheduler/``, ``t2i.json`` and ``pluralign.json``.
@@ -28,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from pluralign.errors import ConfigError, DataError
+from pluralign.methods.ric_image.captions import caption_template, tagged_captions
 from pluralign.methods.ric_image.config import RiCImageConfig
 from pluralign.models.diffusion import T2ISpec, TextEncoder, build_codec, pil_to_tensor
 from pluralign.models.word_encoder import WORD_DIR, WORD_ENCODER
@@ -38,25 +41,6 @@ from pluralign.training.manifest import Manifest
 
 Progress = Callable[[str], None]
 METHOD = "ric-image"
-
-
-def caption_template(config: RiCImageConfig) -> TagTemplate:
-    """The shared tag template, appended to the caption (no response marker): ``caption <a> 0.5 <b> -1.2``."""
-    return TagTemplate(tag_format=config.tag_format, separator=config.tag_separator, response_marker=None)
-
-
-def tagged_captions(
-    captions: Sequence[str],
-    z: np.ndarray | None,
-    names: Sequence[str],
-    template: TagTemplate,
-    drop: Sequence[bool],
-) -> list[str]:
-    """Training captions: each caption with its own rewards' tags, or "" (caption AND tags) where ``drop``."""
-    return [
-        "" if d else (template.apply(c, names, z[i]) if z is not None else c)
-        for i, (c, d) in enumerate(zip(captions, drop))
-    ]
 
 
 def step_draw(seed: int, step: int, micro: int, n: int, batch: int, dropout: float) -> tuple[np.ndarray, np.ndarray]:
@@ -273,7 +257,8 @@ def train_ric_image(config: RiCImageConfig, progress: Progress | None = print) -
             idx, drop = step_draw(config.seed, step, micro, len(ds), global_batch, config.caption_dropout)
             mine, my_drop = idx[rank::world], drop[rank::world]
             texts = tagged_captions(
-                [captions[i] for i in mine], z[mine] if z is not None else None, names, template, my_drop
+                [captions[i] for i in mine], z[mine] if z is not None else None, names, template, my_drop,
+                fit=encoder.fit_caption,
             )
             pixels = pil_to_tensor([ds[int(i)][config.image_column] for i in mine], config.resolution).to(acc.device)
             gen = torch.Generator("cpu").manual_seed(int(config.seed) * 1_000_003 + step * 1009 + micro * 31 + rank)

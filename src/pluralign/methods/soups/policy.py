@@ -1,7 +1,9 @@
 """Steering a Rewarded Soups directory: theta(w) = sum_i w_i theta_i, built once per requested w and cached.
 
-LoRA runs are merged into their (shared) base before averaging, so the soup of adapters is exactly
-base + sum_i w_i B_i A_i (averaging A and B separately would not be).
+LoRA runs of one base are served as a LoRA bank (:class:`pluralign.generation.lora_mix.LoRAMix`): one base
+model, the K adapters, and each row of a batch mixed by its own request's weights inside the LoRA layers,
+exactly base + sum_i w_i s_i B_i A_i (averaging A and B separately would not be). ``mix_adapters=False``
+keeps the merged path: each run merged into its base, the soup built per preference and cached.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from typing import Any
 import torch
 
 from pluralign.errors import ModelNotFoundError
+from pluralign.generation.lora_mix import LoRAMix, lora_bank_dirs
 from pluralign.generation.model_bank import ModelBankPolicy
 from pluralign.generation.policy import PreferenceLike
 from pluralign.models.loading import default_device, load_causal_lm, load_tokenizer
@@ -45,7 +48,14 @@ class SoupsPolicy(ModelBankPolicy):
     The soup for each distinct w is cached (at most ``max_cached`` models in memory).
     """
 
-    def __init__(self, model_dir: Path, manifest: Manifest, device: str | None = None, max_cached: int = 4) -> None:
+    def __init__(
+        self,
+        model_dir: Path,
+        manifest: Manifest,
+        device: str | None = None,
+        max_cached: int = 4,
+        mix_adapters: bool = True,
+    ) -> None:
         self.model_dir = Path(model_dir)
         self.manifest = manifest
         runs = manifest.extra.get("runs") or {}
@@ -56,12 +66,32 @@ class SoupsPolicy(ModelBankPolicy):
             )
         self.tokenizer = load_tokenizer(str(self.model_dir))
         self.device = device or default_device()
-        models = [
-            load_causal_lm(str(self.model_dir / runs[n]), device="cpu", merge_adapter=True) for n in manifest.objectives
-        ]
-        self.state_dicts = [{k: v.detach().cpu() for k, v in m.state_dict().items()} for m in models]
-        self.template = models[0]
+        self.run_dirs = [self.model_dir / runs[n] for n in manifest.objectives]
         self.max_loaded = max(1, max_cached)
+        self._merged: tuple[list[dict], Any] | None = None
+        if mix_adapters and lora_bank_dirs(self.run_dirs):
+            self.lora = LoRAMix.load(self.run_dirs, device=self.device)
+        else:
+            self._load_merged()
+
+    def _load_merged(self) -> tuple[list[dict], Any]:
+        """Every run merged into its base (state dicts on the CPU) and a template model to load soups into."""
+        if self._merged is None:
+            models = [load_causal_lm(str(d), device="cpu", merge_adapter=True) for d in self.run_dirs]
+            self._merged = ([{k: v.detach().cpu() for k, v in m.state_dict().items()} for m in models], models[0])
+        return self._merged
+
+    @property
+    def state_dicts(self) -> list[dict]:
+        return self._load_merged()[0]
+
+    @property
+    def template(self) -> Any:
+        return self._load_merged()[1]
+
+    def adapter_weights(self, weights: tuple[float, ...]) -> tuple[float, ...]:
+        """The soup's weights are the preference's: member i (objective i's run) at w_i."""
+        return tuple(weights)
 
     def key_for(self, weights: tuple[float, ...]) -> tuple[float, ...]:
         return tuple(round(w, 6) for w in weights)

@@ -86,12 +86,13 @@ def build_labels(
     rows: Sequence[dict[str, Any]], objective_specs: Sequence[str], config: MultiHeadRewardConfig
 ) -> LabelledData:
     """Turn rows with ``prompt``/``response`` (+ rating or ``score_NAME`` columns) into per-head classes."""
-    from pluralign.data.loading import prompt_text, response_text
+    from pluralign.data.loading import check_prompt, response_text
     from pluralign.objectives.set import ObjectiveSet, parse_objective_spec
 
     if not objective_specs:
         raise DataError("no objectives given; pass --objective NAME for every head (repeatable)")
-    prompts = [prompt_text(r["prompt"]) for r in rows]
+    # conversational prompts stay messages: training and scoring render them with the chat template
+    prompts = [check_prompt(r["prompt"]) for r in rows]
     responses = [response_text(r["response"]) for r in rows]
     names = [parse_objective_spec(s)["name"] if "=" in s else s for s in objective_specs]
     ks = config.classes_per_objective(names)

@@ -67,7 +67,8 @@ function setBusy(delta) {
   $("compare").disabled = state.busy > 0;
 }
 
-// Stream one response into the response box, reading OpenAI-style server-sent events.
+// Stream one response into the response box token by token, reading OpenAI-style server-sent events
+// as the server sends them (each event carries the newly generated text).
 async function generate() {
   const out = $("response"), status = $("status");
   const preference = currentPreference();
@@ -105,6 +106,7 @@ async function generate() {
         const data = event.slice(5).trim();
         if (data === "[DONE]") continue;
         const chunk = JSON.parse(data);
+        if (chunk.error) throw new Error(chunk.error.message);  // generation failed after the stream began
         if (chunk.choices && chunk.choices.length && !controller.signal.aborted) out.textContent += chunk.choices[0].text || "";
       }
     }

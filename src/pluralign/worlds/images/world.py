@@ -35,7 +35,12 @@ COLOURS = {
 SHAPES = ("circle", "square", "triangle")
 BACKGROUNDS = ("plain", "striped", "checkered", "dotted")
 SIZE = 32
-OBJECTIVES = ["compressibility=image:compressibility", "colourfulness=image:colourfulness"]
+# compressibility is measured at the world's training resolution (32 px), as the reference measures Stable
+# Diffusion's images at its 512 px
+OBJECTIVES = [
+    {"name": "compressibility", "type": "image", "scorer": "compressibility", "resolution": SIZE},
+    "colourfulness=image:colourfulness",
+]
 
 UNET_CONFIG = {
     "sample_size": 16,
@@ -138,7 +143,7 @@ class ImageWorld:
     data: Path
     base_model: Path
     eval_prompts: list[str]
-    objectives: list[str]
+    objectives: list[str | dict]
 
 
 def base_config(data: Path, out: Path, steps: int, **overrides):
