@@ -31,7 +31,7 @@ from pluralign.data.pairs import load_pairs, split_pairs
 from pluralign.errors import ConfigError, DataError
 from pluralign.models.truncation import PairFormat, encode_pairs
 from pluralign.objectives.trained import record_held_out_accuracy, update_held_out
-from pluralign.reward_models.classifier.config import ClassifierRewardConfig
+from pluralign.reward_models.classifier.config import DEFAULT_TOP_BLOCKS, ClassifierRewardConfig
 from pluralign.training.manifest import Manifest
 from pluralign.training.progress import use_progress_lines
 from pluralign.training.state import is_main_process, wait_for_everyone
@@ -108,6 +108,22 @@ def load_backbone(name: str, trust_remote_code: bool = False) -> tuple[Any, Any]
         tokenizer.pad_token = unk if unk is not None and unk != eos else (tokenizer.pad_token or eos)
     model.config.pad_token_id = tokenizer.pad_token_id
     return model, tokenizer
+
+
+def resolve_trainable_layers(config: ClassifierRewardConfig, model: Any) -> int | None:
+    """``--trainable_layers`` as the run uses it: None for the whole model (or LoRA on it), else N blocks.
+
+    Unset means the measured default: the top ``DEFAULT_TOP_BLOCKS`` blocks on cached states, when the backbone
+    has more blocks than that (a smaller model, or ``--use_peft``, trains whole); -1 asks for the whole model.
+    """
+    layers = config.trainable_layers
+    if layers == -1 or (layers is None and config.use_peft):
+        return None
+    if layers is None:
+        text = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
+        blocks = int(getattr(text, "num_hidden_layers", 0) or 0)
+        return DEFAULT_TOP_BLOCKS if blocks > DEFAULT_TOP_BLOCKS else None
+    return layers
 
 
 def what_trains(config: ClassifierRewardConfig) -> str:
@@ -244,6 +260,7 @@ def train_classifier(
         backbone = resolve_backbone(config.model_name_or_path)
         model, tokenizer = load_backbone(backbone, config.trust_remote_code)
         chat = uses_chat_template(tokenizer, config.use_chat_template)
+        config.trainable_layers = resolve_trainable_layers(config, model)
     with timer("tokenize"):
         columns = tokenize_pairs(tokenizer, fit_pairs, config.max_length, chat)
         val_columns = tokenize_pairs(tokenizer, val_pairs, config.max_length, chat) if val_pairs else None

@@ -27,6 +27,10 @@ class NPBTLConfig(PairwiseRewardDataConfig):
     num_heads: int = 8
     min_context: int = field(default=0, metadata={"help": "smallest context size k in training"})
     max_context: int = field(default=10, metadata={"help": "largest context size k in training"})
+    linear_skip: bool = field(
+        default=True,
+        metadata={"help": "add a linear Bradley-Terry term shared by every user to the reward (r = w.x + decoder)"},
+    )
     latent: bool = field(default=False, metadata={"help": "optional latent path: q(z|C) Gaussian"})
     beta_kl: float = field(default=0.0, metadata={"help": "weight of KL(q(z|C) || q(z|T)) on the latent path"})
     eval_context_sizes: list[int] = field(default_factory=lambda: [0, 1, 3, 5, 10])
