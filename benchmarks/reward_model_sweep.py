@@ -66,10 +66,10 @@ FEATURE_GRID = {
     ] + [
         {"embedding_layer": 4, "learning_rate": 1e-3, "max_steps": 3000, "validation_fraction": 0.15,
          "_note": "validated at k=0 and k=10"}
-    ] + [  # rows above: before the linear skip (linear_skip false); these: r = w.x + decoder(h(x), z)
-        {"embedding_layer": 4, "learning_rate": lr, "max_steps": 3000, "validation_fraction": 0.15, "hidden_dim": h,
-         "linear_skip": True}
-        for h, lr in [(256, 1e-3), (64, 1e-3), (64, 3e-3)]
+    ] + [  # rows above: the paper's MLP decoder (decoder mlp); these: r = w.x + (V x).z
+        {"embedding_layer": 4, "learning_rate": lr, "max_steps": steps, "validation_fraction": 0.15,
+         "hidden_dim": h, "decoder": "bilinear"}
+        for h, lr, steps in [(256, 1e-3, 3000), (64, 1e-3, 3000), (64, 1e-2, 1000)]
     ],
 }  # fmt: skip
 HEAD_L2 = [0.01, 0.1, 0.3, 1.0, 3.0, 10.0, 30.0]

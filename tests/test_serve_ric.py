@@ -62,7 +62,7 @@ PREFS = [[w / 5, 1 - w / 5] for w in range(6)]
 
 
 def test_concurrent_requests_are_batched_and_each_equals_its_own_unbatched_generation(ric_dir):
-    app = build_app(ServeConfig(model=str(ric_dir), batch_window_ms=300, model_name="ric-tiny"))
+    app = build_app(ServeConfig(model=str(ric_dir), backend="transformers", batch_window_ms=300, model_name="ric-tiny"))
     policy = app.state.policy
     assert app.state.batcher.policy is policy and type(policy).__name__ == "RiCPolicy"
     jobs = [(PROMPTS[i % len(PROMPTS)], PREFS[i]) for i in range(len(PREFS))]
@@ -194,7 +194,7 @@ def test_vllm_backend_sends_the_same_tagged_prompts_as_the_transformers_path(ric
 
 
 def test_context_requests_are_steered_by_the_preference_inferred_from_the_choices(ric_dir):
-    app = build_app(ServeConfig(model=str(ric_dir), batch_window_ms=300))
+    app = build_app(ServeConfig(model=str(ric_dir), backend="transformers", batch_window_ms=300))
     policy = app.state.policy
     context = [
         {"prompt": "the food was", "chosen": "wonderful, great and lovely", "rejected": "bad"},

@@ -290,10 +290,10 @@ def ultrafeedback_rows() -> list[dict]:
 
 
 def user_pairs_rows() -> list[dict]:
-    """``{"prompt", "chosen", "rejected", "attribute"}`` rows: two user types that disagree (12 pairs each:
-    the configs' contexts hold up to 10)."""
+    """``{"prompt", "chosen", "rejected", "attribute"}`` rows: two user types that disagree (16 pairs each:
+    the configs' contexts hold up to 10, after the held-out and validation pairs are set aside)."""
     rows = []
-    for i, (q, good, bad) in enumerate(QA + QA[:4]):
+    for i, (q, good, bad) in enumerate(QA + QA):
         q = f"{q} ({i})"
         rows.append({"prompt": q, "chosen": good, "rejected": bad, "attribute": "careful"})
         rows.append({"prompt": q, "chosen": bad, "rejected": good, "attribute": "terse"})

@@ -34,7 +34,8 @@ class ServeConfig:
         default="auto",
         metadata={
             "help": "auto | transformers (fixed batches) | continuous (requests join the running batch at the next "
-            "token) | vllm (needs a GPU); auto: vllm where it can serve the model, else transformers"
+            "token) | vllm (needs a GPU); auto: vllm where it can serve the model, else continuous (measured: "
+            "docs/serving.md)"
         },
     )
     api_key: str | None = field(
@@ -55,7 +56,7 @@ class ServeConfig:
 def build_app(config: ServeConfig):
     """Load the model of ``config`` and build the app (also used by benchmarks and tests)."""
     from pluralign.generation.policy import load_policy
-    from pluralign.generation.policy_backends import select_backend
+    from pluralign.generation.policy_backends import VLLMPolicy, select_backend
     from pluralign.serve.app import ServerSettings, create_app, find_front
 
     if not config.model:
@@ -78,9 +79,10 @@ def build_app(config: ServeConfig):
             raise ConfigError(f"--merge_adapters applies to model banks ({', '.join(BANK_METHODS)}) only")
         load_kwargs["mix_adapters"] = False
     policy = load_policy(config.model, **load_kwargs)
-    engine = "continuous" if config.backend == "continuous" else "transformers"
     if config.backend in ("auto", "vllm"):
         policy = select_backend(policy, config.backend)
+    # auto: continuous batching unless vLLM took the policy (the load test in docs/serving.md chose it)
+    engine = "transformers" if config.backend == "transformers" or isinstance(policy, VLLMPolicy) else "continuous"
     front = Path(config.front) if config.front else find_front(config.model)
     if config.front and not front.is_file():
         raise ConfigError(f"--front {config.front!r} does not exist; give a front.json written by pluralign evaluate")

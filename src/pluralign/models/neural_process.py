@@ -48,7 +48,7 @@ class NPConfig:
     num_heads: int = 8
     latent: bool = False  # optional latent path: q(z|C) Gaussian, z sampled in training
     paper_layers: bool = True  # decoder 512 -> 256 -> 1 and context head 256 -> 256 -> 256 (False: one more layer)
-    linear_skip: bool = False  # NP-BTL: add a linear reward w.x shared by every user to the decoder's output
+    decoder: str = "mlp"  # NP-BTL's reward given z: "mlp" (the paper's) or "bilinear" (r = w.x + (V x).z)
 
     def save(self, path: str | Path) -> None:
         Path(path).write_text(json.dumps(asdict(self), indent=2))
@@ -134,16 +134,24 @@ class NPBTL(nn.Module):
         super().__init__()
         self.cfg = cfg
         self.context_encoder = ContextEncoder(cfg)
-        self.target_encoder = TargetEncoder(cfg)
-        self.decoder = RewardDecoder(cfg.hidden_dim, cfg.latent_dim, cfg.paper_layers)
-        # r(x; z) = w.x + decoder(h(x), z): the linear term carries what every user agrees on (a plain
-        # Bradley-Terry head, which generalises from a few hundred real pairs), the decoder what z changes
-        self.skip = nn.Linear(cfg.input_dim, 1, bias=False) if cfg.linear_skip else None
+        if cfg.decoder == "bilinear":
+            # r(x; z) = w.x + (V x).z: a linear Bradley-Terry reward (which generalises from a few hundred real
+            # pairs, where the MLP memorises them) whose weights the user's z shifts; V starts at zero, so an
+            # untrained context changes nothing and the empty context is a learnt linear default user
+            self.linear = nn.Linear(cfg.input_dim, 1, bias=False)
+            self.modulation = nn.Linear(cfg.input_dim, cfg.latent_dim, bias=False)
+            nn.init.zeros_(self.modulation.weight)
+        elif cfg.decoder == "mlp":
+            self.target_encoder = TargetEncoder(cfg)
+            self.decoder = RewardDecoder(cfg.hidden_dim, cfg.latent_dim, cfg.paper_layers)
+        else:
+            raise ValueError(f"decoder must be mlp or bilinear, got {cfg.decoder!r}")
 
     def rewards(self, options: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         """options: (B, T, d) features, z: (B, latent) -> (B, T) rewards."""
-        r = self.decoder(self.target_encoder(options), z.unsqueeze(1))
-        return r if self.skip is None else r + self.skip(options).squeeze(-1)
+        if self.cfg.decoder == "bilinear":
+            return self.linear(options).squeeze(-1) + (self.modulation(options) * z.unsqueeze(1)).sum(-1)
+        return self.decoder(self.target_encoder(options), z.unsqueeze(1))
 
     def forward(
         self, context: torch.Tensor, context_mask: torch.Tensor, chosen: torch.Tensor, rejected: torch.Tensor

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from pluralign.data.user_pairs import PairwiseRewardDataConfig
+from pluralign.errors import ConfigError
 
 
 @dataclass
@@ -27,10 +28,15 @@ class NPBTLConfig(PairwiseRewardDataConfig):
     num_heads: int = 8
     min_context: int = field(default=0, metadata={"help": "smallest context size k in training"})
     max_context: int = field(default=10, metadata={"help": "largest context size k in training"})
-    linear_skip: bool = field(
-        default=True,
-        metadata={"help": "add a linear Bradley-Terry term shared by every user to the reward (r = w.x + decoder)"},
-    )
+    decoder: str = field(
+        default="bilinear",
+        metadata={"help": "the reward given z: bilinear (r = w.x + (V x).z, a linear head z shifts; measured "
+                  "best on real pairs) or mlp (the paper's MLP([h; z]) with batch norm)"},
+    )  # fmt: skip
     latent: bool = field(default=False, metadata={"help": "optional latent path: q(z|C) Gaussian"})
     beta_kl: float = field(default=0.0, metadata={"help": "weight of KL(q(z|C) || q(z|T)) on the latent path"})
     eval_context_sizes: list[int] = field(default_factory=lambda: [0, 1, 3, 5, 10])
+
+    def __post_init__(self) -> None:
+        if self.decoder not in ("bilinear", "mlp"):
+            raise ConfigError(f"--decoder must be bilinear or mlp, got {self.decoder!r}")

@@ -34,7 +34,7 @@ def train_npbtl(cfg: NPBTLConfig, progress: Callable[[str], None] = print) -> Pa
         latent_dim=cfg.hidden_dim,
         num_heads=cfg.num_heads,
         latent=cfg.latent,
-        linear_skip=cfg.linear_skip,
+        decoder=cfg.decoder,
     )
     model = NPBTL(np_cfg)
     stats = train_on_user_tasks(
