@@ -80,6 +80,7 @@ class MultiHeadRewardConfig(DevicePrecisionMixin, TrainingArguments):
     train_sampling_strategy: str = "group_by_length"  # batches of similar lengths: little padding is computed
     save_strategy: str = "no"
     logging_steps: int = 20
+    disable_tqdm: bool = True  # pluralign's own progress lines, not a progress bar per step
 
     def __post_init__(self) -> None:
         if self.output_dir is None:
