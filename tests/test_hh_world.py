@@ -211,7 +211,7 @@ def test_demo_size_flags_belong_to_the_chat_worlds():
         world_sizes(build_parser().parse_args(["--out", "x", "--prompts", "8"]))
     with pytest.raises(ConfigError, match="--offline_steps must be at least 1"):
         world_sizes(build_parser().parse_args(["--out", "x", "--world", "hh", "--offline_steps", "0"]))
-    with pytest.raises(ConfigError, match="--pairs: only the hh world"):
+    with pytest.raises(ConfigError, match="--pairs: only the hh world takes it"):
         world_sizes(build_parser().parse_args(["--out", "x", "--world", "chat", "--pairs", "p.jsonl"]))
 
 

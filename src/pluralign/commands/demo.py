@@ -49,6 +49,7 @@ SIZE_FLAGS = {
     "online_prompts": ("online_prompts", "prompts generated per online iteration"),
     "offline_steps": ("offline_max_steps", "RiC's offline SFT steps (default: 2 epochs)"),
     "online_steps": ("online_max_steps", "SFT steps per online iteration (default: 1 epoch over the buffer)"),
+    "base_samples": ("base_samples_per_prompt", "hh: the base model's own samples per training prompt, added to the offline data (default 0)"),
 }
 
 
@@ -56,16 +57,18 @@ def world_sizes(args: argparse.Namespace) -> dict[str, object]:
     """The size flags given, as ChatSettings fields; a one-line error where the world has no such sizes."""
     given = {field: getattr(args, flag) for flag, (field, _) in SIZE_FLAGS.items() if getattr(args, flag) is not None}
     for flag, (field, _) in SIZE_FLAGS.items():
-        least = 0 if flag == "online_iterations" else 1  # no online stage is a valid (offline-only) RiC
+        least = 0 if flag in ("online_iterations", "base_samples") else 1  # 0: no online stage, no base samples
         if field in given and given[field] < least:
             raise ConfigError(f"--{flag} must be at least {least}, got {given[field]}")
     if args.pairs is not None:
         given["pairs"] = args.pairs
     if given and args.world not in ("chat", "hh"):
-        flags = ", ".join(f"--{f}" for f, (field, _) in SIZE_FLAGS.items() if field in given) or "--pairs"
+        named = [f"--{f}" for f, (field, _) in SIZE_FLAGS.items() if field in given] + ["--pairs"] * ("pairs" in given)
+        flags = ", ".join(named)
         raise ConfigError(f"{flags}: only the chat and hh worlds take these sizes; drop them for --world {args.world}")
-    if "pairs" in given and args.world != "hh":
-        raise ConfigError("--pairs: only the hh world reads preference pairs; use --world hh or drop --pairs")
+    for field, flag in (("pairs", "--pairs"), ("base_samples_per_prompt", "--base_samples")):
+        if field in given and args.world != "hh":
+            raise ConfigError(f"{flag}: only the hh world takes it; use --world hh or drop {flag}")
     return given
 
 
