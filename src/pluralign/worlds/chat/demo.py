@@ -28,8 +28,8 @@ Progress = Callable[[str], None]
 
 
 def ric_config(world: ChatWorld, output_dir: Path, **overrides: Any):
-    """RiC on the chat world: LoRA on q/k/v/o, quantile-level tags opening the assistant's turn, one online iteration;
-    ``overrides`` set any RiCConfig field."""
+    """RiC on a chat world: LoRA on q/k/v/o, quantile-level tags opening the assistant's turn, the world's
+    online MORS iterations (one by default); ``overrides`` set any RiCConfig field."""
     from pluralign.methods.ric.config import RiCConfig
 
     s = world.settings

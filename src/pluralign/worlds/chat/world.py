@@ -213,11 +213,6 @@ def hh_user_turns() -> list[str]:
     return list(seen)
 
 
-def _log(progress: Progress | None, msg: str) -> None:
-    if progress:
-        progress(msg)
-
-
 def build_chat_world(
     work_dir: str | Path,
     progress: Progress | None = print,
