@@ -85,6 +85,9 @@ def test_the_reward_model_trained_on_the_training_pairs_is_the_worlds_harmless_o
                 for r in rm_rows]  # fmt: skip
     assert {pair_id(p) for p in as_pairs} == {pair_id(p) for p in train}
     assert not {pair_id(p) for p in as_pairs} & {pair_id(p) for p in held}
+    manifest = Manifest.load(rm_dir).extra  # and train_classifier read that file: its fit + held-out pairs are all of it
+    assert Path(manifest["config"]["dataset"]).resolve() == (folder / "harmless_train_pairs.jsonl").resolve()
+    assert manifest["train_pairs"] + manifest["held_out"]["pairs"] == len(train)
     # its held-out accuracy is recorded (its own split of the training pairs, and the world's held-out pairs)
     info = world.info["reward_model"]
     assert info["held_out"]["pairs"] >= 1 and info["world_held_out"]["pairs"] == len(held)
