@@ -135,7 +135,9 @@ def test_offline_data_holds_both_responses_of_each_pair_with_their_scores(hh, tm
     # the DPO baseline gets the human pairs themselves, chosen as chosen
     from pluralign.models.loading import load_tokenizer
 
-    dpo = HH.dpo_pairs(world, load_tokenizer(settings.base_model))["harmless"]
+    by_dimension = HH.dpo_pairs(world, load_tokenizer(settings.base_model))
+    assert by_dimension["helpful"] == []  # DPO's standard single-objective answer: the harmless pairs alone
+    dpo = by_dimension["harmless"]
     assert len(dpo) == settings.n_prompts
     assert {(d["chosen"], d["rejected"]) for d in dpo} == {
         (g["chosen"]["response"], g["rejected"]["response"]) for g in groups.values()

@@ -265,7 +265,9 @@ def _dpo_pairs(world: ChatWorld, tokenizer: Any) -> dict[str, list[dict[str, str
         if r.get("source") in ("chosen", "rejected"):
             paired.setdefault(r["pair"], {"prompt": render_prompt(tokenizer, r["prompt"])})[r["source"]] = r["response"]
     pairs = [p for _, p in sorted(paired.items()) if "chosen" in p and "rejected" in p]
-    return {HARMLESS: pairs[: world.settings.dpo_pairs]}
+    # no helpful pairs: the model (one for every preference) names both objectives, so the front's
+    # preferences reach it; its manifest records 0 pairs for helpful
+    return {HARMLESS: pairs[: world.settings.dpo_pairs], HELPFUL: []}
 
 
 HH = WorldSpec(
