@@ -227,3 +227,16 @@ def test_a_world_folder_is_not_reused_for_the_other_world(hh):
     _world, folder, settings, _pairs = hh
     with pytest.raises(ConfigError, match="holds the 'hh' world, not 'chat'"):
         build_chat_world(Path(folder), progress=None, settings=CHAT.settings(base_model=settings.base_model), spec=CHAT)
+
+
+def test_demo_seeds_summarises_the_per_prompt_steering_of_each_seed():
+    import demo_seeds  # benchmarks/ is on the path (conftest)
+
+    def front(share_a: float, ok: bool) -> dict:
+        return {"steering": {"ric": {"steering_share": {"harmless": share_a, "helpful": 0.5},
+                                     "balanced_vs_base": {"both_at_least_base": ok}}}}  # fmt: skip
+
+    out = demo_seeds.collect_steering({0: front(0.75, True), 1: front(0.25, False)}, ["harmless", "helpful"])
+    assert out["ric"]["steering_share"]["harmless"]["mean"] == 0.5
+    assert out["ric"]["steering_share"]["harmless"]["min"] == 0.25
+    assert out["ric"]["balanced_at_least_base"] == {"0": True, "1": False}
