@@ -7,6 +7,10 @@ A seed seeds everything (the world's corpus, the tiny SFT model, the method's tr
 so a rerun of a seed on the same machine gives the same numbers:
 
     python benchmarks/demo_seeds.py --seeds 0 1 2 --out demo_seeds.json [--method ric] [--work runs/demo_seeds]
+    python benchmarks/demo_seeds.py --world hh --seeds 0 1 2 --out docs/hh_seeds.json --work runs/hh_seeds
+
+Worlds that report per-prompt steering (chat, hh) also get, per method, the mean, min and max of each
+objective's steering share and, per seed, whether equal weights were at least the base model on both.
 """
 
 from __future__ import annotations
@@ -53,6 +57,23 @@ def collect(fronts_by_seed: dict[int, dict]) -> dict[str, dict]:
     }
 
 
+def collect_steering(fronts_by_seed: dict[int, dict], names: list[str]) -> dict[str, dict]:
+    """Per method: each objective's per-prompt steering share over the seeds, and per seed whether equal
+    weights were at least the base model on both objectives (front.json's ``steering``, chat and hh worlds)."""
+    out: dict[str, dict] = {}
+    for seed, data in fronts_by_seed.items():
+        for method, s in (data.get("steering") or {}).items():
+            m = out.setdefault(method, {"share": {n: [] for n in names}, "balanced": {}})
+            for n in names:
+                m["share"][n].append((s.get("steering_share") or {}).get(n))
+            balanced = s.get("balanced_vs_base")
+            m["balanced"][str(seed)] = None if balanced is None else balanced["both_at_least_base"]
+    return {
+        method: {"steering_share": {n: summarise(v) for n, v in m["share"].items()}, "balanced_at_least_base": m["balanced"]}
+        for method, m in out.items()
+    }
+
+
 def fmt(s: dict) -> str:
     if s["mean"] is None:
         return "n/a"
@@ -64,6 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--out", type=Path, required=True, help="JSON file for the summary and every run's numbers")
     ap.add_argument("--method", default="ric")
+    ap.add_argument("--world", default="reviews", help="reviews | chat | hh (pluralign demo --world)")
     ap.add_argument("--work", type=Path, default=Path("runs/demo_seeds"), help="one demo output folder per seed")
     ap.add_argument("--reuse", action="store_true", help="reuse a seed's front.json when it is already there")
     args = ap.parse_args(argv)
@@ -74,8 +96,8 @@ def main(argv: list[str] | None = None) -> int:
         front = out / "front.json"
         if not (args.reuse and front.is_file()):
             t = time.time()
-            cmd = [sys.executable, "-m", "pluralign.cli", "demo", "--method", args.method, "--seed", str(seed),
-                   "--out", str(out)]  # fmt: skip
+            cmd = [sys.executable, "-m", "pluralign.cli", "demo", "--world", args.world, "--method", args.method,
+                   "--seed", str(seed), "--out", str(out)]  # fmt: skip
             print(f"demo_seeds: {' '.join(cmd[2:])}", flush=True)
             done = subprocess.run(cmd, capture_output=True, text=True)
             if done.returncode != 0:
@@ -92,11 +114,17 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  {method}: HV {fmt(s['hypervolume'])}")
         for i, n in enumerate(names):
             print(f"    {n}: steerability {fmt(s['steerability'][i])}, range {fmt(s['range'][i])}")
+    steering = collect_steering(fronts, names)
+    for method, s in steering.items():
+        shares = ", ".join(f"{n} {fmt(v)}" for n, v in s["steering_share"].items())
+        print(f"  {method}: per-prompt steering share {shares}; equal weights >= base on both: {s['balanced_at_least_base']}")
     record = {
+        "world": args.world,
         "method": args.method,
         "seeds": args.seeds,
         "objectives": names,
         "summary": summary,
+        "steering": steering,
         "demo_wall_seconds": walls,
         "runs": {
             str(seed): [{k: f.get(k) for k in ("method", "hypervolume", "steerability", "range", "wall_seconds")}

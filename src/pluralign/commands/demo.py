@@ -24,30 +24,71 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="pluralign demo", description=__doc__)
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument(
-        "--world", default="reviews", help="reviews (the toy text world, default) | chat (SmolLM2, HH prompts) | images"
+        "--world",
+        default="reviews",
+        help="reviews (the toy text world, default) | chat (SmolLM2: relevance vs sentiment on HH prompts) | "
+        "hh (SmolLM2: harmless vs helpful on the HH pairs, a reward model trained on them) | images",
     )
     p.add_argument(
-        "--method", default="ric", help=f"one of {', '.join(DEMO_METHODS)}; chat world: ric, dpo, soups or several (ric,dpo)"
+        "--method", default="ric", help=f"one of {', '.join(DEMO_METHODS)}; chat world: ric, dpo, soups or several (ric,dpo); hh world: ric, dpo"
     )
     p.add_argument("--work_dir", default=None, help="where the world and the SFT model are cached (default: OUT/world)")
+    sizes = p.add_argument_group("sizes of the chat and hh worlds (default: each world's own; smaller for a quick run)")
+    for flag, (_field, what) in SIZE_FLAGS.items():
+        sizes.add_argument(f"--{flag}", type=int, default=None, help=what)
+    sizes.add_argument("--pairs", default=None, help="hh: preference pairs file (prompt/chosen/rejected); default: the shipped HH pairs")
     add_generation_flags(p)
     return p
 
 
+# demo flag -> (ChatSettings field, help)
+SIZE_FLAGS = {
+    "prompts": ("n_prompts", "training prompts (chat) or training pairs (hh, two samples each)"),
+    "eval_prompts": ("n_eval_prompts", "held-out evaluation prompts"),
+    "online_iterations": ("online_iterations", "RiC's online MORS iterations"),
+    "online_prompts": ("online_prompts", "prompts generated per online iteration"),
+    "offline_steps": ("offline_max_steps", "RiC's offline SFT steps (default: 2 epochs)"),
+    "online_steps": ("online_max_steps", "SFT steps per online iteration (default: 1 epoch over the buffer)"),
+    "base_samples": ("base_samples_per_prompt", "hh: the base model's own samples per training prompt, added to the offline data (default 0)"),
+}
+
+
+def world_sizes(args: argparse.Namespace) -> dict[str, object]:
+    """The size flags given, as ChatSettings fields; a one-line error where the world has no such sizes."""
+    given = {field: getattr(args, flag) for flag, (field, _) in SIZE_FLAGS.items() if getattr(args, flag) is not None}
+    for flag, (field, _) in SIZE_FLAGS.items():
+        least = 0 if flag in ("online_iterations", "base_samples") else 1  # 0: no online stage, no base samples
+        if field in given and given[field] < least:
+            raise ConfigError(f"--{flag} must be at least {least}, got {given[field]}")
+    if args.pairs is not None:
+        given["pairs"] = args.pairs
+    if given and args.world not in ("chat", "hh"):
+        named = [f"--{f}" for f, (field, _) in SIZE_FLAGS.items() if field in given] + ["--pairs"] * ("pairs" in given)
+        flags = ", ".join(named)
+        raise ConfigError(f"{flags}: only the chat and hh worlds take these sizes; drop them for --world {args.world}")
+    for field, flag in (("pairs", "--pairs"), ("base_samples_per_prompt", "--base_samples")):
+        if field in given and args.world != "hh":
+            raise ConfigError(f"{flag}: only the hh world takes it; use --world hh or drop {flag}")
+    return given
+
+
 def run(argv: Sequence[str]) -> int:
     args = parse_args(build_parser(), argv)
-    if args.world == "chat":
-        from pluralign.worlds.chat.demo import parse_methods, run_chat_demo
+    sizes = world_sizes(args)
+    if args.world in ("chat", "hh"):
+        from pluralign.worlds.chat.demo import parse_methods, run_chat_demo, world_spec
 
+        spec = world_spec(args.world)
+        settings = spec.settings(seed=args.seed, **sizes)
         return run_chat_demo(
-            args.out, parse_methods(args.method), args.work_dir, args.seed, generation_kwargs(args, {})
+            args.out, parse_methods(args.method, spec), args.work_dir, args.seed, generation_kwargs(args, {}), settings, spec
         )
     if args.world == "images":
         from pluralign.worlds.images import demo as image_demo
 
         return image_demo.run(args)
     if args.world != "reviews":
-        raise ConfigError(f"unknown demo --world {args.world!r}; use reviews, chat or images")
+        raise ConfigError(f"unknown demo --world {args.world!r}; use reviews, chat, hh or images")
     if args.method not in DEMO_METHODS:
         raise ConfigError(f"unknown demo --method {args.method!r}; use one of {', '.join(DEMO_METHODS)}")
     try:

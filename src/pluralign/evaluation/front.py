@@ -21,6 +21,9 @@ from pluralign.objectives import ObjectiveSet, ObjectiveStats
 from pluralign.preferences.weights import preference_grid
 from pluralign.training.state import gather_shares, my_share, world
 
+# the starting model's front: "sft" where pluralign made the starting model, "base" for a pretrained one
+STARTING_FRONTS = ("sft", "base")
+
 
 @dataclass
 class Front:
@@ -31,6 +34,8 @@ class Front:
     steerability: list[float | None] = field(default_factory=list)
     samples: list[dict[str, Any]] = field(default_factory=list)  # a few generations per point, for the report
     range: list[float | None] = field(default_factory=list)  # span over the grid / data spread, per objective
+    # per point, per prompt, per objective: the raw scores behind each mean (kept in memory, not in front.json)
+    prompt_scores: list[list[list[float]]] = field(default_factory=list, repr=False)
 
     @property
     def weights(self) -> np.ndarray:
@@ -68,13 +73,14 @@ def evaluate_front(
     from pluralign.data.loading import prompt_text
 
     n = len(prompts)
-    points, samples = [], []
+    points, samples, per_prompt = [], [], []
     for g, w in enumerate(grid):
         means = [float(np.mean(scores[name][g * n : (g + 1) * n])) for name in objectives.names]
         points.append({"preference": [float(x) for x in w], "scores": means})
+        per_prompt.append([[float(scores[name][g * n + j]) for name in objectives.names] for j in range(n)])
         for j in range(min(keep_samples, n)):
             samples.append({"preference": w, "prompt": prompt_text(prompts[j]), "response": texts[g * n + j]})
-    front = Front(method or policy.method, points, samples=samples)
+    front = Front(method or policy.method, points, samples=samples, prompt_scores=per_prompt)
     front.steerability = steerability(front.weights, front.scores)
     if progress:
         progress(f"evaluate: {front.method} front over {len(grid)} preferences x {n} prompts in {time.time() - t:.1f}s")
@@ -115,7 +121,8 @@ def constant_front(
     samples = [
         {"preference": None, "prompt": prompt_text(p), "response": r} for p, r in list(zip(prompts, responses))[:2]
     ]
-    front = Front(method, points, samples=samples)
+    rows = [[float(scores[name][j]) for name in objectives.names] for j in range(len(responses))]
+    front = Front(method, points, samples=samples, prompt_scores=[rows for _ in points])
     front.steerability = steerability(front.weights, front.scores)
     return front
 
@@ -169,7 +176,7 @@ def write_front_json(
         "reference_point": list(reference),
         "reference_point_units": "z-scores of the SFT model's outputs (see normalisation)",
         "normalisation": {n: {"mean": norm[n].mean, "std": norm[n].std} for n in names},
-        "fronts": [asdict(f) for f in fronts],
+        "fronts": [{k: v for k, v in asdict(f).items() if k != "prompt_scores"} for f in fronts],
         **(extra or {}),
     }
     path = Path(path)

@@ -30,9 +30,16 @@ from pluralign.training.state import is_main_process, world
 
 
 def sft_front(
-    base_model: str, prompts: Sequence[Any], objectives: ObjectiveSet, grid, seed: int = 0, **generation_kwargs: Any
+    base_model: str,
+    prompts: Sequence[Any],
+    objectives: ObjectiveSet,
+    grid,
+    seed: int = 0,
+    name: str = "sft",
+    **generation_kwargs: Any,
 ) -> tuple[Front, dict]:
-    """Generate with the unconditioned SFT model; returns its (constant) front and its output statistics."""
+    """Generate with the unconditioned SFT model; returns its (constant) front, named ``name``, and its
+    output statistics."""
     import torch
 
     from pluralign.generation.batched import generate_batched
@@ -46,7 +53,7 @@ def sft_front(
         prompts,
         objectives,
     )
-    front = constant_front("sft", texts, prompts, objectives, grid, scores=scores)
+    front = constant_front(name, texts, prompts, objectives, grid, scores=scores)
     front.wall_seconds = time.time() - t
     return front, output_stats(texts, prompts, objectives, scores=scores)
 
@@ -64,6 +71,7 @@ def evaluate_models(
     title: str = "pluralign: Pareto fronts",
     progress: Callable[[str], None] | None = print,
     range_stats: dict[str, Any] | None = None,
+    base_name: str = "sft",
     **generation_kwargs: Any,
 ) -> list[Front]:
     """Evaluate each policy over the grid next to the SFT model; write the three result files.
@@ -71,12 +79,13 @@ def evaluate_models(
     ``range_stats``: per objective the statistics (an ``ObjectiveStats`` with quantiles) of the training
     data, whose 5th-95th percentile spread is each front's ``range`` unit; default: the SFT model's outputs.
     Under ``accelerate launch`` each process generates and scores its share of every grid; the main
-    process writes the files.
+    process writes the files. ``base_name``: the starting model's front in front.json (a world whose
+    start is a pretrained model, not an SFT model pluralign made, calls it ``base``).
     """
     grid = [list(w) for w in (grid or preference_grid(len(objectives)))]
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    base, norm = sft_front(base_model, prompts, objectives, grid, seed=seed, **generation_kwargs)
+    base, norm = sft_front(base_model, prompts, objectives, grid, seed=seed, name=base_name, **generation_kwargs)
     fronts = [base]
     for name, policy in policies.items():
         t = time.time()

@@ -7,7 +7,7 @@ import textwrap
 from collections.abc import Sequence
 from pathlib import Path
 
-from pluralign.evaluation.front import Front
+from pluralign.evaluation.front import STARTING_FRONTS, Front
 
 
 def plot_fronts(fronts: Sequence[Front], names: Sequence[str], path: str | Path, title: str = "") -> Path:
@@ -21,8 +21,9 @@ def plot_fronts(fronts: Sequence[Front], names: Sequence[str], path: str | Path,
     for ax, (i, j) in zip(axes[0], pairs):
         for f in fronts:
             s = f.scores
-            if f.method == "sft":
-                ax.scatter(s[0, i], s[0, j], marker="*", s=220, color="black", label="sft (starting model)", zorder=5)
+            if f.method in STARTING_FRONTS:
+                label = f"{f.method} (starting model)"
+                ax.scatter(s[0, i], s[0, j], marker="*", s=220, color="black", label=label, zorder=5)
                 continue
             line = ax.plot(s[:, i], s[:, j], "-o", ms=4, alpha=0.8, label=f"{f.method} (HV {f.hypervolume:.2f})")[0]
             for w, x, y in zip(f.weights, s[:, i], s[:, j]):

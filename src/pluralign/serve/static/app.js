@@ -200,7 +200,7 @@ function drawFront() {
   const palette = ["#2f6fdf", "#e07b39", "#3a9d5d", "#9b59b6", "#c0392b", "#16a085"];
   front.fronts.forEach((f, fi) => {
     const mine = f.method === state.method;
-    const color = mine ? palette[0] : (f.method === "sft" ? "#999" : palette[1 + (fi % (palette.length - 1))]);
+    const color = mine ? palette[0] : ((f.method === "sft" || f.method === "base") ? "#999" : palette[1 + (fi % (palette.length - 1))]);
     const sorted = [...f.points].sort((a, b) => a.scores[0] - b.scores[0]);
     el("polyline", { points: sorted.map((p) => `${X(p.scores[0])},${Y(p.scores[1])}`).join(" "),
                      fill: "none", stroke: color, "stroke-width": mine ? 2 : 1.2, "stroke-dasharray": mine ? "" : "4 3" }, svg);

@@ -1,9 +1,12 @@
-"""``pluralign demo --world chat``: RiC (and the DPO baseline) on SmolLM2 in the chat world, end to end.
+"""``pluralign demo --world chat|hh``: RiC (and the baselines) on SmolLM2 in a chat world, end to end.
 
-Stages (each cached in ``work_dir`` / ``OUT`` and resumed on a rerun): base model conversion, base
-samples, scores, RiC offline SFT, RiC online MORS iteration, DPO, evaluation over the grid, samples.md.
-Writes OUT/front.json, OUT/pareto.png, OUT/report.html, OUT/samples.md, OUT/chat_demo.json (stage
-times, peak RSS, the objectives' correlation on the base samples) and OUT/<method>/ (the models).
+One path for every chat world (:class:`~pluralign.worlds.chat.world.WorldSpec`: ``chat`` relevance vs
+sentiment, ``hh`` harmless vs helpful). Stages (each cached in ``work_dir`` / ``OUT`` and resumed on a
+rerun): base model conversion, the world's offline data (hh: its reward model first), scores, RiC offline
+SFT, RiC online MORS iterations, the baselines, evaluation over the grid beside the base model, samples.md.
+Writes OUT/front.json, OUT/pareto.png, OUT/report.html, OUT/samples.md, OUT/<world>_demo.json (stage
+times, peak RSS, the objectives' correlation on the offline data, per-prompt steering), the steerable
+model in OUT/model/ and each baseline in OUT/<method>/.
 """
 
 from __future__ import annotations
@@ -13,20 +16,20 @@ import resource
 import shutil
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 from pluralign.errors import ConfigError
-from pluralign.worlds.chat.world import LORA_TARGETS, ChatSettings, ChatWorld, build_chat_world
+from pluralign.worlds.chat.world import CHAT, LORA_TARGETS, ChatSettings, ChatWorld, WorldSpec, build_chat_world
 
-CHAT_METHODS = ("ric", "dpo", "soups")
 SAMPLE_WEIGHTS = ((1.0, 0.0), (0.5, 0.5), (0.0, 1.0))
 Progress = Callable[[str], None]
 
 
 def ric_config(world: ChatWorld, output_dir: Path, **overrides: Any):
-    """RiC on the chat world: LoRA on q/k/v/o, quantile-level tags opening the assistant's turn, one online iteration;
-    ``overrides`` set any RiCConfig field."""
+    """RiC on a chat world: LoRA on q/k/v/o, quantile-level tags opening the assistant's turn, the world's
+    online MORS iterations (one by default); ``overrides`` set any RiCConfig field."""
     from pluralign.methods.ric.config import RiCConfig
 
     s = world.settings
@@ -55,12 +58,14 @@ def ric_config(world: ChatWorld, output_dir: Path, **overrides: Any):
         lr_scheduler_type="cosine",
         warmup_steps=5,
         per_device_train_batch_size=s.batch_size,
-        max_length=192,
-        online_iterations=1,
+        max_length=s.max_length,
+        max_steps=s.offline_max_steps,
+        online_iterations=s.online_iterations,
         online_prompts=s.online_prompts,
         online_offline_samples=s.online_offline_samples,
         online_learning_rate=s.online_learning_rate,
         online_epochs=1.0,
+        online_max_steps=s.online_max_steps,
         online_max_new_tokens=s.max_new_tokens,
         generation_batch_size=s.generation_batch_size,
         logging_steps=10,
@@ -165,18 +170,28 @@ def train_dpo_chat(
         seed=s.seed,
     )
     config = DimensionDPOConfig(**{**settings, **overrides})
-    pairs = {name: world.pairs(name, s.dpo_pairs) for name in world.objectives.names}
+    from pluralign.models.loading import load_tokenizer
+
+    spec = getattr(world, "spec", None) or CHAT
+    pairs = spec.dpo_pairs(world, load_tokenizer(world.base_model))
     return train_dpo(config, pairs, progress)
 
 
 TRAINERS = {"ric": train_ric_chat, "dpo": train_dpo_chat, "soups": train_soups_chat}
+# the steered model of a run goes to DIR/model (shared/DESIGN.md: every world writes it); baselines to DIR/<method>
+MODEL_DIRS = {"ric": "model"}
 
 
-def parse_methods(spec: str) -> list[str]:
+def model_dir(out: Path, method: str) -> Path:
+    return Path(out) / MODEL_DIRS.get(method, method)
+
+
+def parse_methods(spec: str, world: WorldSpec | None = None) -> list[str]:
+    world = world or CHAT
     methods = [m.strip() for m in spec.split(",") if m.strip()]
-    bad = [m for m in methods if m not in CHAT_METHODS]
+    bad = [m for m in methods if m not in world.methods]
     if not methods or bad:
-        raise ConfigError(f"--method {spec!r}: the chat world trains {', '.join(CHAT_METHODS)} (comma-separated)")
+        raise ConfigError(f"--method {spec!r}: the {world.name} world trains {', '.join(world.methods)} (comma-separated)")
     return methods
 
 
@@ -188,14 +203,17 @@ def peak_rss_mb() -> float:
 
 
 def write_samples(out: Path, policy: Any, world: ChatWorld, n_prompts: int = 3) -> None:
-    """DIR/samples.md: the steered model's responses at w = (1,0), (0.5,0.5), (0,1) for a few prompts."""
+    """DIR/samples.md: the steered model's responses at w = (1,0), (0.5,0.5), (0,1) for a few held-out prompts."""
     from pluralign.objectives.relevance import last_user_turn
 
     prompts = world.eval_prompts[:n_prompts]
     names = world.objectives.names
     texts = {w: policy.generate(prompts, preference=dict(zip(names, w)), **world.generation_kwargs) for w in SAMPLE_WEIGHTS}
     lines = [f"# Steered samples ({policy.manifest.method}, {world.base_model})", ""]
-    lines.append(f"Objectives: {', '.join(names)}; greedy decoding, {world.settings.max_new_tokens} new tokens at most.")
+    lines.append(
+        f"Objectives: {', '.join(names)}; held-out prompts; greedy decoding, "
+        f"{world.generation_kwargs.get('max_new_tokens', world.settings.max_new_tokens)} new tokens at most."
+    )
     for i, p in enumerate(prompts):
         lines += ["", f"## {last_user_turn(p)}", ""]
         scores = world.objectives.score([p] * len(SAMPLE_WEIGHTS), [texts[w][i] for w in SAMPLE_WEIGHTS])
@@ -213,14 +231,20 @@ def run_chat_demo(
     seed: int = 0,
     generation: dict[str, Any] | None = None,
     settings: ChatSettings | None = None,
+    spec: WorldSpec | None = None,
 ) -> int:
+    """``pluralign demo --world chat|hh``: build the world (``spec``; default the chat world), train the
+    methods, evaluate their fronts beside the base model, write the results and ``DIR/<world>_demo.json``."""
     from pluralign.evaluation.pipeline import evaluate_models, summary_table
+    from pluralign.evaluation.steering import steering_summary
     from pluralign.generation.policy import load_policy
     from pluralign.preferences.weights import preference_grid
     from pluralign.training.quiet import quiet_libraries
 
     quiet_libraries()  # no library deprecation warnings or progress bars among the demo's lines
-    settings = settings or ChatSettings(seed=seed)  # --seed seeds the world's sampling, training and evaluation
+    spec = spec or CHAT
+    settings = settings or spec.settings(seed=seed)  # --seed seeds the world's sampling, training and evaluation
+    name = spec.name
     start = time.time()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -229,23 +253,25 @@ def run_chat_demo(
     def progress(msg: str) -> None:
         print(f"[{time.time() - start:6.1f}s] {msg}", flush=True)
 
-    def stage(name: str, t0: float) -> None:
-        stages[name] = round(time.time() - t0, 1)
-        progress(f"chat demo: stage {name} took {stages[name]:.1f}s (peak RSS {peak_rss_mb():.0f} MB)")
+    def stage(label: str, t0: float) -> None:
+        stages[label] = round(time.time() - t0, 1)
+        progress(f"{name} demo: stage {label} took {stages[label]:.1f}s (peak RSS {peak_rss_mb():.0f} MB)")
 
     t = time.time()
-    progress("chat demo: building the chat world (SmolLM2 samples on HH prompts; cached after the first run)")
-    world = build_chat_world(Path(work_dir) if work_dir else out / "world", progress=progress, settings=settings)
+    progress(f"{name} demo: building the {name} world ({spec.description}; cached after the first run)")
+    world = build_chat_world(Path(work_dir) if work_dir else out / "world", progress=progress, settings=settings, spec=spec)
     stage("world", t)
-    progress(f"chat demo: {world.objectives.names} correlate {world.correlation:+.3f} on the base model's samples")
+    for part, seconds in world.build_seconds.items():  # the world's own stages in this run (0 when cached)
+        stages[f"world.{part}"] = seconds
+    progress(f"{name} demo: {world.objectives.names} correlate {world.correlation:+.3f} on the offline data")
     policies, train_seconds = {}, {}
     for method in methods:
         t = time.time()
-        progress(f"chat demo: training {method}")
-        model_dir = TRAINERS[method](world, out / method, progress)
+        progress(f"{name} demo: training {method}")
+        trained = TRAINERS[method](world, model_dir(out, method), progress)
         train_seconds[method] = time.time() - t
         stage(f"train_{method}", t)
-        policies[method] = load_policy(model_dir)
+        policies[method] = load_policy(trained)
     t = time.time()
     gen = {**world.generation_kwargs, **(generation or {})}
     fronts = evaluate_models(
@@ -257,8 +283,10 @@ def run_chat_demo(
         train_seconds=train_seconds,
         grid=preference_grid(len(world.objectives), world.settings.grid_points),
         seed=seed,
-        title=f"pluralign chat world: {', '.join(methods)} vs base SmolLM2-135M-Instruct",
+        title=f"pluralign {name} world: {', '.join(methods)} vs base SmolLM2-135M-Instruct",
         progress=progress,
+        range_stats=dict(world.objectives.stats) if spec.range_from_data else None,
+        base_name=spec.base_front,
         **gen,
     )
     stage("evaluate", t)
@@ -266,20 +294,55 @@ def run_chat_demo(
     steered = "ric" if "ric" in policies else methods[0]
     write_samples(out, policies[steered], world)
     stage("samples", t)
+    steering = steering_summary(fronts, world.objectives.names)
     summary = {
+        "world": name,
         "base_model": world.base_model,
         "objectives": world.objectives.names,
-        "correlation_on_base_samples": world.correlation,
+        "correlation_on_offline_data": world.correlation,
+        "correlation_detail": world.info.get("correlation_detail"),
+        **({"reward_model": world.info["reward_model"]} if "reward_model" in world.info else {}),
+        "held_out_prompts": len(world.eval_prompts),
         "methods": list(methods),
         "stage_seconds": stages,
         "total_seconds": round(time.time() - start, 1),
         "peak_rss_mb": round(peak_rss_mb(), 1),
-        "fronts": {f.method: {"hypervolume": f.hypervolume, "steerability": f.steerability} for f in fronts},
+        "fronts": {
+            f.method: {"hypervolume": f.hypervolume, "steerability": f.steerability, "range": f.range} for f in fronts
+        },
+        "steering": steering,
+        "settings": asdict(world.settings),
     }
-    (out / "chat_demo.json").write_text(json.dumps(summary, indent=2))
+    (out / f"{name}_demo.json").write_text(json.dumps(summary, indent=2))
+    add_to_front_json(out / "front.json", {"steering": steering, "stage_seconds": stages,
+                                           "peak_rss_mb": summary["peak_rss_mb"], "world": name})  # fmt: skip
     print(summary_table(fronts, world.objectives.names))
+    for method, s in steering.items():
+        shares = ", ".join(f"{n} {v:.2f}" if v is not None else f"{n} n/a" for n, v in s["steering_share"].items())
+        balanced = s["balanced_vs_base"]
+        verdict = "n/a" if balanced is None else ("yes" if balanced["both_at_least_base"] else "no")
+        progress(f"{name} demo: {method}: per-prompt steering share {shares}; equal weights >= base on both: {verdict}")
     progress(
-        f"chat demo: done in {summary['total_seconds']:.0f}s, peak RSS {summary['peak_rss_mb']:.0f} MB; wrote "
-        f"{out / 'front.json'}, {out / 'pareto.png'}, {out / 'report.html'}, {out / 'samples.md'}"
+        f"{name} demo: done in {summary['total_seconds']:.0f}s, peak RSS {summary['peak_rss_mb']:.0f} MB; wrote "
+        f"{out / 'front.json'}, {out / 'pareto.png'}, {out / 'report.html'}, {out / 'samples.md'}, "
+        f"{model_dir(out, steered)}"
     )
     return 0
+
+
+def add_to_front_json(path: Path, keys: dict[str, Any]) -> None:
+    """Top-level keys added to a written front.json (its contract allows extra keys)."""
+    if path.is_file():
+        data = json.loads(path.read_text())
+        data.update(keys)
+        path.write_text(json.dumps(data, indent=2))
+
+
+def world_spec(name: str) -> WorldSpec:
+    """The chat world named ``name``: ``chat`` (relevance vs sentiment) or ``hh`` (harmless vs helpful)."""
+    from pluralign.worlds.chat.hh import HH
+
+    specs = {CHAT.name: CHAT, HH.name: HH}
+    if name not in specs:
+        raise ConfigError(f"unknown chat world {name!r}; use {' or '.join(specs)}")
+    return specs[name]

