@@ -211,7 +211,9 @@ class Embedder:
         Batches hold texts of similar length (less padding); the vectors come back in the input order."""
         import torch
 
-        order = sorted(range(len(prompts)), key=lambda i: len(prompt_text(prompts[i])) + len(response_text(responses[i])))
+        order = sorted(
+            range(len(prompts)), key=lambda i: len(prompt_text(prompts[i])) + len(response_text(responses[i]))
+        )
         out = np.zeros((len(prompts), self.dim), dtype=np.float32)
         with torch.no_grad():
             for start in range(0, len(order), self.batch_size):

@@ -25,8 +25,8 @@ from __future__ import annotations
 import json
 import random
 import time
-from pathlib import Path
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -144,7 +144,9 @@ def harmless_reward_model(ctx: WorldContext, train_pairs: list[dict]) -> Path:
             for p in train_pairs
         ])  # fmt: skip
         config, train = _rm_config(kind, rm_dir, data, ctx.settings.seed)
-        ctx.log(f"hh world: training the {HARMLESS} reward model ({kind}) on {len(train_pairs)} pairs (cached after the first run)")
+        ctx.log(
+            f"hh world: training the {HARMLESS} reward model ({kind}) on {len(train_pairs)} pairs (cached after the first run)"
+        )
         train(config, progress=lambda m: ctx.log(f"hh world: reward model: {m}"))
         ctx.seconds["reward_model"] = round(time.time() - t, 1)
     held = json.loads(results.read_text())
@@ -205,7 +207,9 @@ def _build(ctx: WorldContext, objectives: ObjectiveSet) -> WorldData:
         for row in plan:
             text = response_text(done[row["i"]]["response"])
             if text:
-                train.append({"prompt": pairs[row["pair"]]["prompt"], "response": text, "source": "base", "pair": row["pair"]})
+                train.append(
+                    {"prompt": pairs[row["pair"]]["prompt"], "response": text, "source": "base", "pair": row["pair"]}
+                )
     ctx.data["ric_pairs"], ctx.data["excluded_eval_prompts"] = len(pairs), excluded
     ctx.log(
         f"hh world: {len(train_pairs)} training / {len(held_pairs)} held-out pairs; RiC's offline data: {len(train)} "
@@ -297,8 +301,18 @@ HH = WorldSpec(
     build=_build,
     describe=_describe,
     dpo_pairs=_dpo_pairs,
-    world_fields=("n_prompts", "n_eval_prompts", "max_new_tokens", "seed", "base_model", "pairs", "held_out_fraction",
-                  "max_user_turns", "base_samples_per_prompt", "harmless_rm"),  # fmt: skip
+    world_fields=(
+        "n_prompts",
+        "n_eval_prompts",
+        "max_new_tokens",
+        "seed",
+        "base_model",
+        "pairs",
+        "held_out_fraction",
+        "max_user_turns",
+        "base_samples_per_prompt",
+        "harmless_rm",
+    ),  # fmt: skip
     methods=("ric", "dpo"),
     defaults=HH_DEFAULTS,
     base_front="base",
