@@ -278,7 +278,7 @@ HH = WorldSpec(
     dpo_pairs=_dpo_pairs,
     world_fields=("n_prompts", "n_eval_prompts", "max_new_tokens", "seed", "base_model", "pairs", "held_out_fraction",
                   "max_user_turns", "base_samples_per_prompt"),  # fmt: skip
-    methods=("ric", "dpo"),
+    methods=("ric", "dpo", "soups", "moslim"),
     defaults=HH_DEFAULTS,
     base_front="base",
     range_from_data=True,
