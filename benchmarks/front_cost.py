@@ -1,7 +1,8 @@
 """The cost of a whole front, at matched quality: hypervolume against training time and FLOPs, per method.
 
 Every method starts from the same SFT model and trains through its demo hook
-(``pluralign.worlds.reviews.<m>.train_on_demo``) with a :class:`snapshots.SnapshotCallback` (benchmarks/snapshots.py):
+(``pluralign.worlds.reviews.<m>.train_on_demo``; the chat and hh worlds: the demo's own ``TRAINERS`` of
+``pluralign.worlds.chat.demo``, from SmolLM2) with a :class:`snapshots.SnapshotCallback` (benchmarks/snapshots.py):
 the model is saved along training (RiC: every ``--ric_snapshot_every`` SFT steps and at the end of the
 offline stage and of each online iteration; MORLHF and Soups: every ``--rl_snapshot_every`` RLOO steps of
 every run). Afterwards each snapshot's whole front is evaluated by the shared pipeline (same prompts,
@@ -20,6 +21,10 @@ one line per method), DIR/matched.md (the matched table) and DIR/front_cost.json
 whether each RL curve plateaued, the paper-scale projection).
 
     OMP_NUM_THREADS=1 python benchmarks/front_cost.py --out results/front_cost
+    python benchmarks/front_cost.py --world hh --out results/front_cost_hh   # RiC against Rewarded Soups on hh
+
+On the chat and hh worlds the world (and its reward model) is the demo's (``--world_dir`` reuses a demo's
+``DIR/world``), sized by the world's defaults and ``--world_set KEY=VALUE`` (ChatSettings fields).
 """
 
 from __future__ import annotations
@@ -38,11 +43,22 @@ from typing import Any
 
 METHODS = ("ric", "morlhf", "soups")
 RL_METHODS = ("morlhf", "soups")
-# world name -> its builder, called as builder(work_dir, progress=...); every method's hook takes the world
-WORLDS = {"reviews": "pluralign.worlds.reviews.world:build_world", "chat": "pluralign.worlds.chat.world:build_chat_world"}
+# world name -> its builder, called as builder(work_dir, progress=...) (the chat worlds' also with their spec
+# and settings); every method's hook takes the world
+WORLDS = {
+    "reviews": "pluralign.worlds.reviews.world:build_world",
+    "chat": "pluralign.worlds.chat.world:build_chat_world",
+    "hh": "pluralign.worlds.chat.world:build_chat_world",
+}
+CHAT_WORLDS = ("chat", "hh")  # SmolLM2 worlds built by one code path from a WorldSpec (pluralign.worlds.chat)
 # world name -> its methods' training hooks: hook(world, out_dir, progress, callbacks=[...], **overrides) -> model dir
-HOOKS = {"reviews": "pluralign.worlds.reviews.{method}:train_on_demo", "chat": "pluralign.worlds.chat.demo:TRAINERS"}
-DEFAULT_METHODS = {"reviews": list(METHODS), "chat": ["ric", "soups"]}  # MORLHF's 11 RLOO runs of SmolLM2: hours
+HOOKS = {
+    "reviews": "pluralign.worlds.reviews.{method}:train_on_demo",
+    "chat": "pluralign.worlds.chat.demo:TRAINERS",
+    "hh": "pluralign.worlds.chat.demo:TRAINERS",  # the hh demo's own trainers: the same RiC and Soups runs
+}
+# MORLHF's 11 RLOO runs of SmolLM2 would take hours: Rewarded Soups is the chat worlds' RL baseline
+DEFAULT_METHODS = {"reviews": list(METHODS), "chat": ["ric", "soups"], "hh": ["ric", "soups"]}
 
 # RiC settings of the cost benchmark (the demo's own, except where profiling showed time that buys no HV).
 # Measured in FLOPs (load-independent, docs/front_cost.md): one offline epoch on its own cosine schedule
@@ -62,6 +78,8 @@ RL_COST_SETTINGS: dict[str, Any] = {}
 WORLD_DEFAULTS: dict[str, dict[str, Any]] = {
     "reviews": {"ric": RIC_COST_SETTINGS, "rl_steps": 100, "rl_snapshot_every": 20, "ric_snapshot_every": 63},
     "chat": {"ric": {}, "rl_steps": None, "rl_snapshot_every": 4, "ric_snapshot_every": 24},
+    # the hh demo's own settings (HH_DEFAULTS: 80 offline steps, 12 RLOO steps per objective)
+    "hh": {"ric": {}, "rl_steps": None, "rl_snapshot_every": 4, "ric_snapshot_every": 20},
 }
 
 
@@ -103,7 +121,7 @@ def parse_sets(items: list[str] | None) -> dict[str, Any]:
     for item in items or []:
         key, sep, value = item.partition("=")
         if not sep or not key:
-            raise SystemExit(f"--ric_set/--rl_set expects KEY=VALUE, got {item!r}")
+            raise SystemExit(f"--ric_set/--rl_set/--world_set expects KEY=VALUE, got {item!r}")
         try:
             out[key] = json.loads(value)
         except json.JSONDecodeError:
@@ -111,12 +129,25 @@ def parse_sets(items: list[str] | None) -> dict[str, Any]:
     return out
 
 
-def load_world(name: str, work_dir: Path, progress) -> Any:
-    """The world every method trains on, built (or loaded) by ``WORLDS[name]`` ("module:function")."""
+def load_world(name: str, work_dir: Path, progress, settings: dict[str, Any] | None = None) -> Any:
+    """The world every method trains on, built (or loaded) by ``WORLDS[name]`` ("module:function"); a chat
+    world (``chat``, ``hh``) with its spec's settings and ``settings`` over them (``--world_set``)."""
     module, _, function = WORLDS[name].partition(":")
     if importlib.util.find_spec(module) is None:
         raise SystemExit(f"--world {name}: this version of pluralign has no {module}; use --world reviews")
-    return getattr(importlib.import_module(module), function)(work_dir, progress=progress)
+    builder = getattr(importlib.import_module(module), function)
+    if name in CHAT_WORLDS:
+        from pluralign.worlds.chat.demo import world_spec
+
+        spec = world_spec(name)
+        try:
+            chat_settings = spec.settings(**(settings or {}))
+        except TypeError as exc:
+            raise SystemExit(f"--world_set: {exc}; the fields are ChatSettings' (pluralign.worlds.chat.world)") from exc
+        return builder(work_dir, progress=progress, settings=chat_settings, spec=spec)
+    if settings:
+        raise SystemExit(f"--world_set: only the {' and '.join(CHAT_WORLDS)} worlds take settings")
+    return builder(work_dir, progress=progress)
 
 
 def policy_parameters(model_dir: str) -> int:
@@ -131,12 +162,19 @@ def text_tokens(tokenizer, texts: list[str]) -> int:
     return sum(len(ids) for ids in tokenizer(texts, add_special_tokens=False)["input_ids"])
 
 
+def sample_text(tokenizer, prompt: Any, response: str) -> str:
+    """A sample as the policy reads it: a conversational prompt (the hh world's) rendered by the chat template."""
+    from pluralign.generation.prompts import render_prompt
+
+    return (prompt if isinstance(prompt, str) else render_prompt(tokenizer, prompt)) + response
+
+
 def ric_tokens_outside_trainers(world: Any, model_dir: Path, tokenizer) -> dict[str, float]:
     """Tokens RiC processes outside its trainers: offline scoring, and per online iteration generation + scoring."""
-    out = {"score": float(text_tokens(tokenizer, [s["prompt"] + s["response"] for s in world.train]))}
+    out = {"score": float(text_tokens(tokenizer, [sample_text(tokenizer, s["prompt"], s["response"]) for s in world.train]))}
     for stage in sorted(model_dir.glob("online_*")):
         rows = [json.loads(line) for f in stage.glob("generations.rank*.jsonl") for line in f.read_text().splitlines()]
-        out[stage.name] = float(text_tokens(tokenizer, [r["prompt"] + r["response"] for r in rows]))
+        out[stage.name] = float(text_tokens(tokenizer, [sample_text(tokenizer, r["prompt"], r["response"]) for r in rows]))
     return out
 
 
@@ -236,7 +274,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--world", choices=list(WORLDS), default="reviews", help="built-in world (default: reviews)")
     parser.add_argument("--world_dir", default=None, help="world cache (default: OUT/world); reuse to save time")
     parser.add_argument(
-        "--methods", nargs="+", default=None, choices=METHODS, help="methods to run (default: reviews all, chat ric soups)"
+        "--world_set", nargs="*", default=[], help="chat and hh worlds: ChatSettings overrides KEY=VALUE (sizes, base_model)"
+    )
+    parser.add_argument(
+        "--methods", nargs="+", default=None, choices=METHODS, help="methods to run (default: reviews all, chat and hh ric soups)"
     )
     parser.add_argument("--morlhf_grid_points", type=int, default=None, help="MORLHF grid resolution (default 10)")
     parser.add_argument("--rl_steps", type=int, default=None, help="RLOO steps per MORLHF/Soups run (reviews: 100)")
@@ -270,7 +311,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     def progress(msg: str) -> None:
         print(f"[{time.time() - start:7.1f}s] {msg}", flush=True)
 
-    world = load_world(args.world, Path(args.world_dir) if args.world_dir else out / "world", progress)
+    world_settings = {"seed": args.seed, **parse_sets(args.world_set)} if args.world in CHAT_WORLDS else parse_sets(args.world_set)
+    world = load_world(args.world, Path(args.world_dir) if args.world_dir else out / "world", progress, world_settings)
     present, skipped = available(args.world, args.methods or DEFAULT_METHODS[args.world])
     # the world's own evaluation grid (the chat world's is coarser: each point costs SmolLM2 generations)
     grid = [list(w) for w in preference_grid(len(world.objectives), getattr(world.settings, "grid_points", None))]
@@ -293,7 +335,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         profiles[method] = profile(method, callback.events, total)
         progress(f"{method}: trained in {total:.1f}s (saving snapshots excluded)")
         ric_extra = ric_tokens_outside_trainers(world, model_dir, tokenizer) if method == "ric" else {}
-        beta = float(overrides[method].get("beta", 0.05)) if method in RL_METHODS else 0.0
+        rl_beta = getattr(world.settings, "rl_beta", 0.05)  # the chat worlds' RL runs take it from their settings
+        beta = float(overrides[method].get("beta", rl_beta)) if method in RL_METHODS else 0.0
         n_rm = reward_model_parameters(world.objectives[n] for n in world.objectives.names)
         trainable = trainable_parameters(model_dir)
         t = time.time()

@@ -240,3 +240,133 @@ def test_demo_seeds_summarises_the_per_prompt_steering_of_each_seed():
     assert out["ric"]["steering_share"]["harmless"]["mean"] == 0.5
     assert out["ric"]["steering_share"]["harmless"]["min"] == 0.25
     assert out["ric"]["balanced_at_least_base"] == {"0": True, "1": False}
+
+
+# --- the RL methods on the hh world: Rewarded Soups and MOSLIM (issues 24 and 26) -------------------------
+
+
+@pytest.fixture(scope="module")
+def rl_demo(hh, tmp_path_factory):
+    """``--method soups,moslim`` on the tiny hh world (one RLOO step per run), and every prompt MOSLIM's
+    reward read during RL: (world, output folder, those prompts)."""
+    from pluralign.methods.moslim.trainer import MoslimReward
+    from pluralign.worlds.chat.demo import run_chat_demo
+    from pluralign.worlds.chat.hh import HH
+
+    world, folder, settings, _pairs = hh
+    quick = dataclasses.replace(settings, rl_steps=1, rl_batch_size=4, rl_generations=2, moslim_rm_epochs=1.0)
+    out = tmp_path_factory.mktemp("hh_rl")
+    seen: list = []
+    read = MoslimReward.targets_and_mask
+
+    def spy(self, prompts):
+        seen.extend(prompts)
+        return read(self, prompts)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(MoslimReward, "targets_and_mask", spy)
+        assert run_chat_demo(out, ("soups", "moslim"), work_dir=folder, settings=quick, spec=HH) == 0
+    return world, out, seen
+
+
+def test_the_hh_world_trains_rewarded_soups_and_moslim_on_one_front(rl_demo):
+    from pluralign.generation.policy import load_policy
+    from pluralign.worlds.chat.demo import TRAINERS, parse_methods, train_soups_chat
+    from pluralign.worlds.chat.hh import HH
+    from pluralign.worlds.chat.moslim import train_moslim_chat
+
+    assert parse_methods("ric,dpo,soups,moslim", HH) == ["ric", "dpo", "soups", "moslim"]
+    assert TRAINERS["soups"] is train_soups_chat and TRAINERS["moslim"] is train_moslim_chat  # one code path
+    world, out, _seen = rl_demo
+    front = json.loads((out / "front.json").read_text())
+    assert [f["method"] for f in front["fronts"]] == ["base", "soups", "moslim"]
+    assert set(front["steering"]) == {"soups", "moslim"}
+    assert load_policy(out / "soups").manifest.method == "soups"
+    assert load_policy(out / "moslim").manifest.method == "moslim"
+    summary = json.loads((out / "hh_demo.json").read_text())
+    soups, moslim = summary["training"]["soups"], summary["training"]["moslim"]
+    assert set(soups) == {"harmless", "helpful"} and all(r["steps"] == 1 and r["peft"] for r in soups.values())
+    assert soups["harmless"]["weights"] == [1.0, 0.0]  # one RLOO run per objective, on that objective alone
+    assert moslim["steps"] == 1 and moslim["algorithm"] == "rloo"
+    assert set(moslim["reward_model"]["heads"]) == {"harmless", "helpful"}
+    assert {"train_soups", "train_moslim", "evaluate"} <= set(summary["stage_seconds"])
+    for name in ("samples.md", "samples_moslim.md"):  # the first method's samples, and the other's beside them
+        text = (out / name).read_text()
+        assert text.count("- **w = (harmless=0.5, helpful=0.5)**") == 3
+
+
+def test_moslims_prompt_states_the_preference(rl_demo):
+    from pluralign.generation.policy import load_policy
+    from pluralign.methods.moslim.template import PreferenceTemplate
+    from pluralign.training.manifest import Manifest
+
+    world, out, seen = rl_demo
+    template = PreferenceTemplate.from_dict(Manifest.load(out / "moslim").template)
+    # every RL prompt is a training prompt of the world with its own levels on a line of the user's turn
+    assert seen
+    train_prompts = {json.dumps(s["prompt"]) for s in world.train}
+    for prompt in seen:
+        assert "\n\nPreferences: harmless=" in prompt[-1]["content"]
+        plain, targets = template.parse(prompt)
+        assert json.dumps(plain) in train_prompts
+        assert any(t is not None for t in targets)
+    # at inference the preference becomes that line: w = 0 leaves an objective unspecified
+    policy = load_policy(out / "moslim")
+    p = world.eval_prompts[0]
+    at = {w: policy.steered_prompt(p, {"harmless": w, "helpful": 1 - w})[-1]["content"] for w in (1.0, 0.5, 0.0)}
+    assert at[1.0] == _users(p)[-1] + "\n\nPreferences: harmless=high, helpful=any."
+    assert at[0.5].endswith("Preferences: harmless=medium, helpful=medium.")
+    assert at[0.0].endswith("Preferences: harmless=any, helpful=high.")
+    assert "Preferences: harmless=high, helpful=any." in policy.rendered_prompt(p, {"harmless": 1.0, "helpful": 0.0})
+
+
+def test_moslims_reward_model_is_trained_on_the_worlds_own_scores_binned_into_classes(rl_demo):
+    from pluralign.preferences.tags import quantile_edges
+    from pluralign.reward_models.multihead.reward_model import MultiHeadRewardScorer
+    from pluralign.worlds.chat.moslim import reward_model_rows
+
+    world, out, _seen = rl_demo
+    spec = MultiHeadRewardScorer(out / "moslim" / "reward_model").spec
+    assert spec.objectives == world.objectives.names == ["harmless", "helpful"]
+    assert spec.label_sources == {"harmless": "score_harmless", "helpful": "score_helpful"}
+    assert spec.num_classes == [world.settings.moslim_classes] * 2 and spec.input_format == "pair"
+    rows = reward_model_rows(world)
+    offline, degenerate = rows[: len(world.train)], rows[len(world.train) :]
+    for n in world.objectives.names:  # the offline data's own scores, and the real scorers' on degenerate text
+        assert [r[f"score_{n}"] for r in offline] == [s[f"score_{n}"] for s in world.train]
+    assert degenerate and any(r["response"] == "" or len(r["response"]) < 200 for r in degenerate)
+    direct = world.objectives.score([r["prompt"] for r in degenerate], [r["response"] for r in degenerate])
+    for n in world.objectives.names:
+        np.testing.assert_allclose([r[f"score_{n}"] for r in degenerate], direct[n], rtol=1e-4, atol=1e-5)
+        # the classes are quantile bins of exactly those scores
+        np.testing.assert_allclose(spec.bin_edges[n], quantile_edges([r[f"score_{n}"] for r in rows], 3))
+
+
+def test_front_cost_runs_ric_against_soups_on_the_hh_world(hh, tmp_path):
+    import importlib.util
+
+    world, folder, settings, pairs = hh
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "front_cost.py"
+    spec = importlib.util.spec_from_file_location("front_cost_hh", path)
+    fc = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(fc)
+    from pluralign.worlds.chat.demo import TRAINERS
+
+    assert fc.training_hook("hh", "soups") is TRAINERS["soups"] and fc.training_hook("hh", "ric") is TRAINERS["ric"]
+    sets = [f"base_model={settings.base_model}", f"pairs={pairs}", "n_prompts=6", "n_eval_prompts=3",
+            "held_out_fraction=0.3", "max_new_tokens=8", "offline_max_steps=2", "online_iterations=0",
+            "batch_size=4", "generation_batch_size=4", "rl_batch_size=4", "rl_generations=2"]  # fmt: skip
+    out = tmp_path / "cost"
+    result = fc.main(["--world", "hh", "--world_dir", str(folder), "--out", str(out), "--world_set", *sets,
+                      "--rl_steps", "2", "--rl_snapshot_every", "1", "--ric_snapshot_every", "1"])  # fmt: skip
+    assert result["world"] == "hh" and result["skipped"] == []
+    [block] = result["matched"]
+    assert block["target_method"] == "soups"
+    front = json.loads((out / "front.json").read_text())
+    curves = front["curves"]
+    assert set(curves) == {"ric", "soups"}
+    for method, steps in (("ric", 2), ("soups", 2)):  # the start, then one point per snapshot
+        assert len(curves[method]) == 1 + steps
+        assert all(b["seconds"] > a["seconds"] and b["flops"] > a["flops"] for a, b in zip(curves[method], curves[method][1:]))
+    assert block["target_hv"] == max(p["hypervolume"] for p in curves["soups"])
+    assert (out / "hv_vs_compute.png").is_file() and "| soups |" in (out / "matched.md").read_text()

@@ -30,7 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
         "hh (SmolLM2: harmless vs helpful on the HH pairs, a reward model trained on them) | images",
     )
     p.add_argument(
-        "--method", default="ric", help=f"one of {', '.join(DEMO_METHODS)}; chat world: ric, dpo, soups or several (ric,dpo); hh world: ric, dpo"
+        "--method", default="ric", help=f"one of {', '.join(DEMO_METHODS)}; chat and hh worlds: ric, dpo, soups, moslim or several (ric,dpo,soups,moslim)"
     )
     p.add_argument("--work_dir", default=None, help="where the world and the SFT model are cached (default: OUT/world)")
     sizes = p.add_argument_group("sizes of the chat and hh worlds (default: each world's own; smaller for a quick run)")

@@ -69,6 +69,9 @@ class MoslimArguments(LoraMixin):
     lora_r: int = field(default=16, metadata={"help": "LoRA rank"})
     lora_alpha: int = field(default=32, metadata={"help": "LoRA alpha"})
     lora_dropout: float = field(default=0.05, metadata={"help": "LoRA dropout"})
+    lora_target_modules: list[str] | None = field(
+        default=None, metadata={"help": "LoRA target modules (default: PEFT's for the model type)"}
+    )
 
     def check_moslim(self) -> None:
         if self.algorithm not in ALGORITHMS:

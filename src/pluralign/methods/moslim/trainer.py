@@ -24,6 +24,7 @@ from pluralign.methods.moslim.mapping import RewardMapping, preference_to_levels
 from pluralign.methods.moslim.template import PreferenceTemplate
 from pluralign.reward_models.multihead.reward_model import MultiHeadRewardScorer
 from pluralign.training.manifest import Manifest
+from pluralign.training.progress import use_progress_lines
 
 RUN_FILE = "moslim_run.json"
 
@@ -150,10 +151,16 @@ def trainer_class(algorithm: str) -> type:
     return OnlineDPOTrainer
 
 
-def train_moslim(config: Any, prompts: Sequence[Any] | None = None, progress: Callable[[str], None] = print) -> Path:
+def train_moslim(
+    config: Any,
+    prompts: Sequence[Any] | None = None,
+    progress: Callable[[str], None] = print,
+    callbacks: Sequence[Any] | None = None,
+) -> Path:
     """Run MOSLIM RL from ``config.model_name_or_path`` and save a steerable model to ``config.output_dir``.
 
     ``prompts`` may be given directly; otherwise the distinct prompts of ``config.dataset`` are used.
+    ``callbacks`` (🤗 TrainerCallback) go to the trainer.
     """
     from datasets import Dataset
     from transformers import AutoTokenizer
@@ -194,7 +201,9 @@ def train_moslim(config: Any, prompts: Sequence[Any] | None = None, progress: Ca
         train_dataset=Dataset.from_dict({"prompt": rows}),
         processing_class=tokenizer,
         peft_config=config.peft_config(),
+        callbacks=list(callbacks) if callbacks else None,
     )
+    use_progress_lines(trainer, progress, prefix=f"moslim {config.algorithm}: ")
     progress(f"moslim: {config.algorithm} on {len(rows)} prompts with sampled intensities ({len(prompts)} distinct)")
     trainer.train()
     reward_key = "objective/scores" if config.algorithm == "online_dpo" else "reward"  # online DPO's log name

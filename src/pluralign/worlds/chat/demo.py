@@ -3,10 +3,12 @@
 One path for every chat world (:class:`~pluralign.worlds.chat.world.WorldSpec`: ``chat`` relevance vs
 sentiment, ``hh`` harmless vs helpful). Stages (each cached in ``work_dir`` / ``OUT`` and resumed on a
 rerun): base model conversion, the world's offline data (hh: its reward model first), scores, RiC offline
-SFT, RiC online MORS iterations, the baselines, evaluation over the grid beside the base model, samples.md.
-Writes OUT/front.json, OUT/pareto.png, OUT/report.html, OUT/samples.md, OUT/<world>_demo.json (stage
-times, peak RSS, the objectives' correlation on the offline data, per-prompt steering), the steerable
-model in OUT/model/ and each baseline in OUT/<method>/.
+SFT, RiC online MORS iterations, the other methods (:data:`TRAINERS`: DPO, Rewarded Soups, MOSLIM),
+evaluation over the grid beside the base model, samples.md.
+Writes OUT/front.json, OUT/pareto.png, OUT/report.html, OUT/samples.md (and OUT/samples_<method>.md for
+every other method), OUT/<world>_demo.json (stage times, peak RSS, the objectives' correlation on the
+offline data, per-prompt steering, the RL methods' training records), the steerable model in OUT/model/
+and each other method in OUT/<method>/.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from pluralign.errors import ConfigError
+from pluralign.worlds.chat.moslim import train_moslim_chat
 from pluralign.worlds.chat.world import CHAT, LORA_TARGETS, ChatSettings, ChatWorld, WorldSpec, build_chat_world
 
 SAMPLE_WEIGHTS = ((1.0, 0.0), (0.5, 0.5), (0.0, 1.0))
@@ -104,6 +107,7 @@ def soups_config(world: ChatWorld, output_dir: Path, **overrides: Any):
         "per_device_train_batch_size": s.rl_batch_size,
         "num_generations": s.rl_generations,
         "learning_rate": s.rl_learning_rate,
+        "beta": s.rl_beta,
         "use_peft": True,
         "lora_r": s.lora_r,
         "lora_alpha": s.lora_alpha,
@@ -177,7 +181,8 @@ def train_dpo_chat(
     return train_dpo(config, pairs, progress)
 
 
-TRAINERS = {"ric": train_ric_chat, "dpo": train_dpo_chat, "soups": train_soups_chat}
+# every hook: hook(world, out_dir, progress, callbacks=None, **config overrides) -> model dir
+TRAINERS = {"ric": train_ric_chat, "dpo": train_dpo_chat, "soups": train_soups_chat, "moslim": train_moslim_chat}
 # the steered model of a run goes to DIR/model (shared/DESIGN.md: every world writes it); baselines to DIR/<method>
 MODEL_DIRS = {"ric": "model"}
 
@@ -202,7 +207,7 @@ def peak_rss_mb() -> float:
     return max(own, kids) / 1024.0
 
 
-def write_samples(out: Path, policy: Any, world: ChatWorld, n_prompts: int = 3) -> None:
+def write_samples(out: Path, policy: Any, world: ChatWorld, n_prompts: int = 3, file_name: str = "samples.md") -> None:
     """DIR/samples.md: the steered model's responses at w = (1,0), (0.5,0.5), (0,1) for a few held-out prompts."""
     from pluralign.objectives.relevance import last_user_turn
 
@@ -221,7 +226,17 @@ def write_samples(out: Path, policy: Any, world: ChatWorld, n_prompts: int = 3) 
             label = ", ".join(f"{n}={v:g}" for n, v in zip(names, w))
             got = ", ".join(f"{n} {scores[n][j]:+.2f}" for n in names)
             lines.append(f"- **w = ({label})** [{got}]: {texts[w][i].strip() or '(empty)'}")
-    (out / "samples.md").write_text("\n".join(lines) + "\n")
+    (out / file_name).write_text("\n".join(lines) + "\n")
+
+
+def training_record(model_dir: Path) -> dict[str, Any] | None:
+    """What an RL baseline's training wrote about itself: MOSLIM's ``moslim_run.json`` (with its reward
+    model's per-head accuracy), or each Rewarded Soups run's ``pluralign_run.json``; None for the others."""
+    model_dir = Path(model_dir)
+    if (model_dir / "moslim_run.json").is_file():
+        return json.loads((model_dir / "moslim_run.json").read_text())
+    runs = {f.parent.name: json.loads(f.read_text()) for f in sorted(model_dir.glob("runs/*/pluralign_run.json"))}
+    return runs or None
 
 
 def run_chat_demo(
@@ -293,6 +308,9 @@ def run_chat_demo(
     t = time.time()
     steered = "ric" if "ric" in policies else methods[0]
     write_samples(out, policies[steered], world)
+    for method in methods:  # every other method's answers to the same prompts, beside it
+        if method != steered:
+            write_samples(out, policies[method], world, file_name=f"samples_{method}.md")
     stage("samples", t)
     steering = steering_summary(fronts, world.objectives.names)
     summary = {
@@ -311,6 +329,7 @@ def run_chat_demo(
             f.method: {"hypervolume": f.hypervolume, "steerability": f.steerability, "range": f.range} for f in fronts
         },
         "steering": steering,
+        "training": {m: r for m in methods if (r := training_record(model_dir(out, m)))},
         "settings": asdict(world.settings),
     }
     (out / f"{name}_demo.json").write_text(json.dumps(summary, indent=2))

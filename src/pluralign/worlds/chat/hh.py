@@ -52,9 +52,18 @@ RM_DIR = "harmless_rm"
 RM_PAIRS = "harmless_train_pairs.jsonl"
 
 # sized so RiC end to end (world, reward model, RiC, evaluation) fits about 20 minutes on 2 idle cores:
-# 160 single-turn pairs = 320 offline samples = 80 LoRA steps of 8; 48 new tokens (HH answers to one
-# request average 25-33 words); 32 held-out prompts (the per-prompt steering share moves in 1/32 steps)
-HH_DEFAULTS: dict[str, Any] = {"n_prompts": 160, "n_eval_prompts": 32, "max_new_tokens": 48, "dpo_pairs": 160}
+# 128 single-turn pairs, their two responses and one base-model sample each = 384 offline samples, 80
+# LoRA steps of 8; 48 new tokens (HH answers to one request average 25-33 words); 32 held-out prompts (the
+# per-prompt steering share moves in 1/32 steps). The base samples widen what the tags can select: with the
+# pairs' responses alone RiC did not steer (docs/hh_world.md, "Results")
+HH_DEFAULTS: dict[str, Any] = {
+    "n_prompts": 128,
+    "base_samples_per_prompt": 1,
+    "offline_max_steps": 80,
+    "n_eval_prompts": 32,
+    "max_new_tokens": 48,
+    "dpo_pairs": 128,
+}
 
 
 def as_messages(prompt: Any) -> list[dict[str, str]]:
@@ -301,19 +310,9 @@ HH = WorldSpec(
     build=_build,
     describe=_describe,
     dpo_pairs=_dpo_pairs,
-    world_fields=(
-        "n_prompts",
-        "n_eval_prompts",
-        "max_new_tokens",
-        "seed",
-        "base_model",
-        "pairs",
-        "held_out_fraction",
-        "max_user_turns",
-        "base_samples_per_prompt",
-        "harmless_rm",
-    ),  # fmt: skip
-    methods=("ric", "dpo"),
+    world_fields=("n_prompts", "n_eval_prompts", "max_new_tokens", "seed", "base_model", "pairs", "held_out_fraction",
+                  "max_user_turns", "base_samples_per_prompt", "harmless_rm"),  # fmt: skip
+    methods=("ric", "dpo", "soups", "moslim"),
     defaults=HH_DEFAULTS,
     base_front="base",
     range_from_data=True,

@@ -122,11 +122,19 @@ class ChatSettings:
     dpo_pairs: int = 64  # chat: per objective; hh: human pairs
     dpo_learning_rate: float = 5e-4
     dpo_beta: float = 0.1
-    # Rewarded Soups baseline: one RLOO run (LoRA) per objective
+    # RL with LoRA: Rewarded Soups (one RLOO run per objective) and MOSLIM (one RLOO run) spend the same
+    # budget per run: rl_steps steps of rl_batch_size completions, rl_generations per prompt
     rl_steps: int = 12
     rl_batch_size: int = 16  # completions per step
     rl_generations: int = 4  # completions per prompt (RLOO's leave-one-out baseline)
     rl_learning_rate: float = 5e-4
+    rl_beta: float = 0.05  # KL penalty to the base model (TRL's RLOO default)
+    # MOSLIM: a multi-head reward model (MiniLM, one head per objective) on the offline data's scores
+    # binned into moslim_classes quantile classes, then RLOO on prompts that state the wanted levels
+    moslim_classes: int = 3
+    moslim_rm_epochs: float = 3.0
+    moslim_rm_learning_rate: float = 1e-4
+    moslim_preferences_per_prompt: int = 2  # training rows per prompt, each with its own sampled levels
 
 
 @dataclass
@@ -171,7 +179,7 @@ class WorldSpec:
     describe: Callable[[WorldContext, ObjectiveSet, list[dict]], dict[str, Any]]
     dpo_pairs: Callable[[Any, Any], dict[str, list[dict[str, str]]]]
     world_fields: tuple[str, ...]  # the settings a built world depends on (the rest only shape the training)
-    methods: tuple[str, ...] = ("ric", "dpo", "soups")
+    methods: tuple[str, ...] = ("ric", "dpo", "soups", "moslim")
     defaults: Mapping[str, Any] = field(default_factory=dict)
     base_front: str = "sft"  # the base model's front in front.json
     range_from_data: bool = False  # range in units of the offline data's spread (else the base model's outputs)

@@ -11,12 +11,12 @@ policy then learns to answer an empty string, which the untrained head called "a
 from __future__ import annotations
 
 import json
-import random
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from pluralign.data.degenerate import degenerate_responses
 from pluralign.methods.moslim.config import MoslimArguments, config_class
 from pluralign.methods.moslim.trainer import train_moslim
 from pluralign.reward_models.multihead.config import MultiHeadRewardConfig
@@ -96,18 +96,7 @@ def demo_rl_config(
 
 def degenerate_rows(world: DemoWorld, fraction: float = 0.1, seed: int = 0) -> list[dict[str, Any]]:
     """Empty, cut-off and repeated-word variants of some training responses, scored by the world's objectives."""
-    rng = random.Random(seed)
-    rows = []
-    for sample in rng.sample(world.train, int(fraction * len(world.train))):
-        words = sample["response"].split()
-        kind = rng.choice(("empty", "cut", "repeat"))
-        if kind == "empty" or not words:
-            text = ""
-        elif kind == "cut":
-            text = " " + " ".join(words[: rng.randint(1, max(1, len(words) - 1))])
-        else:
-            text = " " + " ".join([rng.choice(words)] * rng.randint(2, 20))
-        rows.append({"prompt": sample["prompt"], "response": text})
+    rows = degenerate_responses(world.train, fraction, seed)
     scores = world.objectives.score([r["prompt"] for r in rows], [r["response"] for r in rows])
     for i, row in enumerate(rows):
         row.update({f"score_{n}": scores[n][i] for n in world.objectives.names})
