@@ -117,11 +117,16 @@ def test_offline_data_holds_both_responses_of_each_pair_with_their_scores(hh, tm
     groups: dict[int, dict[str, dict]] = {}
     for r in world.train:
         groups.setdefault(r["pair"], {})[r["source"]] = r
-    assert len(groups) == settings.n_prompts and len(world.train) == 2 * settings.n_prompts
+    assert len(groups) == settings.n_prompts and settings.base_samples_per_prompt == 1  # the hh default
+    assert sum(r["source"] in ("chosen", "rejected") for r in world.train) == 2 * settings.n_prompts
+    base = [r for r in world.train if r["source"] == "base"]  # and the base model's own sample of each prompt
+    assert 0 < len(base) <= settings.n_prompts
     helpful = world.objectives["helpful"]
     for group in groups.values():
         chosen, rejected = group["chosen"], group["rejected"]
         assert chosen["prompt"] == rejected["prompt"]
+        if "base" in group:
+            assert group["base"]["prompt"] == chosen["prompt"] and {"score_harmless", "score_helpful"} <= set(group["base"])
         pair = by_text[(json.dumps(chosen["prompt"]), chosen["response"])]  # the pair's own responses, untouched
         assert rejected["response"] == pair["rejected"]
         for r in (chosen, rejected):
