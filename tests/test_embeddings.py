@@ -65,3 +65,23 @@ def test_a_middle_layer_is_pooled_and_cached_apart(tmp_path, tiny_causal_lm):
     assert np.allclose(Embedder(tiny_causal_lm, cache_dir=tmp_path, layer=2).embed(["a b"], [" c"]), a, atol=1e-5)
     with pytest.raises(ConfigError, match="layer 5 does not exist"):
         Embedder(tiny_causal_lm, cache_dir=tmp_path, layer=5).embed(["a"], ["b"])
+
+
+def test_an_encoders_middle_block_skips_the_blocks_above_and_keeps_every_rows_vector(tmp_path):
+    """MiniLM's 4th block (btl's default features): the blocks above it are not run, the vectors equal the
+    full model's hidden state 4 mean-pooled, and texts sorted by length for batching come back in order."""
+    import torch
+    from transformers import AutoModel, AutoTokenizer
+
+    emb = Embedder(cache_dir=tmp_path, layer=4, batch_size=2)
+    prompts = ["Hi?", "Tell me a long story about a dragon who guards a mountain of gold.", "Why?", "Name a fruit."]
+    responses = ["Hello there, how can I help you today with anything at all?", "No.", "Because.", "An apple."]
+    v = emb.embed(prompts, responses)
+    assert len(emb._model.encoder.layer) == 4  # blocks 5 and 6 were dropped
+    full = AutoModel.from_pretrained(emb.model_name).eval()
+    tok = AutoTokenizer.from_pretrained(emb.model_name)
+    for i, (p, r) in enumerate(zip(prompts, responses)):
+        enc = tok(p + "\n" + r, return_tensors="pt")
+        with torch.no_grad():
+            h = full(**enc, output_hidden_states=True).hidden_states[4][0].mean(0)
+        assert np.allclose(v[i], torch.nn.functional.normalize(h, dim=-1).numpy(), atol=1e-4), i

@@ -1,6 +1,6 @@
 """The hh world (``pluralign demo --world hh``) on its real path, with a tiny random Llama as the base model:
-the harmless reward model is trained by ``train_classifier`` on the training split (the bundled MiniLM,
-its default backbone) and is the world's objective; the offline data holds both responses of each pair
+the harmless reward model is trained by ``train_btl`` (its default type) on the training split (the
+bundled MiniLM, its default backbone) and is the world's objective; the offline data holds both responses of each pair
 with their scores; a held-out prompt reaches neither the reward model nor RiC; the demo writes DIR/model,
 front.json with the per-prompt steering and samples.md."""
 
@@ -67,7 +67,7 @@ def _users(messages: list[dict]) -> list[str]:
 def test_the_reward_model_trained_on_the_training_pairs_is_the_worlds_harmless_objective(hh, monkeypatch):
     from pluralign.data.pairs import pair_id, split_pairs
     from pluralign.objectives.trained import TrainedRewardModelObjective, load_reward_model
-    from pluralign.reward_models.classifier import trainer
+    from pluralign.reward_models.btl import trainer
     from pluralign.training.manifest import Manifest
     from pluralign.worlds.chat.hh import HH, load_hh_pairs
     from pluralign.worlds.chat.world import build_chat_world
@@ -77,7 +77,7 @@ def test_the_reward_model_trained_on_the_training_pairs_is_the_worlds_harmless_o
     harmless = world.objectives["harmless"]
     assert isinstance(harmless, TrainedRewardModelObjective)
     rm_dir = (folder / "harmless_rm").resolve()
-    assert harmless.model_dir == rm_dir and Manifest.load(rm_dir).method == "classifier"
+    assert harmless.model_dir == rm_dir and Manifest.load(rm_dir).method == "btl"
     # trained on exactly the world's training split (by pair id, the world's seed); the held-out pairs not
     train, held = split_pairs(load_hh_pairs(pairs_file), settings.held_out_fraction, settings.seed)
     rm_rows = [json.loads(line) for line in (folder / "harmless_train_pairs.jsonl").read_text().splitlines()]
@@ -85,9 +85,9 @@ def test_the_reward_model_trained_on_the_training_pairs_is_the_worlds_harmless_o
                 for r in rm_rows]  # fmt: skip
     assert {pair_id(p) for p in as_pairs} == {pair_id(p) for p in train}
     assert not {pair_id(p) for p in as_pairs} & {pair_id(p) for p in held}
-    manifest = Manifest.load(rm_dir).extra  # and train_classifier read that file: its fit + held-out pairs are all of it
+    manifest = Manifest.load(rm_dir).extra  # and train_btl read that file: its fit + held-out pairs are all of it
     assert Path(manifest["config"]["dataset"]).resolve() == (folder / "harmless_train_pairs.jsonl").resolve()
-    assert manifest["train_pairs"] + manifest["held_out"]["pairs"] == len(train)
+    assert manifest["held_out"]["train_pairs"] + manifest["held_out"]["pairs"] == len(train)
     # its held-out accuracy is recorded (its own split of the training pairs, and the world's held-out pairs)
     info = world.info["reward_model"]
     assert info["held_out"]["pairs"] >= 1 and info["world_held_out"]["pairs"] == len(held)
@@ -99,7 +99,7 @@ def test_the_reward_model_trained_on_the_training_pairs_is_the_worlds_harmless_o
     # a rebuild reuses the trained reward model: training it again would fail here
     stamp = (rm_dir / "pluralign.json").stat().st_mtime_ns
     (folder / "world.json").rename(folder / "world.json.bak")
-    monkeypatch.setattr(trainer, "train_classifier", lambda *a, **k: pytest.fail("the reward model was retrained"))
+    monkeypatch.setattr(trainer, "train_btl", lambda *a, **k: pytest.fail("the reward model was retrained"))
     try:
         again = build_chat_world(folder, progress=None, settings=settings, spec=HH)
     finally:

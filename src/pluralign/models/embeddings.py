@@ -174,6 +174,10 @@ class Embedder:
         if self._tokenizer.pad_token is None:
             self._tokenizer.pad_token = self._tokenizer.eos_token
         self.device = self.device or ("cuda" if torch.cuda.is_available() else "cpu")
+        blocks = getattr(getattr(self._model, "encoder", None), "layer", None)
+        if self.layer > 0 and isinstance(blocks, torch.nn.ModuleList) and not is_causal_lm(self._config):
+            # an encoder's hidden state k is block k's output, untouched by later blocks: skip computing them
+            self._model.encoder.layer = blocks[: self.layer]
         self._model.to(self.device).eval()
 
     @property
@@ -203,16 +207,21 @@ class Embedder:
         return PairFormat("concat", separator="\n")
 
     def _run(self, prompts: Sequence[Any], responses: Sequence[Any]) -> np.ndarray:
-        """Embed pairs; over ``max_length`` the oldest prompt tokens go (:mod:`pluralign.models.truncation`)."""
+        """Embed pairs; over ``max_length`` the oldest prompt tokens go (:mod:`pluralign.models.truncation`).
+        Batches hold texts of similar length (less padding); the vectors come back in the input order."""
         import torch
 
-        out = []
+        order = sorted(
+            range(len(prompts)), key=lambda i: len(prompt_text(prompts[i])) + len(response_text(responses[i]))
+        )
+        out = np.zeros((len(prompts), self.dim), dtype=np.float32)
         with torch.no_grad():
-            for start in range(0, len(prompts), self.batch_size):
+            for start in range(0, len(order), self.batch_size):
+                idx = order[start : start + self.batch_size]
                 enc = encode_pairs(
                     self._tokenizer,
-                    prompts[start : start + self.batch_size],
-                    responses[start : start + self.batch_size],
+                    [prompts[i] for i in idx],
+                    [responses[i] for i in idx],
                     self.max_length,
                     self._format(),
                     return_tensors="pt",
@@ -228,9 +237,9 @@ class Embedder:
                 else:
                     last = enc["attention_mask"].sum(1) - 1
                     vec = hidden[torch.arange(hidden.shape[0], device=hidden.device), last]
-                out.append(vec.cpu().numpy().astype(np.float32))
+                out[idx] = vec.cpu().numpy().astype(np.float32)
         self.calls += len(prompts)
-        return np.concatenate(out) if out else np.zeros((0, self.dim), dtype=np.float32)
+        return out
 
     # -- public ------------------------------------------------------------------------------------
     def embed(
