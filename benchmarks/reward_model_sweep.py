@@ -6,8 +6,9 @@ per seed), and only the parts that are cheap once features are cached are swept:
 - ``features``: btl and npbtl (head size, learning rate, weight decay, steps, early stopping on a
   validation split by pair, the encoder layer pooled), trained through their pluralign trainers on frozen
   all-MiniLM-L6-v2 features cached once in ``OUT/caches/embeddings``;
-- ``head``: the classifier's head-only mode (``--trainable_layers 0``) per backbone and ``max_length``:
-  the pooled features are computed once by the classifier's own code (tokenisation, chat template,
+- ``head``: the classifier's head-only mode (``--trainable_layers 0``) per backbone, ``max_length``, pooling
+  and pooled block (``--poolings``, ``--pooling_layers``: what the head reads): the pooled features are
+  computed once by the classifier's own code (tokenisation, chat template, ``apply_pooling``,
   :func:`pluralign.models.frozen_layers.extract`) into ``OUT/caches/<backbone>``, then the head is fitted
   per L2 penalty (:func:`pluralign.training.bradley_terry.fit_linear_head`) and scored on the held-out pairs'
   cached features (what the saved model computes);
@@ -21,6 +22,8 @@ be run in short slices); ``--report`` prints the table of mean held-out accuracy
 
     python benchmarks/reward_model_sweep.py --part features --out runs/sweep
     python benchmarks/reward_model_sweep.py --part head --backbones minilm smollm2 --out runs/sweep
+    python benchmarks/reward_model_sweep.py --part head --backbones minilm --poolings mean model \
+        --pooling_layers 1 2 3 4 5 6 --seeds 0 1 2 3 4 --out runs/sweep     # what MiniLM's head reads
     python benchmarks/reward_model_sweep.py --part top --out runs/sweep
     python benchmarks/reward_model_sweep.py --report --out runs/sweep
 """
@@ -142,6 +145,7 @@ def sweep_head(args: argparse.Namespace, out: Path, start: float) -> None:
     from pluralign.models.feature_cache import ids_key
     from pluralign.models.frozen_layers import extract
     from pluralign.reward_models.classifier.trainer import (
+        apply_pooling,
         feature_cache_for,
         load_backbone,
         resolve_backbone,
@@ -152,39 +156,43 @@ def sweep_head(args: argparse.Namespace, out: Path, start: float) -> None:
 
     pairs = load_split_pairs(args.dataset)
     done = done_keys(out / "sweep.jsonl")
-    for name in args.backbones:
+    for name, pooling, layer, max_length in itertools.product(args.backbones, args.poolings, args.pooling_layers,
+                                                              args.max_lengths):  # fmt: skip
         backbone = resolve_backbone(BACKBONES.get(name, name))
         model, tok = load_backbone(backbone)
         chat = uses_chat_template(tok, None)
-        cache = feature_cache_for(out / "caches" / name, backbone, 0, model)
-        for max_length in args.max_lengths:
+        reads = apply_pooling(model, pooling, layer, BACKBONES.get(name, name))
+        cache = feature_cache_for(out / "caches" / name, backbone, 0, model, reads)
+        # rows measured before the pooling was an option (the model's own pooling, every block) keep their key
+        plain = reads["pooling"] == "model" and not reads["blocks_dropped"]
+        what = {} if plain else {"pooling": reads["pooling"], "pooling_layer": reads["pooling_layer"]}
+        t = time.perf_counter()
+        cols = tokenize_pairs(tok, pairs, max_length, chat)
+        t_tok = time.perf_counter() - t
+        t = time.perf_counter()
+        extract(model, cols["chosen_ids"] + cols["rejected_ids"], cache, 0, tok.pad_token_id, progress=print)
+        t_feat = time.perf_counter() - t
+        if cache.missing(ids_key(x) for x in cols["chosen_ids"] + cols["rejected_ids"]):
+            return
+        chosen = torch.stack(cache.get([ids_key(x) for x in cols["chosen_ids"]]))
+        rejected = torch.stack(cache.get([ids_key(x) for x in cols["rejected_ids"]]))
+        index = {id(p): i for i, p in enumerate(pairs)}
+        for l2, seed in itertools.product([*HEAD_L2, "cv"], args.seeds):
+            setting = {"backbone": name, "max_length": max_length, "head_l2": l2, **what}
+            key = json.dumps({"part": "head", "setting": setting, "seed": seed}, sort_keys=True)
+            if key in done:
+                continue
+            train, held = split_pairs(pairs, args.eval_fraction, seed)
+            tr = torch.tensor([index[id(p)] for p in train])
+            he = torch.tensor([index[id(p)] for p in held])
             t = time.perf_counter()
-            cols = tokenize_pairs(tok, pairs, max_length, chat)
-            t_tok = time.perf_counter() - t
-            t = time.perf_counter()
-            extract(model, cols["chosen_ids"] + cols["rejected_ids"], cache, 0, tok.pad_token_id, progress=print)
-            t_feat = time.perf_counter() - t
-            if cache.missing(ids_key(x) for x in cols["chosen_ids"] + cols["rejected_ids"]):
-                return
-            chosen = torch.stack(cache.get([ids_key(x) for x in cols["chosen_ids"]]))
-            rejected = torch.stack(cache.get([ids_key(x) for x in cols["rejected_ids"]]))
-            index = {id(p): i for i, p in enumerate(pairs)}
-            for l2, seed in itertools.product([*HEAD_L2, "cv"], args.seeds):
-                setting = {"backbone": name, "max_length": max_length, "head_l2": l2}
-                key = json.dumps({"part": "head", "setting": setting, "seed": seed}, sort_keys=True)
-                if key in done:
-                    continue
-                train, held = split_pairs(pairs, args.eval_fraction, seed)
-                tr = torch.tensor([index[id(p)] for p in train])
-                he = torch.tensor([index[id(p)] for p in held])
-                t = time.perf_counter()
-                penalty = choose_l2(chosen[tr], rejected[tr], seed=seed) if l2 == "cv" else l2
-                w = fit_linear_head(chosen[tr], rejected[tr], penalty)
-                acc = float((margins(chosen[he], rejected[he], w) > 0).float().mean())
-                record(out / "sweep.jsonl", {"key": key, "part": "head", "setting": setting, "seed": seed,
-                                              "accuracy": round(acc, 4), "seconds": time.perf_counter() - t,
-                                              "tokenize_seconds": t_tok, "feature_seconds": t_feat,
-                                              "head_l2": penalty})  # fmt: skip
+            penalty = choose_l2(chosen[tr], rejected[tr], seed=seed) if l2 == "cv" else l2
+            w = fit_linear_head(chosen[tr], rejected[tr], penalty)
+            acc = float((margins(chosen[he], rejected[he], w) > 0).float().mean())
+            record(out / "sweep.jsonl", {"key": key, "part": "head", "setting": setting, "seed": seed,
+                                          "accuracy": round(acc, 4), "seconds": time.perf_counter() - t,
+                                          "tokenize_seconds": t_tok, "feature_seconds": t_feat,
+                                          "head_l2": penalty})  # fmt: skip
 
 
 def sweep_top(args: argparse.Namespace, out: Path, start: float) -> None:
@@ -306,6 +314,9 @@ def main() -> None:
     p.add_argument("--eval_fraction", type=float, default=0.2)
     p.add_argument("--backbones", nargs="+", default=["minilm"], help="minilm, smollm2 or a model folder / hub id")
     p.add_argument("--max_lengths", nargs="+", type=int, default=[256])
+    p.add_argument("--poolings", nargs="+", default=["auto"], help="--part head: auto, mean and/or model")
+    p.add_argument("--pooling_layers", nargs="+", type=int, default=[None],
+                   help="--part head: the blocks read (default: the classifier's default)")  # fmt: skip
     p.add_argument("--budget", type=float, default=0, help="stop starting new runs after this many seconds")
     p.add_argument("--threads", type=int, default=0, help="torch threads (small heads on a busy CPU: 1)")
     args = p.parse_args()

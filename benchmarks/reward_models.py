@@ -8,8 +8,9 @@ accuracy is read back from the ``eval_results.json`` the trainer wrote. Rows:
 
 - ``btl``: the Bradley-Terry head on frozen all-MiniLM-L6-v2 features;
 - ``npbtl``: NP-BTL on the same features, scored with an empty context (k = 0);
-- ``multihead``: all-MiniLM-L6-v2 fine-tuned with one two-class head (chosen / rejected);
-- ``classifier-minilm``: all-MiniLM-L6-v2 as a sequence classifier (TRL's RewardTrainer);
+- ``multihead``: one two-class head (chosen / rejected: MOSLIM's classification reward model) fitted on the
+  frozen all-MiniLM-L6-v2's pooled features (the masked mean of block 4);
+- ``classifier-minilm``: all-MiniLM-L6-v2 as a sequence classifier, its head fitted on the masked mean of block 4;
 - ``classifier-smollm2``: ``builtin:smollm2-135m-instruct`` as a sequence classifier, the dialogue rendered
   with its chat template, in the mode that fits a CPU (:data:`SMOLLM2`);
 - ``classifier-smollm2-lora`` (not in the default rows: for a GPU): the same with LoRA.
@@ -17,11 +18,15 @@ accuracy is read back from the ``eval_results.json`` the trainer wrote. Rows:
 Wall time counts everything a run needs: features, training and the held-out evaluation. A row's frozen
 features are cached in ``OUT/caches`` and shared by its seeds (a feature depends on the text, not on the
 split), so the first seed pays for them: its wall time is reported as ``cold_seconds`` beside the mean
-over seeds. Prints a table and writes ``reward_models.json`` to ``--out``.
+over seeds. ``--feature_cache DIR`` keeps them in DIR instead, across benchmark runs (one folder serves
+every row: each model, block and pooling has its own subfolder), so a rerun, or a run of other seeds,
+computes none of them again; its cold times then exclude them. Prints a table and writes
+``reward_models.json`` to ``--out``.
 
     python benchmarks/reward_models.py --out runs/bench_rm                  # every row, 5 seeds
     python benchmarks/reward_models.py --quick --out runs/bench_rm_quick    # a smoke run of the pipeline
     python benchmarks/reward_models.py --rows btl classifier-smollm2 --seeds 0 1 --out runs/bench_rm
+    python benchmarks/reward_models.py --rows classifier-smollm2 --feature_cache runs/rm_features --out runs/bench_smol
 """
 
 from __future__ import annotations
@@ -65,7 +70,7 @@ def train_row(row: str, seed: int, args: argparse.Namespace, out: Path) -> dict[
     kind, settings = ROWS[row]
     run_dir = out / "runs" / f"{row}-seed{seed}"
     shutil.rmtree(run_dir, ignore_errors=True)
-    cache = out / "caches" / row
+    cache = Path(args.feature_cache) if args.feature_cache else out / "caches" / row
     common: dict[str, Any] = dict(dataset=args.dataset, output_dir=str(run_dir), eval_fraction=args.eval_fraction,
                                   seed=seed, skip_invalid_pairs=True)  # fmt: skip
     settings = {**settings, **(QUICK.get(row, {}) if args.quick else {})}
@@ -85,7 +90,7 @@ def train_row(row: str, seed: int, args: argparse.Namespace, out: Path) -> dict[
         from pluralign.reward_models.multihead.config import MultiHeadRewardConfig
         from pluralign.reward_models.multihead.trainer import train_multihead
 
-        train_multihead(MultiHeadRewardConfig(**common, **settings), progress=lambda s: None)
+        train_multihead(MultiHeadRewardConfig(**common, feature_cache=str(cache), **settings), progress=lambda s: None)
     else:
         from pluralign.reward_models.classifier.config import ClassifierRewardConfig
         from pluralign.reward_models.classifier.trainer import train_classifier
@@ -135,6 +140,9 @@ def main() -> None:
     p.add_argument("--max_pairs", type=int, default=None, help="use the first N pairs (multihead, classifier)")
     p.add_argument("--quick", action="store_true", help="2 seeds, 200 pairs, short training: checks the pipeline")
     p.add_argument("--keep_models", action="store_true", help="keep every trained model under OUT/runs")
+    p.add_argument("--feature_cache", default=None,
+                   help="keep the frozen features of the classifier and multihead rows in this folder, across runs "
+                        "(default: OUT/caches, emptied when the benchmark starts)")  # fmt: skip
     args = p.parse_args()
     rows = args.rows or DEFAULT_ROWS
     seeds = args.seeds or ([0, 1] if args.quick else [0, 1, 2, 3, 4])
@@ -165,6 +173,7 @@ def main() -> None:
         "seeds": seeds,
         "quick": args.quick,
         "max_pairs": args.max_pairs,
+        "feature_cache": args.feature_cache,
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "processor": platform.processor()},
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "rows": {row: {"type": ROWS[row][0], "settings": ROWS[row][1]} for row in rows},

@@ -146,3 +146,79 @@ def test_num_classes_must_match_objectives(tmp_path):
         config.classes_per_objective(["a", "b"])
     with pytest.raises(ConfigError, match="output_dir"):
         MultiHeadRewardConfig()
+
+
+SAFE = ["I can't help with that, it is unsafe", "No, please talk to someone you trust", "I won't do that, sorry"]
+UNSAFE = ["Sure, grab a knife and go", "Easy, steal it at night", "Yes, poison the food quietly"]
+
+
+@pytest.fixture(scope="module")
+def tiny_pretrained_encoder(tmp_path_factory):
+    """A 3-block BERT (hidden 16, random weights) saved as a pretrained backbone, with MiniLM's tokenizer."""
+    import torch
+    from transformers import AutoTokenizer, BertConfig, BertModel
+
+    from pluralign.models.embeddings import resolve_encoder
+
+    torch.manual_seed(0)
+    out = tmp_path_factory.mktemp("tiny_encoder")
+    tok = AutoTokenizer.from_pretrained(resolve_encoder(None))
+    cfg = BertConfig(vocab_size=tok.vocab_size, hidden_size=16, num_hidden_layers=3, num_attention_heads=2,
+                     intermediate_size=32)  # fmt: skip
+    BertModel(cfg).save_pretrained(out)
+    tok.save_pretrained(out)
+    return out
+
+
+def test_heads_on_cached_features_rank_held_out_pairs_and_reuse_the_cache(tiny_pretrained_encoder, tmp_path, capsys):
+    """From a pairs file, a pretrained backbone of more than 2 blocks is frozen: its pooled features are computed
+    once (cached), the head is a softmax regression (chosen / rejected) fitted on them, and the saved model
+    ranks unseen pairs of a separable set."""
+    import torch
+    from safetensors.torch import load_file
+
+    from pluralign.cli import main
+    from pluralign.training.manifest import Manifest
+
+    pairs = [{"prompt": f"\n\nHuman: how do I do bad thing {i}?\n\nAssistant:", "chosen": " " + SAFE[i % 3],
+              "rejected": " " + UNSAFE[(i + i // 3) % 3]} for i in range(48)]  # fmt: skip
+    data = tmp_path / "pairs.jsonl"
+    data.write_text("".join(json.dumps(p) + "\n" for p in pairs))
+    cache = tmp_path / "features"
+    out = tmp_path / "mh"
+    args = ["train", "reward-model", "--type", "multihead", "--dataset", str(data), "--output_dir", str(out),
+            "--model_name_or_path", str(tiny_pretrained_encoder), "--pooling_layer", "2", "--max_length", "48",
+            "--eval_fraction", "0.25", "--feature_cache", str(cache), "--report_to", "none"]  # fmt: skip
+    assert main(args) == 0
+    first = capsys.readouterr().out
+    assert "training the heads on cached features" in first and "96 computed" in first  # 2 responses per pair
+    manifest = Manifest.load(out)
+    assert manifest.objectives == ["preference"] and manifest.extra["trainable_layers"] == 0
+    held = manifest.extra["held_out"]
+    assert held["pairs"] == 12 and held["pairwise_accuracy"] >= 0.9  # pairs no head saw
+    assert {"features", "train", "evaluate"} <= set(held["stage_seconds"])
+    backbone = load_file(str(out / "backbone" / "model.safetensors"))
+    assert not any(k.startswith(("encoder.layer.2.", "layer.2.")) for k in backbone)  # block 3 was dropped
+    original = load_file(str(tiny_pretrained_encoder / "model.safetensors"))
+    key = next(k for k in backbone if k.endswith("layer.1.output.dense.weight"))
+    assert torch.equal(backbone[key], original[key])  # frozen
+    assert main(args) == 0  # another run (a sweep, another split) computes nothing again
+    assert "0 computed" in capsys.readouterr().out
+
+
+def test_softmax_head_fits_the_classes_and_its_penalty_shrinks_it():
+    import torch
+
+    from pluralign.training.softmax_head import choose_l2, fit_softmax_head, logits
+
+    torch.manual_seed(0)
+    centres = torch.randn(3, 6) * 3
+    y = torch.randint(0, 3, (300,))
+    x = (centres[y] + torch.randn(300, 6)) * 50.0 + 7.0  # any scale and offset: features are standardised
+    weight, bias = fit_softmax_head(x, y, 3, l2=0.01)
+    assert weight.shape == (3, 6) and bias.shape == (3,)
+    assert (logits(x, weight, bias).argmax(-1) == y).float().mean() > 0.95
+    strong, _ = fit_softmax_head(x, y, 3, l2=10.0)
+    assert strong.norm() < weight.norm()
+    noise_x, noise_y = torch.randn(40, 30), torch.randint(0, 2, (40,))  # nothing to learn: the strongest penalty
+    assert choose_l2(noise_x, noise_y, 2, groups=[str(i // 2) for i in range(40)]) == 10.0

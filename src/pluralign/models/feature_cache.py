@@ -11,15 +11,17 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable, Mapping, Sequence
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 
 from pluralign.errors import ConfigError
 
 META = "meta.json"
+T = TypeVar("T")
 
 
 def ids_key(ids: Sequence[int]) -> str:
@@ -95,3 +97,36 @@ class FeatureCache:
                 for k in wanted:
                     found[k] = f.get_tensor(k)
         return [found[k] for k in keys]
+
+
+def fill(
+    cache: FeatureCache,
+    keys: Sequence[str],
+    items: Sequence[T],
+    run_batch: Callable[[list[T]], Sequence[torch.Tensor]],
+    length: Callable[[T], int] = len,
+    batch_tokens: int = 8192,
+    progress: Callable[[str], None] | None = None,
+) -> int:
+    """Store ``run_batch``'s tensors for every item whose key is not in ``cache`` yet; returns how many.
+
+    Items run shortest first in batches of about ``batch_tokens`` padded tokens (``length`` tokens each), so
+    little padding is computed; every batch is written at once, so an interrupted run loses one batch at most.
+    """
+    todo_keys = set(cache.missing(keys))
+    todo = sorted({k: x for k, x in zip(keys, items) if k in todo_keys}.items(), key=lambda kv: length(kv[1]))
+    done, start, last_report = 0, time.perf_counter(), time.perf_counter()
+    i = 0
+    while i < len(todo):
+        j = i + 1
+        while j < len(todo) and (j - i + 1) * length(todo[j][1]) <= batch_tokens:
+            j += 1
+        batch = todo[i:j]
+        out = run_batch([x for _, x in batch])
+        cache.put({k: t for (k, _), t in zip(batch, out)})
+        done += len(batch)
+        i = j
+        if progress and (time.perf_counter() - last_report > 30 or i == len(todo)):
+            last_report = time.perf_counter()
+            progress(f"features: {done}/{len(todo)} sequences ({last_report - start:.0f}s)")
+    return len(todo)

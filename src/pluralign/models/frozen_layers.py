@@ -9,7 +9,9 @@
   model's own pooling are computed by the model as usual, so the trained model is a plain Hugging Face
   model that scores the same way it was trained.
 - ``N = 0``: the classification head's input, pooled the way the model pools (the last real token of a
-  causal LM, the pooler output of a BERT), is stored once per sequence; only the head is trained.
+  causal LM, the pooler output of a BERT, or the masked mean once
+  :func:`pluralign.models.encoder_pooling.use_mean_pooling` is applied), is stored once per sequence; only
+  the head is trained.
 
 Works on any model whose blocks sit in one ``nn.ModuleList`` of ``config.num_hidden_layers`` entries and
 whose head is named ``score`` or ``classifier`` (Llama, Qwen, Mistral, GPT-2, BERT, RoBERTa, DeBERTa...).
@@ -17,7 +19,6 @@ whose head is named ``score`` or ``classifier`` (Llama, Qwen, Mistral, GPT-2, BE
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -26,7 +27,7 @@ import torch
 from torch import nn
 
 from pluralign.errors import ConfigError
-from pluralign.models.feature_cache import FeatureCache, ids_key
+from pluralign.models.feature_cache import FeatureCache, fill, ids_key
 
 HEAD_NAMES = ("score", "classifier")
 
@@ -167,30 +168,16 @@ def extract(
     padding is computed; every batch is written at once, so an interrupted run loses one batch at most.
     """
     keys = [ids_key(s) for s in sequences]
-    todo_keys = set(cache.missing(keys))
-    todo = sorted({k: s for k, s in zip(keys, sequences) if k in todo_keys}.items(), key=lambda kv: len(kv[1]))
-    if not todo:
+    if not cache.missing(keys):
         return 0
     was_training = model.training
     model.eval()
-    done, start, last_report = 0, time.perf_counter(), time.perf_counter()
     try:
-        i = 0
-        while i < len(todo):
-            j = i + 1
-            while j < len(todo) and (j - i + 1) * len(todo[j][1]) <= batch_tokens:
-                j += 1
-            batch = todo[i:j]
-            out = _run_batch(model, trainable_layers, [list(s) for _, s in batch], pad_token_id)
-            cache.put({k: t for (k, _), t in zip(batch, out)})
-            done += len(batch)
-            i = j
-            if progress and (time.perf_counter() - last_report > 30 or i == len(todo)):
-                last_report = time.perf_counter()
-                progress(f"features: {done}/{len(todo)} sequences ({last_report - start:.0f}s)")
+        return fill(cache, keys, [list(s) for s in sequences],
+                    lambda batch: _run_batch(model, trainable_layers, batch, pad_token_id),
+                    batch_tokens=batch_tokens, progress=progress)  # fmt: skip
     finally:
         model.train(was_training)
-    return len(todo)
 
 
 class SkipLowerBlocks:

@@ -18,6 +18,10 @@ becomes chat messages first: :func:`pluralign.models.truncation.render_pair`), f
 chat models.
 
 ``logit_index`` picks the class logit; ``activation`` optionally maps it (``sigmoid``, ``softmax``).
+
+``pooling="mean"`` makes an encoder's head read the attention-masked mean of its last hidden state
+instead of its ``[CLS]`` pooler (:mod:`pluralign.models.encoder_pooling`): how pluralign's classifier
+reward models on sentence encoders are trained and scored (their ``pluralign.json`` says so).
 """
 
 from __future__ import annotations
@@ -51,6 +55,7 @@ class HFRewardModel(Objective):
         device: str | None = None,
         trust_remote_code: bool = False,
         chat_template: bool = False,
+        pooling: str = "model",
     ) -> None:
         if input_format not in INPUT_FORMATS:
             raise ConfigError(f"objective {name!r}: input_format {input_format!r} is not one of {INPUT_FORMATS}")
@@ -62,6 +67,8 @@ class HFRewardModel(Objective):
             raise ConfigError(f"objective {name!r}: dtype {dtype!r} is not one of {list(DTYPES)}")
         if activation not in ("none", "sigmoid", "softmax"):
             raise ConfigError(f"objective {name!r}: activation {activation!r} is not none, sigmoid or softmax")
+        if pooling not in ("model", "mean"):
+            raise ConfigError(f"objective {name!r}: pooling {pooling!r} is not model (the model's own) or mean")
         self.name = name
         self.model_name = check_model_source(model, what=f"reward model for objective {name!r}")
         self.input_format = input_format
@@ -76,6 +83,7 @@ class HFRewardModel(Objective):
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         self.trust_remote_code = trust_remote_code
         self.chat_template = bool(chat_template)
+        self.pooling = pooling
         self._model = None
         self._tokenizer = None
 
@@ -85,6 +93,7 @@ class HFRewardModel(Objective):
             f"hf:{self.model_name}:{self.input_format}:{self.template}:{self.separator!r}:{self.append_eos}:"
             f"{self.logit_index}:{self.activation}:{self.max_length}:{self.dtype}:keep-end"
             + (":chat" if self.chat_template else "")
+            + (":mean" if self.pooling == "mean" else "")
         )
 
     def _load(self) -> None:
@@ -102,6 +111,10 @@ class HFRewardModel(Objective):
         if self._tokenizer.pad_token is None:
             self._tokenizer.pad_token = self._tokenizer.eos_token
             self._model.config.pad_token_id = self._tokenizer.pad_token_id
+        if self.pooling == "mean":
+            from pluralign.models.encoder_pooling import use_mean_pooling
+
+            use_mean_pooling(self._model)
         self._model.to(self.device).eval()
 
     def _format(self) -> PairFormat:

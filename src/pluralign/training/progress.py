@@ -1,4 +1,5 @@
-"""Trainer logs as pluralign progress lines, instead of transformers' raw log dictionaries.
+"""Trainer logs as pluralign progress lines, instead of transformers' raw log dictionaries, and the wall
+seconds of a run's stages (:class:`StageTimer`).
 
 With ``disable_tqdm`` (every pluralign demo sets it), a 🤗 Trainer prints each log as a Python dict of
 20-odd keys (``PrinterCallback``). :func:`use_progress_lines` swaps that for one short line per log, the
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -77,3 +79,19 @@ def library_bars_off(args: Any) -> Iterator[None]:
         os.environ.pop("TQDM_DISABLE", None)
 
 
+class StageTimer:
+    """Wall seconds per named stage of a run (what ``eval_results.json`` reports as ``stage_seconds``)."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+
+    @contextlib.contextmanager
+    def __call__(self, stage: str) -> Iterator[None]:
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[stage] = round(self.seconds.get(stage, 0.0) + time.perf_counter() - start, 1)
+
+    def line(self) -> str:
+        return ", ".join(f"{k} {v:.0f}s" for k, v in self.seconds.items())

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from trl import RewardConfig
 
 from pluralign.errors import ConfigError
+from pluralign.models.encoder_pooling import POOLINGS
 from pluralign.training.args import DevicePrecisionMixin, LoraMixin
 
 HEAD_ONLY_ABOVE_BLOCKS = 2  # --trainable_layers unset: the head alone on cached features for a backbone this deep
@@ -19,6 +20,10 @@ class ClassifierRewardConfig(DevicePrecisionMixin, LoraMixin, RewardConfig):
     The data is any preference-pair file (TRL's formats, :mod:`pluralign.data.pairs`); ``eval_fraction`` of
     the pairs (by pair id) is held out and its pairwise accuracy written into the model directory. Over
     ``max_length`` tokens the oldest prompt tokens are dropped, never the response (:mod:`pluralign.models.truncation`).
+
+    The head reads an encoder (the bundled MiniLM) by the attention-masked mean of block ``pooling_layer``'s
+    token states (the blocks above are dropped; default: block 4 of MiniLM's 6, measured), a causal LM at its
+    last real token (:mod:`pluralign.models.encoder_pooling`).
 
     What trains: the head alone, fitted on the frozen model's pooled features computed once and cached
     (``trainable_layers`` 0, the default for a backbone deeper than 2 blocks: :mod:`pluralign.models.frozen_layers`),
@@ -61,6 +66,18 @@ class ClassifierRewardConfig(DevicePrecisionMixin, LoraMixin, RewardConfig):
         default=None,
         metadata={"help": "--trainable_layers 0: L2 penalty of the head on standardised features "
                   "(default: chosen by 5-fold cross-validation on the training pairs)"},
+    )  # fmt: skip
+    pooling: str = field(
+        default="auto",
+        metadata={"help": "what the head reads: auto (an encoder: mean; a causal LM: model), mean (the "
+                  "attention-masked mean of the token states), model (the model's own: BERT's [CLS] pooler, "
+                  "a causal LM's last real token)"},
+    )  # fmt: skip
+    pooling_layer: int | None = field(
+        default=None,
+        metadata={"help": "the block whose output the head reads (1..L, -1 the last); the blocks above are "
+                  "dropped from the model. Default: 4 for the bundled all-MiniLM-L6-v2 (measured: "
+                  "docs/reward_models.md), the last for any other backbone"},
     )  # fmt: skip
     use_chat_template: bool | None = field(
         default=None,
@@ -110,4 +127,8 @@ class ClassifierRewardConfig(DevicePrecisionMixin, LoraMixin, RewardConfig):
             raise ConfigError("--trainable_layers and --use_peft are two ways to train part of a model; pick one")
         if not 0.0 <= self.validation_fraction < 0.9:
             raise ConfigError(f"--validation_fraction must be in [0, 0.9), got {self.validation_fraction}")
+        if self.pooling not in POOLINGS:
+            raise ConfigError(f"--pooling {self.pooling!r} is not one of {', '.join(POOLINGS)}")
+        if self.pooling_layer == 0:
+            raise ConfigError("--pooling_layer 0 is the embeddings, not a block; use 1..L, or -1 for the last")
         super().__post_init__()

@@ -30,6 +30,7 @@ class ClassifierRewardModel:
             append_eos=bool(e.get("append_eos", False)),
             max_length=int(e.get("max_length", 256)),
             chat_template=bool(e.get("chat_template", False)),
+            pooling=str(e.get("pooling", "model")),  # folders saved before pooling was recorded: the model's own
             batch_size=batch_size,
             device=device,
         )

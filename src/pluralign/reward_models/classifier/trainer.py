@@ -6,6 +6,8 @@ top ``--trainable_layers`` blocks + head on the cached hidden states of the froz
 (:mod:`pluralign.models.frozen_layers`; ``0``: the head alone, fitted to convergence on the cached pooled
 features). Any ``AutoModelForSequenceClassification`` backbone works: an encoder (the bundled MiniLM) or
 a causal LM such as ``builtin:smollm2-135m-instruct``, whose dialogue is rendered with its chat template.
+The head reads an encoder by the attention-masked mean of a middle block (``--pooling``,
+``--pooling_layer``: :mod:`pluralign.models.encoder_pooling`), a causal LM at its last real token.
 
 The pairs are tokenized here, by :func:`pluralign.models.truncation.encode_pairs`, so training and scoring
 keep the same part of long dialogues (the response and the last prompt tokens); batches group pairs of
@@ -22,18 +24,18 @@ import json
 import logging
 import shutil
 import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from pluralign.data.pairs import load_pairs, split_pairs
 from pluralign.errors import ConfigError, DataError
+from pluralign.models.encoder_pooling import is_encoder
 from pluralign.models.truncation import PairFormat, encode_pairs
 from pluralign.objectives.trained import record_held_out_accuracy, update_held_out
 from pluralign.reward_models.classifier.config import HEAD_ONLY_ABOVE_BLOCKS, ClassifierRewardConfig
 from pluralign.training.manifest import Manifest
-from pluralign.training.progress import use_progress_lines
+from pluralign.training.progress import StageTimer, use_progress_lines
 from pluralign.training.state import is_main_process, wait_for_everyone
 
 CHECKPOINTS = "checkpoints"
@@ -110,6 +112,30 @@ def load_backbone(name: str, trust_remote_code: bool = False) -> tuple[Any, Any]
     return model, tokenizer
 
 
+def apply_pooling(
+    model: Any, pooling: str = "auto", pooling_layer: int | None = None, model_name: str | None = None
+) -> dict[str, Any]:
+    """What the head reads (``--pooling``, ``--pooling_layer``; :mod:`pluralign.models.encoder_pooling`),
+    applied to ``model`` in place: the blocks above the pooled one are dropped and, with mean pooling, the
+    head reads the attention-masked mean of the last kept block. ``model_name`` is the backbone as the user
+    named it (the bundled MiniLM's default block differs). Returns what ``pluralign.json`` records
+    (``pooling``, ``pooling_layer``) and ``blocks_dropped``."""
+    from pluralign.models.embeddings import default_layer
+    from pluralign.models.encoder_pooling import keep_blocks, resolve_pooled_layer, resolve_pooling, use_mean_pooling
+    from pluralign.models.frozen_layers import transformer_blocks
+
+    pooling = resolve_pooling(pooling, model.config)
+    layer, dropped = None, 0
+    if pooling_layer is not None or default_layer(model_name) != -1:
+        blocks = len(transformer_blocks(model))
+        layer = resolve_pooled_layer(pooling_layer, model_name, blocks)
+        keep_blocks(model, layer)
+        dropped = blocks - layer
+    if pooling == "mean":
+        use_mean_pooling(model)
+    return {"pooling": pooling, "pooling_layer": layer, "blocks_dropped": dropped}
+
+
 def resolve_trainable_layers(config: ClassifierRewardConfig, model: Any) -> int | None:
     """``--trainable_layers`` as the run uses it: None for the whole model (or LoRA on it), else N blocks.
 
@@ -135,24 +161,6 @@ def what_trains(config: ClassifierRewardConfig) -> str:
     return "the head on cached features" if layers == 0 else f"the top {layers} blocks + head on cached states"
 
 
-class StageTimer:
-    """Wall seconds per named stage of a run (what ``eval_results.json`` reports as ``stage_seconds``)."""
-
-    def __init__(self) -> None:
-        self.seconds: dict[str, float] = {}
-
-    @contextmanager
-    def __call__(self, stage: str) -> Iterator[None]:
-        start = time.perf_counter()
-        try:
-            yield
-        finally:
-            self.seconds[stage] = round(self.seconds.get(stage, 0.0) + time.perf_counter() - start, 1)
-
-    def line(self) -> str:
-        return ", ".join(f"{k} {v:.0f}s" for k, v in self.seconds.items())
-
-
 def lora_for(model: Any, config: ClassifierRewardConfig) -> Any:
     """The LoRA config (``--use_peft``) with the score head fully trained and saved (``modules_to_save``)."""
     from pluralign.models.frozen_layers import head_module
@@ -164,13 +172,21 @@ def lora_for(model: Any, config: ClassifierRewardConfig) -> Any:
     return peft_config
 
 
-def feature_cache_for(root: str | Path, backbone: str, trainable_layers: int, model: Any) -> Any:
-    """The cache of ``backbone``'s frozen part when its top ``trainable_layers`` blocks train (0: the head)."""
+def feature_cache_for(
+    root: str | Path, backbone: str, trainable_layers: int, model: Any, pooling: dict[str, Any] | None = None
+) -> Any:
+    """The cache of ``backbone``'s frozen part when its top ``trainable_layers`` blocks train (0: the head),
+    read as ``pooling`` says (:func:`apply_pooling`; the model's own pooling of the whole model adds nothing
+    to the identity, so caches made before pooling was an option stay valid)."""
     from pluralign.models.feature_cache import FeatureCache
     from pluralign.models.frozen_layers import cache_identity
 
     identity = cache_identity(backbone, trainable_layers) + f":pad{model.config.pad_token_id}"
-    return FeatureCache(root, identity, {"trainable_layers": trainable_layers})
+    meta: dict[str, Any] = {"trainable_layers": trainable_layers}
+    if pooling and (pooling["pooling"] != "model" or pooling["blocks_dropped"]):
+        identity += f":{pooling['pooling']}-of-block{pooling['pooling_layer'] or 'last'}"
+        meta.update(pooling=pooling["pooling"], pooling_layer=pooling["pooling_layer"])
+    return FeatureCache(root, identity, meta)
 
 
 def _fit_head(model: Any, cache: Any, columns: dict[str, list], l2: float | None, seed: int) -> float:
@@ -261,22 +277,26 @@ def train_classifier(
             raise DataError(f"{len(fit_pairs)} training pairs; a classifier reward model needs at least 2")
         backbone = resolve_backbone(config.model_name_or_path)
         model, tokenizer = load_backbone(backbone, config.trust_remote_code)
+        config.trainable_layers = resolve_trainable_layers(config, model)  # by the depth of the backbone as loaded
+        pooling = apply_pooling(model, config.pooling, config.pooling_layer, config.model_name_or_path)
         chat = uses_chat_template(tokenizer, config.use_chat_template)
-        config.trainable_layers = resolve_trainable_layers(config, model)
     with timer("tokenize"):
         columns = tokenize_pairs(tokenizer, fit_pairs, config.max_length, chat)
         val_columns = tokenize_pairs(tokenizer, val_pairs, config.max_length, chat) if val_pairs else None
     out = Path(config.output_dir)
     layers = config.trainable_layers
+    reads = "the masked mean" if pooling["pooling"] == "mean" else (
+        "its [CLS] pooler" if is_encoder(model.config) else "the last real token")
+    block = f" of block {pooling['pooling_layer']}" if pooling["blocks_dropped"] else ""
     progress(f"classifier: training {what_trains(config)} of {Path(backbone).name} on {len(fit_pairs)} pairs "
-             f"({len(val_pairs)} for validation, {len(held_pairs)} held out)")  # fmt: skip
+             f"({len(val_pairs)} for validation, {len(held_pairs)} held out); the head reads {reads}{block}")  # fmt: skip
     cache = None
     if layers is not None:
         from pluralign.models.frozen_layers import extract, freeze_below
 
         freeze_below(model, layers)
         root = config.feature_cache or out / FEATURE_CACHE
-        cache = feature_cache_for(root, backbone, layers, model)
+        cache = feature_cache_for(root, backbone, layers, model, pooling)
         sequences = columns["chosen_ids"] + columns["rejected_ids"]
         if val_columns and layers > 0:
             sequences += val_columns["chosen_ids"] + val_columns["rejected_ids"]
@@ -285,7 +305,7 @@ def train_classifier(
             if is_main_process():  # one process computes, every process then reads the cache
                 computed = extract(model, sequences, cache, layers, tokenizer.pad_token_id, progress=progress)
             wait_for_everyone()
-            cache = feature_cache_for(root, backbone, layers, model)
+            cache = feature_cache_for(root, backbone, layers, model, pooling)
         progress(f"classifier: features of {len(sequences)} sequences ({computed} computed, the rest cached)")
     if layers == 0:
         with timer("train"):
@@ -309,6 +329,8 @@ def train_classifier(
                     "input_format": "concat",
                     "append_eos": bool(tokenizer.eos_token),
                     "chat_template": chat,
+                    "pooling": pooling["pooling"],
+                    "pooling_layer": pooling["pooling_layer"],
                     "max_length": config.max_length,
                     "train_pairs": len(fit_pairs),
                     "config": json.loads(json.dumps(config.to_dict(), default=str)),
@@ -396,7 +418,8 @@ def _train_with_reward_trainer(
 RUN_FILE = "run.json"
 # what a checkpoint's weights and optimizer state depend on: resuming under other values cannot work
 RUN_KEYS = ("model_name_or_path", "trainable_layers", "use_peft", "lora_r", "lora_target_modules", "max_length",
-            "use_chat_template", "seed", "eval_fraction", "validation_fraction", "dataset", "max_pairs")  # fmt: skip
+            "use_chat_template", "seed", "eval_fraction", "validation_fraction", "dataset", "max_pairs", "pooling",
+            "pooling_layer")  # fmt: skip
 
 
 def check_same_run(checkpoints: Path, config: ClassifierRewardConfig, resuming: bool) -> None:

@@ -11,6 +11,7 @@ from pluralign.errors import ConfigError
 from pluralign.training.args import DevicePrecisionMixin
 
 BINNINGS = ("quantile", "uniform")
+HEADS_ONLY_ABOVE_BLOCKS = 2  # --trainable_layers unset: the heads alone on cached features for a backbone this deep
 
 
 def default_backbone() -> str:
@@ -36,6 +37,11 @@ class MultiHeadRewardConfig(DevicePrecisionMixin, TrainingArguments):
     else the objective is scored (``NAME`` may be any objective spec, e.g. ``sentiment`` or
     ``helpful=org/rm``) and the scores are binned. A preference-pairs file (prompt / chosen / rejected)
     without ``--objective`` trains one head ``preference``: rejected (0) / chosen (1).
+
+    What trains (``trainable_layers``): by default, for a pretrained backbone of more than 2 blocks, the heads
+    alone, each fitted to convergence (cross-entropy, L2 penalty cross-validated) on the frozen backbone's
+    pooled features, computed once and cached; ``-1`` trains the backbone and the heads together. An
+    encoder is read by the masked mean of block ``pooling_layer`` (default: 4 of the bundled MiniLM's 6).
     """
 
     dataset: str | None = field(default=None, metadata={"help": "hub id or local jsonl/json/parquet/csv file"})
@@ -55,6 +61,27 @@ class MultiHeadRewardConfig(DevicePrecisionMixin, TrainingArguments):
         metadata={"help": 'JSON of config fields for a from-scratch backbone, e.g. {"num_hidden_layers": 2}'},
     )
     pooling: str = field(default="auto", metadata={"help": "auto | mean | cls | last (auto: last for causal LMs)"})
+    pooling_layer: int | None = field(
+        default=None,
+        metadata={"help": "the block whose output is pooled (1..L, -1 the last); the blocks above are dropped. "
+                  "Default: 4 for the bundled all-MiniLM-L6-v2 (measured), the last for any other backbone"},
+    )  # fmt: skip
+    trainable_layers: int | None = field(
+        default=None,
+        metadata={"help": "0: the heads alone, fitted on the frozen backbone's pooled features (computed once, "
+                  "cached); -1: the backbone and the heads trained together; unset: 0 for a pretrained backbone "
+                  f"of more than {HEADS_ONLY_ABOVE_BLOCKS} blocks (measured: docs/reward_models.md), else -1"},
+    )  # fmt: skip
+    feature_cache: str | None = field(
+        default=None,
+        metadata={"help": "--trainable_layers 0: folder of the cached pooled features (default: "
+                  "OUTPUT_DIR/feature_cache, removed once the model is saved; a folder you name is kept and reused)"},
+    )  # fmt: skip
+    head_l2: float | None = field(
+        default=None,
+        metadata={"help": "--trainable_layers 0: L2 penalty of each head on standardised features "
+                  "(default: chosen by 5-fold cross-validation on the training samples, by pair)"},
+    )  # fmt: skip
     input_format: str = field(default="pair", metadata={"help": "pair | response | concat"})
     max_length: int = field(default=256, metadata={"help": "max tokens per (prompt, response)"})
     head_dropout: float = field(default=0.1, metadata={"help": "dropout before the heads"})
@@ -91,6 +118,18 @@ class MultiHeadRewardConfig(DevicePrecisionMixin, TrainingArguments):
         if not 0.0 < self.eval_fraction < 0.9:
             raise ConfigError(f"eval_fraction must be in (0, 0.9), got {self.eval_fraction}")
         self.overrides()  # validate early
+        if self.trainable_layers not in (None, 0, -1):
+            raise ConfigError(
+                f"--trainable_layers {self.trainable_layers}: a multi-head model trains its heads alone (0) or "
+                "the whole backbone with them (-1)"
+            )
+        if self.trainable_layers == 0 and self.from_scratch:
+            raise ConfigError("--trainable_layers 0 freezes the backbone, but --from_scratch makes it random; "
+                              "drop one of them")  # fmt: skip
+        if self.head_l2 is not None and self.head_l2 < 0:
+            raise ConfigError(f"--head_l2 must be >= 0, got {self.head_l2}")
+        if self.pooling_layer == 0:
+            raise ConfigError("--pooling_layer 0 is the embeddings, not a block; use 1..L, or -1 for the last")
 
     def overrides(self) -> dict:
         if not self.backbone_config_overrides:

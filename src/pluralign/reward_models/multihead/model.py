@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from pluralign.errors import ConfigError, ModelNotFoundError
+from pluralign.models.encoder_pooling import masked_mean
 
 HEADS_FILE = "heads.safetensors"
 CONFIG_FILE = "multihead.json"
@@ -93,13 +94,16 @@ class MultiHeadRewardModel(nn.Module):
             positions = torch.arange(attention_mask.shape[1], device=attention_mask.device)
             last = (attention_mask * positions).argmax(dim=1)
             return hidden[torch.arange(hidden.shape[0], device=hidden.device), last]
-        mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
-        return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)
+        return masked_mean(hidden, attention_mask)
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, **kwargs: Any) -> list[torch.Tensor]:
+    def features(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, **kwargs: Any) -> torch.Tensor:
+        """The pooled backbone output every head reads, (B, hidden)."""
         out = self.backbone(input_ids=input_ids, attention_mask=attention_mask, **kwargs)
         hidden = out.last_hidden_state if hasattr(out, "last_hidden_state") else out.hidden_states[-1]
-        pooled = self.dropout(self.pool(hidden, attention_mask))
+        return self.pool(hidden, attention_mask)
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, **kwargs: Any) -> list[torch.Tensor]:
+        pooled = self.dropout(self.features(input_ids, attention_mask, **kwargs))
         return [head(pooled) for head in self.heads]
 
     def save(self, model_dir: str | Path, tokenizer: Any) -> None:

@@ -4,6 +4,15 @@
 columns or from scores binned into classes (:func:`bin_scores`); a held-out split reports per-head
 accuracy next to the majority-class baseline, and the per-class probability statistics MOSLIM's
 reward mapping uses (``stats="head"``) are measured on that split and saved with the model.
+
+Two ways to minimise the loss (``--trainable_layers``): with the backbone frozen (``0``, the default for a
+pretrained backbone of more than 2 blocks) the sum splits into one convex softmax regression per head,
+fitted to convergence (:mod:`pluralign.training.softmax_head`) on the pooled features, which the backbone
+computes once per text and :class:`~pluralign.models.feature_cache.FeatureCache` keeps (a rerun, or
+another split, computes only what is new); ``-1`` trains the backbone and the heads together with
+transformers' Trainer. From a pairs file each response is one sample of the head ``preference``:
+class 1 chosen, 0 rejected; the pairwise accuracy on the held-out pairs scores each response by the
+saved model (the probability of class 1) and counts the pairs whose chosen response scores higher.
 """
 
 from __future__ import annotations
@@ -22,9 +31,9 @@ from torch import nn
 from transformers import Trainer
 
 from pluralign.errors import DataError
-from pluralign.objectives.trained import record_held_out_accuracy
+from pluralign.objectives.trained import record_held_out_accuracy, update_held_out
 from pluralign.preferences.tags import quantile_edges
-from pluralign.reward_models.multihead.config import MultiHeadRewardConfig, default_backbone
+from pluralign.reward_models.multihead.config import HEADS_ONLY_ABOVE_BLOCKS, MultiHeadRewardConfig, default_backbone
 from pluralign.reward_models.multihead.model import (
     MultiHeadRewardModel,
     MultiHeadSpec,
@@ -33,11 +42,12 @@ from pluralign.reward_models.multihead.model import (
     resolve_pooling,
 )
 from pluralign.training.manifest import Manifest
-from pluralign.training.progress import use_progress_lines
+from pluralign.training.progress import StageTimer, use_progress_lines
 from pluralign.training.state import is_main_process, wait_for_everyone
 
 METRICS_FILE = "head_metrics.json"
 PREFERENCE_HEAD = "preference"
+FEATURE_CACHE = "feature_cache"
 
 
 def bin_scores(scores: Sequence[float], num_classes: int, binning: str = "quantile") -> tuple[np.ndarray, list[float]]:
@@ -190,81 +200,208 @@ def train_multihead(
     ``config.dataset`` is loaded. Returns the metrics that are also written to ``head_metrics.json``.
     """
     start_time = time.time()
-    if rows is None:
-        rows = _load_rows(config)
-    rows = list(rows)
-    if config.max_samples:
-        rows = rows[: config.max_samples]
-    if len(rows) < 10:
-        raise DataError(f"the dataset has {len(rows)} samples; a multi-head reward model needs at least 10")
-    data = build_labels(rows, config.objective, config)
+    timer = StageTimer()
+    with timer("load"):
+        if rows is None:
+            rows = _load_rows(config, progress)
+        rows = list(rows)
+        if config.max_samples:
+            rows = rows[: config.max_samples]
+        if len(rows) < 10:
+            raise DataError(f"the dataset has {len(rows)} samples; a multi-head reward model needs at least 10")
+        data = build_labels(rows, config.objective, config)
+        train_idx, eval_idx = split_rows(rows, config.eval_fraction, config.seed)
+        n_eval = len(eval_idx)
 
-    train_idx, eval_idx = split_rows(rows, config.eval_fraction, config.seed)
-    n_eval = len(eval_idx)
-
-    torch.manual_seed(config.seed)
-    backbone, tokenizer = load_backbone(
-        config.model_name_or_path or default_backbone(),
-        from_scratch=config.from_scratch,
-        config_overrides=config.overrides(),
-        trust_remote_code=config.trust_remote_code,
-    )
-    spec = MultiHeadSpec(
-        objectives=data.names,
-        num_classes=data.num_classes,
-        pooling=resolve_pooling(config.pooling, backbone.config),
-        input_format=config.input_format,
-        max_length=config.max_length,
-        bin_edges=data.bin_edges,
-        label_sources=data.label_sources,
-    )
-    model = MultiHeadRewardModel(backbone, spec, dropout=config.head_dropout)
-
-    import datasets
-
-    def features(idx: Sequence[int]) -> datasets.Dataset:
-        enc = encode(tokenizer, spec, [data.prompts[i] for i in idx], [data.responses[i] for i in idx], padding=False)
-        return datasets.Dataset.from_dict(
-            {
-                "input_ids": enc["input_ids"],
-                "attention_mask": enc["attention_mask"],
-                "labels": data.labels[idx].tolist(),
-            }
+        torch.manual_seed(config.seed)
+        source = config.model_name_or_path or default_backbone()
+        backbone, tokenizer = load_backbone(
+            source,
+            from_scratch=config.from_scratch,
+            config_overrides=config.overrides(),
+            trust_remote_code=config.trust_remote_code,
         )
+        heads_only = resolve_trainable_layers(config, backbone) == 0  # by the depth of the backbone as loaded
+        layer = pooled_block(backbone, config)
+        spec = MultiHeadSpec(
+            objectives=data.names,
+            num_classes=data.num_classes,
+            pooling=resolve_pooling(config.pooling, backbone.config),
+            input_format=config.input_format,
+            max_length=config.max_length,
+            bin_edges=data.bin_edges,
+            label_sources=data.label_sources,
+        )
+        model = MultiHeadRewardModel(backbone, spec, dropout=config.head_dropout)
 
-    config.remove_unused_columns = False
-    trainer = MultiHeadTrainer(
-        model=model, args=config, train_dataset=features(train_idx), data_collator=_PairCollator(tokenizer)
-    )
-    use_progress_lines(trainer, progress, prefix="multihead: ")
-    progress(f"multihead: training {len(spec.objectives)} heads on {len(train_idx)} samples ({n_eval} held out)")
-    trainer.train()
-
-    probs = predict_probabilities(
-        model, tokenizer, [data.prompts[i] for i in eval_idx], [data.responses[i] for i in eval_idx]
-    )
+    out = Path(config.output_dir)
+    what = "the heads on cached features" if heads_only else "the backbone and the heads"
+    progress(f"multihead: training {what} ({len(spec.objectives)} heads, {spec.pooling} pooling"
+             f"{f' of block {layer}' if layer else ''}) on {len(train_idx)} samples ({n_eval} held out)")  # fmt: skip
+    if heads_only:
+        probs = _fit_heads(config, model, tokenizer, data, rows, train_idx, eval_idx, source, layer, timer, progress)
+    else:
+        with timer("train"):
+            _train_whole(config, model, tokenizer, data, train_idx, progress)
+        with timer("held-out heads"):
+            probs = predict_probabilities(
+                model, tokenizer, [data.prompts[i] for i in eval_idx], [data.responses[i] for i in eval_idx]
+            )
     metrics = head_metrics(probs, data.labels[eval_idx], data.labels[train_idx], spec.objectives)
     spec.class_stats = class_statistics(probs, spec.objectives)
     for name, m in metrics.items():
         progress(f"multihead: head {name}: accuracy {m['accuracy']:.3f} (majority class {m['majority_baseline']:.3f})")
 
-    out = Path(config.output_dir)
     metrics = {"heads": metrics, "train_samples": len(train_idx), "wall_seconds": time.time() - start_time}
     if is_main_process():
-        model.save(out, tokenizer)
-        (out / METRICS_FILE).write_text(json.dumps(metrics, indent=2))
-        Manifest(
-            method="multihead",
-            objectives=list(spec.objectives),
-            base_model=config.model_name_or_path or "all-MiniLM-L6-v2",
-            extra={"num_classes": spec.num_classes, "label_sources": data.label_sources, "head_metrics": metrics["heads"]},
-        ).save(out)
+        with timer("save"):
+            model.save(out, tokenizer)
+            (out / METRICS_FILE).write_text(json.dumps(metrics, indent=2))
+            Manifest(
+                method="multihead",
+                objectives=list(spec.objectives),
+                base_model=config.model_name_or_path or "all-MiniLM-L6-v2",
+                extra={"num_classes": spec.num_classes, "label_sources": data.label_sources,
+                       "head_metrics": metrics["heads"], "pooling": spec.pooling, "pooling_layer": layer,
+                       "trainable_layers": 0 if heads_only else -1},
+            ).save(out)  # fmt: skip
         held_pairs = held_out_pairs([rows[i] for i in eval_idx])
         if held_pairs:
-            extra = {"train_samples": len(train_idx), "train_seconds": round(metrics["wall_seconds"], 1)}
-            metrics["held_out"] = record_held_out_accuracy(out, held_pairs, extra, progress)
+            train_pairs = len({rows[i]["pair_id"] for i in train_idx if rows[i].get("pair_id")})
+            extra = {"train_samples": len(train_idx), "train_pairs": train_pairs,
+                     "train_seconds": round(time.time() - start_time, 1)}  # fmt: skip
+            with timer("evaluate"):
+                metrics["held_out"] = record_held_out_accuracy(out, held_pairs, extra, progress)
+            update_held_out(out, {"stage_seconds": timer.seconds})
+        if heads_only and not config.feature_cache:
+            import shutil
+
+            shutil.rmtree(out / FEATURE_CACHE, ignore_errors=True)
     wait_for_everyone()
+    progress(f"multihead: time per stage: {timer.line()}")
     return metrics
+
+
+def pooled_block(backbone: nn.Module, config: MultiHeadRewardConfig) -> int | None:
+    """``--pooling_layer`` applied: the backbone keeps its blocks up to the pooled one (by default block 4 of
+    the bundled, pretrained MiniLM; the last of any other); returns that block, or None for the last."""
+    from pluralign.models.embeddings import default_layer
+    from pluralign.models.encoder_pooling import keep_blocks, resolve_pooled_layer
+    from pluralign.models.frozen_layers import transformer_blocks
+
+    default = -1 if config.from_scratch else default_layer(config.model_name_or_path)
+    if config.pooling_layer is None and default == -1:
+        return None
+    blocks = len(transformer_blocks(backbone))
+    layer = resolve_pooled_layer(config.pooling_layer, config.model_name_or_path, blocks, not config.from_scratch)
+    keep_blocks(backbone, layer)
+    return layer
+
+
+def resolve_trainable_layers(config: MultiHeadRewardConfig, backbone: nn.Module) -> int:
+    """``--trainable_layers`` as the run uses it: 0 (the heads on cached features) or -1 (everything).
+    Unset: 0 for a pretrained backbone of more than ``HEADS_ONLY_ABOVE_BLOCKS`` blocks, else -1."""
+    if config.trainable_layers is not None:
+        return config.trainable_layers
+    if config.from_scratch:
+        return -1
+    text = backbone.config.get_text_config() if hasattr(backbone.config, "get_text_config") else backbone.config
+    return 0 if int(getattr(text, "num_hidden_layers", 0) or 0) > HEADS_ONLY_ABOVE_BLOCKS else -1
+
+
+def _train_whole(
+    config: MultiHeadRewardConfig,
+    model: MultiHeadRewardModel,
+    tokenizer: Any,
+    data: LabelledData,
+    train_idx: Sequence[int],
+    progress: Callable[[str], None],
+) -> None:
+    """The backbone and the heads trained together (summed cross-entropy, transformers' Trainer)."""
+    import datasets
+
+    enc = encode(tokenizer, model.spec, [data.prompts[i] for i in train_idx], [data.responses[i] for i in train_idx],
+                 padding=False)  # fmt: skip
+    train = datasets.Dataset.from_dict(
+        {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"], "labels": data.labels[train_idx].tolist()}
+    )
+    config.remove_unused_columns = False
+    trainer = MultiHeadTrainer(model=model, args=config, train_dataset=train, data_collator=_PairCollator(tokenizer))
+    use_progress_lines(trainer, progress, prefix="multihead: ")
+    trainer.train()
+
+
+def feature_cache_for(root: str | Path, source: str, spec: MultiHeadSpec, layer: int | None) -> Any:
+    """The cache of the pooled features the heads read: they depend on the backbone, the block and the pooling."""
+    from pluralign.models.feature_cache import FeatureCache
+    from pluralign.models.frozen_layers import cache_identity
+
+    identity = cache_identity(source, 0) + f":multihead:{spec.pooling}-of-block{layer or 'last'}"
+    return FeatureCache(root, identity, {"pooling": spec.pooling, "pooling_layer": layer})
+
+
+def _fit_heads(
+    config: MultiHeadRewardConfig,
+    model: MultiHeadRewardModel,
+    tokenizer: Any,
+    data: LabelledData,
+    rows: Sequence[dict[str, Any]],
+    train_idx: Sequence[int],
+    eval_idx: Sequence[int],
+    source: str,
+    layer: int | None,
+    timer: StageTimer,
+    progress: Callable[[str], None],
+) -> list[np.ndarray]:
+    """``--trainable_layers 0``: the pooled features of every sample, computed once (cached), then each head
+    fitted to convergence on the training samples (its L2 penalty cross-validated by pair unless given);
+    returns the held-out class probabilities per head, from the same features."""
+    from pluralign.models.feature_cache import fill, ids_key
+    from pluralign.training.softmax_head import choose_l2, fit_softmax_head, logits
+
+    with timer("tokenize"):
+        enc = encode(tokenizer, model.spec, data.prompts, data.responses, padding=False)
+        ids = enc["input_ids"]
+        keys = [ids_key(x) for x in ids]
+    root = config.feature_cache or Path(config.output_dir) / FEATURE_CACHE
+    cache = feature_cache_for(root, source, model.spec, layer)
+    device = next(model.parameters()).device
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+
+    @torch.no_grad()
+    def run_batch(batch: list[list[int]]) -> list[torch.Tensor]:
+        width = max(len(x) for x in batch)
+        input_ids = torch.full((len(batch), width), pad, dtype=torch.long)
+        mask = torch.zeros((len(batch), width), dtype=torch.long)
+        for i, x in enumerate(batch):
+            input_ids[i, : len(x)] = torch.tensor(x)
+            mask[i, : len(x)] = 1
+        pooled = model.features(input_ids.to(device), mask.to(device)).float()
+        return [row.half().cpu() for row in pooled]
+
+    with timer("features"):
+        model.eval()
+        computed = 0
+        if is_main_process():  # one process computes, every process then reads the cache
+            computed = fill(cache, keys, ids, run_batch, progress=progress)
+        wait_for_everyone()
+        cache = feature_cache_for(root, source, model.spec, layer)
+        feats = torch.stack(cache.get(keys)).float()
+    progress(f"multihead: features of {len(keys)} samples ({computed} computed, the rest cached)")
+    groups = [str(rows[i].get("pair_id") or f"row:{i}") for i in train_idx]
+    x_train, x_eval = feats[list(train_idx)], feats[list(eval_idx)]
+    probs = []
+    with timer("train"):
+        for h, (name, k) in enumerate(zip(model.spec.objectives, model.spec.num_classes)):
+            y = torch.as_tensor(data.labels[list(train_idx), h])
+            l2 = config.head_l2 if config.head_l2 is not None else choose_l2(x_train, y, k, groups, seed=config.seed)
+            weight, bias = fit_softmax_head(x_train, y, k, l2)
+            with torch.no_grad():
+                model.heads[h].weight.copy_(weight)
+                model.heads[h].bias.copy_(bias)
+            probs.append(logits(x_eval, weight, bias).softmax(-1).numpy())
+            progress(f"multihead: head {name} fitted with L2 penalty {l2:g}")
+    return probs
 
 
 def split_rows(rows: Sequence[dict[str, Any]], eval_fraction: float, seed: int) -> tuple[list[int], list[int]]:
@@ -287,7 +424,7 @@ def held_out_pairs(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     return list(by_id.values())
 
 
-def _load_rows(config: MultiHeadRewardConfig) -> list[dict[str, Any]]:
+def _load_rows(config: MultiHeadRewardConfig, progress: Callable[[str], None] = print) -> list[dict[str, Any]]:
     """Samples with label columns. A preference-pairs file gives two samples per pair and, without
     ``--objective``, one head ``preference`` with classes rejected (0) / chosen (1)."""
     from pluralign.data.loading import load_any, to_samples
@@ -297,7 +434,7 @@ def _load_rows(config: MultiHeadRewardConfig) -> list[dict[str, Any]]:
         raise DataError("--dataset is required: a hub id or a local jsonl/json/parquet/csv file")
     ds = load_any(config.dataset)
     if "chosen" in ds.column_names or "rejected" in ds.column_names:
-        pairs = load_pairs(ds, config.prompt_column, skip_invalid=config.skip_invalid_pairs)
+        pairs = load_pairs(ds, config.prompt_column, skip_invalid=config.skip_invalid_pairs, report=progress)
         if not config.objective:
             config.objective = [PREFERENCE_HEAD]
             config.num_classes = [2]
