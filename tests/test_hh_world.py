@@ -259,7 +259,7 @@ def rl_demo(hh, tmp_path_factory):
     from pluralign.worlds.chat.hh import HH
 
     world, folder, settings, _pairs = hh
-    quick = dataclasses.replace(settings, rl_steps=1, rl_batch_size=4, rl_generations=2, moslim_rm_epochs=1.0)
+    quick = dataclasses.replace(settings, rl_steps=1, rl_batch_size=4, rl_generations=2)
     out = tmp_path_factory.mktemp("hh_rl")
     seen: list = []
     read = MoslimReward.targets_and_mask

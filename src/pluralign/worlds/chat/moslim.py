@@ -1,8 +1,9 @@
 """MOSLIM on a chat world (``pluralign demo --world chat|hh --method moslim``), METHODS.md §2.
 
 1. **The multi-head reward model** (cached in ``OUT/moslim/reward_model``): the bundled all-MiniLM-L6-v2
-   with one classification head per objective of the world, trained with summed cross-entropy
-   (``train reward-model --type multihead``'s library function). Its labels are the world's *real*
+   with one classification head per objective of the world, trained with summed cross-entropy by
+   ``train reward-model --type multihead``'s library function with its defaults (the backbone frozen,
+   each head fitted to convergence on the cached pooled features). Its labels are the world's *real*
    scorers' scores of the world's offline data, binned into ``moslim_classes`` quantile classes per
    objective (low / medium / high thirds by default), plus degenerate variants of some responses
    (empty, cut off, one word repeated) scored by the same scorers: RL samples such text, and a head that
@@ -72,8 +73,9 @@ def reward_model_rows(world: Any, progress: Progress | None = None) -> list[dict
 
 
 def reward_model_config(world: Any, output_dir: Path):
-    """The multi-head reward model on a chat world: MiniLM (the default backbone), one head per objective,
-    ``moslim_classes`` quantile classes, (prompt, response) pairs."""
+    """The multi-head reward model on a chat world: ``train reward-model --type multihead``'s defaults
+    (the bundled MiniLM frozen, each head fitted to convergence on its cached pooled features), one head
+    per objective, ``moslim_classes`` quantile classes, (prompt, response) pairs."""
     from pluralign.reward_models.multihead.config import MultiHeadRewardConfig
 
     s = world.settings
@@ -84,12 +86,7 @@ def reward_model_config(world: Any, output_dir: Path):
         binning="quantile",
         input_format="pair",
         max_length=256,
-        num_train_epochs=s.moslim_rm_epochs,
-        learning_rate=s.moslim_rm_learning_rate,
-        warmup_steps=5,
-        per_device_train_batch_size=16,
         eval_fraction=0.1,
-        logging_steps=10,
         disable_tqdm=True,
         report_to="none",
         seed=s.seed,

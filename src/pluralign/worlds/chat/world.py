@@ -129,11 +129,10 @@ class ChatSettings:
     rl_generations: int = 4  # completions per prompt (RLOO's leave-one-out baseline)
     rl_learning_rate: float = 5e-4
     rl_beta: float = 0.05  # KL penalty to the base model (TRL's RLOO default)
-    # MOSLIM: a multi-head reward model (MiniLM, one head per objective) on the offline data's scores
-    # binned into moslim_classes quantile classes, then RLOO on prompts that state the wanted levels
+    # MOSLIM: a multi-head reward model (MiniLM, one head per objective, train reward-model --type
+    # multihead's defaults) on the offline data's scores binned into moslim_classes quantile classes, then
+    # RLOO on prompts that state the wanted levels
     moslim_classes: int = 3
-    moslim_rm_epochs: float = 3.0
-    moslim_rm_learning_rate: float = 1e-4
     moslim_preferences_per_prompt: int = 2  # training rows per prompt, each with its own sampled levels
 
 
