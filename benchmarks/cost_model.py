@@ -171,6 +171,59 @@ def plateaued(curve: Sequence[CurvePoint], tolerance: float = 0.02) -> dict[str,
     return {"plateaued": bool(last <= tolerance * max(total, 1e-12)), "last_gain": last, "total_gain": total}
 
 
+def stage_ends(curve: Sequence[CurvePoint]) -> list[CurvePoint]:
+    """The last point of each training stage (RiC: ``offline``, ``online_1``, ...), in training order.
+
+    A stage's snapshots end with the one its trainer took when it finished, so its last point is the
+    model the next stage starts from. The curve's start point (stage ``start``) is left out.
+    """
+    ends: dict[str, CurvePoint] = {}
+    for p in curve:
+        stage = p.extra.get("stage")
+        if stage and stage != "start":
+            ends[stage] = p
+    return list(ends.values())
+
+
+def where_it_stops(
+    curve: Sequence[CurvePoint], targets: dict[str, float] | None = None, tolerance: float = 0.02
+) -> dict[str, Any]:
+    """Hypervolume after each stage of a staged curve (RiC: offline, then one row per online iteration),
+    and where the front stops: the first stage within ``tolerance`` of the total gain of its best.
+
+    ``still_rising``: the last stage gained more than ``tolerance`` of the total gain (more iterations
+    may help). ``targets`` (method -> its best hypervolume) get the gap left at the best stage and whether
+    any stage reached them.
+    """
+    ends = stage_ends(curve)
+    if not ends:
+        raise ValueError("where_it_stops() needs a curve with stage-end points")
+    start = curve[0].hypervolume
+    best = max(p.hypervolume for p in ends)
+    total = best - start
+    stop = next(p for p in ends if p.hypervolume >= best - tolerance * max(total, 1e-12))
+    rows, previous = [], start
+    for p in ends:
+        rows.append(
+            {"stage": p.extra["stage"], "seconds": p.seconds, "flops": p.flops, "hypervolume": p.hypervolume,
+             "gain": p.hypervolume - previous}
+        )  # fmt: skip
+        previous = p.hypervolume
+    last_gain = ends[-1].hypervolume - max([start] + [p.hypervolume for p in ends[:-1]])
+    return {
+        "stages": rows,
+        "best_hv": best,
+        "stops_at": stop.extra["stage"],
+        "stop_hv": stop.hypervolume,
+        "stop_seconds": stop.seconds,
+        "stop_flops": stop.flops,
+        "still_rising": bool(len(ends) > 1 and last_gain > tolerance * max(total, 1e-12)),
+        "targets": {
+            m: {"target_hv": hv, "gap_at_best": hv - best, "reached": best >= hv} for m, hv in (targets or {}).items()
+        },
+    }
+
+
 # ---- projection to the paper's scale (RiC, Yang et al. 2024; METHODS.md §1) -----------------------------
 
 PAPER_SETTINGS: dict[str, Any] = {

@@ -60,23 +60,18 @@ HOOKS = {
 # MORLHF's 11 RLOO runs of SmolLM2 would take hours: Rewarded Soups is the chat worlds' RL baseline
 DEFAULT_METHODS = {"reviews": list(METHODS), "chat": ["ric", "soups"], "hh": ["ric", "soups"]}
 
-# RiC settings of the cost benchmark (the demo's own, except where profiling showed time that buys no HV).
-# Measured in FLOPs (load-independent, docs/front_cost.md): one offline epoch on its own cosine schedule
-# and four online iterations reach a higher front with fewer FLOPs than the demo's three epochs and one
-# iteration (16.1 at 1.1e12 FLOPs against 15.5 at 1.5e12); a smaller offline share of the online buffer
-# shortens online SFT; larger generation batches are free.
-RIC_COST_SETTINGS: dict[str, Any] = {
-    "num_train_epochs": 1.0,
-    "online_iterations": 4,
-    "online_offline_samples": 500,
-    "generation_batch_size": 128,
-}
+# RiC trains with the demo's own settings (pluralign.worlds.reviews.ric.demo_config), so the benchmark
+# measures the RiC a user gets from `pluralign demo`. Until 2026-12 it ran "cost settings" instead (one
+# offline epoch, four online iterations, 500 offline samples per online buffer, generation batch 128),
+# chosen on one loaded run where they reached 16.1; re-measured they stop near 14.4, below the demo's
+# front (docs/front_cost.md, "Why the benchmark's RiC was below the demo's"). Pass them with --ric_set
+# to compare. More online iterations: --ric_online_iterations N (the report says where the front stops).
 # RLOO settings of the cost benchmark on top of DEMO_RL_SETTINGS, the same for MORLHF and Soups.
 RL_COST_SETTINGS: dict[str, Any] = {}
-# Per world: RiC's settings, RL steps per run and snapshot intervals. The chat world keeps its demo's own
-# settings (ChatSettings): its RiC has not been profiled for cost, and each SmolLM2 RLOO step costs ~20 s.
+# Per world: RiC's overrides of its demo's settings (none: each world's RiC is its demo's), RL steps per run
+# and snapshot intervals (chat: ChatSettings' RL steps; each SmolLM2 RLOO step costs ~20 s).
 WORLD_DEFAULTS: dict[str, dict[str, Any]] = {
-    "reviews": {"ric": RIC_COST_SETTINGS, "rl_steps": 100, "rl_snapshot_every": 20, "ric_snapshot_every": 63},
+    "reviews": {"ric": {}, "rl_steps": 100, "rl_snapshot_every": 20, "ric_snapshot_every": 63},
     "chat": {"ric": {}, "rl_steps": None, "rl_snapshot_every": 4, "ric_snapshot_every": 24},
     # the hh demo's own settings (HH_DEFAULTS: 80 offline steps, 12 RLOO steps per objective)
     "hh": {"ric": {}, "rl_steps": None, "rl_snapshot_every": 4, "ric_snapshot_every": 20},
@@ -268,6 +263,25 @@ def matched_markdown(blocks: list[dict[str, Any]], final_hv: dict[str, float]) -
     return "\n".join(rows) + "\n"
 
 
+def stages_markdown(stop: dict[str, Any]) -> str:
+    """RiC's hypervolume after each stage (offline, online iterations) against the RL baselines' best fronts."""
+    targets = stop["targets"]
+    rows = [
+        "| RiC stage | cumulative s | FLOPs | HV | gain | "
+        + " | ".join(f"gap to {m}'s best ({t['target_hv']:.2f})" for m, t in targets.items())
+        + " |",
+        "|---|---:|---:|---:|---:|" + "---:|" * len(targets),
+    ]
+    for r in stop["stages"]:
+        gaps = " | ".join(f"{t['target_hv'] - r['hypervolume']:+.2f}" for t in targets.values())
+        mark = " (stops)" if r["stage"] == stop["stops_at"] else ""
+        rows.append(
+            f"| {r['stage']}{mark} | {r['seconds']:.1f} | {r['flops']:.2e} | {r['hypervolume']:.2f} | {r['gain']:+.2f} |"
+            + (f" {gaps} |" if targets else "")
+        )
+    return "\n".join(rows) + "\n"
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", required=True, help="output folder")
@@ -284,7 +298,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--rl_snapshot_every", type=int, default=None, help="RLOO steps between snapshots (20; chat 4)")
     parser.add_argument("--ric_snapshot_every", type=int, default=None, help="SFT steps between RiC snapshots (63; chat 24)")
     parser.add_argument("--ric_epochs", type=float, default=None, help="RiC offline epochs")
-    parser.add_argument("--ric_online_iterations", type=int, default=None, help="RiC online MORS iterations")
+    parser.add_argument(
+        "--ric_online_iterations",
+        type=int,
+        default=None,
+        help="RiC online MORS iterations (default: the demo's, 1); more show where RiC's front stops",
+    )
     parser.add_argument("--ric_set", nargs="*", default=[], help="RiCConfig overrides KEY=VALUE")
     parser.add_argument("--rl_set", nargs="*", default=[], help="RLOO config overrides KEY=VALUE (MORLHF and Soups)")
     parser.add_argument("--seed", type=int, default=0)
@@ -294,7 +313,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             setattr(args, key, WORLD_DEFAULTS[args.world][key])
 
     import torch
-    from cost_model import CurvePoint, matched, paper_projection, plateaued, reward_model_parameters
+    from cost_model import CurvePoint, matched, paper_projection, plateaued, reward_model_parameters, where_it_stops
     from snapshots import SnapshotCallback, Stopwatch, materialise, tag_totals
 
     from pluralign.evaluation.front import evaluate_front, finalise
@@ -366,6 +385,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             + ", ".join(f"{p.hypervolume:.2f}@{p.seconds:.0f}s" for p in curves[method])
         )
     matched_blocks = [matched(m, curves[m], curves["ric"]) for m in RL_METHODS if m in curves and "ric" in curves]
+    targets = {m: max(p.hypervolume for p in curves[m]) for m in RL_METHODS if m in curves}
+    ric_stop = where_it_stops(curves["ric"], targets) if "ric" in curves else None
     extra = {
         "curves": {m: [p.to_dict() for p in c] for m, c in curves.items()},
         "matched": matched_blocks,
@@ -384,6 +405,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "reward_model_parameters": n_rm,
         "matched": matched_blocks,
         "plateau": {m: plateaued(c) for m, c in curves.items()},
+        "ric_stages": ric_stop,
         "profile_seconds": profiles,
         "evaluation_seconds": eval_seconds,
         "overrides": overrides,
@@ -397,6 +419,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     }
     (out / "front_cost.json").write_text(json.dumps(result, indent=2))
     table = matched_markdown(matched_blocks, {f.method: f.hypervolume for f in final_fronts})
+    if ric_stop is not None:
+        table += "\n" + stages_markdown(ric_stop)
     (out / "matched.md").write_text(table)
     print(summary_table(final_fronts, world.objectives.names))
     for m in curves:
@@ -417,6 +441,16 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         print(
             f"  reverse: RiC's best HV {b['ric_hv_best']:.3f} reached by RiC at {b['ric_seconds_to_best']:.1f}s, by "
             f"{b['target_method']} " + ("never" if tb is None else f"at {tb:.1f}s")
+        )
+    if ric_stop is not None:
+        print(
+            f"RiC's front stops at {ric_stop['stops_at']}: HV {ric_stop['stop_hv']:.3f} at {ric_stop['stop_seconds']:.1f}s"
+            + (" (still rising at its last stage: raise --ric_online_iterations)" if ric_stop["still_rising"] else "")
+            + "".join(
+                f"; {m}'s best {t['target_hv']:.3f} "
+                + ("reached" if t["reached"] else f"not reached (gap {t['gap_at_best']:.3f})")
+                for m, t in ric_stop["targets"].items()
+            )
         )
     for m in RL_METHODS:
         if m in curves and not result["plateau"][m]["plateaued"]:

@@ -17,6 +17,7 @@ from cost_model import (
     reward_model_parameters,
     rloo_tokens,
     train_flops,
+    where_it_stops,
 )
 from snapshots import SnapshotCallback, Stopwatch, default_run_key, default_stage, materialise, tag_totals
 
@@ -219,3 +220,65 @@ def test_the_relevance_scorer_counts_its_encoder_once_loaded():
     objectives.score(["How do I bake bread?"], ["Mix flour, water and yeast, then bake."])
     n = reward_model_parameters(objectives[name] for name in objectives.names)
     assert 20e6 < n < 25e6  # all-MiniLM-L6-v2 (22.7M); VADER is a rule set
+
+
+def staged_curve(stages):
+    """A RiC-like curve: the SFT start, then (stage, seconds, hypervolume) points, several per stage allowed."""
+    return [CurvePoint("sft", 0.0, 0.0, 9.0, {"stage": "start"})] + [
+        CurvePoint(f"{stage}_{i}", s, 10.0 * s, hv, {"stage": stage}) for i, (stage, s, hv) in enumerate(stages)
+    ]
+
+
+def test_where_rics_front_stops_per_online_iteration_against_the_rl_fronts():
+    curve = staged_curve(
+        [("offline", 10, 12.0), ("offline", 20, 14.0), ("online_1", 30, 15.0), ("online_2", 40, 15.95),
+         ("online_3", 50, 16.0), ("online_4", 60, 15.8)]
+    )  # fmt: skip
+    stop = where_it_stops(curve, {"morlhf": 16.3, "soups": 14.6})
+    # one row per stage, at the stage's last snapshot (offline: 20 s, not the mid-stage 10 s)
+    assert [(r["stage"], r["seconds"], r["hypervolume"]) for r in stop["stages"]] == [
+        ("offline", 20, 14.0), ("online_1", 30, 15.0), ("online_2", 40, 15.95), ("online_3", 50, 16.0),
+        ("online_4", 60, 15.8),
+    ]  # fmt: skip
+    assert [round(r["gain"], 2) for r in stop["stages"]] == [5.0, 1.0, 0.95, 0.05, -0.2]
+    # best 16.0 after online_3; online_2 is within 2% of the 7.0 total gain (0.14), so the front stops there
+    assert (stop["best_hv"], stop["stops_at"], stop["stop_seconds"]) == (16.0, "online_2", 40)
+    assert not stop["still_rising"]
+    assert stop["targets"]["morlhf"]["reached"] is False
+    assert stop["targets"]["morlhf"]["gap_at_best"] == pytest.approx(0.3)
+    assert stop["targets"]["soups"]["reached"] is True
+    rising = where_it_stops(staged_curve([("offline", 10, 12.0), ("online_1", 20, 13.0)]))
+    assert rising["still_rising"] and rising["stops_at"] == "online_1"
+    with pytest.raises(ValueError):
+        where_it_stops([CurvePoint("sft", 0.0, 0.0, 9.0, {"stage": "start"})])
+
+
+def test_front_cost_trains_ric_on_the_reviews_world_as_the_demo_does(tmp_path):
+    """The benchmark's RiC is the demo's RiC: same epochs, iterations, buffer and generation settings.
+
+    It once ran other settings (one offline epoch, four online iterations) whose front stopped below the
+    demo's (docs/front_cost.md). Only what it counts (tokens) and what it is asked to change may differ.
+    """
+    from types import SimpleNamespace
+
+    from pluralign.worlds.reviews.ric import demo_config
+    from pluralign.worlds.reviews.world import GENERATION, OBJECTIVES, WorldSettings
+
+    fc = _front_cost_script()
+    world = SimpleNamespace(
+        train=[{"prompt": "Review:", "response": "Great."}], base_model=str(tmp_path / "sft"),
+        objectives=SimpleNamespace(specs=lambda: list(OBJECTIVES)), generation_kwargs=dict(GENERATION),
+        settings=WorldSettings(),
+    )  # fmt: skip
+    args = SimpleNamespace(world="reviews", ric_epochs=None, ric_online_iterations=None, ric_set=[])
+    demo = demo_config(world, tmp_path / "demo").to_dict()
+    bench = demo_config(world, tmp_path / "bench", **fc.overrides_for("ric", args)).to_dict()
+    paths = {"output_dir", "logging_dir", "dataset"}  # each run writes its own copy of the data
+    differ = {k for k in demo if demo[k] != bench[k]} - paths
+    assert differ == {"include_num_input_tokens_seen"}
+    args.ric_online_iterations = 6  # the flag for more online iterations changes that alone
+    more = demo_config(world, tmp_path / "more", **fc.overrides_for("ric", args)).to_dict()
+    assert {k for k in demo if demo[k] != more[k]} - paths == {
+        "include_num_input_tokens_seen", "online_iterations"
+    }  # fmt: skip
+    assert more["online_iterations"] == 6
