@@ -10,7 +10,7 @@ import json
 import numpy as np
 import pytest
 
-from pluralign.errors import PreferenceError
+from pluralign.errors import DataError, PreferenceError
 from pluralign.evaluation.personalisation import (
     inference_by_context_size,
     oracle_accuracy,
@@ -124,7 +124,6 @@ def test_inference_recovers_a_users_dominant_objective_from_ten_choices():
     # by context size: the cosine with the true weights grows with k, from the uniform guess at k = 0
     diffs = [signed_differences(z, pairs, choices[u]) for u in dominant]
     by_k = inference_by_context_size(diffs, users.weights[dominant], names, [0, 1, 10], repeats=5, seed=0)
-    print(by_k)
     uniform = np.mean([np.ones(3) @ w / np.sqrt(3) / np.linalg.norm(w) for w in users.weights[dominant]])
     assert by_k["cosine"][0] == pytest.approx(uniform, abs=1e-6)
     assert by_k["cosine"][2] > by_k["cosine"][1] > by_k["cosine"][0]
@@ -132,17 +131,22 @@ def test_inference_recovers_a_users_dominant_objective_from_ten_choices():
     assert by_k["accuracy"][2] > by_k["accuracy"][0]
 
 
-def test_steer_share_is_the_share_of_the_true_weights_gain_over_equal_weights():
-    true, equal = np.array([1.0, 0.5, 2.0]), np.array([0.0, 0.5, -1.0])
-    half = steering_summary({"inferred": equal + 0.5 * (true - equal), "true": true, "equal": equal})
+def test_steer_share_is_the_share_of_the_true_weights_gain_over_the_unsteered_model():
+    base, equal, true = np.array([0.0, 0.5, -1.0]), np.array([0.5, 0.5, 0.0]), np.array([1.0, 1.5, 2.0])
+    rewards = {"inferred": base + 0.5 * (true - base), "true": true, "equal": equal, "base": base}
+    half = steering_summary(rewards)
     assert half["steer_share"] == pytest.approx(0.5)
-    assert half["gain_true_over_equal"] == pytest.approx(np.mean(true - equal))
-    # shifting every reward by a constant (where zero falls) does not change the share
-    shifted = steering_summary({"inferred": equal + 0.5 * (true - equal) + 3, "true": true + 3, "equal": equal + 3})
-    assert shifted["steer_share"] == pytest.approx(0.5)
-    # a policy that does not steer has no share to take
-    flat = steering_summary({"inferred": equal, "true": equal, "equal": equal})
-    assert flat["steer_share"] is None
+    assert half["equal_share"] == pytest.approx(np.mean(equal - base) / np.mean(true - base))
+    assert half["gain_true_over_base"] == pytest.approx(np.mean(true - base))
+    assert half["steer_share_over_equal"] == pytest.approx(np.mean(rewards["inferred"] - equal) / np.mean(true - equal))
+    # shifting every reward by a constant (where zero falls) does not change the shares
+    shifted = steering_summary({c: v + 3 for c, v in rewards.items()})
+    assert shifted["steer_share"] == pytest.approx(0.5) and shifted["equal_share"] == pytest.approx(half["equal_share"])
+    # a policy the true weights do not move has no share to take; nor is there one over equal weights that do as well
+    flat = steering_summary({"inferred": base, "true": base, "equal": base, "base": base})
+    assert flat["steer_share"] is None and flat["steer_share_over_equal"] is None
+    with pytest.raises(DataError, match="base"):
+        steering_summary({"inferred": base, "true": base, "equal": base})
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -178,9 +182,11 @@ def personal_run(tmp_path_factory):
 
 
 def test_the_benchmark_reports_every_measure_by_k_and_trains_ric_on_training_prompts_only(personal_run):
+    from pluralign.worlds.chat.personal_benchmark import format_table
+
     result, out, users, world = personal_run
     assert result["k"] == [0, 1, 3]
-    for key in ("npbtl", "btl", "oracle", "inferred", "cosine"):
+    for key in ("npbtl", "btl", "npbtl_scores", "btl_scores", "oracle", "inferred", "cosine"):
         assert len(result[key]) == 3, key
     assert result["objectives"] == ["harmless", "relevance", "sentiment", "conciseness"]
     # the oracle is the exact share of the unseen users' test choices its weights predict
@@ -194,8 +200,14 @@ def test_the_benchmark_reports_every_measure_by_k_and_trains_ric_on_training_pro
     assert ric_rows and not {json.dumps(r["prompt"]) for r in ric_rows} & test_prompts
     assert len(ric_rows) == sum(r["split"] == "train" for r in world_data["train"])
     steer = result["steering"]
-    assert steer["users"] == 3 and steer["prompts"] == 2 and set(steer["per_user"]) == {"inferred", "true", "equal"}
+    assert (
+        steer["users"] == 3
+        and steer["prompts"] == 2
+        and set(steer["per_user"]) == {"inferred", "true", "equal", "base"}
+    )
     assert result["steer_share"] == steer["steer_share"]
+    table = format_table(result)
+    assert "steer_share" in table and len(table.splitlines()) == 2 + 3 + 2
 
 
 def test_a_rerun_reuses_every_stage(personal_run, monkeypatch):
@@ -213,6 +225,6 @@ def test_a_rerun_reuses_every_stage(personal_run, monkeypatch):
     monkeypatch.setattr(policy, "generate_batched", fail)  # no steering generation
     monkeypatch.setattr(personal_benchmark, "reward_model_accuracy", fail)
     again = run_personal(out, users, world, progress=None)
-    for key in ("npbtl", "btl", "oracle", "inferred", "cosine", "steer_share"):
+    for key in ("npbtl", "btl", "npbtl_scores", "oracle", "inferred", "cosine", "steer_share"):
         assert again[key] == result[key], key
     assert "reward_models (cached)" in again["stage_seconds"]

@@ -82,32 +82,41 @@ def inference_by_context_size(
 
 def steering_summary(rewards: Mapping[str, Sequence[float]]) -> dict[str, Any]:
     """The user's own reward of a policy's responses under each driving preference, and the share of the
-    personalisation gain that steering from choices recovers.
+    true weights' effect that steering from choices reproduces.
 
     ``rewards[c][u]``: user u's mean reward (its weights . the z-scored objectives, averaged over the
-    steering prompts) of the responses the policy gives when driven by ``c``: ``"inferred"`` (weights
-    inferred from the user's choices), ``"true"`` (the user's own weights), ``"equal"`` (the uniform
-    preference: what the policy does for a user it knows nothing about).
+    steering prompts) of the responses given under condition ``c``: ``"inferred"`` (the policy driven by
+    weights inferred from the user's choices), ``"true"`` (by the user's own weights), ``"equal"`` (by the
+    uniform preference: what the policy does for a user it knows nothing about) and ``"base"`` (the
+    starting model, not steered).
 
-    ``steer_share = mean_u(R_inferred - R_equal) / mean_u(R_true - R_equal)``: 1 when the inferred weights
-    serve the users as well as their true weights, 0 when no better than ignoring them. Rewards are
-    z-scores (zero on the pool's mean response), so a plain ratio R_inferred / R_true would depend on where
-    zero falls; the equal-weights policy is the baseline both gains are measured from, and the shares are
-    pooled over users (a per-user ratio is unstable where the true weights gain little). ``None`` when
-    the true weights gain nothing over equal weights (the policy does not steer: there is no share to take).
+    ``steer_share = mean_u(R_inferred - R_base) / mean_u(R_true - R_base)``: the share of what steering by
+    the true weights adds to the unsteered model that steering by 10 choices adds; 1 = as good as knowing the
+    weights. Rewards are z-scores (zero at the response pool's mean), so a plain ratio R_inferred / R_true
+    would depend on where zero falls; the unsteered model on the same prompts is the zero both are measured
+    from, and the shares are pooled over users (a per-user ratio explodes where steering moves a user
+    little). ``equal_share`` is the same share for equal weights, and ``steer_share_over_equal`` the share
+    of the gain of the true weights over equal weights (whether knowing the user helps at all); each is
+    ``None`` when its denominator is not positive.
     """
-    missing = [c for c in ("inferred", "true", "equal") if c not in rewards]
+    missing = [c for c in ("inferred", "true", "equal", "base") if c not in rewards]
     if missing:
         raise DataError(f"steering rewards lack the {missing[0]!r} condition")
     r = {c: np.asarray(v, dtype=np.float64) for c, v in rewards.items()}
-    gain_true = float((r["true"] - r["equal"]).mean())
-    gain_inferred = float((r["inferred"] - r["equal"]).mean())
-    share = gain_inferred / gain_true if gain_true > 0 else None
+
+    def share(c: str, zero: str) -> float | None:
+        denominator = float((r["true"] - r[zero]).mean())
+        return float((r[c] - r[zero]).mean()) / denominator if denominator > 0 else None
+
     return {
-        "steer_share": share,
-        "gain_true_over_equal": gain_true,
-        "gain_inferred_over_equal": gain_inferred,
+        "steer_share": share("inferred", "base"),
+        "equal_share": share("equal", "base"),
+        "steer_share_over_equal": share("inferred", "equal"),
+        "gain_true_over_base": float((r["true"] - r["base"]).mean()),
+        "gain_true_over_equal": float((r["true"] - r["equal"]).mean()),
+        "gain_inferred_over_equal": float((r["inferred"] - r["equal"]).mean()),
         "mean_reward": {c: float(v.mean()) for c, v in r.items()},
-        "users_inferred_at_least_equal": float((r["inferred"] >= r["equal"]).mean()),
+        "users_true_above_equal": float((r["true"] > r["equal"]).mean()),
+        "users_inferred_above_equal": float((r["inferred"] > r["equal"]).mean()),
         "users": int(r["true"].size),
     }
