@@ -19,6 +19,7 @@ from pluralign.methods.spo.config import SPOConfig
 from pluralign.methods.spo.trainer import spo_margins, train_spo
 from pluralign.training.dpo_stage import build_stage_trainer
 from pluralign.training.manifest import Manifest
+from pluralign.training.pair_logps import implicit_reward_margins, pair_logps
 from pluralign.worlds.reviews.tiny_lm import build_tiny_gpt, train_tokenizer
 
 POSITIVE = [
@@ -123,6 +124,23 @@ def test_spo_margin_is_the_earlier_rounds_implicit_reward(base, round1, tmp_path
     assert loss == pytest.approx(F.softplus(-torch.tensor(0.5 * delta - margins)).mean().item(), abs=1e-4)
 
 
+def test_spo_round_reuses_the_margins_reference_pass(base, round1, tmp_path, monkeypatch):
+    """pi_{n-1}'s log-probabilities, scored for the margin, are the round's reference: given to the trainer
+    they spare TRL's reference pass and give the same loss as that pass."""
+    model, tok = base
+    cfg = config(tmp_path / "a", model)
+    margins = spo_margins([model, round1], SHORT, [0.5, 0.5], [0.7, 0.7], cfg, tok)
+    expected = perturb_and_loss(build_stage_trainer(round1, SHORT, cfg, tmp_path / "a", tok, margins, beta=0.5))
+    passes = []
+    original = DPOTrainer._precompute_ref_logps
+    monkeypatch.setattr(DPOTrainer, "_precompute_ref_logps", lambda *a, **k: passes.append(1) or original(*a, **k))
+    ref = pair_logps(round1, SHORT, cfg, tok)
+    passes.clear()
+    trainer = build_stage_trainer(round1, SHORT, cfg, tmp_path / "b", tok, margins, beta=0.5, ref_logps=ref)
+    assert passes == []
+    assert perturb_and_loss(trainer) == pytest.approx(expected, abs=1e-5)
+
+
 def test_spo_saves_every_round_and_resumes_at_the_first_unfinished(base, tmp_path):
     model, tok = base
     dims = {"positive": POSITIVE, "short": SHORT}
@@ -165,3 +183,54 @@ def test_spo_keeps_the_first_dimension_where_sequential_dpo_loses_it(base, tmp_p
 
     assert dim1_accuracy(1.0) == 1.0
     assert dim1_accuracy(0.0) <= 0.5
+
+
+def _rated(i: int, kind: str) -> str:
+    return {"long_good": f" lovely great item {i} works well", "short_bad": f" bad {i}",
+            "short_good": f" great {i}", "long_bad": f" awful poor item {i} broke fast"}[kind]  # fmt: skip
+
+
+def _pair(i: int, chosen: str, rejected: str) -> dict[str, str]:
+    return {"prompt": f"Rate item {i}:", "chosen": _rated(i, chosen), "rejected": _rated(i, rejected)}
+
+
+# dimension 1 prefers the good response; dimension 2 the short one, which reverses dimension 1 on most of
+# its pairs (short bad over long good) and agrees with it on a few (short good over long bad), as in the
+# reviews world, where 83% of the conciseness pairs reverse sentiment
+GOOD = [_pair(i, "long_good", "short_bad") for i in range(8)] + [_pair(i, "short_good", "long_bad") for i in range(8)]
+BRIEF = [_pair(i, "short_bad", "long_good") for i in range(8)] + [_pair(i, "short_good", "long_bad") for i in range(2)]
+
+
+def test_spo_with_adam_keeps_the_first_dimension_and_still_learns_the_second(base, tmp_path):
+    """TRL's default optimiser (AdamW) and the retention benchmark's beta 0.1 and alpha 30: sequential DPO
+    (alpha = 0) loses the conflicting half of dimension 1; SPO keeps all of it while round 2's own implicit
+    reward still ranks every round-2 pair its way (the conflicting ones by less than round 1's gap)."""
+    model, tok = base
+    lp0 = manual_logps(model, tok, GOOD)
+
+    def run(alpha: float) -> tuple[float, float]:
+        out = tmp_path / f"alpha{alpha:g}"
+        cfg = config(out, model, alpha=[alpha], beta=0.1, per_device_train_batch_size=8, num_train_epochs=2)
+        train_spo(cfg, {"good": GOOD, "brief": BRIEF}, None)
+        r1, r2 = str(out / "round_1_good"), str(out / "round_2_brief")
+        lp2 = manual_logps(r2, tok, GOOD)
+        dim1 = float(np.mean((lp2[:, 0] - lp0[:, 0]) > (lp2[:, 1] - lp0[:, 1])))
+        b1, b2 = manual_logps(r1, tok, BRIEF), manual_logps(r2, tok, BRIEF)
+        dim2 = float(np.mean((b2[:, 0] - b1[:, 0]) > (b2[:, 1] - b1[:, 1])))  # round 2's own implicit reward
+        return dim1, dim2
+
+    seq_dim1, seq_dim2 = run(0.0)
+    spo_dim1, spo_dim2 = run(30.0)
+    assert seq_dim2 == 1.0 and seq_dim1 <= 0.5
+    assert spo_dim2 == 1.0 and spo_dim1 == 1.0
+
+
+def test_implicit_reward_margins_match_the_log_probabilities_and_flip_with_the_pair(base, round1):
+    model, tok = base
+    cfg = config("unused", model)
+    margins = implicit_reward_margins(round1, model, POSITIVE + SHORT, cfg, tok)
+    lp, lp0 = manual_logps(round1, tok, POSITIVE), manual_logps(model, tok, POSITIVE)
+    expected = (lp[:, 0] - lp0[:, 0]) - (lp[:, 1] - lp0[:, 1])
+    assert np.abs(expected).max() > 0.1
+    np.testing.assert_allclose(margins[: len(POSITIVE)], expected, atol=1e-4)
+    np.testing.assert_allclose(margins[len(POSITIVE) :], -expected, atol=1e-4)  # SHORT reverses POSITIVE

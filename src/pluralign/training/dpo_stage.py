@@ -21,7 +21,7 @@ from pluralign.errors import ConfigError
 from pluralign.models.sequences import trl_pair
 from pluralign.training.args import DevicePrecisionMixin, LoraMixin
 from pluralign.training.manifest import Manifest, is_finished
-from pluralign.training.margin_dpo import MARGIN_COLUMN, MarginDPOTrainer
+from pluralign.training.margin_dpo import MARGIN_COLUMN, REF_COLUMNS, MarginDPOTrainer
 from pluralign.training.progress import library_bars_off, use_progress_lines
 from pluralign.training.state import is_main_process, shared_dataset, wait_for_everyone
 
@@ -60,11 +60,16 @@ def build_stage_trainer(
     tokenizer: Any,
     margins: Sequence[float] | None = None,
     beta: float | None = None,
+    ref_logps: Any = None,
 ) -> MarginDPOTrainer:
-    """The trainer of one stage: ``model`` is the starting policy and the reference; optional margins."""
+    """The trainer of one stage: ``model`` is the starting policy and the reference; optional margins, and
+    optionally ``model``'s own log-probabilities of the pairs (``(N, 2)``, from
+    :func:`~pluralign.training.pair_logps.pair_logps`), which spare TRL's reference pass."""
     rows = [trl_pair(tokenizer, p["prompt"], p["chosen"], p["rejected"]) for p in pairs]
     if margins is not None:
         rows = [{**r, MARGIN_COLUMN: float(m)} for r, m in zip(rows, margins)]
+    if ref_logps is not None:
+        rows = [{**r, REF_COLUMNS[0]: float(c), REF_COLUMNS[1]: float(j)} for r, (c, j) in zip(rows, ref_logps)]
     dataset = shared_dataset(rows, Path(stage_dir) / CHECKPOINTS / "dataset")
     overrides = {"beta": beta} if beta is not None else {}
     args = stage_args(config, Path(stage_dir) / CHECKPOINTS, **overrides)
@@ -99,18 +104,20 @@ def run_dpo_stage(
     manifest: Manifest,
     margins: Sequence[float] | None = None,
     beta: float | None = None,
+    ref_logps: Any = None,
 ) -> Path:
     """Train DPO (with an optional per-pair margin) from ``model`` on ``pairs``; returns the saved stage dir.
 
-    The starting model is also the reference. A finished stage is returned as is; an interrupted one
-    resumes from its last checkpoint.
+    The starting model is also the reference (``ref_logps``: its log-probabilities of the pairs, when they
+    are known already). A finished stage is returned as is; an interrupted one resumes from its last
+    checkpoint.
     """
     from transformers.trainer_utils import get_last_checkpoint
 
     stage_dir = Path(stage_dir)
     if stage_is_done(stage_dir):
         return stage_dir
-    trainer = build_stage_trainer(model, pairs, config, stage_dir, tokenizer, margins, beta)
+    trainer = build_stage_trainer(model, pairs, config, stage_dir, tokenizer, margins, beta, ref_logps)
     checkpoints = stage_dir / CHECKPOINTS
     last = get_last_checkpoint(str(checkpoints)) if checkpoints.is_dir() else None
     trainer.train(resume_from_checkpoint=last)

@@ -7,7 +7,10 @@ with the reference log-probabilities precomputed once per pair (``precompute_ref
 
 adding ``m / beta`` to the precomputed reference log-probability of the chosen response gives exactly the
 margin loss while TRL's own loss code runs unchanged. The dataset carries the margin in a ``margin``
-column; without that column the trainer is TRL's DPO. Logged ``rewards/*`` then include the margin.
+column; without that column the trainer is TRL's DPO. Logged ``rewards/*`` then include the margin. A
+dataset may also bring the reference log-probabilities themselves (``ref_chosen_logps`` and
+``ref_rejected_logps``, as :func:`~pluralign.training.pair_logps.pair_logps` computes them), and TRL's
+reference pass is then skipped.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from trl import DPOTrainer
 from pluralign.errors import ConfigError
 
 MARGIN_COLUMN = "margin"
+REF_COLUMNS = ("ref_chosen_logps", "ref_rejected_logps")  # TRL's names for the precomputed reference log-probs
 # losses that see the pair only through beta * delta, so the shift above is exactly "minus the margin"
 MARGIN_LOSS_TYPES = ("sigmoid", "hinge", "robust", "exo_pair", "discopop")
 
@@ -35,13 +39,16 @@ class MarginDPOTrainer(DPOTrainer):
         train_dataset: Any = None,
         **kwargs: Any,
     ) -> None:
-        if MARGIN_COLUMN in (getattr(train_dataset, "column_names", None) or []):
+        columns = getattr(train_dataset, "column_names", None) or []
+        if MARGIN_COLUMN in columns or set(REF_COLUMNS) <= set(columns):
             check_margin_args(args)
         super().__init__(model, ref_model, args, data_collator, train_dataset, **kwargs)
 
     def _precompute_ref_logps(self, dataset, name: str, batch_size: int):
-        """TRL's precomputation, then the margin folded into the chosen reference log-probability."""
-        dataset = super()._precompute_ref_logps(dataset, name, batch_size)
+        """TRL's precomputation (skipped when the dataset brings its own ``ref_*_logps`` columns, e.g. SPO's
+        reference pass already made for its margin), then the margin folded into the chosen one."""
+        if not set(REF_COLUMNS) <= set(dataset.column_names):
+            dataset = super()._precompute_ref_logps(dataset, name, batch_size)
         if MARGIN_COLUMN not in dataset.column_names:
             return dataset
         beta = self.beta

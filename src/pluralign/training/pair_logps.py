@@ -81,6 +81,26 @@ def pair_logps(
     return np.array([[chosen.get(k, nan), rejected.get(k, nan)] for k in keys], dtype=np.float64)
 
 
+def implicit_reward_margins(
+    model: str | Path,
+    reference: str | Path,
+    pairs: Sequence[dict[str, Any]],
+    args: Any,
+    tokenizer: Any,
+    cache: ScoreCache | None = None,
+) -> np.ndarray:
+    """Per pair, ``[log pi(y_w) - log ref(y_w)] - [log pi(y_l) - log ref(y_l)]``: the gap of ``model``'s
+    implicit reward against ``reference`` (above 0: it ranks chosen first; NaN where TRL drops the pair).
+
+    A pair and its reverse (the same responses ranked by another dimension) share one scoring: each pair
+    is scored with its responses in one fixed order and the sign flipped back."""
+    flip = np.array([str(p["chosen"]) > str(p["rejected"]) for p in pairs], dtype=bool)
+    ordered = [{**p, "chosen": p["rejected"], "rejected": p["chosen"]} if f else p for p, f in zip(pairs, flip)]
+    reward = pair_logps(model, ordered, args, tokenizer, cache) - pair_logps(reference, ordered, args, tokenizer, cache)
+    gap = reward[:, 0] - reward[:, 1]
+    return np.where(flip, -gap, gap)
+
+
 def _score_with_trl(model: str, pairs: Sequence[dict[str, Any]], args: Any, tokenizer: Any) -> np.ndarray:
     """Run TRL's reference pass with ``model`` as the reference; the only model in memory while it runs.
 

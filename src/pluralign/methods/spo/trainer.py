@@ -9,7 +9,7 @@ trains on dimension n's pairs with
 which is :class:`MarginDPOTrainer` with that sum as the per-pair margin. The margin needs pi_0..pi_{n-1}
 on dimension n's pairs: each is loaded alone, its log-probabilities are cached per pair
 (``logps.sqlite``) and it is freed before training, so at most one model besides the policy is ever in
-memory. Each round is saved as ``round_<n>_<dimension>/`` (a loadable model dir); a rerun skips the
+memory. pi_{n-1}'s are also the round's reference log-probabilities, so TRL's reference pass is skipped. Each round is saved as ``round_<n>_<dimension>/`` (a loadable model dir); a rerun skips the
 finished rounds and resumes the first unfinished one.
 """
 
@@ -67,6 +67,19 @@ def spo_margins(
     return margins
 
 
+def describe_margins(margins: np.ndarray) -> str:
+    """One line on the margin's scale. It is in the units of the loss's logit beta_n * delta: a margin much
+    smaller than the logits the round itself reaches (TRL logs them as ``rewards/margins``) barely changes
+    the round; one far larger makes the pairs the earlier rounds rank the other way all but drop out of it."""
+    m = margins[np.isfinite(margins)]
+    if not m.size:
+        return "spo: margin: no pair has one"
+    return (
+        f"spo: margin (alpha-weighted implicit rewards of the earlier rounds): mean |m| {np.abs(m).mean():.3f}, "
+        f"{np.mean(m < 0):.0%} of pairs below 0 (ranked the other way by the earlier rounds: down-weighted)"
+    )
+
+
 def check_finished_round(round_dir: Path, n: int, dimension: str, beta: float, alphas: Sequence[float]) -> None:
     """A finished round must have been trained with the settings asked for now, or resuming would mix runs."""
     extra = Manifest.load(round_dir).extra
@@ -105,6 +118,11 @@ def train_spo(
             else:
                 say(progress, f"spo: round {n}/{len(dims)} on {dim!r}: {len(pairs)} pairs, reference {models[-1]}")
                 margins = spo_margins(models, pairs, betas, alphas, config, tokenizer, cache)
+                ref_logps = None
+                if any(alphas[: n - 1]):
+                    say(progress, describe_margins(margins))
+                    # the margin scored pi_{n-1}, this round's reference, on these pairs: the cache has it
+                    ref_logps = pair_logps(models[-1], pairs, config, tokenizer, cache)
                 manifest = Manifest(
                     method="spo",
                     objectives=dims[:n],
@@ -118,7 +136,7 @@ def train_spo(
                         "pairs": len(pairs),
                     },
                 )
-                run_dpo_stage(models[-1], pairs, config, round_dir, tokenizer, manifest, margins, betas[n - 1])
+                run_dpo_stage(models[-1], pairs, config, round_dir, tokenizer, manifest, margins, betas[n - 1], ref_logps)
             models.append(str(round_dir))
             rounds.append({"round": n, "dimension": dim, "dir": round_dir.name, "beta": betas[n - 1]})
     finally:

@@ -134,24 +134,13 @@ def train_soups_chat(
     return train_soups(config, world.objectives, world_prompts(world), progress or (lambda _: None), callbacks=callbacks)
 
 
-def train_dpo_chat(
-    world: ChatWorld,
-    output_dir: Path,
-    progress: Progress | None = print,
-    callbacks: Sequence[Any] | None = None,
-    **overrides: Any,
-) -> Path:
-    """DPO with LoRA (merged at the end) on both objectives' pairs merged: one model for every preference.
-    ``overrides`` set config fields; DPO's stages take no callbacks."""
-    from pluralign.methods.dpo.trainer import train_dpo
-    from pluralign.training.dpo_stage import DimensionDPOConfig
+def dpo_settings(world: ChatWorld) -> dict[str, Any]:
+    """The DPO-family settings of a chat world (LoRA r on q/k/v/o, merged when a stage ends): its DPO
+    baseline's, and those of SPO's rounds on it (``benchmarks/spo_retention.py --world hh``)."""
     from pluralign.training.state import gpu_available
 
     s = world.settings
-    if callbacks:
-        raise ConfigError("the chat world's DPO baseline takes no trainer callbacks")
-    settings: dict[str, Any] = dict(
-        output_dir=str(output_dir),
+    return dict(
         model_name_or_path=world.base_model,
         use_peft=True,
         lora_r=s.lora_r,
@@ -173,9 +162,24 @@ def train_dpo_chat(
         report_to="none",
         seed=s.seed,
     )
-    config = DimensionDPOConfig(**{**settings, **overrides})
-    from pluralign.models.loading import load_tokenizer
 
+
+def train_dpo_chat(
+    world: ChatWorld,
+    output_dir: Path,
+    progress: Progress | None = print,
+    callbacks: Sequence[Any] | None = None,
+    **overrides: Any,
+) -> Path:
+    """DPO with LoRA (merged at the end) on both objectives' pairs merged: one model for every preference.
+    ``overrides`` set config fields; DPO's stages take no callbacks."""
+    from pluralign.methods.dpo.trainer import train_dpo
+    from pluralign.models.loading import load_tokenizer
+    from pluralign.training.dpo_stage import DimensionDPOConfig
+
+    if callbacks:
+        raise ConfigError("the chat world's DPO baseline takes no trainer callbacks")
+    config = DimensionDPOConfig(**{"output_dir": str(output_dir), **dpo_settings(world), **overrides})
     spec = getattr(world, "spec", None) or CHAT
     pairs = spec.dpo_pairs(world, load_tokenizer(world.base_model))
     return train_dpo(config, pairs, progress)

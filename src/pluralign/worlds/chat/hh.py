@@ -39,6 +39,7 @@ from pluralign.generation.prompts import chat_messages, render_prompt
 from pluralign.objectives import ObjectiveSet
 from pluralign.worlds.chat.world import (
     TEMPERATURES,
+    ChatSettings,
     ChatWorld,
     WorldContext,
     WorldData,
@@ -95,15 +96,19 @@ def load_hh_pairs(path: str | Path | None) -> list[dict[str, Any]]:
     return out
 
 
-def split_hh_pairs(ctx: WorldContext) -> tuple[list[dict], list[dict]]:
-    """(training pairs, held-out pairs), split by pair id with the world's seed (computed once per run)."""
+def hh_split(settings: ChatSettings) -> tuple[list[dict], list[dict]]:
+    """(training pairs, held-out pairs) of the hh world with ``settings``: its pairs split by pair id with
+    its seed, the split its reward model and evaluation prompts come from."""
     from pluralign.data.pairs import split_pairs
 
+    train, held = split_pairs(load_hh_pairs(settings.pairs), settings.held_out_fraction, settings.seed)
+    return list(train), list(held)
+
+
+def split_hh_pairs(ctx: WorldContext) -> tuple[list[dict], list[dict]]:
+    """:func:`hh_split` of the world's settings, computed once per run."""
     if "split" not in ctx.data:
-        s = ctx.settings
-        pairs = load_hh_pairs(s.pairs)
-        train, held = split_pairs(pairs, s.held_out_fraction, s.seed)
-        ctx.data["split"] = (list(train), list(held))
+        ctx.data["split"] = hh_split(ctx.settings)
     return ctx.data["split"]
 
 
