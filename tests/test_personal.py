@@ -148,7 +148,7 @@ def test_steer_share_is_the_share_of_the_personalisation_gain_over_other_users_w
     assert shifted["steer_share_over_base"] == pytest.approx(half["steer_share_over_base"])
     # a policy that serves a user no better with their own weights than with others' has no share to take
     flat = steering_summary({"inferred": other, "true": other, "other": other, "equal": equal, "base": base})
-    assert flat["steer_share"] is None
+    assert flat["steer_share"] is None and flat["steer_share_interval90"] is None
     with pytest.raises(DataError, match="other"):
         steering_summary({"inferred": base, "true": base, "equal": base, "base": base})
 

@@ -127,9 +127,10 @@ def steering_summary(rewards: Mapping[str, Sequence[float]]) -> dict[str, Any]:
     gains = np.stack([r["inferred"] - r["other"], r["true"] - r["other"]])
     boot = [gains[:, idx].mean(axis=1) for idx in rng.integers(0, gains.shape[1], size=(1000, gains.shape[1]))]
     shares = [a / b for a, b in boot if b > 0]
-    interval = [float(x) for x in np.quantile(shares, [0.05, 0.95])] if shares else None
+    steer = share("other")
+    interval = [float(x) for x in np.quantile(shares, [0.05, 0.95])] if shares and steer is not None else None
     return {
-        "steer_share": share("other"),
+        "steer_share": steer,
         "steer_share_interval90": interval,
         "bootstrap_without_gain": 1.0 - len(shares) / len(boot),
         "steer_share_over_equal": share("equal"),
