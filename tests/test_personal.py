@@ -13,6 +13,7 @@ import pytest
 from pluralign.errors import DataError, PreferenceError
 from pluralign.evaluation.personalisation import (
     inference_by_context_size,
+    mismatched_rewards,
     oracle_accuracy,
     signed_differences,
     steering_summary,
@@ -131,22 +132,36 @@ def test_inference_recovers_a_users_dominant_objective_from_ten_choices():
     assert by_k["accuracy"][2] > by_k["accuracy"][0]
 
 
-def test_steer_share_is_the_share_of_the_true_weights_gain_over_the_unsteered_model():
-    base, equal, true = np.array([0.0, 0.5, -1.0]), np.array([0.5, 0.5, 0.0]), np.array([1.0, 1.5, 2.0])
-    rewards = {"inferred": base + 0.5 * (true - base), "true": true, "equal": equal, "base": base}
+def test_steer_share_is_the_share_of_the_personalisation_gain_over_other_users_weights():
+    other, equal, base = np.array([0.0, 0.5, -1.0]), np.array([0.5, 0.5, 0.0]), np.array([0.2, 0.1, 0.0])
+    true = np.array([1.0, 1.5, 2.0])
+    rewards = {"inferred": other + 0.5 * (true - other), "true": true, "other": other, "equal": equal, "base": base}
     half = steering_summary(rewards)
     assert half["steer_share"] == pytest.approx(0.5)
-    assert half["equal_share"] == pytest.approx(np.mean(equal - base) / np.mean(true - base))
-    assert half["gain_true_over_base"] == pytest.approx(np.mean(true - base))
+    assert half["steer_share_interval90"] == pytest.approx([0.5, 0.5]) and half["bootstrap_without_gain"] == 0
+    assert half["gain_true_over_other"] == pytest.approx(np.mean(true - other))
     assert half["steer_share_over_equal"] == pytest.approx(np.mean(rewards["inferred"] - equal) / np.mean(true - equal))
+    assert half["steer_share_over_base"] == pytest.approx(np.mean(rewards["inferred"] - base) / np.mean(true - base))
     # shifting every reward by a constant (where zero falls) does not change the shares
     shifted = steering_summary({c: v + 3 for c, v in rewards.items()})
-    assert shifted["steer_share"] == pytest.approx(0.5) and shifted["equal_share"] == pytest.approx(half["equal_share"])
-    # a policy the true weights do not move has no share to take; nor is there one over equal weights that do as well
-    flat = steering_summary({"inferred": base, "true": base, "equal": base, "base": base})
-    assert flat["steer_share"] is None and flat["steer_share_over_equal"] is None
-    with pytest.raises(DataError, match="base"):
-        steering_summary({"inferred": base, "true": base, "equal": base})
+    assert shifted["steer_share"] == pytest.approx(0.5)
+    assert shifted["steer_share_over_base"] == pytest.approx(half["steer_share_over_base"])
+    # a policy that serves a user no better with their own weights than with others' has no share to take
+    flat = steering_summary({"inferred": other, "true": other, "other": other, "equal": equal, "base": base})
+    assert flat["steer_share"] is None and flat["steer_share_interval90"] is None
+    with pytest.raises(DataError, match="other"):
+        steering_summary({"inferred": base, "true": base, "equal": base, "base": base})
+
+
+def test_the_mismatched_baseline_scores_each_user_on_the_answers_given_for_the_others():
+    # two users, one prompt, two objectives: user 0 wants objective 0, user 1 objective 1; the answer
+    # driven by a user's weights is good on that user's objective only
+    weights = np.array([[1.0, 0.0], [0.0, 1.0]])
+    z_true = np.array([[[2.0, -1.0]], [[-1.0, 3.0]]])  # (users whose weights drove it, prompts, objectives)
+    np.testing.assert_allclose(mismatched_rewards(z_true, weights), [-1.0, -1.0])
+    three = np.array([[1.0, 0.0], [0.0, 1.0], [0.5, 0.5]])
+    z3 = np.concatenate([z_true, [[[0.0, 0.0]]]])
+    np.testing.assert_allclose(mismatched_rewards(z3, three), [(-1.0 + 0.0) / 2, (-1.0 + 0.0) / 2, (0.5 + 1.0) / 2])
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -203,7 +218,7 @@ def test_the_benchmark_reports_every_measure_by_k_and_trains_ric_on_training_pro
     assert (
         steer["users"] == 3
         and steer["prompts"] == 2
-        and set(steer["per_user"]) == {"inferred", "true", "equal", "base"}
+        and set(steer["per_user"]) == {"inferred", "true", "other", "equal", "base"}
     )
     assert result["steer_share"] == steer["steer_share"]
     table = format_table(result)

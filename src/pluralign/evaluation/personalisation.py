@@ -80,43 +80,67 @@ def inference_by_context_size(
     return {"cosine": cos_by_k, "accuracy": acc_by_k}
 
 
+def mismatched_rewards(z_true: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """(U,) each user's mean reward of the answers the policy gave when driven by the OTHER users' true
+    weights: ``z_true`` (U, P, K) z-scores of the answers under user v's weights, ``weights`` (U, K)."""
+    r = np.einsum("uk,vpk->uvp", weights, z_true).mean(axis=2)  # r[u, v]: user u's reward of v's answers
+    n = len(weights)
+    if n < 2:
+        raise DataError("a mismatched baseline needs at least two users")
+    return (r.sum(axis=1) - np.diag(r)) / (n - 1)
+
+
 def steering_summary(rewards: Mapping[str, Sequence[float]]) -> dict[str, Any]:
     """The user's own reward of a policy's responses under each driving preference, and the share of the
-    true weights' effect that steering from choices reproduces.
+    personalisation gain that steering from choices recovers.
 
     ``rewards[c][u]``: user u's mean reward (its weights . the z-scored objectives, averaged over the
     steering prompts) of the responses given under condition ``c``: ``"inferred"`` (the policy driven by
-    weights inferred from the user's choices), ``"true"`` (by the user's own weights), ``"equal"`` (by the
-    uniform preference: what the policy does for a user it knows nothing about) and ``"base"`` (the
-    starting model, not steered).
+    weights inferred from the user's choices), ``"true"`` (by the user's own weights), ``"other"`` (by
+    the other users' true weights, :func:`mismatched_rewards`), ``"equal"`` (by the uniform preference:
+    what the policy does for a user it knows nothing about) and ``"base"`` (the starting model, not steered).
 
-    ``steer_share = mean_u(R_inferred - R_base) / mean_u(R_true - R_base)``: the share of what steering by
-    the true weights adds to the unsteered model that steering by 10 choices adds; 1 = as good as knowing the
-    weights. Rewards are z-scores (zero at the response pool's mean), so a plain ratio R_inferred / R_true
-    would depend on where zero falls; the unsteered model on the same prompts is the zero both are measured
-    from, and the shares are pooled over users (a per-user ratio explodes where steering moves a user
-    little). ``equal_share`` is the same share for equal weights, and ``steer_share_over_equal`` the share
-    of the gain of the true weights over equal weights (whether knowing the user helps at all); each is
-    ``None`` when its denominator is not positive.
+    ``steer_share = mean_u(R_inferred - R_other) / mean_u(R_true - R_other)``: what driving the policy by
+    the user's own weights gains over driving it by someone else's is the personalisation the policy can
+    give; the share is how much of it 10 choices recover (1 = as good as knowing the weights, 0 = no better
+    than a stranger's weights). Rewards are z-scores (zero at the response pool's mean), so a plain ratio
+    R_inferred / R_true would depend on where zero falls; the shares are pooled over users (a per-user
+    ratio explodes where steering moves a user little). ``None`` when the true weights gain nothing over
+    the other users' (the policy does not personalise: there is no share to take).
+    ``steer_share_interval90``: its 5th-95th percentiles over 1000 resamples of the users, and
+    ``bootstrap_without_gain`` the share of resamples in which the true weights gained nothing.
+    ``steer_share_over_equal`` and ``steer_share_over_base`` measure the same share from equal weights and
+    from the unsteered model: whether personalising beats asking for everything, or not steering.
     """
-    missing = [c for c in ("inferred", "true", "equal", "base") if c not in rewards]
+    missing = [c for c in ("inferred", "true", "other", "equal", "base") if c not in rewards]
     if missing:
         raise DataError(f"steering rewards lack the {missing[0]!r} condition")
     r = {c: np.asarray(v, dtype=np.float64) for c, v in rewards.items()}
 
-    def share(c: str, zero: str) -> float | None:
+    def share(zero: str) -> float | None:
         denominator = float((r["true"] - r[zero]).mean())
-        return float((r[c] - r[zero]).mean()) / denominator if denominator > 0 else None
+        return float((r["inferred"] - r[zero]).mean()) / denominator if denominator > 0 else None
 
+    # how much the share moves with which users were drawn: a bootstrap over users (a share whose
+    # denominator is near zero in a resample is left out of the interval and counted)
+    rng = np.random.default_rng(0)
+    gains = np.stack([r["inferred"] - r["other"], r["true"] - r["other"]])
+    boot = [gains[:, idx].mean(axis=1) for idx in rng.integers(0, gains.shape[1], size=(1000, gains.shape[1]))]
+    shares = [a / b for a, b in boot if b > 0]
+    steer = share("other")
+    interval = [float(x) for x in np.quantile(shares, [0.05, 0.95])] if shares and steer is not None else None
     return {
-        "steer_share": share("inferred", "base"),
-        "equal_share": share("equal", "base"),
-        "steer_share_over_equal": share("inferred", "equal"),
-        "gain_true_over_base": float((r["true"] - r["base"]).mean()),
+        "steer_share": steer,
+        "steer_share_interval90": interval,
+        "bootstrap_without_gain": 1.0 - len(shares) / len(boot),
+        "steer_share_over_equal": share("equal"),
+        "steer_share_over_base": share("base"),
+        "gain_true_over_other": float((r["true"] - r["other"]).mean()),
+        "gain_inferred_over_other": float((r["inferred"] - r["other"]).mean()),
         "gain_true_over_equal": float((r["true"] - r["equal"]).mean()),
-        "gain_inferred_over_equal": float((r["inferred"] - r["equal"]).mean()),
+        "gain_true_over_base": float((r["true"] - r["base"]).mean()),
         "mean_reward": {c: float(v.mean()) for c, v in r.items()},
+        "users_true_above_other": float((r["true"] > r["other"]).mean()),
         "users_true_above_equal": float((r["true"] > r["equal"]).mean()),
-        "users_inferred_above_equal": float((r["inferred"] > r["equal"]).mean()),
         "users": int(r["true"].size),
     }

@@ -312,7 +312,7 @@ def steering(
     """RiC driven by each unseen user's inferred / true / equal weights, and the unsteered base model; the
     user's own reward of the answers (:func:`~pluralign.evaluation.personalisation.steering_summary`)."""
     from pluralign.data.scoring import ScoreCache, score_samples
-    from pluralign.evaluation.personalisation import signed_differences, steering_summary
+    from pluralign.evaluation.personalisation import mismatched_rewards, signed_differences, steering_summary
     from pluralign.generation.policy import load_policy
     from pluralign.preferences.inference import infer_preference
     from pluralign.preferences.simulated_users import cosine
@@ -348,6 +348,7 @@ def steering(
     z = z[: len(requests)].reshape(len(prefs), len(unseen), len(prompts), len(names))
     w_true = users.weights[unseen]  # (U, K)
     rewards = {c: (z[i] @ w_true[:, :, None])[..., 0].mean(axis=1).tolist() for i, c in enumerate(prefs)}
+    rewards["other"] = mismatched_rewards(z[list(prefs).index("true")], w_true).tolist()
     rewards["base"] = (w_true @ z_base.T).mean(axis=1).tolist()
     objective_means = {c: dict(zip(names, z[i].mean(axis=(0, 1)).round(3).tolist())) for i, c in enumerate(prefs)}
     objective_means["base"] = dict(zip(names, z_base.mean(axis=0).round(3).tolist()))
@@ -459,6 +460,10 @@ def run_personal(
     return result
 
 
+def _interval(pair: list[float] | None) -> str:
+    return "n/a" if pair is None else f"{pair[0]:.2f}..{pair[1]:.2f}"
+
+
 def format_table(result: dict[str, Any]) -> str:
     """The accuracy / cosine table by k and the steering lines, as the benchmark prints them."""
     lines = [
@@ -479,10 +484,12 @@ def format_table(result: dict[str, Any]) -> str:
 
     lines.append(
         f"steering from {st['context']} choices ({st['users']} unseen users x {st['prompts']} prompts), the user's "
-        f"reward: inferred {m['inferred']:+.3f}, true {m['true']:+.3f}, equal {m['equal']:+.3f}, base {m['base']:+.3f}"
+        f"reward: inferred {m['inferred']:+.3f}, true {m['true']:+.3f}, other users' {m['other']:+.3f}, "
+        f"equal {m['equal']:+.3f}, base model {m['base']:+.3f}"
     )
     lines.append(
-        f"steer_share {share(st['steer_share'])} (of the true weights' gain over the base model; equal weights: "
-        f"{share(st['equal_share'])}; of the true weights' gain over equal weights: {share(st['steer_share_over_equal'])})"
+        f"steer_share {share(st['steer_share'])} (of the true weights' gain over other users' weights, "
+        f"{st['gain_true_over_other']:+.3f}; 90% over users {_interval(st['steer_share_interval90'])}; over equal "
+        f"weights: {share(st['steer_share_over_equal'])}; over the base model: {share(st['steer_share_over_base'])})"
     )
     return "\n".join(lines)
