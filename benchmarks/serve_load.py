@@ -88,8 +88,8 @@ def base_model(work: Path, size: str) -> Path:
 
 def ric_model(work: Path, base: Path) -> Path:
     """``base`` packaged as a RiC model (its weights linked, RiC's tag template and some objective statistics)."""
+    from pluralign.models.manifest import Manifest
     from pluralign.preferences.tags import TagTemplate
-    from pluralign.training.manifest import Manifest
 
     out = work / f"ric_{base.name}"
     out.mkdir(parents=True, exist_ok=True)
@@ -103,7 +103,7 @@ def ric_model(work: Path, base: Path) -> Path:
 
 def soups_bank(work: Path, base: Path, rank: int) -> Path:
     """A Rewarded Soups model dir of random LoRA adapters on ``base``, one per objective."""
-    from pluralign.training.manifest import Manifest
+    from pluralign.models.manifest import Manifest
 
     out = work / f"soups_{base.name}_r{rank}"
     runs = {}
@@ -248,7 +248,7 @@ def client_jobs(objectives: list[str], clients: int, requests: int, max_tokens: 
 def expected_answers(model: Path, jobs: list[list[dict]], max_tokens: int) -> dict[tuple, str]:
     """Each distinct request's answer generated alone (a LoRA bank: from its merged soup)."""
     from pluralign.generation.policy import load_policy
-    from pluralign.training.manifest import Manifest
+    from pluralign.models.manifest import Manifest
 
     kwargs = {"mix_adapters": False} if Manifest.load(model).method in ("soups", "morlhf", "modpo") else {}
     policy = load_policy(model, **kwargs)

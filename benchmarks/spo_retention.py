@@ -48,7 +48,6 @@ from typing import Any
 import numpy as np
 import torch
 
-from pluralign.data.scoring import ScoreCache
 from pluralign.evaluation.metrics import DEFAULT_REFERENCE_Z, hypervolume
 from pluralign.generation.batched import generate_batched
 from pluralign.methods.spo.config import SPOConfig
@@ -56,6 +55,7 @@ from pluralign.methods.spo.trainer import round_dir_name, train_spo
 from pluralign.models.builtin import resolve_model
 from pluralign.models.loading import load_causal_lm, load_tokenizer
 from pluralign.objectives import ObjectiveSet, ObjectiveStats
+from pluralign.objectives.scoring import ScoreCache
 from pluralign.training.pair_logps import implicit_reward_margins
 from pluralign.worlds.reviews.dpo import demo_settings
 from pluralign.worlds.reviews.world import build_world
@@ -108,8 +108,8 @@ def reviews_setup(args: argparse.Namespace) -> Setup:
 
 def hh_setup(args: argparse.Namespace) -> Setup:
     """harmless (human choices) then helpful (relevance ranking) on disjoint training pairs of the hh split."""
-    from pluralign.data.scoring import score_samples
     from pluralign.generation.prompts import render_prompt
+    from pluralign.objectives.scoring import score_samples
     from pluralign.worlds.chat.demo import dpo_settings
     from pluralign.worlds.chat.hh import HARMLESS, HELPFUL, HH, hh_split
     from pluralign.worlds.chat.world import build_chat_world

@@ -156,8 +156,8 @@ def main(root: Path, names: list[str]) -> int:
     from accelerate.state import AcceleratorState
 
     from pluralign.cli import main as pluralign_main
-    from pluralign.training.manifest import Manifest
-    from pluralign.training.state import process_state
+    from pluralign.models.manifest import Manifest
+    from pluralign.models.state import process_state
 
     process_state()
     rank = dist.get_rank() if dist.is_initialized() else 0

@@ -53,6 +53,36 @@ def test_no_import_cycle_between_modules():
     assert module_cycles(graph) == []
 
 
+def package_graph(graph: grimp.ImportGraph) -> grimp.ImportGraph:
+    """The imports between pluralign's top-level packages and modules (``pluralign.data``, ``pluralign.cli``...)."""
+    top = grimp.ImportGraph()
+    name = lambda m: ".".join(m.split(".")[:2])  # noqa: E731
+    for module in graph.modules:
+        top.add_module(name(module))
+    for module in graph.modules:
+        for imported in graph.find_modules_directly_imported_by(module):
+            if name(module) != name(imported):
+                top.add_import(importer=name(module), imported=name(imported))
+    return top
+
+
+def test_no_import_cycle_between_packages():
+    """Components included: no two top-level packages import each other, even through others (before the
+    components were strictly layered, data, models, objectives, generation, training and preferences
+    formed one cycle)."""
+    graph = grimp.build_graph("pluralign", cache_dir=None)
+    assert module_cycles(package_graph(graph)) == []
+
+
+def test_every_package_has_its_place_in_the_layers_contract():
+    """A new top-level package cannot slip past import-linter's layers unchecked."""
+    contract = (PACKAGE.parents[1] / ".importlinter").read_text()
+    layers = contract.split("[importlinter:contract:layers]")[1].split("[importlinter:contract:")[0]
+    listed = {name.strip() for line in layers.split("layers =")[1].splitlines() for name in line.split("|")}
+    packages = {f"pluralign.{p.name}" for p in PACKAGE.iterdir() if (p / "__init__.py").is_file()}
+    assert packages - listed == set()
+
+
 def test_cycle_finder_finds_a_cycle():
     graph = grimp.ImportGraph()
     for name in ("p", "p.a", "p.b", "p.c"):

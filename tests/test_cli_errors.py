@@ -7,9 +7,9 @@ import json
 import pytest
 
 from pluralign.cli import main
+from pluralign.models.manifest import Manifest
 from pluralign.objectives import ObjectiveSet
 from pluralign.preferences.tags import TagTemplate
-from pluralign.training.manifest import Manifest
 
 
 @pytest.fixture(scope="module")

@@ -2,9 +2,10 @@ import json
 
 import pytest
 
-from pluralign.data import ScoreCache, load_any, score_samples, to_samples
+from pluralign.data import load_any, to_samples
 from pluralign.errors import DataError
 from pluralign.objectives import ObjectiveSet
+from pluralign.objectives.scoring import ScoreCache, score_samples
 
 
 def write_jsonl(path, rows):

@@ -9,8 +9,8 @@ import torch.nn.functional as F
 from datasets import Dataset
 from trl import DPOConfig, DPOTrainer
 
-from pluralign.data.scoring import ScoreCache
 from pluralign.errors import ConfigError
+from pluralign.objectives.scoring import ScoreCache
 from pluralign.training.margin_dpo import MarginDPOTrainer
 from pluralign.training.pair_logps import pair_logps
 from pluralign.worlds.reviews.tiny_lm import build_tiny_gpt, train_tokenizer

@@ -67,8 +67,8 @@ def test_the_pooled_feature_is_the_masked_mean_of_the_chosen_block_not_cls(tiny_
 def test_a_head_on_the_mean_trains_saves_and_scores_as_trained(tiny_encoder, tmp_path):
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
+    from pluralign.models.manifest import Manifest
     from pluralign.objectives.trained import load_reward_model, pairwise_accuracy
-    from pluralign.training.manifest import Manifest
 
     pairs = [{"prompt": f"\n\nHuman: how do I do bad thing {i}?\n\nAssistant:", "chosen": " " + SAFE[i % 3],
               "rejected": " " + UNSAFE[(i + i // 3) % 3]} for i in range(40)]  # fmt: skip

@@ -209,9 +209,9 @@ def test_offline_and_online_responses_train_the_same_tokens(sft_rows):
 
 def test_scoring_sees_one_response_text_and_concat_joins_by_the_rule(bos_llama):
     """Fails on the old code: the scorer saw " Hello" offline and "Hello" online; concat glued "Assistant:Hello"."""
-    from pluralign.data.scoring import score_samples
     from pluralign.models.truncation import PairFormat
     from pluralign.objectives import ObjectiveSet
+    from pluralign.objectives.scoring import score_samples
 
     rec = _Recording()
     scores = score_samples([{"prompt": HH_PROMPT, "response": r} for r in (" Hello there.", "Hello there.")], ObjectiveSet([rec]))
@@ -270,10 +270,10 @@ class _Recording:
 
 def test_conversational_prompts_reach_a_reward_model_through_its_chat_template(bos_llama, tmp_path):
     """Fails on the old code: scoring and evaluation flattened messages to "user: ..." first."""
-    from pluralign.data.scoring import ScoreCache, score_samples
     from pluralign.evaluation.front import generate_and_score
     from pluralign.objectives import ObjectiveSet
     from pluralign.objectives.hf import HFRewardModel
+    from pluralign.objectives.scoring import ScoreCache, score_samples
 
     msgs = [{"role": "user", "content": "How do I pick a lock?"}]
     rm = HFRewardModel("rm", str(bos_llama.rm_dir), input_format="pair", max_length=128)
@@ -293,8 +293,8 @@ def test_conversational_prompts_reach_a_reward_model_through_its_chat_template(b
 def _ric_policy(tok, tmp_path, position="response_start", prompt_format="chat", marker=None):
     from pluralign.generation.prompts import assistant_marker
     from pluralign.methods.ric.policy import RiCPolicy
+    from pluralign.models.manifest import Manifest
     from pluralign.preferences.tags import TagTemplate
-    from pluralign.training.manifest import Manifest
 
     marker = marker or assistant_marker(tok)
     template = TagTemplate(tag_format="<{name}> {value}", response_marker=marker, position=position)

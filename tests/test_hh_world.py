@@ -66,9 +66,9 @@ def _users(messages: list[dict]) -> list[str]:
 
 def test_the_reward_model_trained_on_the_training_pairs_is_the_worlds_harmless_objective(hh, monkeypatch):
     from pluralign.data.pairs import pair_id, split_pairs
+    from pluralign.models.manifest import Manifest
     from pluralign.objectives.trained import TrainedRewardModelObjective, load_reward_model
     from pluralign.reward_models.btl import trainer
-    from pluralign.training.manifest import Manifest
     from pluralign.worlds.chat.hh import HH, load_hh_pairs
     from pluralign.worlds.chat.world import build_chat_world
 
@@ -303,7 +303,7 @@ def test_the_hh_world_trains_rewarded_soups_and_moslim_on_one_front(rl_demo):
 def test_moslims_prompt_states_the_preference(rl_demo):
     from pluralign.generation.policy import load_policy
     from pluralign.methods.moslim.template import PreferenceTemplate
-    from pluralign.training.manifest import Manifest
+    from pluralign.models.manifest import Manifest
 
     world, out, seen = rl_demo
     template = PreferenceTemplate.from_dict(Manifest.load(out / "moslim").template)

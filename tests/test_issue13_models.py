@@ -120,7 +120,7 @@ def test_moslim_zero_weight_is_unspecified_by_default(tmp_path):
     from pluralign.methods.moslim.mapping import preference_targets
     from pluralign.methods.moslim.policy import MoslimPolicy
     from pluralign.methods.moslim.template import PreferenceTemplate
-    from pluralign.training.manifest import Manifest
+    from pluralign.models.manifest import Manifest
 
     template = PreferenceTemplate(["helpful", "harmless"], [5, 5]).to_dict()
     manifest = Manifest(method="moslim", objectives=["helpful", "harmless"], template=template, mapping="linear")

@@ -176,7 +176,7 @@ def test_soups_and_morlhf_lora_banks_serve_every_preference_in_one_pass(tmp_path
 
 def test_modpo_lora_members_are_blended_per_row_as_their_weight_space_mix(tmp_path):
     from pluralign.methods.modpo.policy import MODPOPolicy
-    from pluralign.training.manifest import Manifest
+    from pluralign.models.manifest import Manifest
 
     root = tiny_bank_dir(tmp_path / "modpo", "modpo", k=3)  # members at weights (1, 0), (0.5, 0.5), (0, 1)
     policy = MODPOPolicy(root, Manifest.load(root), interpolate=True, device="cpu")

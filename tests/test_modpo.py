@@ -10,14 +10,14 @@ import torch.nn.functional as F
 from safetensors.torch import load_file
 
 from pluralign import load_policy
-from pluralign.data.scoring import ScoreCache
 from pluralign.errors import ConfigError
 from pluralign.methods.dpo.trainer import train_dpo
 from pluralign.methods.modpo.config import MODPOConfig
 from pluralign.methods.modpo.trainer import modpo_margins, parse_margin_source, train_modpo
+from pluralign.models.manifest import Manifest
 from pluralign.objectives import ObjectiveSet
+from pluralign.objectives.scoring import ScoreCache
 from pluralign.training.dpo_stage import DimensionDPOConfig, build_stage_trainer
-from pluralign.training.manifest import Manifest
 from pluralign.worlds.reviews.tiny_lm import build_tiny_gpt, train_tokenizer
 
 PAIRS = [

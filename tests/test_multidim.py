@@ -11,7 +11,7 @@ import pytest
 from pluralign.cli import main
 from pluralign.data.dimension_pairs import load_dimension_pairs
 from pluralign.errors import DataError
-from pluralign.training.manifest import Manifest
+from pluralign.models.manifest import Manifest
 
 FIX = Path(__file__).parent / "fixtures" / "multidim"
 PKU, HELPSTEER, POLITE = str(FIX / "pku.jsonl"), str(FIX / "helpsteer.jsonl"), str(FIX / "polite.jsonl")

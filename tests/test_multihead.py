@@ -178,7 +178,7 @@ def test_heads_on_cached_features_rank_held_out_pairs_and_reuse_the_cache(tiny_p
     from safetensors.torch import load_file
 
     from pluralign.cli import main
-    from pluralign.training.manifest import Manifest
+    from pluralign.models.manifest import Manifest
 
     pairs = [{"prompt": f"\n\nHuman: how do I do bad thing {i}?\n\nAssistant:", "chosen": " " + SAFE[i % 3],
               "rejected": " " + UNSAFE[(i + i // 3) % 3]} for i in range(48)]  # fmt: skip

@@ -139,7 +139,7 @@ def test_score_splits_rows_between_processes_and_the_main_one_writes(two_process
     assert len(scored) == len(corpus)  # merged on the main process, in input order
     # objectives score the stripped response (the one join rule, pluralign.models.sequences)
     assert [s["score_len"] for s in scored] == [float(len(s["response"].strip())) for s in corpus]
-    from pluralign.data.scoring import ScoreCache
+    from pluralign.objectives.scoring import ScoreCache
 
     cache = ScoreCache(root / "score" / "model" / "score_cache.sqlite")
     assert cache.count() == 2 * len(rows)  # every row once per objective, written by the main process

@@ -52,7 +52,7 @@ def test_bilinear_decoder_is_a_linear_bradley_terry_reward_that_a_context_tilts(
     options, z = torch.randn(3, 5, 4), torch.randn(3, 8)
     assert torch.allclose(model.rewards(options, z), model.linear(options).squeeze(-1).expand(3, 5), atol=1e-6)
 
-    from pluralign.data.user_pairs import UserPairs
+    from pluralign.training.user_pairs import UserPairs
 
     def user(sign: float, n: int = 400) -> UserPairs:
         a, b = torch.randn(n, 4), torch.randn(n, 4)

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from pluralign.cli import main
-from pluralign.training.manifest import Manifest
+from pluralign.models.manifest import Manifest
 
 pytestmark = pytest.mark.slow
 

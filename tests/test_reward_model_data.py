@@ -109,8 +109,8 @@ class _HashEmbedder:
 
 def test_npbtl_and_btl_split_by_pair_id(tmp_path):
     """load_user_pairs (NP-BTL and BTL): no held-out pair of any type is in any type's training features."""
-    from pluralign.data.user_pairs import load_user_pairs
     from pluralign.reward_models.npbtl.config import NPBTLConfig
+    from pluralign.training.user_pairs import load_user_pairs
 
     rows = []
     for i in range(60):

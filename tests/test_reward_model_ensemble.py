@@ -12,8 +12,8 @@ import pytest
 import pluralign.objectives.trained as trained
 from pluralign.cli import main
 from pluralign.errors import ConfigError
+from pluralign.models.manifest import Manifest
 from pluralign.objectives.trained import accuracy_of_margins, agreement, wilson_interval
-from pluralign.training.manifest import Manifest
 
 
 def test_wilson_interval_matches_known_values():

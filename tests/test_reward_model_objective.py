@@ -14,9 +14,9 @@ import pytest
 
 from pluralign.cli import main
 from pluralign.errors import ConfigError
+from pluralign.models.manifest import Manifest
 from pluralign.objectives.set import ObjectiveSet, build_objective, parse_objective_spec
 from pluralign.objectives.trained import pairwise_accuracy
-from pluralign.training.manifest import Manifest
 
 pytestmark = pytest.mark.slow
 
@@ -140,9 +140,9 @@ def test_btl_stops_early_on_a_validation_split_by_pair(world, tmp_path):
 def test_train_tasks_keeps_the_best_validated_weights_and_stops_after_patience():
     import torch
 
-    from pluralign.data.user_pairs import UserPairs
     from pluralign.models.neural_process import NPConfig
     from pluralign.reward_models.btl.model import BTL
+    from pluralign.training.user_pairs import UserPairs
     from pluralign.training.user_tasks import TaskSampler, train_tasks
 
     torch.manual_seed(0)

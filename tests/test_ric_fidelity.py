@@ -81,7 +81,7 @@ def test_offline_buffer_uses_the_offline_quantiles_and_a_fresh_subset_per_iterat
 
     objectives = ObjectiveSet.load(out / "objectives.json")
     from pluralign.data.loading import load_any, to_samples
-    from pluralign.data.scoring import ScoreCache, score_samples
+    from pluralign.objectives.scoring import ScoreCache, score_samples
 
     samples = to_samples(load_any(str(out.parent / "train.jsonl")), response_marker=None)
     all_z = objectives.zscores(score_samples(samples, objectives, ScoreCache(out / "score_cache.sqlite")))
@@ -121,8 +121,8 @@ def test_gaussian_bounds_reach_the_manifest_and_steer_inference(stubbed):
     assert manifest["extra"]["reward_bounds"] == "gaussian"
     assert manifest["extra"]["desired_low"] == lo.tolist() and manifest["extra"]["desired_high"] == hi.tolist()
     from pluralign.methods.ric.policy import RiCPolicy
+    from pluralign.models.manifest import Manifest
     from pluralign.preferences.weights import Preference
-    from pluralign.training.manifest import Manifest
 
     policy = RiCPolicy(None, None, Manifest.load(out), out)
     wanted = policy.desired_rewards(Preference(("sentiment", "conciseness"), (1.0, 0.0)))

@@ -201,8 +201,8 @@ def _unet_state(path):
 def test_resume_takes_the_same_steps_as_an_uninterrupted_run(world, tmp_path):
     import torch
 
-    from pluralign.data.scoring import ScoreCache
     from pluralign.methods.ric_image.trainer import train_ric_image
+    from pluralign.objectives.scoring import ScoreCache
 
     root, data = world
     straight = train_ric_image(_config(root, data, tmp_path / "a", 4, use_ema=True, ema_decay=0.9), progress=None)
@@ -222,7 +222,7 @@ def test_train_then_generate_pil_images(world, tmp_path):
     from pluralign.cli import main
     from pluralign.generation.policy import load_policy
     from pluralign.methods.ric_image.trainer import train_ric_image
-    from pluralign.training.manifest import Manifest
+    from pluralign.models.manifest import Manifest
 
     root, data = world
     out = train_ric_image(_config(root, data, tmp_path / "m", 2), progress=None)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from pluralign.data.scoring import ScoreCache, _retry_while_locked
+from pluralign.objectives.scoring import ScoreCache, _retry_while_locked
 
 FILES = 100  # new caches opened at the same moment by both processes: each is a chance for the WAL race
 ROUNDS = 3  # interleaved commits per process and file

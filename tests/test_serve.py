@@ -12,8 +12,8 @@ import pytest
 
 from pluralign.errors import ConfigError
 from pluralign.generation.policy import SteerablePolicy
+from pluralign.models.manifest import Manifest
 from pluralign.serve.app import ServerSettings, create_app, find_front
-from pluralign.training.manifest import Manifest
 
 OBJECTIVES = ["sentiment", "conciseness"]
 

@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 
 from pluralign.generation.policy import SteerablePolicy
+from pluralign.models.manifest import Manifest
 from pluralign.serve.app import ServerSettings, create_app
 from pluralign.serve.background import serve_in_thread
-from pluralign.training.manifest import Manifest
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"

@@ -14,10 +14,10 @@ import httpx
 import pytest
 
 from pluralign.commands.serve import ServeConfig, build_app
+from pluralign.models.manifest import Manifest
 from pluralign.objectives import ObjectiveSet
 from pluralign.preferences.tags import TagTemplate
 from pluralign.serve.background import free_port
-from pluralign.training.manifest import Manifest
 
 PROMPTS = ["the food was", "my day at the park", "a short note about rain", "tell me about the sea"]
 

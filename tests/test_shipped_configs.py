@@ -573,7 +573,7 @@ def test_every_shipped_config_has_a_run():
 @pytest.mark.parametrize("name", ORDER, ids=ORDER)
 def test_shipped_config_runs(name, assets, monkeypatch):
     """The config trains through its CLI command and leaves a model folder of its method and objectives."""
-    from pluralign.training.manifest import Manifest
+    from pluralign.models.manifest import Manifest
 
     monkeypatch.setenv("PLURALIGN_CACHE", str(assets.root / "cache"))  # embeddings and models of the run
     manifest = Manifest.load(assets.run(name))

@@ -102,7 +102,7 @@ def ric_lora_dir(smol, tmp_path_factory):
     """A LoRA (q/k/v/o) adapter on SmolLM2 with random non-zero B, saved as a RiC model directory."""
     from peft import LoraConfig, get_peft_model
 
-    from pluralign.training.manifest import Manifest
+    from pluralign.models.manifest import Manifest
 
     model, tok = smol
     torch.manual_seed(1)
@@ -218,7 +218,7 @@ def test_relevance_objective_prefers_the_on_topic_answer_and_reads_the_last_user
 @needs_model
 def test_response_start_level_tags_open_the_assistant_turn_for_text_and_chat_requests(smol):
     from pluralign.methods.ric.policy import RiCPolicy
-    from pluralign.training.manifest import Manifest
+    from pluralign.models.manifest import Manifest
 
     _model, tok = smol
     marker = assistant_marker(tok)

@@ -17,8 +17,8 @@ from pluralign import load_policy
 from pluralign.errors import ConfigError
 from pluralign.methods.spo.config import SPOConfig
 from pluralign.methods.spo.trainer import spo_margins, train_spo
+from pluralign.models.manifest import Manifest
 from pluralign.training.dpo_stage import build_stage_trainer
-from pluralign.training.manifest import Manifest
 from pluralign.training.pair_logps import implicit_reward_margins, pair_logps
 from pluralign.worlds.reviews.tiny_lm import build_tiny_gpt, train_tokenizer
 

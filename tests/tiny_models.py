@@ -82,9 +82,9 @@ OBJECTIVES = ["sentiment", "conciseness"]
 
 def tiny_ric_dir(out_dir: Path, kind: str = "llama") -> Path:
     """A random tiny model packaged as a RiC model (tags from a real objective set's statistics)."""
+    from pluralign.models.manifest import Manifest
     from pluralign.objectives import ObjectiveSet
     from pluralign.preferences.tags import TagTemplate
-    from pluralign.training.manifest import Manifest
 
     model_dir = tiny_causal_lm(Path(out_dir), kind)
     objectives = ObjectiveSet.from_specs(OBJECTIVES)
@@ -96,7 +96,7 @@ def tiny_ric_dir(out_dir: Path, kind: str = "llama") -> Path:
 def tiny_bank_dir(out_dir: Path, method: str = "soups", k: int = 2) -> Path:
     """A LoRA bank model dir: a tiny base, ``k`` random adapters as its runs, and the method's manifest
     (soups: one run per objective; morlhf: runs at evenly spaced preferences)."""
-    from pluralign.training.manifest import Manifest
+    from pluralign.models.manifest import Manifest
 
     out_dir = Path(out_dir)
     base = tiny_causal_lm(out_dir / "base", "llama")

@@ -48,9 +48,9 @@ def run(argv: Sequence[str]) -> int:
     from pluralign.generation.policy import load_policy
     from pluralign.generation.policy_backends import with_backend
     from pluralign.generation.prompts import as_chat
+    from pluralign.models.state import init_processes
     from pluralign.objectives import ObjectiveSet, ObjectiveStats
     from pluralign.training.seeding import seed_everything
-    from pluralign.training.state import init_processes
 
     args = parse_args(build_parser(), argv)
     seed_everything(args.seed)

@@ -10,8 +10,8 @@ from pathlib import Path
 from pluralign.config import add_generation_flags, generation_kwargs, parse_args
 from pluralign.errors import DataError
 from pluralign.generation.prompts import as_chat
+from pluralign.models.manifest import Manifest
 from pluralign.preferences.weights import Preference
-from pluralign.training.manifest import Manifest
 
 
 def build_parser() -> argparse.ArgumentParser:

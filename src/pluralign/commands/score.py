@@ -15,9 +15,9 @@ from pathlib import Path
 
 from pluralign.config import parse_args
 from pluralign.data.loading import load_any, to_samples
-from pluralign.data.scoring import ScoreCache, score_samples
+from pluralign.models.state import init_processes
 from pluralign.objectives import ObjectiveSet
-from pluralign.training.state import init_processes
+from pluralign.objectives.scoring import ScoreCache, score_samples
 
 
 def build_parser() -> argparse.ArgumentParser:

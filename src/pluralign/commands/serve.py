@@ -73,7 +73,7 @@ def build_app(config: ServeConfig):
         raise ConfigError(f"--backend {config.backend!r} is unknown; use auto, transformers, continuous or vllm")
     load_kwargs = {}
     if config.merge_adapters:
-        from pluralign.training.manifest import Manifest
+        from pluralign.models.manifest import Manifest
 
         if Manifest.load(config.model).method not in BANK_METHODS:
             raise ConfigError(f"--merge_adapters applies to model banks ({', '.join(BANK_METHODS)}) only")

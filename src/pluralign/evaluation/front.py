@@ -17,9 +17,9 @@ from typing import Any
 import numpy as np
 
 from pluralign.evaluation.metrics import DEFAULT_REFERENCE_Z, hypervolume, steerability
+from pluralign.models.state import gather_shares, my_share, world
 from pluralign.objectives import ObjectiveSet, ObjectiveStats
 from pluralign.preferences.weights import preference_grid
-from pluralign.training.state import gather_shares, my_share, world
 
 # the starting model's front: "sft" where pluralign made the starting model, "base" for a pretrained one
 STARTING_FRONTS = ("sft", "base")

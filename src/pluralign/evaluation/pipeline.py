@@ -24,9 +24,9 @@ from pluralign.evaluation.front import (
 from pluralign.evaluation.metrics import DEFAULT_REFERENCE_Z
 from pluralign.evaluation.plot import plot_fronts
 from pluralign.evaluation.report import write_report
+from pluralign.models.state import is_main_process, world
 from pluralign.objectives import ObjectiveSet
 from pluralign.preferences.weights import preference_grid
-from pluralign.training.state import is_main_process, world
 
 
 def sft_front(

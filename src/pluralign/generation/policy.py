@@ -16,8 +16,8 @@ from typing import Any
 from pluralign.errors import ConfigError, PreferenceError
 from pluralign.generation.batched import generate_batched
 from pluralign.generation.prompts import render_prompt
+from pluralign.models.manifest import Manifest
 from pluralign.preferences.weights import Preference
-from pluralign.training.manifest import Manifest
 
 PreferenceLike = Preference | Mapping[str, float] | Sequence[float] | str
 Choice = tuple[Any, str, str]  # (prompt, chosen, rejected)

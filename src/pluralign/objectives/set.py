@@ -176,7 +176,7 @@ class ObjectiveSet:
         return [getattr(o, "spec", {"name": o.name}) for o in self.objectives]
 
     def score(self, prompts: Sequence[str], responses: Sequence[str]) -> dict[str, list[float]]:
-        """Raw scores per objective (uncached; see :mod:`pluralign.data.scoring` for the cached path)."""
+        """Raw scores per objective (uncached; see :mod:`pluralign.objectives.scoring` for the cached path)."""
         out = {}
         for o in self.objectives:
             vals = o.score(prompts, responses)

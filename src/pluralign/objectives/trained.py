@@ -33,8 +33,8 @@ from typing import Any
 import numpy as np
 
 from pluralign.errors import ConfigError
+from pluralign.models.manifest import MANIFEST_NAME, Manifest
 from pluralign.objectives.base import Objective
-from pluralign.training.manifest import MANIFEST_NAME, Manifest
 
 
 def is_reward_model_dir(path: str | Path) -> bool:

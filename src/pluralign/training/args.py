@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from pluralign.training.state import gpu_available, process_state
+from pluralign.models.state import gpu_available, process_state
 
 
 class DevicePrecisionMixin:
@@ -64,7 +64,7 @@ def lora_config(
 
 def precision_for_device(values: dict[str, Any]) -> dict[str, Any]:
     """TRL defaults to bf16, which machines without a GPU reject: fall back to fp32 there."""
-    from pluralign.training.state import gpu_available
+    from pluralign.models.state import gpu_available
 
     if gpu_available() or values.get("bf16"):
         return {}

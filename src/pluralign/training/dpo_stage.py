@@ -18,12 +18,12 @@ import trl
 
 from pluralign.data.dimension_pairs import Pairs, load_dimension_pairs
 from pluralign.errors import ConfigError
+from pluralign.models.manifest import Manifest, is_finished
 from pluralign.models.sequences import trl_pair
+from pluralign.models.state import is_main_process, shared_dataset, wait_for_everyone
 from pluralign.training.args import DevicePrecisionMixin, LoraMixin
-from pluralign.training.manifest import Manifest, is_finished
 from pluralign.training.margin_dpo import MARGIN_COLUMN, REF_COLUMNS, MarginDPOTrainer
 from pluralign.training.progress import library_bars_off, use_progress_lines
-from pluralign.training.state import is_main_process, shared_dataset, wait_for_everyone
 
 CHECKPOINTS = "checkpoints"
 Progress = Callable[[str], None]

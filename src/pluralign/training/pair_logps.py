@@ -4,7 +4,7 @@ SPO's margin needs every earlier round's log-probabilities on the current round'
 implicit-reward margins need a trained model's and its reference's. Keeping those models in memory
 would multiply the memory of training, so each model is loaded alone, scored through TRL's own
 reference pass (``precompute_ref_log_probs``, so the numbers match what DPOTrainer uses exactly),
-freed, and its log-probabilities stored in a :class:`~pluralign.data.scoring.ScoreCache` keyed by the
+freed, and its log-probabilities stored in a :class:`~pluralign.objectives.scoring.ScoreCache` keyed by the
 model's weights file and the pair.
 """
 
@@ -20,8 +20,8 @@ from typing import Any
 
 import numpy as np
 
-from pluralign.data.scoring import ScoreCache
 from pluralign.models.sequences import trl_pair
+from pluralign.objectives.scoring import ScoreCache
 from pluralign.training.progress import library_bars_off
 
 WEIGHT_FILES = ("model.safetensors", "adapter_model.safetensors", "model.safetensors.index.json", "config.json")
@@ -108,7 +108,7 @@ def _score_with_trl(model: str, pairs: Sequence[dict[str, Any]], args: Any, toke
     """
     from trl import DPOConfig, DPOTrainer
 
-    from pluralign.training.state import is_main_process, shared_dataset, wait_for_everyone
+    from pluralign.models.state import is_main_process, shared_dataset, wait_for_everyone
 
     rows = [{**trl_pair(tokenizer, p["prompt"], p["chosen"], p["rejected"]), INDEX_COLUMN: i} for i, p in enumerate(pairs)]
     trl_fields = {f.name for f in dataclasses.fields(DPOConfig) if f.init}

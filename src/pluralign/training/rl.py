@@ -23,16 +23,16 @@ import numpy as np
 from trl import RLOOConfig, RLOOTrainer
 
 from pluralign.data.loading import load_any, response_text, to_samples, unique_prompts
-from pluralign.data.scoring import ScoreCache, score_samples
 from pluralign.errors import ConfigError, DataError
 from pluralign.models.loading import check_model_source, load_tokenizer
+from pluralign.models.manifest import Manifest, is_finished
 from pluralign.models.sequences import trl_text
+from pluralign.models.state import is_main_process, wait_for_everyone
+from pluralign.objectives.scoring import ScoreCache, score_samples
 from pluralign.objectives.set import ObjectiveSet
 from pluralign.preferences.weights import validate_weights
 from pluralign.training.args import DevicePrecisionMixin, LoraMixin
-from pluralign.training.manifest import Manifest, is_finished
 from pluralign.training.progress import use_progress_lines
-from pluralign.training.state import is_main_process, wait_for_everyone
 
 RUN_DONE = "pluralign_run.json"  # written last in a run folder: a rerun skips finished runs
 

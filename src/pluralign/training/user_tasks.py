@@ -20,13 +20,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pluralign.data.user_pairs import PairwiseRewardDataConfig, UserPairs
 from pluralign.errors import DataError
 from pluralign.models.embeddings import DEFAULT_ENCODER, Embedder
+from pluralign.models.manifest import Manifest
 from pluralign.models.neural_process import NPConfig, save_module
+from pluralign.models.state import is_main_process, wait_for_everyone
 from pluralign.objectives.trained import record_held_out_accuracy
-from pluralign.training.manifest import Manifest
-from pluralign.training.state import is_main_process, wait_for_everyone
+from pluralign.training.user_pairs import PairwiseRewardDataConfig, UserPairs
 
 
 class TaskSampler:

@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from pluralign.data.dimension_pairs import Pairs
+from pluralign.models.manifest import Manifest
 from pluralign.training.dpo_stage import DimensionDPOConfig, Progress, load_pairs, run_dpo_stage, say
-from pluralign.training.manifest import Manifest
 
 
 def train_dpo(

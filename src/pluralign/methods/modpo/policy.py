@@ -20,7 +20,7 @@ import numpy as np
 from pluralign.errors import ConfigError
 from pluralign.generation.lora_mix import LoRAMix, lora_bank_dirs
 from pluralign.generation.model_bank import ModelBankPolicy
-from pluralign.training.manifest import Manifest
+from pluralign.models.manifest import Manifest
 
 Blend = tuple[int, int, float]  # (member a, member b, t): theta = (1 - t) theta_a + t theta_b
 

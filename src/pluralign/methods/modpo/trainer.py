@@ -20,15 +20,15 @@ from typing import Any
 import numpy as np
 
 from pluralign.data.dimension_pairs import Pairs
-from pluralign.data.scoring import ScoreCache, score_samples
 from pluralign.errors import ConfigError
 from pluralign.methods.modpo.config import MODPOConfig
+from pluralign.models.manifest import MANIFEST_NAME, Manifest
+from pluralign.models.state import is_main_process, wait_for_everyone
 from pluralign.objectives import ObjectiveSet
+from pluralign.objectives.scoring import ScoreCache, score_samples
 from pluralign.objectives.set import ObjectiveStats, build_objective
 from pluralign.training.dpo_stage import Progress, load_pairs, run_dpo_stage, say, stage_is_done
-from pluralign.training.manifest import MANIFEST_NAME, Manifest
 from pluralign.training.pair_logps import pair_logps
-from pluralign.training.state import is_main_process, wait_for_everyone
 
 MEMBERS = "members"
 IMPLICIT = "implicit"

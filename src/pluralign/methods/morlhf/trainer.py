@@ -12,9 +12,9 @@ from pathlib import Path
 from typing import Any
 
 from pluralign.methods.morlhf.config import MORLHFConfig
+from pluralign.models.manifest import Manifest
 from pluralign.objectives.set import ObjectiveSet
 from pluralign.preferences.weights import preference_grid
-from pluralign.training.manifest import Manifest
 from pluralign.training.rl import save_runs_model, train_runs
 
 

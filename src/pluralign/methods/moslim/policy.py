@@ -12,7 +12,7 @@ from pluralign.generation.prompts import render_prompt
 from pluralign.methods.moslim.mapping import preference_targets
 from pluralign.methods.moslim.template import PreferenceTemplate
 from pluralign.models.loading import load_causal_lm, load_tokenizer
-from pluralign.training.manifest import Manifest
+from pluralign.models.manifest import Manifest
 
 
 class MoslimPolicy(SteerablePolicy):

@@ -15,8 +15,8 @@ import numpy as np
 import torch
 from trl.trainer.dpo_trainer import DataCollatorForPreference
 
-from pluralign.data.user_pairs import embed_pairs
 from pluralign.errors import DataError
+from pluralign.training.user_pairs import embed_pairs
 
 CONTEXT_COLUMN = "context_ids"
 

@@ -16,7 +16,6 @@ from typing import Any
 import numpy as np
 import torch
 
-from pluralign.data.user_pairs import context_tensor
 from pluralign.errors import ModelNotFoundError
 from pluralign.generation.batched import generate_batched
 from pluralign.generation.policy import PreferenceLike, SteerablePolicy
@@ -24,8 +23,9 @@ from pluralign.methods.npdpo.evaluation import response_logprobs
 from pluralign.methods.npdpo.film import FiLM, FiLMConfig
 from pluralign.methods.npdpo.trainer import CONTEXT_WEIGHTS, FILM_WEIGHTS
 from pluralign.models.embeddings import Embedder
+from pluralign.models.manifest import Manifest
 from pluralign.models.neural_process import ContextEncoder, load_module
-from pluralign.training.manifest import Manifest
+from pluralign.training.user_pairs import context_tensor
 
 
 class NPDPOPolicy(SteerablePolicy):

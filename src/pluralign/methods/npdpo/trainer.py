@@ -19,17 +19,17 @@ from torch import nn
 from trl import DPOTrainer
 
 from pluralign.data.attributes import group_by_attribute
-from pluralign.data.user_pairs import choice_pairs
 from pluralign.methods.npdpo.config import NPDPOConfig
 from pluralign.methods.npdpo.data import CONTEXT_COLUMN, ContextPreferenceCollator, pair_table, training_rows
 from pluralign.methods.npdpo.film import FiLM
 from pluralign.models.embeddings import DEFAULT_ENCODER, Embedder
 from pluralign.models.loading import check_model_source, load_error
+from pluralign.models.manifest import Manifest
 from pluralign.models.neural_process import ContextEncoder, NPConfig, save_module
 from pluralign.models.sequences import trl_pair
-from pluralign.training.manifest import Manifest
+from pluralign.models.state import shared_dataset
 from pluralign.training.progress import library_bars_off, use_progress_lines
-from pluralign.training.state import shared_dataset
+from pluralign.training.user_pairs import choice_pairs
 
 NP_KEYS = ("np_context", "np_context_mask")
 

@@ -26,11 +26,11 @@ from pluralign.generation.prompts import (
     render_prompt,
 )
 from pluralign.models.loading import load_causal_lm, load_tokenizer
+from pluralign.models.manifest import Manifest
 from pluralign.objectives import ObjectiveSet, ObjectiveStats
 from pluralign.preferences.rewards import preference_to_rewards
 from pluralign.preferences.tags import TagTemplate
 from pluralign.preferences.weights import Preference
-from pluralign.training.manifest import Manifest
 
 
 def trained_on_chat(tokenizer: Any, prompts: Sequence[Any]) -> bool:

@@ -19,7 +19,6 @@ import numpy as np
 
 from pluralign.data.jsonl import read_jsonl as _read_jsonl, write_jsonl as _write_jsonl
 from pluralign.data.loading import load_any, to_samples
-from pluralign.data.scoring import ScoreCache, score_samples
 from pluralign.errors import ConfigError
 from pluralign.generation.cleaning import Cleaning, keep_mask
 from pluralign.generation.vllm import VLLMEngines
@@ -28,12 +27,13 @@ from pluralign.methods.ric.buffer import offline_selection
 from pluralign.methods.ric.config import RiCConfig
 from pluralign.methods.ric.mors import mors_accept, mors_thresholds, sample_desired_rewards
 from pluralign.methods.ric.policy import model_prompt, trained_on_chat
+from pluralign.models.manifest import Manifest
+from pluralign.models.state import broadcast, process_state
 from pluralign.objectives import ObjectiveSet
+from pluralign.objectives.scoring import ScoreCache, score_samples
 from pluralign.preferences.rewards import MAPPINGS
 from pluralign.preferences.tags import TagTemplate, quantile_edges
-from pluralign.training.manifest import Manifest
 from pluralign.training.sft import run_sft
-from pluralign.training.state import broadcast, process_state
 
 Progress = Callable[[str], None]
 

@@ -13,6 +13,7 @@ import numpy as np
 from pluralign.generation.policy import PreferenceLike, SteerablePolicy
 from pluralign.methods.ric_image.captions import tag_caption
 from pluralign.models.diffusion import TextToImage
+from pluralign.models.manifest import Manifest
 from pluralign.objectives import ObjectiveStats
 from pluralign.preferences.rewards import (
     QUANTILE_MAPPING,
@@ -22,7 +23,6 @@ from pluralign.preferences.rewards import (
 )
 from pluralign.preferences.tags import TagTemplate
 from pluralign.preferences.weights import Preference
-from pluralign.training.manifest import Manifest
 
 
 class RiCImagePolicy(SteerablePolicy):

@@ -33,11 +33,11 @@ from pluralign.errors import ConfigError, DataError
 from pluralign.methods.ric_image.captions import caption_template, tagged_captions
 from pluralign.methods.ric_image.config import RiCImageConfig
 from pluralign.models.diffusion import T2ISpec, TextEncoder, build_codec, pil_to_tensor
+from pluralign.models.manifest import Manifest
 from pluralign.models.word_encoder import WORD_DIR, WORD_ENCODER
 from pluralign.objectives import ObjectiveSet
 from pluralign.preferences.rewards import MAPPINGS, QUANTILE_MAPPING, quantile_table
 from pluralign.preferences.tags import TagTemplate
-from pluralign.training.manifest import Manifest
 
 Progress = Callable[[str], None]
 METHOD = "ric-image"
@@ -94,7 +94,7 @@ def load_image_dataset(config: RiCImageConfig):
 
 
 def _rewards(config, ds, captions, out: Path, is_main: bool, wait, log) -> tuple[ObjectiveSet, np.ndarray]:
-    from pluralign.data.scoring import ScoreCache, score_images
+    from pluralign.objectives.scoring import ScoreCache, score_images
 
     if is_main and not (out / "rewards.json").is_file():
         objectives = ObjectiveSet.from_specs(config.objective)

@@ -20,7 +20,7 @@ from pluralign.generation.lora_mix import LoRAMix, lora_bank_dirs
 from pluralign.generation.model_bank import ModelBankPolicy
 from pluralign.generation.policy import PreferenceLike
 from pluralign.models.loading import default_device, load_causal_lm, load_tokenizer
-from pluralign.training.manifest import Manifest
+from pluralign.models.manifest import Manifest
 
 
 def average_state_dicts(state_dicts: Sequence[Mapping[str, torch.Tensor]], weights: Sequence[float]) -> dict:

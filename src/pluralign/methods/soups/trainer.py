@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from pluralign.methods.soups.config import SoupsConfig
+from pluralign.models.manifest import Manifest
 from pluralign.objectives.set import ObjectiveSet
-from pluralign.training.manifest import Manifest
 from pluralign.training.rl import save_runs_model, train_runs
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from pluralign.generation.policy import UnsteeredPolicy
-from pluralign.training.manifest import Manifest
+from pluralign.models.manifest import Manifest
 
 
 def load(model_dir: Path, manifest: Manifest, **kwargs: Any) -> UnsteeredPolicy:

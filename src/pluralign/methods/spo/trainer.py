@@ -23,13 +23,13 @@ from typing import Any
 import numpy as np
 
 from pluralign.data.dimension_pairs import Pairs
-from pluralign.data.scoring import ScoreCache
 from pluralign.errors import ConfigError
 from pluralign.methods.spo.config import SPOConfig
+from pluralign.models.manifest import Manifest
+from pluralign.models.state import is_main_process, wait_for_everyone
+from pluralign.objectives.scoring import ScoreCache
 from pluralign.training.dpo_stage import Progress, load_pairs, run_dpo_stage, say, stage_is_done
-from pluralign.training.manifest import Manifest
 from pluralign.training.pair_logps import pair_logps
-from pluralign.training.state import is_main_process, wait_for_everyone
 
 LOGPS_CACHE = "logps.sqlite"
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from pluralign.data.user_pairs import PairwiseRewardDataConfig
+from pluralign.training.user_pairs import PairwiseRewardDataConfig
 
 
 @dataclass

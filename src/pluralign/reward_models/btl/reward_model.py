@@ -8,12 +8,12 @@ from typing import Any
 
 import torch
 
-from pluralign.data.user_pairs import embedder_from_manifest
 from pluralign.errors import ConfigError, PreferenceError
 from pluralign.models.embeddings import Embedder
+from pluralign.models.manifest import Manifest
 from pluralign.models.neural_process import load_module
 from pluralign.reward_models.btl.model import BTL
-from pluralign.training.manifest import Manifest
+from pluralign.training.user_pairs import embedder_from_manifest
 
 WEIGHTS = "btl"
 

@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from pluralign.errors import PreferenceError
+from pluralign.models.manifest import Manifest
 from pluralign.objectives.hf import HFRewardModel
-from pluralign.training.manifest import Manifest
 
 
 class ClassifierRewardModel:

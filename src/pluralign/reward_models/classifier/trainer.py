@@ -31,12 +31,12 @@ from typing import Any
 from pluralign.data.pairs import load_pairs, split_pairs
 from pluralign.errors import ConfigError, DataError
 from pluralign.models.encoder_pooling import is_encoder
+from pluralign.models.manifest import Manifest
+from pluralign.models.state import is_main_process, wait_for_everyone
 from pluralign.models.truncation import PairFormat, encode_pairs
 from pluralign.objectives.trained import record_held_out_accuracy, update_held_out
 from pluralign.reward_models.classifier.config import HEAD_ONLY_ABOVE_BLOCKS, ClassifierRewardConfig
-from pluralign.training.manifest import Manifest
 from pluralign.training.progress import StageTimer, use_progress_lines
-from pluralign.training.state import is_main_process, wait_for_everyone
 
 CHECKPOINTS = "checkpoints"
 FEATURE_CACHE = "feature_cache"

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from pluralign.errors import ConfigError, PreferenceError
-from pluralign.training.manifest import Manifest
+from pluralign.models.manifest import Manifest
 
 
 class EnsembleRewardModel:

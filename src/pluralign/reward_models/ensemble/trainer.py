@@ -17,11 +17,11 @@ import numpy as np
 from pluralign.config import train_command
 from pluralign.data.pairs import load_pairs, split_pairs
 from pluralign.errors import ConfigError, DataError
+from pluralign.models.manifest import Manifest
+from pluralign.models.state import is_main_process
 from pluralign.objectives.set import ObjectiveStats
 from pluralign.objectives.trained import is_reward_model_dir, load_reward_model, record_held_out_accuracy
 from pluralign.reward_models.ensemble.config import EnsembleConfig
-from pluralign.training.manifest import Manifest
-from pluralign.training.state import is_main_process
 
 
 def member_paths(members: Sequence[str], output_dir: str) -> list[Path]:

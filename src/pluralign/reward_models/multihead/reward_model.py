@@ -12,8 +12,8 @@ from typing import Any
 import numpy as np
 
 from pluralign.errors import ConfigError
+from pluralign.models.manifest import Manifest
 from pluralign.reward_models.multihead.model import MultiHeadSpec, load_multihead
-from pluralign.training.manifest import Manifest
 
 REDUCTIONS = ("expected", "normalized", "class_prob", "argmax")
 

@@ -31,6 +31,8 @@ from torch import nn
 from transformers import Trainer
 
 from pluralign.errors import DataError
+from pluralign.models.manifest import Manifest
+from pluralign.models.state import is_main_process, wait_for_everyone
 from pluralign.objectives.trained import record_held_out_accuracy, update_held_out
 from pluralign.preferences.tags import quantile_edges
 from pluralign.reward_models.multihead.config import HEADS_ONLY_ABOVE_BLOCKS, MultiHeadRewardConfig, default_backbone
@@ -41,9 +43,7 @@ from pluralign.reward_models.multihead.model import (
     load_backbone,
     resolve_pooling,
 )
-from pluralign.training.manifest import Manifest
 from pluralign.training.progress import StageTimer, use_progress_lines
-from pluralign.training.state import is_main_process, wait_for_everyone
 
 METRICS_FILE = "head_metrics.json"
 PREFERENCE_HEAD = "preference"
@@ -116,7 +116,7 @@ def build_labels(
             scores = [float(r[f"score_{name}"]) for r in rows]
             sources[name] = f"score_{name}"
         else:
-            from pluralign.data.scoring import ScoreCache, score_samples
+            from pluralign.objectives.scoring import ScoreCache, score_samples
 
             objectives = ObjectiveSet.from_specs([spec])  # a built-in name or name=source
             cache = ScoreCache(config.score_cache) if config.score_cache else None

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from pluralign.data.user_pairs import PairwiseRewardDataConfig
 from pluralign.errors import ConfigError
+from pluralign.training.user_pairs import PairwiseRewardDataConfig
 
 
 @dataclass

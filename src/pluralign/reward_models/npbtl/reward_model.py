@@ -12,11 +12,11 @@ from typing import Any
 
 import torch
 
-from pluralign.data.user_pairs import context_tensor, embedder_from_manifest
 from pluralign.errors import ConfigError
 from pluralign.models.embeddings import Embedder
+from pluralign.models.manifest import Manifest
 from pluralign.models.neural_process import NPBTL, load_module
-from pluralign.training.manifest import Manifest
+from pluralign.training.user_pairs import context_tensor, embedder_from_manifest
 
 WEIGHTS = "npbtl"
 

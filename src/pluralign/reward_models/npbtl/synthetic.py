@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from pluralign.data.user_pairs import UserPairs
+from pluralign.training.user_pairs import UserPairs
 
 SPLITS = ("train", "val", "test")
 

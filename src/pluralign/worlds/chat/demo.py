@@ -98,8 +98,8 @@ def train_ric_chat(
 def soups_config(world: ChatWorld, output_dir: Path, **overrides: Any):
     """Rewarded Soups on the chat world: one RLOO run with LoRA per objective from the base model."""
     from pluralign.methods.soups.config import SoupsConfig
+    from pluralign.models.state import gpu_available
     from pluralign.training.rl import demo_rl_config
-    from pluralign.training.state import gpu_available
 
     s = world.settings
     chat: dict[str, Any] = {
@@ -137,7 +137,7 @@ def train_soups_chat(
 def dpo_settings(world: ChatWorld) -> dict[str, Any]:
     """The DPO-family settings of a chat world (LoRA r on q/k/v/o, merged when a stage ends): its DPO
     baseline's, and those of SPO's rounds on it (``benchmarks/spo_retention.py --world hh``)."""
-    from pluralign.training.state import gpu_available
+    from pluralign.models.state import gpu_available
 
     s = world.settings
     return dict(

@@ -33,10 +33,10 @@ import numpy as np
 
 from pluralign.data.jsonl import write_jsonl
 from pluralign.data.loading import response_text
-from pluralign.data.scoring import ScoreCache, score_samples
 from pluralign.errors import ConfigError, DataError
 from pluralign.generation.prompts import chat_messages, render_prompt
 from pluralign.objectives import ObjectiveSet
+from pluralign.objectives.scoring import ScoreCache, score_samples
 from pluralign.worlds.chat.world import (
     TEMPERATURES,
     ChatSettings,

@@ -110,7 +110,7 @@ def train_reward_model(world: Any, output_dir: Path, progress: Progress | None =
 def moslim_config(world: Any, output_dir: Path, reward_model: Path, **overrides: Any):
     """MOSLIM-RLOO on a chat world: the preference line in the prompt, LoRA, the world's RL budget."""
     from pluralign.methods.moslim.config import config_class
-    from pluralign.training.state import gpu_available
+    from pluralign.models.state import gpu_available
     from pluralign.worlds.chat.world import LORA_TARGETS
 
     s = world.settings
@@ -159,7 +159,7 @@ def train_moslim_chat(
     """MOSLIM on the chat world: the multi-head reward model, then RLOO with the preference in the prompt.
     A finished model in ``output_dir`` is reused; ``overrides`` set RL config fields."""
     from pluralign.methods.moslim.trainer import RUN_FILE, train_moslim
-    from pluralign.training.manifest import MANIFEST_NAME
+    from pluralign.models.manifest import MANIFEST_NAME
     from pluralign.training.rl import world_prompts
 
     log = progress or (lambda _m: None)

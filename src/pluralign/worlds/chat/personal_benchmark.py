@@ -140,7 +140,7 @@ def _user_pairs(features: Any, pool: Pool, choices: np.ndarray, users: range, ma
     """Each user's choices on the pairs ``mask`` selects as NP-BTL features (chosen, rejected)."""
     import torch
 
-    from pluralign.data.user_pairs import UserPairs
+    from pluralign.training.user_pairs import UserPairs
 
     pairs = pool.pairs[mask]
     out = {}
@@ -166,9 +166,9 @@ def reward_model_accuracy(
     objectives' z-scores as the features (``npbtl_scores``, ``btl_scores``: only the user is left to learn)."""
     import torch
 
-    from pluralign.data.user_pairs import make_embedder
     from pluralign.evaluation.personalisation import oracle_accuracy
     from pluralign.reward_models.npbtl.config import NPBTLConfig
+    from pluralign.training.user_pairs import make_embedder
 
     t = time.time()
     embedder = make_embedder(NPBTLConfig())  # NP-BTL's default features: MiniLM's 4th block, as the harmless model's
@@ -311,9 +311,9 @@ def steering(
 ) -> dict[str, Any]:  # fmt: skip
     """RiC driven by each unseen user's inferred / true / equal weights, and the unsteered base model; the
     user's own reward of the answers (:func:`~pluralign.evaluation.personalisation.steering_summary`)."""
-    from pluralign.data.scoring import ScoreCache, score_samples
     from pluralign.evaluation.personalisation import mismatched_rewards, signed_differences, steering_summary
     from pluralign.generation.policy import load_policy
+    from pluralign.objectives.scoring import ScoreCache, score_samples
     from pluralign.preferences.inference import infer_preference
     from pluralign.preferences.simulated_users import cosine
 

@@ -33,10 +33,10 @@ import numpy as np
 
 from pluralign.data.jsonl import read_jsonl as _read_jsonl
 from pluralign.data.pairs import pairs_by_score
-from pluralign.data.scoring import ScoreCache, score_samples
 from pluralign.errors import ConfigError
 from pluralign.generation.prompts import assistant_marker, render
 from pluralign.objectives import ObjectiveSet
+from pluralign.objectives.scoring import ScoreCache, score_samples
 
 BASE_MODEL = "builtin:smollm2-135m-instruct"
 OBJECTIVES = ["relevance", "sentiment"]

@@ -14,9 +14,9 @@ from pathlib import Path
 from typing import Any
 
 from pluralign.data.pairs import pairs_by_score
-from pluralign.data.scoring import ScoreCache, score_samples
 from pluralign.errors import ConfigError
 from pluralign.objectives import ObjectiveSet
+from pluralign.objectives.scoring import ScoreCache, score_samples
 from pluralign.worlds.reviews.corpus import eval_prompts, generate_corpus
 
 OBJECTIVES = ["sentiment", "conciseness"]

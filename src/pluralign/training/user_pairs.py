@@ -14,7 +14,7 @@ from pluralign.data.attributes import attribute_pairs, group_by_attribute
 from pluralign.data.pairs import split_pairs
 from pluralign.errors import ConfigError
 from pluralign.models.embeddings import DEFAULT_ENCODER, Embedder, default_layer
-from pluralign.training.manifest import Manifest
+from pluralign.models.manifest import Manifest
 
 
 def make_embedder(cfg: PairwiseRewardDataConfig) -> Embedder:

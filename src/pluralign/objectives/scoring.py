@@ -23,9 +23,9 @@ from typing import Any
 
 from pluralign.data.loading import check_prompt, response_text
 from pluralign.errors import DataError
+from pluralign.models.state import all_gather, broadcast, world
 from pluralign.objectives.image import image_digest
 from pluralign.objectives.set import ObjectiveSet, check_finite
-from pluralign.training.state import all_gather, broadcast, world
 
 
 def pair_key(prompt: Any, response: str) -> str:
