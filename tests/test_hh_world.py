@@ -375,3 +375,19 @@ def test_front_cost_runs_ric_against_soups_on_the_hh_world(hh, tmp_path):
         assert all(b["seconds"] > a["seconds"] and b["flops"] > a["flops"] for a, b in zip(curves[method], curves[method][1:]))
     assert block["target_hv"] == max(p["hypervolume"] for p in curves["soups"])
     assert (out / "hv_vs_compute.png").is_file() and "| soups |" in (out / "matched.md").read_text()
+
+
+def test_the_harmless_model_can_be_npbtl_and_the_world_scores_with_it_at_no_context(hh, tmp_path):
+    from pluralign.models.manifest import Manifest
+    from pluralign.objectives.trained import load_reward_model
+    from pluralign.worlds.chat.hh import HH
+    from pluralign.worlds.chat.world import build_chat_world
+
+    _, _, settings, _ = hh
+    world = build_chat_world(tmp_path / "w", progress=None, settings=dataclasses.replace(settings, harmless_rm="npbtl"), spec=HH)
+    rm_dir = (tmp_path / "w" / "harmless_rm").resolve()
+    assert Manifest.load(rm_dir).method == "npbtl"
+    assert world.info["reward_model"]["world_held_out"]["pairs"] >= 1
+    rows = world.train[:4]
+    direct = load_reward_model(rm_dir).score([r["prompt"] for r in rows], [r["response"] for r in rows])
+    np.testing.assert_allclose([r["score_harmless"] for r in rows], direct, rtol=1e-4, atol=1e-5)

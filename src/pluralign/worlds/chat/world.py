@@ -94,7 +94,7 @@ class ChatSettings:
     held_out_fraction: float = 0.2  # pairs (by pair id) kept from the reward model and RiC: evaluation prompts
     max_user_turns: int = 1  # RiC's pairs: dialogues with at most this many user turns
     base_samples_per_prompt: int = 0  # hh: the base model's own samples added to the offline data
-    harmless_rm: str = "btl"  # hh: the harmless reward model's type (btl | classifier)
+    harmless_rm: str = "btl"  # hh: the harmless reward model's type (btl | npbtl | classifier)
     # RiC
     lora_r: int = 16
     lora_alpha: int = 32
