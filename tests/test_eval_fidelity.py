@@ -101,6 +101,18 @@ def test_range_separates_a_method_that_barely_moves():
     assert objective_range(wide, [None, 0.0]) == [None, None]
 
 
+def test_a_front_that_differs_only_by_float_rounding_has_no_steerability():
+    from pluralign.evaluation.metrics import steerability
+
+    # the hh world's DPO front: one answer for every w, scored in differently padded batches
+    w = np.array([[0.0, 1.0], [0.25, 0.75], [0.5, 0.5], [0.75, 0.25], [1.0, 0.0]])
+    same = np.array([[2.081934484653175, 0.41504820151021704]] * 4 + [[2.081934484653175, 0.41504820209229365]])
+    assert steerability(w, same) == [None, None]
+    moved = same.copy()
+    moved[:, 1] = [0.40, 0.41, 0.42, 0.43, 0.44]  # a real movement, however small, is still ranked
+    assert steerability(w, moved) == [None, pytest.approx(-1.0)]
+
+
 def test_ric13_points_and_points_files(tiny_lm, tmp_path):
     grid = resolve_grid("ric13", 3)
     assert len(grid) == 13 == len(RIC_K3_POINTS)

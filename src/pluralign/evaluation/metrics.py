@@ -21,17 +21,24 @@ def hypervolume(points_z: np.ndarray, reference_z: Sequence[float]) -> float:
     return float(moocore.hypervolume(pts, ref=ref, maximise=True))
 
 
+# scores closer than this (relative) are the same answer's, not a movement of the front
+SAME_SCORE_RTOL = 1e-6
+
+
 def steerability(weights: np.ndarray, achieved: np.ndarray) -> list[float | None]:
     """Spearman correlation of w_i with the achieved mean of objective i, per objective.
 
-    ``None`` where it is undefined (a method whose output does not change across the grid).
+    ``None`` where it is undefined: a method whose output does not change across the grid, up to float
+    rounding (the same answers scored in differently padded batches differ in the 8th digit, which would
+    otherwise rank as a correlation).
     """
     from scipy.stats import spearmanr
 
     w, a = np.asarray(weights, dtype=float), np.asarray(achieved, dtype=float)
     out: list[float | None] = []
     for i in range(w.shape[1]):
-        if np.ptp(w[:, i]) == 0 or np.ptp(a[:, i]) == 0:
+        flat = np.ptp(a[:, i]) <= SAME_SCORE_RTOL * max(1.0, float(np.abs(a[:, i]).max()))
+        if np.ptp(w[:, i]) == 0 or flat:
             out.append(None)
             continue
         rho = spearmanr(w[:, i], a[:, i]).statistic
