@@ -139,4 +139,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    from pluralign.training.quiet import quiet_libraries
+
+    quiet_libraries()  # pluralign's own progress only, no library bars
     raise SystemExit(main())

@@ -108,4 +108,7 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
+    from pluralign.training.quiet import quiet_libraries
+
+    quiet_libraries()  # pluralign's own progress only, no library bars
     main()

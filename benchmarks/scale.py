@@ -275,4 +275,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    from pluralign.training.quiet import quiet_libraries
+
+    quiet_libraries()  # pluralign's own progress only, no library bars
     main()

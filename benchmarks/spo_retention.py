@@ -411,4 +411,7 @@ def print_table(results: dict) -> None:
 
 
 if __name__ == "__main__":
+    from pluralign.training.quiet import quiet_libraries
+
+    quiet_libraries()  # pluralign's own progress only, no library bars
     main()

@@ -123,3 +123,15 @@ def test_top_level_exports_resolve_to_their_components():
     assert np.allclose(pluralign.preference_to_rewards([0.75, 0.25], [0.0, -1.0], [2.0, 1.0]), [2.0, 0.0])
     with pytest.raises(AttributeError):
         pluralign.no_such_export  # noqa: B018
+
+
+def test_every_benchmark_script_silences_library_progress_bars():
+    """What a user sees from a benchmark is pluralign's own progress: every script that runs as a program
+    calls ``quiet_libraries`` (datasets' map bars once filled the SPO benchmark's log)."""
+    root = Path(__file__).resolve().parents[1] / "benchmarks"
+    loud = [
+        p.name
+        for p in sorted(root.glob("*.py"))
+        if '__name__ == "__main__"' in p.read_text() and "quiet_libraries()" not in p.read_text()
+    ]
+    assert not loud, f"benchmarks without quiet_libraries(): {loud}"
