@@ -318,8 +318,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     from pluralign.evaluation.front import evaluate_front, finalise
     from pluralign.evaluation.pipeline import sft_front, summary_table, write_results
-    from pluralign.generation.policy import load_policy
     from pluralign.models.loading import load_tokenizer
+    from pluralign.policies import load_policy
     from pluralign.preferences.weights import preference_grid
     from pluralign.training.quiet import quiet_libraries
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 
 from pluralign.models.neural_process import NPBTL, NPConfig
-from pluralign.reward_models.btl.model import BTL
+from pluralign.objectives.learned.btl import BTL
 from pluralign.reward_models.npbtl.synthetic import oracle_accuracy, synthetic_users
 from pluralign.training.user_tasks import TaskSampler, accuracy_by_context_size, train_tasks
 

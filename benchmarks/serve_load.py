@@ -134,7 +134,7 @@ def soups_bank(work: Path, base: Path, rank: int) -> Path:
 
 def bank_memory(model: Path) -> dict:
     """Bytes of a LoRA bank as one base + adapters, against the merged models of the old path."""
-    from pluralign.generation.policy import load_policy
+    from pluralign.policies import load_policy
 
     policy = load_policy(model, device="cpu")
     if getattr(policy, "lora", None) is None:
@@ -247,8 +247,8 @@ def client_jobs(objectives: list[str], clients: int, requests: int, max_tokens: 
 
 def expected_answers(model: Path, jobs: list[list[dict]], max_tokens: int) -> dict[tuple, str]:
     """Each distinct request's answer generated alone (a LoRA bank: from its merged soup)."""
-    from pluralign.generation.policy import load_policy
     from pluralign.models.manifest import Manifest
+    from pluralign.policies import load_policy
 
     kwargs = {"mix_adapters": False} if Manifest.load(model).method in ("soups", "morlhf", "modpo") else {}
     policy = load_policy(model, **kwargs)

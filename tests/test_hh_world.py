@@ -163,7 +163,7 @@ def test_a_held_out_prompt_never_appears_in_training(hh):
 
 
 def test_the_hh_demo_writes_the_model_the_front_the_steering_and_the_samples(hh, tmp_path):
-    from pluralign.generation.policy import load_policy
+    from pluralign.policies import load_policy
     from pluralign.worlds.chat.demo import run_chat_demo
     from pluralign.worlds.chat.hh import HH
 
@@ -275,7 +275,7 @@ def rl_demo(hh, tmp_path_factory):
 
 
 def test_the_hh_world_trains_rewarded_soups_and_moslim_on_one_front(rl_demo):
-    from pluralign.generation.policy import load_policy
+    from pluralign.policies import load_policy
     from pluralign.worlds.chat.demo import TRAINERS, parse_methods, train_soups_chat
     from pluralign.worlds.chat.hh import HH
     from pluralign.worlds.chat.moslim import train_moslim_chat
@@ -301,9 +301,9 @@ def test_the_hh_world_trains_rewarded_soups_and_moslim_on_one_front(rl_demo):
 
 
 def test_moslims_prompt_states_the_preference(rl_demo):
-    from pluralign.generation.policy import load_policy
     from pluralign.methods.moslim.template import PreferenceTemplate
     from pluralign.models.manifest import Manifest
+    from pluralign.policies import load_policy
 
     world, out, seen = rl_demo
     template = PreferenceTemplate.from_dict(Manifest.load(out / "moslim").template)
@@ -326,8 +326,8 @@ def test_moslims_prompt_states_the_preference(rl_demo):
 
 
 def test_moslims_reward_model_is_trained_on_the_worlds_own_scores_binned_into_classes(rl_demo):
+    from pluralign.objectives.learned.multihead import MultiHeadRewardScorer
     from pluralign.preferences.tags import quantile_edges
-    from pluralign.reward_models.multihead.reward_model import MultiHeadRewardScorer
     from pluralign.worlds.chat.moslim import reward_model_rows
 
     world, out, _seen = rl_demo

@@ -77,7 +77,7 @@ def test_npbtl_layers_are_the_papers():
     assert any(isinstance(m, nn.BatchNorm1d) for m in model.decoder.modules())
     head = [m for m in model.context_encoder.head.modules() if isinstance(m, nn.Linear)]
     assert [(m.in_features, m.out_features) for m in head] == [(256, 256), (256, 256)]
-    from pluralign.reward_models.btl.model import BTL
+    from pluralign.objectives.learned.btl import BTL
 
     btl = [m for m in BTL(NPConfig(input_dim=5, latent_dim=0)).decoder.modules() if isinstance(m, nn.Linear)]
     assert [(m.in_features, m.out_features) for m in btl] == [(256, 256), (256, 1)]

@@ -12,9 +12,9 @@ from tiny_models import lora_adapters, one_torch_thread, tiny_bank_dir, tiny_cau
 
 from pluralign.generation.batched import generate_batched
 from pluralign.generation.lora_mix import LoRAMix, lora_bank_dirs, mix_logprobs
-from pluralign.generation.policy import load_policy
 from pluralign.generation.stepwise import DecodeRequest, StepwiseDecoder, decode_texts
 from pluralign.models.loading import load_causal_lm, load_tokenizer
+from pluralign.policies import load_policy
 
 PROMPTS = ["the food was", "my day at the park was short , sunny", "tell me", "a short note about rain"]
 MIXES = [(1.0, 0.0, 0.0), (0.0, 1.0, 0.0), (0.2, 0.3, 0.5), (0.5, 0.5, 0.0)]

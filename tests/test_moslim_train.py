@@ -12,7 +12,7 @@ from pluralign.errors import ConfigError
 from pluralign.methods.moslim.mapping import RewardMapping
 from pluralign.methods.moslim.template import PreferenceTemplate
 from pluralign.methods.moslim.trainer import MoslimReward, preference_prompts, sample_targets
-from pluralign.reward_models.multihead.reward_model import MultiHeadRewardScorer
+from pluralign.objectives.learned.multihead import MultiHeadRewardScorer
 
 PROMPTS = ["Review the lamp.", "Review the desk.", "Review the chair.", "Review the bike."]
 

@@ -8,10 +8,10 @@ import pytest
 import torch
 
 from pluralign import load_reward_model
+from pluralign.commands.train_reward_model import run as train_reward_model
 from pluralign.errors import PreferenceError
 from pluralign.models.neural_process import NPBTL, NPConfig
-from pluralign.reward_models.btl.model import BTL
-from pluralign.reward_models.cli import run as train_reward_model
+from pluralign.objectives.learned.btl import BTL
 from pluralign.reward_models.npbtl.synthetic import synthetic_users
 from pluralign.training.user_tasks import TaskSampler, accuracy_by_context_size, train_tasks
 

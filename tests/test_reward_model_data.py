@@ -207,7 +207,7 @@ def test_btl_linear_head_round_trips(tmp_path):
     import torch
 
     from pluralign.models.neural_process import NPConfig, load_module, save_module
-    from pluralign.reward_models.btl.model import BTL
+    from pluralign.objectives.learned.btl import BTL
 
     cfg = NPConfig(input_dim=4, hidden_dim=0, latent_dim=0)
     model = BTL(cfg)

@@ -141,7 +141,7 @@ def test_train_tasks_keeps_the_best_validated_weights_and_stops_after_patience()
     import torch
 
     from pluralign.models.neural_process import NPConfig
-    from pluralign.reward_models.btl.model import BTL
+    from pluralign.objectives.learned.btl import BTL
     from pluralign.training.user_pairs import UserPairs
     from pluralign.training.user_tasks import TaskSampler, train_tasks
 

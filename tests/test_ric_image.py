@@ -220,9 +220,9 @@ def test_resume_takes_the_same_steps_as_an_uninterrupted_run(world, tmp_path):
 
 def test_train_then_generate_pil_images(world, tmp_path):
     from pluralign.cli import main
-    from pluralign.generation.policy import load_policy
     from pluralign.methods.ric_image.trainer import train_ric_image
     from pluralign.models.manifest import Manifest
+    from pluralign.policies import load_policy
 
     root, data = world
     out = train_ric_image(_config(root, data, tmp_path / "m", 2), progress=None)
@@ -264,8 +264,8 @@ def test_image_world_steers_each_objective_towards_its_own_end(world, tmp_path):
     """The README's claim, at test size: a RiC model trained on the image world (its 48 images, at 16 px on
     2x2 patches, with the word encoder, 200 steps) gives more compressible images at w = (1, 0) and more
     colourful ones at w = (0, 1), from the same starting noise per prompt."""
-    from pluralign.generation.policy import load_policy
     from pluralign.methods.ric_image.trainer import train_ric_image
+    from pluralign.policies import load_policy
     from pluralign.worlds.images.world import OBJECTIVES as WORLD_OBJECTIVES, eval_captions
 
     root, data = world
@@ -323,9 +323,9 @@ def test_image_world_objectives_conflict_without_mirroring(world):
 def test_word_encoder_trains_with_the_unet_grows_by_the_tags_and_resumes(world, tmp_path):
     import torch
 
-    from pluralign.generation.policy import load_policy
     from pluralign.methods.ric_image.trainer import train_ric_image
     from pluralign.models.word_encoder import WordEncoder
+    from pluralign.policies import load_policy
 
     root, data = world
     unet = dict(TINY_UNET, cross_attention_dim=16, addition_embed_type="text", addition_embed_type_num_heads=2)

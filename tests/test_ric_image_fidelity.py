@@ -151,10 +151,10 @@ def _long_caption_images(folder, n: int = 4):
 
 
 def test_long_captions_keep_their_tags_in_training_and_in_steering(tiny_sd, tmp_path, monkeypatch):
-    from pluralign.generation.policy import load_policy
     from pluralign.methods.ric_image.config import RiCImageConfig
     from pluralign.methods.ric_image.trainer import train_ric_image
     from pluralign.models.diffusion import TextEncoder
+    from pluralign.policies import load_policy
     from pluralign.preferences.tags import TagTemplate
     from pluralign.preferences.weights import Preference
 

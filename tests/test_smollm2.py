@@ -264,10 +264,10 @@ def test_ric_on_smollm2_follows_the_preference(smol, tmp_path):
     it from step ~20 with seeds 0, 1 and 2, and by step 30 the margin of the right first token was about
     3 logits on every unseen prompt. The chat world (docs/chat_world.md) measures the full-size front.
     """
-    from pluralign.generation.policy import load_policy
     from pluralign.methods.ric.config import RiCConfig
     from pluralign.methods.ric.trainer import train_ric
     from pluralign.objectives import ObjectiveSet
+    from pluralign.policies import load_policy
     from pluralign.worlds.chat.world import LORA_TARGETS, ChatSettings
 
     _model, tok = smol

@@ -31,7 +31,7 @@ def training_methods() -> dict[str, str]:
     """``{command name: module}`` for every method folder with a cli.py, plus ``reward-model``."""
     import pluralign.methods as methods_pkg
 
-    found = {"reward-model": "pluralign.reward_models.cli"}
+    found = {"reward-model": "pluralign.commands.train_reward_model"}
     for info in pkgutil.iter_modules(methods_pkg.__path__):
         if info.ispkg and importlib.util.find_spec(f"pluralign.methods.{info.name}.cli") is not None:
             found[info.name.replace("_", "-")] = f"pluralign.methods.{info.name}.cli"

@@ -8,16 +8,37 @@ over the preference grid beside the SFT model: DIR/front.json, DIR/pareto.png, D
 from __future__ import annotations
 
 import argparse
-import importlib
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from types import ModuleType
 
 from pluralign.config import add_generation_flags, generation_kwargs, parse_args
 from pluralign.errors import ConfigError
 from pluralign.training.seeding import seed_everything
 
 DEMO_METHODS = ("ric", "moslim", "spo", "modpo", "morlhf", "soups", "npdpo", "dpo")
+
+
+def reviews_hook(method: str) -> ModuleType:
+    """The reviews world's ``train_on_demo`` module for ``method`` (one of :data:`DEMO_METHODS`)."""
+    if method == "ric":
+        from pluralign.worlds.reviews import ric as hook
+    elif method == "moslim":
+        from pluralign.worlds.reviews import moslim as hook
+    elif method == "spo":
+        from pluralign.worlds.reviews import spo as hook
+    elif method == "modpo":
+        from pluralign.worlds.reviews import modpo as hook
+    elif method == "morlhf":
+        from pluralign.worlds.reviews import morlhf as hook
+    elif method == "soups":
+        from pluralign.worlds.reviews import soups as hook
+    elif method == "npdpo":
+        from pluralign.worlds.reviews import npdpo as hook
+    else:
+        from pluralign.worlds.reviews import dpo as hook
+    return hook
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -91,12 +112,9 @@ def run(argv: Sequence[str]) -> int:
         raise ConfigError(f"unknown demo --world {args.world!r}; use reviews, chat, hh or images")
     if args.method not in DEMO_METHODS:
         raise ConfigError(f"unknown demo --method {args.method!r}; use one of {', '.join(DEMO_METHODS)}")
-    try:
-        hook = importlib.import_module(f"pluralign.worlds.reviews.{args.method}")
-    except ModuleNotFoundError as exc:
-        raise ConfigError(f"method {args.method!r} has no demo in this version of pluralign") from exc
+    hook = reviews_hook(args.method)
     from pluralign.evaluation.pipeline import evaluate_models, summary_table
-    from pluralign.generation.policy import load_policy
+    from pluralign.policies import load_policy
     from pluralign.worlds.reviews.world import WorldSettings, build_world
 
     start = time.time()

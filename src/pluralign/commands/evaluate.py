@@ -45,11 +45,11 @@ def run(argv: Sequence[str]) -> int:
     from pluralign.data.loading import load_prompts
     from pluralign.evaluation.pipeline import evaluate_models, summary_table
     from pluralign.generation.backends import check_backend, use_backend
-    from pluralign.generation.policy import load_policy
     from pluralign.generation.policy_backends import with_backend
     from pluralign.generation.prompts import as_chat
     from pluralign.models.state import init_processes
     from pluralign.objectives import ObjectiveSet, ObjectiveStats
+    from pluralign.policies import load_policy
     from pluralign.training.seeding import seed_everything
 
     args = parse_args(build_parser(), argv)

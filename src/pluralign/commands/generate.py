@@ -50,7 +50,7 @@ def read_context(path: str) -> list[tuple[str, str, str]]:
 def run(argv: Sequence[str]) -> int:
     import torch
 
-    from pluralign.generation.policy import load_policy
+    from pluralign.policies import load_policy
 
     args = parse_args(build_parser(), argv)
     prompts = list(args.prompts)

@@ -55,8 +55,8 @@ class ServeConfig:
 
 def build_app(config: ServeConfig):
     """Load the model of ``config`` and build the app (also used by benchmarks and tests)."""
-    from pluralign.generation.policy import load_policy
     from pluralign.generation.policy_backends import VLLMPolicy, select_backend
+    from pluralign.policies import load_policy
     from pluralign.serve.app import ServerSettings, create_app, find_front
 
     if not config.model:

@@ -1,1 +1,1 @@
-"""Generation: steerable policies and load_policy, the one batched dispatcher, its backends, prompts and cleaning."""
+"""Generation: the steerable-policy interface, the one batched dispatcher, its backends, prompts and cleaning."""

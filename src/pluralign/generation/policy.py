@@ -1,12 +1,10 @@
-"""Steerable policies and :func:`load_policy`, which reads ``pluralign.json`` and returns the right one.
+"""Steerable policies: the interface every method's policy implements, and the unsteered one (one fixed model).
 
-Each method provides ``pluralign.methods.<method>.policy.load(model_dir, manifest) -> SteerablePolicy``;
-no central registry needs editing when a method is added.
+:func:`pluralign.policies.load_policy`, above the methods, reads ``pluralign.json`` and returns the right one.
 """
 
 from __future__ import annotations
 
-import importlib
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -108,17 +106,6 @@ class SteerablePolicy(ABC):
         """The preference to steer by: the one given, or the one inferred from the user's choices."""
         self._check_steering(preference, context)
         return self.preference_from_context(context) if context is not None else preference
-
-
-def load_policy(path: str | Path, **kwargs: Any) -> SteerablePolicy:
-    """Load any trained pluralign model directory as a :class:`SteerablePolicy`."""
-    manifest = Manifest.load(path)
-    module_name = f"pluralign.methods.{manifest.method.replace('-', '_')}.policy"
-    try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError as exc:
-        raise ConfigError(f"{path}: unknown method {manifest.method!r} in pluralign.json") from exc
-    return module.load(Path(path), manifest, **kwargs)
 
 
 class UnsteeredPolicy(SteerablePolicy):

@@ -273,3 +273,15 @@ class Embedder:
         if not keys:
             return np.zeros((0, self.dim), dtype=np.float32)
         return np.stack([known[k] for k in keys]).astype(np.float32)
+
+
+def embedder_from_manifest(manifest: Any, **overrides: Any) -> Embedder:
+    """The encoder a trained BTL / NP-BTL / NP-DPO model reads its features with, as its manifest records it."""
+    e = manifest.extra.get("embedding", {})
+    return Embedder(
+        overrides.get("embedding_model", e.get("model")),
+        pooling=e.get("pooling", "auto"),
+        max_length=e.get("max_length", 256),
+        layer=e.get("layer", -1),
+        cache_dir=overrides.get("embedding_cache"),
+    )

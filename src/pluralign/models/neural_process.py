@@ -8,7 +8,7 @@
 - :class:`TargetEncoder`: one option's features -> hidden (MLP d -> 256 -> 256).
 - :class:`RewardDecoder`: ``[h; z]`` -> scalar reward (MLP 512 -> 256 -> 1 with batch norm: two linear
   layers after the concatenation, as the paper and its reference code).
-- :class:`NPBTL`: the three together (the context-free baseline is :class:`pluralign.reward_models.btl.model.BTL`).
+- :class:`NPBTL`: the three together (the context-free baseline is :class:`pluralign.objectives.learned.btl.BTL`).
 
 Contexts are batched as ``(B, K, 2, d)`` tensors with a ``(B, K)`` boolean mask (True = a real pair);
 K may be 0. Models saved before the paper's layer counts were adopted (three linear layers in the decoder

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import importlib
 import json
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,15 +15,8 @@ from pluralign.errors import ConfigError, DataError
 from pluralign.objectives.base import Objective
 from pluralign.objectives.builtin import BUILTINS
 
-# type name -> "module:Class"; classes take (name, **options). Other reward sources register here.
-SOURCE_TYPES: dict[str, str] = {
-    "builtin": "pluralign.objectives.builtin:BuiltinObjective",
-    "callable": "pluralign.objectives.python:CallableObjective",
-    "hf": "pluralign.objectives.hf:HFRewardModel",
-    "multihead": "pluralign.reward_models.multihead.objective:MultiHeadObjective",
-    "reward_model": "pluralign.objectives.trained:TrainedRewardModelObjective",
-    "image": "pluralign.objectives.image:build_image_objective",
-}
+# the objective types a spec may name; each one's class (or factory) takes (name, **options): source_class
+SOURCE_TYPES = ("builtin", "callable", "hf", "multihead", "reward_model", "image")
 # which option of each type holds the "source" in the short `name=source` form
 SOURCE_KEY = {"builtin": "scorer", "callable": "function", "hf": "model", "reward_model": "model", "image": "scorer"}
 QUANTILES = (0.05, 0.1, 0.25, 0.5, 0.7, 0.75, 0.9, 0.95)
@@ -84,10 +76,29 @@ def parse_objective_spec(spec: str | Mapping[str, Any]) -> dict[str, Any]:
     return {"name": name, "type": "hf", "model": source}
 
 
+def source_class(kind: str) -> Callable[..., Objective]:
+    """The class (or factory) of objective type ``kind``; imported on first use, since several load torch.
+    A new reward source adds its type to :data:`SOURCE_TYPES` and a branch here."""
+    if kind == "builtin":
+        from pluralign.objectives.builtin import BuiltinObjective as cls
+    elif kind == "callable":
+        from pluralign.objectives.python import CallableObjective as cls
+    elif kind == "hf":
+        from pluralign.objectives.hf import HFRewardModel as cls
+    elif kind == "multihead":
+        from pluralign.objectives.learned.multihead import MultiHeadObjective as cls
+    elif kind == "reward_model":
+        from pluralign.objectives.trained import TrainedRewardModelObjective as cls
+    elif kind == "image":
+        from pluralign.objectives.image import build_image_objective as cls
+    else:
+        raise ConfigError(f"unknown objective type {kind!r}; use one of {list(SOURCE_TYPES)}")
+    return cls
+
+
 def build_objective(spec: str | Mapping[str, Any]) -> Objective:
     d = parse_objective_spec(spec)
-    module_name, _, cls_name = SOURCE_TYPES[d["type"]].partition(":")
-    cls = getattr(importlib.import_module(module_name), cls_name)
+    cls = source_class(d["type"])
     options = {k: v for k, v in d.items() if k not in ("name", "type")}
     if d["type"] == "builtin" and options.get("scorer") not in BUILTINS:
         raise ConfigError(

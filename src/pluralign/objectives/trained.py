@@ -3,7 +3,7 @@ their pairwise accuracy (with its 95% confidence interval, and how alike two mod
 them as an objective. An ensemble folder (``--type ensemble``) lists trained members and scores with the
 mean of their z-scores: several reward models as ONE objective.
 
-Each type provides ``pluralign.reward_models.<type>.reward_model.load(model_dir, manifest)`` returning an
+Each type's scorer is ``pluralign.objectives.learned.<type>``, whose ``load(model_dir, manifest)`` returns an
 object with ``score(prompts, responses, context=None) -> list[float]``; every trainer ends with
 :func:`record_held_out_accuracy` (``eval_results.json`` and the manifest's ``extra["held_out"]``).
 
@@ -23,7 +23,6 @@ prompt / chosen / rejected; without one, its learnt default user); in the short 
 from __future__ import annotations
 
 import hashlib
-import importlib
 import json
 from collections.abc import Callable, Mapping, Sequence
 from functools import cached_property
@@ -106,13 +105,26 @@ REWARD_MODEL_TYPES = ("btl", "npbtl", "multihead", "classifier", "ensemble")
 EVAL_FILE = "eval_results.json"
 
 
-def load_reward_model(path: str | Path, **kwargs: Any):
+def load_reward_model(path: str | Path, **kwargs: Any) -> Any:
+    """Load any reward-model folder pluralign trained; the scorer of each type is in
+    :mod:`pluralign.objectives.learned` (its trainer, above, in ``pluralign.reward_models.<type>``)."""
     manifest = Manifest.load(path)
     if manifest.method not in REWARD_MODEL_TYPES:
         raise ConfigError(
             f"{path} holds a {manifest.method!r} model, not a reward model ({', '.join(REWARD_MODEL_TYPES)})"
         )
-    module = importlib.import_module(f"pluralign.reward_models.{manifest.method}.reward_model")
+    if manifest.method == "btl":
+        from pluralign.objectives.learned import btl as module
+    elif manifest.method == "npbtl":
+        from pluralign.objectives.learned import npbtl as module
+    elif manifest.method == "multihead":
+        from pluralign.objectives.learned import multihead as module
+    elif manifest.method == "classifier":
+        from pluralign.objectives.learned import classifier as module
+    else:  # an ensemble loads its members, of any type, through this same function
+        from pluralign.objectives.learned import ensemble
+
+        return ensemble.load(Path(path), manifest, load_member=load_reward_model)
     return module.load(Path(path), manifest, **kwargs)
 
 

@@ -155,3 +155,19 @@ def infer_preference(
         raise PreferenceError("prior_strength must be >= 0 and scale > 0")
     w = _fit(diffs, prior_strength, scale)
     return Preference.from_any([float(x) for x in w / w.sum()], names)
+
+
+def context_tensor(context: Any, embedder: Any, dim: int) -> Any:
+    """A user's choices as the context encoder's input: (1, n, 2, dim) embeddings of (chosen, rejected);
+    ``None`` (no choices yet) gives an empty set, i.e. the learnt default user."""
+    import torch
+
+    if context is None:
+        return torch.zeros(1, 0, 2, dim)
+    choices = validate_context(context)
+    prompts = [c[0] for c in choices]
+    vecs = torch.from_numpy(embedder.embed(prompts + prompts, [c[1] for c in choices] + [c[2] for c in choices]))
+    if vecs.shape[1] != dim:
+        raise PreferenceError(f"embedding size {vecs.shape[1]} does not match the model's {dim}; same encoder?")
+    n = len(choices)
+    return torch.stack([vecs[:n], vecs[n:]], dim=1).unsqueeze(0)

@@ -14,7 +14,6 @@ from pluralign.data.attributes import attribute_pairs, group_by_attribute
 from pluralign.data.pairs import split_pairs
 from pluralign.errors import ConfigError
 from pluralign.models.embeddings import DEFAULT_ENCODER, Embedder, default_layer
-from pluralign.models.manifest import Manifest
 
 
 def make_embedder(cfg: PairwiseRewardDataConfig) -> Embedder:
@@ -93,22 +92,6 @@ def load_user_pairs(
     return splits.train, splits.held, splits.held_pairs
 
 
-def context_tensor(context: Any, embedder: Embedder, dim: int) -> torch.Tensor:
-    """A user's choices as the context encoder's input: (1, n, 2, dim) embeddings of (chosen, rejected);
-    ``None`` (no choices yet) gives an empty set, i.e. the learnt default user."""
-    from pluralign.preferences.inference import validate_context
-
-    if context is None:
-        return torch.zeros(1, 0, 2, dim)
-    choices = validate_context(context)
-    prompts = [c[0] for c in choices]
-    vecs = torch.from_numpy(embedder.embed(prompts + prompts, [c[1] for c in choices] + [c[2] for c in choices]))
-    if vecs.shape[1] != dim:
-        raise ConfigError(f"embedding size {vecs.shape[1]} does not match the model's {dim}; same encoder?")
-    n = len(choices)
-    return torch.stack([vecs[:n], vecs[n:]], dim=1).unsqueeze(0)
-
-
 @dataclass
 class PairwiseRewardDataConfig:
     """Where the users' choices come from and how (prompt, response) pairs become features."""
@@ -155,16 +138,6 @@ class PairwiseRewardDataConfig:
     seed: int = 0
     trust_remote_code: bool = False
 
-
-def embedder_from_manifest(manifest: Manifest, **overrides: Any) -> Embedder:
-    e = manifest.extra.get("embedding", {})
-    return Embedder(
-        overrides.get("embedding_model", e.get("model")),
-        pooling=e.get("pooling", "auto"),
-        max_length=e.get("max_length", 256),
-        layer=e.get("layer", -1),
-        cache_dir=overrides.get("embedding_cache"),
-    )
 
 
 @dataclass

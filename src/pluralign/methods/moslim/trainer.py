@@ -23,7 +23,7 @@ from pluralign.errors import ConfigError, DataError
 from pluralign.methods.moslim.mapping import RewardMapping, preference_to_levels
 from pluralign.methods.moslim.template import PreferenceTemplate
 from pluralign.models.manifest import Manifest
-from pluralign.reward_models.multihead.reward_model import MultiHeadRewardScorer
+from pluralign.objectives.learned.multihead import MultiHeadRewardScorer
 from pluralign.training.progress import use_progress_lines
 
 RUN_FILE = "moslim_run.json"

@@ -25,7 +25,7 @@ from pluralign.methods.npdpo.trainer import CONTEXT_WEIGHTS, FILM_WEIGHTS
 from pluralign.models.embeddings import Embedder
 from pluralign.models.manifest import Manifest
 from pluralign.models.neural_process import ContextEncoder, load_module
-from pluralign.training.user_pairs import context_tensor
+from pluralign.preferences.inference import context_tensor
 
 
 class NPDPOPolicy(SteerablePolicy):

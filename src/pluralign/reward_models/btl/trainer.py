@@ -13,9 +13,8 @@ import torch
 
 from pluralign.config import train_command
 from pluralign.models.neural_process import NPConfig
+from pluralign.objectives.learned.btl import BTL, WEIGHTS
 from pluralign.reward_models.btl.config import BTLConfig
-from pluralign.reward_models.btl.model import BTL
-from pluralign.reward_models.btl.reward_model import WEIGHTS
 from pluralign.training.user_pairs import load_user_splits, make_embedder
 from pluralign.training.user_tasks import held_out_accuracy, save_pairwise_reward_model, train_on_user_tasks
 

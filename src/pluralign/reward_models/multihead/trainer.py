@@ -33,16 +33,17 @@ from transformers import Trainer
 from pluralign.errors import DataError
 from pluralign.models.manifest import Manifest
 from pluralign.models.state import is_main_process, wait_for_everyone
-from pluralign.objectives.trained import record_held_out_accuracy, update_held_out
-from pluralign.preferences.tags import quantile_edges
-from pluralign.reward_models.multihead.config import HEADS_ONLY_ABOVE_BLOCKS, MultiHeadRewardConfig, default_backbone
-from pluralign.reward_models.multihead.model import (
+from pluralign.objectives.learned.multihead import (
     MultiHeadRewardModel,
     MultiHeadSpec,
     encode,
     load_backbone,
+    predict_probabilities,
     resolve_pooling,
 )
+from pluralign.objectives.trained import record_held_out_accuracy, update_held_out
+from pluralign.preferences.tags import quantile_edges
+from pluralign.reward_models.multihead.config import HEADS_ONLY_ABOVE_BLOCKS, MultiHeadRewardConfig, default_backbone
 from pluralign.training.progress import StageTimer, use_progress_lines
 
 METRICS_FILE = "head_metrics.json"
@@ -148,22 +149,6 @@ class _PairCollator:
             return_tensors="pt",
         )
         return {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"], "labels": labels}
-
-
-@torch.no_grad()
-def predict_probabilities(
-    model: MultiHeadRewardModel, tokenizer: Any, prompts: Sequence[str], responses: Sequence[str], batch_size: int = 64
-) -> list[np.ndarray]:
-    """Per head, an (N, K_i) array of class probabilities."""
-    model.eval()
-    device = next(model.parameters()).device
-    parts: list[list[np.ndarray]] = [[] for _ in model.heads]
-    for start in range(0, len(prompts), batch_size):
-        enc = encode(tokenizer, model.spec, prompts[start : start + batch_size], responses[start : start + batch_size])
-        logits = model(input_ids=enc["input_ids"].to(device), attention_mask=enc["attention_mask"].to(device))
-        for i, lg in enumerate(logits):
-            parts[i].append(lg.float().softmax(-1).cpu().numpy())
-    return [np.concatenate(p) if p else np.zeros((0, k)) for p, k in zip(parts, model.spec.num_classes)]
 
 
 def head_metrics(

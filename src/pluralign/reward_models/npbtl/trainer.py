@@ -15,8 +15,8 @@ import torch
 from pluralign.config import train_command
 from pluralign.errors import ConfigError
 from pluralign.models.neural_process import NPBTL, NPConfig
+from pluralign.objectives.learned.npbtl import WEIGHTS
 from pluralign.reward_models.npbtl.config import NPBTLConfig
-from pluralign.reward_models.npbtl.reward_model import WEIGHTS
 from pluralign.training.user_pairs import load_user_splits, make_embedder
 from pluralign.training.user_tasks import held_out_accuracy, save_pairwise_reward_model, train_on_user_tasks
 

@@ -256,7 +256,7 @@ def run_chat_demo(
     methods, evaluate their fronts beside the base model, write the results and ``DIR/<world>_demo.json``."""
     from pluralign.evaluation.pipeline import evaluate_models, summary_table
     from pluralign.evaluation.steering import steering_summary
-    from pluralign.generation.policy import load_policy
+    from pluralign.policies import load_policy
     from pluralign.preferences.weights import preference_grid
     from pluralign.training.quiet import quiet_libraries
 

@@ -210,8 +210,8 @@ def _fit_npbtl_and_btl(
     import torch
 
     from pluralign.models.neural_process import NPBTL, NPConfig
+    from pluralign.objectives.learned.btl import BTL
     from pluralign.reward_models.btl.config import BTLConfig
-    from pluralign.reward_models.btl.model import BTL
     from pluralign.reward_models.npbtl.config import NPBTLConfig
     from pluralign.training.user_tasks import accuracy_by_context_size, train_on_user_tasks
 
@@ -312,8 +312,8 @@ def steering(
     """RiC driven by each unseen user's inferred / true / equal weights, and the unsteered base model; the
     user's own reward of the answers (:func:`~pluralign.evaluation.personalisation.steering_summary`)."""
     from pluralign.evaluation.personalisation import mismatched_rewards, signed_differences, steering_summary
-    from pluralign.generation.policy import load_policy
     from pluralign.objectives.scoring import ScoreCache, score_samples
+    from pluralign.policies import load_policy
     from pluralign.preferences.inference import infer_preference
     from pluralign.preferences.simulated_users import cosine
 
@@ -372,7 +372,7 @@ def run_personal(
     """Every stage (module docstring); returns the results (``k``, ``npbtl``, ``btl``, ``oracle``,
     ``inferred``, ``cosine``, ``steer_share``, ``steering``, the world's facts and the seconds per stage)."""
     from pluralign.evaluation.personalisation import inference_by_context_size, signed_differences
-    from pluralign.generation.policy import load_policy
+    from pluralign.policies import load_policy
     from pluralign.preferences.simulated_users import SimulatedUsers
     from pluralign.worlds.chat.demo import peak_rss_mb, train_ric_chat
 

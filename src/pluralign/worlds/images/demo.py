@@ -26,10 +26,10 @@ def run(args: Any) -> int:
     from pluralign.errors import ConfigError
     from pluralign.evaluation.images import evaluate_image_models
     from pluralign.evaluation.pipeline import summary_table
-    from pluralign.generation.policy import load_policy
     from pluralign.methods.ric_image.trainer import train_ric_image
     from pluralign.models.diffusion import TextToImage
     from pluralign.objectives import ObjectiveSet
+    from pluralign.policies import load_policy
     from pluralign.worlds.images.world import base_config, build_image_world
 
     if getattr(args, "method", "ric") != "ric":

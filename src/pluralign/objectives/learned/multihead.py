@@ -1,4 +1,7 @@
-"""The multi-head classification reward model: a Hugging Face backbone and one linear head per objective.
+"""The multi-head classification reward model (MOSLIM): a Hugging Face backbone and one linear head per objective;
+the trained model as a scorer (:class:`MultiHeadRewardScorer`, what ``load_reward_model`` returns) and one
+of its heads as an objective (:class:`MultiHeadObjective`, ``type: multihead`` in objective specs:
+``helpful=multihead:/path/to/rm``, or ``{"name": ..., "type": "multihead", "model": DIR, "head": ..., "reduce": ...}``).
 
 Head i classifies a (prompt, response) pair into K_i intensity levels (K_i may differ per objective).
 The backbone is any encoder (pooled by attention-masked mean, or its [CLS] token) or causal LM (pooled
@@ -11,14 +14,18 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
 from pluralign.errors import ConfigError, ModelNotFoundError
 from pluralign.models.encoder_pooling import masked_mean
+from pluralign.models.manifest import Manifest
+from pluralign.objectives.base import Objective
 
 HEADS_FILE = "heads.safetensors"
 CONFIG_FILE = "multihead.json"
@@ -190,3 +197,133 @@ def encode(
         PairFormat(spec.input_format),
         return_tensors="pt" if padding else None,
     )
+
+
+@torch.no_grad()
+def predict_probabilities(
+    model: MultiHeadRewardModel, tokenizer: Any, prompts: Sequence[str], responses: Sequence[str], batch_size: int = 64
+) -> list[np.ndarray]:
+    """Per head, an (N, K_i) array of class probabilities."""
+    model.eval()
+    device = next(model.parameters()).device
+    parts: list[list[np.ndarray]] = [[] for _ in model.heads]
+    for start in range(0, len(prompts), batch_size):
+        enc = encode(tokenizer, model.spec, prompts[start : start + batch_size], responses[start : start + batch_size])
+        logits = model(input_ids=enc["input_ids"].to(device), attention_mask=enc["attention_mask"].to(device))
+        for i, lg in enumerate(logits):
+            parts[i].append(lg.float().softmax(-1).cpu().numpy())
+    return [np.concatenate(p) if p else np.zeros((0, k)) for p, k in zip(parts, model.spec.num_classes)]
+
+
+REDUCTIONS = ("expected", "normalized", "class_prob", "argmax")
+
+
+class MultiHeadRewardScorer:
+    """Scores (prompt, response) pairs with every head of a multi-head classification reward model."""
+
+    def __init__(self, model_dir: str | Path, device: str | None = None, batch_size: int = 64) -> None:
+        import torch
+
+        self.model_dir = Path(model_dir)
+        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        self.model, self.tokenizer = load_multihead(self.model_dir, self.device)
+        self.batch_size = batch_size
+
+    @property
+    def spec(self) -> MultiHeadSpec:
+        return self.model.spec
+
+    @property
+    def objectives(self) -> list[str]:
+        return list(self.spec.objectives)
+
+    def probabilities(self, prompts: Sequence[str], responses: Sequence[str]) -> dict[str, np.ndarray]:
+        """``{head name: (N, K_i) class probabilities}``."""
+        if len(prompts) != len(responses):
+            raise ValueError(f"got {len(prompts)} prompts but {len(responses)} responses")
+        probs = predict_probabilities(self.model, self.tokenizer, list(prompts), list(responses), self.batch_size)
+        return dict(zip(self.spec.objectives, probs))
+
+    def head_scores(
+        self,
+        prompts: Sequence[str],
+        responses: Sequence[str],
+        reduce: str = "normalized",
+        target_class: int | None = None,
+    ) -> dict[str, np.ndarray]:
+        """One float per pair and head: ``expected`` class index, ``normalized`` (expected / (K_i - 1), in
+        [0, 1]), ``argmax`` class, or ``class_prob`` (the probability of ``target_class``)."""
+        if reduce not in REDUCTIONS:
+            raise ConfigError(f"reduce {reduce!r} is not one of {REDUCTIONS}")
+        out = {}
+        for name, p in self.probabilities(prompts, responses).items():
+            k = p.shape[1]
+            if reduce == "class_prob":
+                if target_class is None or not 0 <= target_class < k:
+                    raise ConfigError(f"reduce='class_prob' needs target_class in 0..{k - 1} for head {name!r}")
+                out[name] = p[:, target_class]
+            elif reduce == "argmax":
+                out[name] = p.argmax(1).astype(np.float64)
+            else:
+                expected = p @ np.arange(k, dtype=np.float64)
+                out[name] = expected / (k - 1) if reduce == "normalized" else expected
+        return out
+
+    def score(
+        self, prompts: Sequence[str], responses: Sequence[str], context: Any = None, head: str | None = None
+    ) -> list[float]:
+        """The contract's scalar: a head's normalised expected intensity, or the mean over heads."""
+        if context is not None:
+            raise ConfigError("a multi-head reward model is not conditioned on context; pass context=None")
+        scores = self.head_scores(prompts, responses, reduce="normalized")
+        if head is not None:
+            self.spec.head_index(head)
+            return scores[head].tolist()
+        return np.mean(np.stack(list(scores.values()), axis=1), axis=1).tolist()
+
+
+def load(model_dir: Path, manifest: Manifest, **kwargs: Any) -> MultiHeadRewardScorer:
+    """``pluralign.load_reward_model`` hook."""
+    return MultiHeadRewardScorer(model_dir, **kwargs)
+
+
+class MultiHeadObjective(Objective):
+    """Scores with head ``head`` (default: the objective's name), reduced to a float by ``reduce``."""
+
+    def __init__(
+        self,
+        name: str,
+        model: str,
+        head: str | None = None,
+        reduce: str = "expected",
+        target_class: int | None = None,
+        batch_size: int = 64,
+    ) -> None:
+        if reduce not in REDUCTIONS:
+            raise ConfigError(f"objective {name!r}: reduce {reduce!r} is not one of {REDUCTIONS}")
+        if not (Path(model) / CONFIG_FILE).is_file():
+            raise ModelNotFoundError(
+                f"objective {name!r}: {model!r} is not a multi-head reward model (no {CONFIG_FILE}); "
+                "train one with `pluralign train reward-model --type multihead`"
+            )
+        self.name = name
+        self.model_dir = str(Path(model).resolve())
+        self.head = head or name
+        self.reduce = reduce
+        self.target_class = target_class
+        self.batch_size = batch_size
+
+    @cached_property
+    def scorer(self) -> MultiHeadRewardScorer:
+        scorer = MultiHeadRewardScorer(self.model_dir, batch_size=self.batch_size)
+        scorer.spec.head_index(self.head)  # fail early, naming the heads
+        return scorer
+
+    @property
+    def identity(self) -> str:
+        mtime = (Path(self.model_dir) / "heads.safetensors").stat().st_mtime_ns
+        return f"multihead:{self.model_dir}:{mtime}:{self.head}:{self.reduce}:{self.target_class}"
+
+    def score_batch(self, prompts: Sequence[str], responses: Sequence[str]) -> list[float]:
+        scores = self.scorer.head_scores(prompts, responses, reduce=self.reduce, target_class=self.target_class)
+        return scores[self.head].tolist()

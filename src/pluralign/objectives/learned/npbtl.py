@@ -13,14 +13,12 @@ from typing import Any
 import torch
 
 from pluralign.errors import ConfigError
-from pluralign.models.embeddings import Embedder
+from pluralign.models.embeddings import Embedder, embedder_from_manifest
 from pluralign.models.manifest import Manifest
 from pluralign.models.neural_process import NPBTL, load_module
-from pluralign.training.user_pairs import context_tensor, embedder_from_manifest
+from pluralign.preferences.inference import context_tensor
 
 WEIGHTS = "npbtl"
-
-
 
 
 class NPBTLRewardModel:

@@ -1,11 +1,11 @@
 """``pluralign train reward-model --type btl|npbtl|multihead|classifier|ensemble ...``.
 
-Each type's trainer lives in ``pluralign.reward_models.<type>.trainer`` with ``run(argv) -> int``.
+Each type's trainer lives in ``pluralign.reward_models.<type>.trainer`` with ``run(argv) -> int``; this
+command picks one (the types never import each other).
 """
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Sequence
 
 from pluralign.errors import ConfigError
@@ -33,5 +33,14 @@ def run(argv: Sequence[str]) -> int:
         raise ConfigError(f"--type is required; use one of {', '.join(REWARD_MODEL_TYPES)}")
     if kind not in REWARD_MODEL_TYPES:
         raise ConfigError(f"unknown reward model --type {kind!r}; use one of {', '.join(REWARD_MODEL_TYPES)}")
-    module = importlib.import_module(f"pluralign.reward_models.{kind}.trainer")
-    return int(module.run(argv) or 0)
+    if kind == "btl":
+        from pluralign.reward_models.btl import trainer
+    elif kind == "npbtl":
+        from pluralign.reward_models.npbtl import trainer
+    elif kind == "multihead":
+        from pluralign.reward_models.multihead import trainer
+    elif kind == "classifier":
+        from pluralign.reward_models.classifier import trainer
+    else:
+        from pluralign.reward_models.ensemble import trainer
+    return int(trainer.run(argv) or 0)

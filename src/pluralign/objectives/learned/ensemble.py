@@ -1,13 +1,13 @@
 """A trained ensemble: ``score = mean_k (r_k - mean_k) / std_k`` over its member reward models.
 
-Members are loaded with :func:`pluralign.objectives.trained.load_reward_model` (any type, an ensemble
-included); ``mean_k`` / ``std_k`` are member k's score statistics on the ensemble's training pairs, so
+Members are loaded with the ``load_member`` that :func:`pluralign.objectives.trained.load_reward_model` passes
+in (any type, an ensemble included; no reward-model type imports another); ``mean_k`` / ``std_k`` are member k's score statistics on the ensemble's training pairs, so
 every member counts alike whatever the scale of its rewards.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -21,18 +21,23 @@ from pluralign.models.manifest import Manifest
 class EnsembleRewardModel:
     """The mean of the members' z-scores; see the module docstring."""
 
-    def __init__(self, members: Sequence[dict[str, Any]], manifest: Manifest, model_dir: Path) -> None:
+    def __init__(
+        self,
+        members: Sequence[dict[str, Any]],
+        manifest: Manifest,
+        model_dir: Path,
+        load_member: Callable[[str], Any],
+    ) -> None:
         if not members:
             raise ConfigError(f"{model_dir}: the ensemble lists no members")
         self.members = [dict(m) for m in members]
         self.manifest = manifest
         self.model_dir = model_dir
+        self.load_member = load_member
 
     @cached_property
     def models(self) -> list[Any]:
-        from pluralign.objectives.trained import load_reward_model
-
-        return [load_reward_model(m["path"]) for m in self.members]
+        return [self.load_member(m["path"]) for m in self.members]
 
     def member_scores(self, prompts: Sequence[Any], responses: Sequence[Any]) -> np.ndarray:
         """(members, N) raw scores."""
@@ -55,5 +60,5 @@ class EnsembleRewardModel:
         return self.zscores(self.member_scores(prompts, responses)).mean(0).tolist()
 
 
-def load(model_dir: Path, manifest: Manifest, **kwargs: Any) -> EnsembleRewardModel:
-    return EnsembleRewardModel(manifest.extra.get("members", []), manifest, Path(model_dir))
+def load(model_dir: Path, manifest: Manifest, load_member: Callable[[str], Any]) -> EnsembleRewardModel:
+    return EnsembleRewardModel(manifest.extra.get("members", []), manifest, Path(model_dir), load_member)
