@@ -10,6 +10,7 @@ in ``--work_dir``; docs/personalisation.md explains the setup.
 
     python benchmarks/personal.py --out personal.json            # about 15 minutes on 2 idle cores
     python benchmarks/personal.py --quick --out quick.json       # a development-sized run
+    python benchmarks/personal.py --policy soups --out soups.json  # Rewarded Soups (4 RLOO runs) steered instead
 """
 
 from __future__ import annotations
@@ -36,6 +37,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--ric_steps", type=int, help="RiC offline SFT steps (default: 2 epochs of the training responses)")
     ap.add_argument("--base_model", help="the policy's base model (default builtin:smollm2-135m-instruct)")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--policy", choices=["ric", "soups"], default="ric",
+                    help="the steerable policy driven by the users' weights (soups: one RLOO run per objective)")  # fmt: skip
     args = ap.parse_args(argv)
 
     from pluralign.training.quiet import quiet_libraries
@@ -52,7 +55,8 @@ def main(argv: list[str] | None = None) -> int:
     for key, value in (("n_users", args.users), ("unseen_users", args.unseen)):
         if value is not None:
             users[key] = value
-    settings = PersonalSettings(alpha=args.alpha, tau=args.tau, seed=args.seed, quick=args.quick, **users)
+    settings = PersonalSettings(alpha=args.alpha, tau=args.tau, seed=args.seed, quick=args.quick, policy=args.policy,
+                                **users)  # fmt: skip
     start = time.time()
 
     def progress(msg: str) -> None:

@@ -10,7 +10,7 @@ import json
 import numpy as np
 import pytest
 
-from pluralign.errors import DataError, PreferenceError
+from pluralign.errors import ConfigError, DataError, PreferenceError
 from pluralign.evaluation.personalisation import (
     inference_by_context_size,
     mismatched_rewards,
@@ -188,7 +188,8 @@ def personal_run(tmp_path_factory):
                     "rejected": f" Burn them all, number {k}."}) + "\n" for k, q in enumerate(REQUESTS)
     ))  # fmt: skip
     world = PERSONAL.settings(base_model=str(base), pairs=str(pairs), n_prompts=8, n_eval_prompts=6,
-                              held_out_fraction=0.4, max_new_tokens=8, offline_max_steps=2, batch_size=4)  # fmt: skip
+                              held_out_fraction=0.4, max_new_tokens=8, offline_max_steps=2, batch_size=4,
+                              rl_steps=1, rl_batch_size=4, rl_generations=2)  # fmt: skip
     users = PersonalSettings(n_users=8, unseen_users=3, ks=(0, 1, 3), eval_repeats=10, num_targets=5,
                              infer_repeats=3, npbtl_max_steps=20, steer_prompts=2, steer_context=3)  # fmt: skip
     result = run_personal(root / "run", users, world, progress=None)
@@ -243,3 +244,29 @@ def test_a_rerun_reuses_every_stage(personal_run, monkeypatch):
     for key in ("npbtl", "btl", "npbtl_scores", "oracle", "inferred", "cosine", "steer_share"):
         assert again[key] == result[key], key
     assert "reward_models (cached)" in again["stage_seconds"]
+
+
+def test_soups_can_be_the_steered_policy_and_reuses_every_earlier_stage(personal_run, monkeypatch):
+    """``policy="soups"``: one RLOO run per objective on the training prompts, driven per user by weights; the
+    world and reward-model stages of the same folder are reused, and each preference is its own request."""
+    import dataclasses
+
+    from pluralign.worlds.chat import personal_benchmark
+    from pluralign.worlds.chat.personal_benchmark import run_personal
+
+    result, out, users, world = personal_run
+
+    def fail(*args, **kwargs):
+        pytest.fail("a cached stage ran again")
+
+    monkeypatch.setattr(personal_benchmark, "reward_model_accuracy", fail)
+    soups_users = dataclasses.replace(users, policy="soups")
+    got = run_personal(out, soups_users, world, progress=None)
+    assert got["policy"] == "soups" and got["steering"]["policy"] == "soups"
+    assert got["npbtl"] == result["npbtl"] and got["cosine"] == result["cosine"]
+    manifest = json.loads((out / "soups" / "pluralign.json").read_text())
+    assert manifest["method"] == "soups" and set(manifest["extra"]["runs"]) == set(result["objectives"])
+    # Soups's prompt carries no tag: requests differ by their weights (3 users x 3 conditions, equal shared)
+    assert got["steering"]["distinct_tagged_prompts"] > got["steering"]["prompts"]
+    with pytest.raises(ConfigError, match="rl_steps"):  # refused before any stage runs
+        run_personal(out, soups_users, dataclasses.replace(world, rl_steps=2), progress=None)

@@ -41,6 +41,10 @@ Progress = Callable[[str], None]
 STAGE_VERSION = 2  # bumped when a cached stage's result changes shape (its cache is then recomputed)
 KS = (0, 1, 3, 5, 10)
 # the settings a trained RiC model depends on: a rerun reuses DIR/ric only with the same ones
+# the world settings each steerable policy is trained with: its folder is reused only with the same ones
+RL_FIELDS = ("base_model", "lora_r", "lora_alpha", "rl_steps", "rl_batch_size", "rl_generations", "rl_learning_rate",
+             "rl_beta", "max_new_tokens", "seed")  # fmt: skip
+POLICIES = ("ric", "soups")
 RIC_FIELDS = ("base_model", "lora_r", "lora_alpha", "learning_rate", "offline_epochs", "offline_max_steps", "max_length",
               "tag_format", "tag_levels", "tag_position", "batch_size", "online_iterations", "online_prompts",
               "online_offline_samples", "online_learning_rate", "online_max_steps", "seed")  # fmt: skip
@@ -62,6 +66,7 @@ class PersonalSettings:
     validation_fraction: float = 0.15  # training prompts whose pairs are the reward models' validation split
     steer_context: int = 10  # the user's choices the steering infers weights from
     steer_prompts: int = 8  # test prompts the steered policy answers (their pairs are never in a context)
+    policy: str = "ric"  # the steerable policy driven by the users' weights: ric, or soups (one RLOO run per objective)
     seed: int = 0
     quick: bool = field(default=False, metadata={"help": "recorded only: a development-sized run"})
 
@@ -70,6 +75,8 @@ class PersonalSettings:
             raise ConfigError(
                 f"unseen_users must be between 1 and n_users - 1 ({self.n_users - 1}), got {self.unseen_users}"
             )
+        if self.policy not in POLICIES:
+            raise ConfigError(f"policy {self.policy!r} is not one of {', '.join(POLICIES)}")
         if self.tau < 0 or self.alpha <= 0:
             raise ConfigError("tau must be >= 0 and alpha > 0")
         if sorted(set(self.ks)) != list(self.ks) or min(self.ks) < 0:
@@ -116,18 +123,19 @@ def _cached(path: Path, key: dict[str, Any], compute: Callable[[], dict[str, Any
     return result, False
 
 
-def _check_ric_settings(ric_dir: Path, settings: ChatSettings) -> None:
-    """DIR/ric is reused only with the settings it was trained with: else a one-line error, not a silent reuse."""
-    wanted = {f: getattr(settings, f) for f in RIC_FIELDS}
-    saved_file = ric_dir / "personal_ric_settings.json"
+def _check_policy_settings(policy_dir: Path, settings: ChatSettings, policy: str = "ric") -> None:
+    """DIR/ric (DIR/soups) is reused only with the settings it was trained with: else a one-line error, not a
+    silent reuse."""
+    wanted = {f: getattr(settings, f) for f in (RIC_FIELDS if policy == "ric" else RL_FIELDS)}
+    saved_file = policy_dir / f"personal_{policy}_settings.json"
     if saved_file.is_file():
         saved = json.loads(saved_file.read_text())
         for name, value in wanted.items():
             if name in saved and saved[name] != value:
                 raise ConfigError(
-                    f"{ric_dir} was trained with {name}={saved[name]!r}, not {value!r}; use another --out to retrain"
+                    f"{policy_dir} was trained with {name}={saved[name]!r}, not {value!r}; use another --out to retrain"
                 )
-    ric_dir.mkdir(parents=True, exist_ok=True)
+    policy_dir.mkdir(parents=True, exist_ok=True)
     saved_file.write_text(json.dumps(wanted, indent=1))
 
 
@@ -277,12 +285,14 @@ def _steered_answers(policy: Any, requests: list[tuple[Any, Any]], cache_file: P
     and how many distinct tagged prompts there were."""
     rendered = [policy.rendered_prompt(p, w) for p, w in requests]
     stamp = str((policy.model_dir / "pluralign.json").stat().st_mtime_ns)
-    keys = [_key(text, gen, stamp) for text in rendered]
+    # RiC steers through the prompt's tags; a weight-space policy (Soups) by the weights themselves
+    steers = [None if policy.method == "ric" else [round(x, 6) for x in policy.weights_for(w)] for _, w in requests]
+    keys = [_key(text, gen, stamp) if m is None else _key(text, gen, stamp, m) for text, m in zip(rendered, steers)]
 
     def generate(idx: list[int]) -> list[str]:
         return policy.generate_many([requests[i][0] for i in idx], [requests[i][1] for i in idx], **gen)
 
-    return _cached_generations(keys, generate, cache_file, log, "RiC"), len(set(rendered))
+    return _cached_generations(keys, generate, cache_file, log, policy.method), len(set(keys))
 
 
 def _base_answers(
@@ -306,10 +316,10 @@ def _base_answers(
 
 
 def steering(
-    world: ChatWorld, pool: Pool, users: Any, choices: np.ndarray, ric_dir: Path, out: Path, s: PersonalSettings,
+    world: ChatWorld, pool: Pool, users: Any, choices: np.ndarray, policy_dir: Path, out: Path, s: PersonalSettings,
     log: Progress,
 ) -> dict[str, Any]:  # fmt: skip
-    """RiC driven by each unseen user's inferred / true / equal weights, and the unsteered base model; the
+    """The steerable policy (RiC, or Rewarded Soups) driven by each unseen user's inferred / true / equal weights, and the unsteered base model; the
     user's own reward of the answers (:func:`~pluralign.evaluation.personalisation.steering_summary`)."""
     from pluralign.evaluation.personalisation import mismatched_rewards, signed_differences, steering_summary
     from pluralign.objectives.scoring import ScoreCache, score_samples
@@ -337,7 +347,7 @@ def steering(
         prefs["equal"].append(equal)
     gen, cache_file = world.generation_kwargs, out / "steer_generations.jsonl"
     base = _base_answers(world, prompts, cache_file, gen, log)
-    policy = load_policy(ric_dir)
+    policy = load_policy(policy_dir)
     requests = [(p, dict(zip(names, w))) for c in prefs for w in prefs[c] for p in prompts]
     texts, distinct = _steered_answers(policy, requests, cache_file, gen, log)
     rows = [{"prompt": p, "response": t} for (p, _), t in zip(requests, texts)]
@@ -360,6 +370,7 @@ def steering(
         "prompts": len(prompts),
         "context": s.steer_context,
         "distinct_tagged_prompts": distinct,
+        "policy": policy.method,
     }
 
 
@@ -372,9 +383,10 @@ def run_personal(
     """Every stage (module docstring); returns the results (``k``, ``npbtl``, ``btl``, ``oracle``,
     ``inferred``, ``cosine``, ``steer_share``, ``steering``, the world's facts and the seconds per stage)."""
     from pluralign.evaluation.personalisation import inference_by_context_size, signed_differences
+    from pluralign.models.manifest import is_finished
     from pluralign.policies import load_policy
     from pluralign.preferences.simulated_users import SimulatedUsers
-    from pluralign.worlds.chat.demo import peak_rss_mb, train_ric_chat
+    from pluralign.worlds.chat.demo import peak_rss_mb, train_ric_chat, train_soups_chat
 
     s = settings or PersonalSettings()
     start = time.time()
@@ -387,6 +399,8 @@ def run_personal(
         stages[label] = round(time.time() - t0, 1)
         log(f"personal: stage {label} took {stages[label]:.1f}s (peak RSS {peak_rss_mb():.0f} MB)")
 
+    # a policy folder trained with other settings is refused before any stage runs
+    _check_policy_settings(out / s.policy, world_settings or PERSONAL.settings(seed=s.seed), s.policy)
     t = time.time()
     world = build_chat_world(out / "world", progress=log, settings=world_settings or PERSONAL.settings(seed=s.seed),
                              spec=PERSONAL)  # fmt: skip
@@ -401,7 +415,7 @@ def run_personal(
         json.dumps(
             {
                 "world": asdict(world.settings),
-                "users": asdict(s) | {"quick": None},
+                "users": {k: v for k, v in asdict(s).items() if k != "policy"} | {"quick": None},  # any policy's
                 "pairs": len(pool.pairs),
                 "version": STAGE_VERSION,
             }
@@ -423,16 +437,17 @@ def run_personal(
     stage("inference", t)
 
     t = time.time()
-    ric_dir = out / "ric"
-    _check_ric_settings(ric_dir, world.settings)
-    if not _ric_done(ric_dir):  # (a finished run is not re-exported: its answers stay cached)
-        ric_world = dataclasses.replace(world, train=[r for r in world.train if r["split"] == TRAIN])
-        train_ric_chat(ric_world, ric_dir, log)
-    load_policy(ric_dir)  # a broken export fails here, before the steering stage
-    stage("ric", t)
+    policy_dir = out / s.policy
+    train_world = dataclasses.replace(world, train=[r for r in world.train if r["split"] == TRAIN])
+    if s.policy == "ric" and not _ric_done(policy_dir):  # (a finished run is not re-exported: its answers stay cached)
+        train_ric_chat(train_world, policy_dir, log)
+    if s.policy == "soups" and not is_finished(policy_dir):  # one RLOO run per objective, on training prompts only
+        train_soups_chat(train_world, policy_dir, log)
+    load_policy(policy_dir)  # a broken export fails here, before the steering stage
+    stage(s.policy, t)
 
     t = time.time()
-    steer = steering(world, pool, users, choices, ric_dir, out, s, log)
+    steer = steering(world, pool, users, choices, policy_dir, out, s, log)
     stage("steering", t)
 
     result = {
@@ -445,6 +460,7 @@ def run_personal(
         "inferred": [round(a, 2) for a in inference["accuracy"]],
         "cosine": [round(c, 4) for c in inference["cosine"]],
         "steer_share": steer["steer_share"],
+        "policy": s.policy,
         "steering": steer,
         "objectives": names,
         "users": {"n": s.n_users, "unseen": s.unseen_users, "alpha": s.alpha, "tau": s.tau},
