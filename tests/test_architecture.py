@@ -170,3 +170,27 @@ def test_no_new_string_built_import_hides_a_layer_break():
         if "import_module(" in p.read_text() and name.search(p.read_text())
     }
     assert found - CLI_MODULES == KNOWN_STRING_IMPORTS
+
+
+def test_lint_imports_prints_every_contract_kept_on_one_line():
+    """Each contract's status is on its own line as ``<name> KEPT``: a name too long for lint-imports' 80
+    columns wraps, and a reader of the output (or a script) then sees a contract line without KEPT."""
+    import configparser
+    import os
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    config = configparser.ConfigParser()
+    config.read(root / ".importlinter")
+    names = [config[s]["name"] for s in config.sections() if s.startswith("importlinter:contract:")]
+    assert names and all(len(n) <= 60 for n in names), [n for n in names if len(n) > 60]
+    lint = Path(sys.executable).with_name("lint-imports")
+    result = subprocess.run(
+        [str(lint), "--no-cache"], cwd=root, capture_output=True, text=True, env={**os.environ, "COLUMNS": "80"}
+    )
+    lines = result.stdout.splitlines()
+    assert result.returncode == 0, result.stdout[-2000:]
+    for name in names:
+        assert f"{name} KEPT" in lines, name
+    assert f"Contracts: {len(names)} kept, 0 broken." in lines
