@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -39,6 +40,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--policy", choices=["ric", "soups"], default="ric",
                     help="the steerable policy driven by the users' weights (soups: one RLOO run per objective)")  # fmt: skip
+    ap.add_argument("--guidance_scale", type=float, default=1.0,
+                    help="ric: classifier-free guidance on the tags when it answers (1: plain decoding)")  # fmt: skip
     args = ap.parse_args(argv)
 
     from pluralign.training.quiet import quiet_libraries
@@ -55,8 +58,14 @@ def main(argv: list[str] | None = None) -> int:
     for key, value in (("n_users", args.users), ("unseen_users", args.unseen)):
         if value is not None:
             users[key] = value
-    settings = PersonalSettings(alpha=args.alpha, tau=args.tau, seed=args.seed, quick=args.quick, policy=args.policy,
-                                **users)  # fmt: skip
+    from pluralign.errors import PluralignError
+
+    try:
+        settings = PersonalSettings(alpha=args.alpha, tau=args.tau, seed=args.seed, quick=args.quick, policy=args.policy,
+                                    guidance_scale=args.guidance_scale, **users)  # fmt: skip
+    except PluralignError as exc:  # one line naming the field, no traceback
+        print(f"personal: {exc}", file=sys.stderr)
+        return 2
     start = time.time()
 
     def progress(msg: str) -> None:

@@ -52,6 +52,26 @@ def test_generate_works_with_a_good_preference(capsys, model_dir):
     assert code == 0 and capsys.readouterr().out.strip() != ""
 
 
+def test_generate_takes_tag_guidance_for_a_ric_model_and_refuses_a_bad_one(capsys, model_dir, monkeypatch):
+    from pluralign.methods.ric import policy as ric_policy
+
+    scales = []
+    real = ric_policy.generate_batched
+
+    def spy(*args, **kwargs):
+        scales.append(kwargs.get("guidance_scale"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(ric_policy, "generate_batched", spy)
+    args = ["generate", "--model", str(model_dir), "--preference", "sentiment=0.7,conciseness=0.3", "--max_new_tokens", "4"]
+    assert main([*args, "--guidance_scale", "3", "the lamp"]) == 0 and scales == [3.0]
+    capsys.readouterr()
+    code, err = run_cli(capsys, *args, "--guidance_scale", "0.5", "the lamp")
+    assert code == 2 and "guidance_scale must be at least 1" in err and "\n" not in err
+    code, err = run_cli(capsys, *args, "--guidance_against", "random", "the lamp")
+    assert code == 2 and "guidance_against 'random' is not one of opposite, neutral" in err and "\n" not in err
+
+
 def test_unknown_objective_name_in_score(capsys, tmp_path):
     data = tmp_path / "d.jsonl"
     data.write_text(json.dumps({"prompt": "p", "response": "r"}) + "\n")

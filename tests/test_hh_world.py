@@ -174,6 +174,9 @@ def test_the_hh_demo_writes_the_model_the_front_the_steering_and_the_samples(hh,
     assert run_chat_demo(out, ("ric", "dpo"), work_dir=folder, settings=quick, spec=HH) == 0
     policy = load_policy(out / "model")
     assert policy.objectives == ["harmless", "helpful"] and policy.manifest.method == "ric"
+    # the world's tag guidance is stored with the model, so `pluralign generate` decodes as the demo did
+    assert settings.guidance_scale > 1 and policy.manifest.extra["guidance_scale"] == settings.guidance_scale
+    assert policy.guidance_scale == settings.guidance_scale and policy.decode_target("Hi", None) is None
     front = json.loads((out / "front.json").read_text())
     assert [f["method"] for f in front["fronts"]] == ["base", "ric", "dpo"]
     base_scores = front["fronts"][0]["points"][0]["scores"]
@@ -223,6 +226,12 @@ def test_demo_size_flags_belong_to_the_chat_worlds():
         world_sizes(build_parser().parse_args(["--out", "x", "--world", "hh", "--offline_steps", "0"]))
     with pytest.raises(ConfigError, match="--pairs: only the hh world takes it"):
         world_sizes(build_parser().parse_args(["--out", "x", "--world", "chat", "--pairs", "p.jsonl"]))
+    args = build_parser().parse_args(["--out", "x", "--world", "hh", "--guidance_scale", "3"])
+    assert world_sizes(args) == {"guidance_scale": 3.0}
+    with pytest.raises(ConfigError, match="--guidance_scale must be at least 1"):
+        world_sizes(build_parser().parse_args(["--out", "x", "--world", "hh", "--guidance_scale", "0.5"]))
+    with pytest.raises(ConfigError, match="--guidance_scale: only the chat and hh worlds take it"):
+        world_sizes(build_parser().parse_args(["--out", "x", "--guidance_scale", "3"]))
 
 
 def test_a_world_folder_is_not_reused_for_the_other_world(hh):

@@ -270,3 +270,35 @@ def test_soups_can_be_the_steered_policy_and_reuses_every_earlier_stage(personal
     assert got["steering"]["distinct_tagged_prompts"] > got["steering"]["prompts"]
     with pytest.raises(ConfigError, match="rl_steps"):  # refused before any stage runs
         run_personal(out, soups_users, dataclasses.replace(world, rl_steps=2), progress=None)
+
+
+def test_ric_can_answer_with_tag_guidance_and_its_answers_are_cached_apart(personal_run, monkeypatch):
+    """``guidance_scale`` > 1: the same RiC model answers with guidance on its tags; every earlier stage is
+    reused, but the plain answers' cache is not (their tagged prompts are the same, their decoding is not)."""
+    import dataclasses
+
+    from pluralign.methods.ric import policy as ric_policy
+    from pluralign.worlds.chat import demo as chat_demo, personal_benchmark
+    from pluralign.worlds.chat.personal_benchmark import PersonalSettings, run_personal
+
+    result, out, users, world = personal_run
+
+    def fail(*args, **kwargs):
+        pytest.fail("a cached stage ran again")
+
+    monkeypatch.setattr(personal_benchmark, "reward_model_accuracy", fail)
+    monkeypatch.setattr(chat_demo, "train_ric_chat", fail)  # imported from there when the stage runs
+    guided_calls = []
+    real = ric_policy.generate_batched
+
+    def spy(*args, **kwargs):
+        guided_calls.append(kwargs.get("guidance_scale"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(ric_policy, "generate_batched", spy)
+    got = run_personal(out, dataclasses.replace(users, guidance_scale=3.0), world, progress=None)
+    assert guided_calls and set(guided_calls) == {3.0}  # regenerated, with guidance
+    assert got["steering"]["guidance_scale"] == 3.0 and result["steering"]["guidance_scale"] == 1.0
+    assert got["npbtl"] == result["npbtl"] and got["cosine"] == result["cosine"]
+    with pytest.raises(ConfigError, match="only the ric policy takes one above 1"):
+        PersonalSettings(policy="soups", guidance_scale=2.0)

@@ -128,3 +128,23 @@ def test_evaluate_command_writes_the_front_files(ric_run, tiny_world, tmp_path):
     assert ric["hypervolume"] >= 0 and ric["wall_seconds"] > 0
     assert (out / "pareto.png").stat().st_size > 1000 and "<img" in (out / "report.html").read_text()
     assert main([*args, "--prompt_column", "question"]) == 2  # a missing prompt column is a user error
+
+
+def test_tag_guidance_amplifies_the_steering_and_steers_away_from_the_mirrored_tags(ric_run, tiny_world, steered_means):
+    """Classifier-free guidance on the tags: the negative prompt for w = (1, 0) carries the tags of (0, 1)
+    (each desired reward reflected within its bounds), and the guided gap between the two ends of the
+    grid is wider than the plain one on both objectives."""
+    from pluralign.models.manifest import Manifest
+
+    assert Manifest.load(ric_run["out"]).extra["guidance_scale"] == 1.0  # the trainer's default, stored
+    plain, guided = load_policy(ric_run["out"]), load_policy(ric_run["out"], guidance_scale=3.0)
+    assert plain.guidance_scale == 1.0 and guided.guidance_scale == 3.0
+    prompt = tiny_world.eval_prompts[0]
+    assert guided.negative_prompt(prompt, (1.0, 0.0)) == guided.tagged_prompt(prompt, (0.0, 1.0))
+    assert guided.negative_prompt(prompt, (1.0, 0.0)) != guided.tagged_prompt(prompt, (1.0, 0.0))
+
+    def gaps(means):
+        return means[(1.0, 0.0)][0] - means[(0.0, 1.0)][0], means[(0.0, 1.0)][1] - means[(1.0, 0.0)][1]
+
+    plain_gaps, guided_gaps = gaps(steered_means(plain, tiny_world)), gaps(steered_means(guided, tiny_world))
+    assert guided_gaps[0] > plain_gaps[0] and guided_gaps[1] > plain_gaps[1], (plain_gaps, guided_gaps)

@@ -58,6 +58,12 @@ def build_parser() -> argparse.ArgumentParser:
     for flag, (_field, what) in SIZE_FLAGS.items():
         sizes.add_argument(f"--{flag}", type=int, default=None, help=what)
     sizes.add_argument("--pairs", default=None, help="hh: preference pairs file (prompt/chosen/rejected); default: the shipped HH pairs")
+    sizes.add_argument(
+        "--guidance_scale",
+        type=float,
+        default=None,
+        help="chat and hh: RiC's classifier-free guidance on the tags (1: plain decoding; hh default 5, chat 1)",
+    )
     add_generation_flags(p)
     return p
 
@@ -83,6 +89,12 @@ def world_sizes(args: argparse.Namespace) -> dict[str, object]:
             raise ConfigError(f"--{flag} must be at least {least}, got {given[field]}")
     if args.pairs is not None:
         given["pairs"] = args.pairs
+    if args.guidance_scale is not None:
+        if args.world not in ("chat", "hh"):
+            raise ConfigError(f"--guidance_scale: only the chat and hh worlds take it; drop it for --world {args.world}")
+        if args.guidance_scale < 1:
+            raise ConfigError(f"--guidance_scale must be at least 1 (1: plain decoding), got {args.guidance_scale}")
+        given["guidance_scale"] = args.guidance_scale
     if given and args.world not in ("chat", "hh"):
         named = [f"--{f}" for f, (field, _) in SIZE_FLAGS.items() if field in given] + ["--pairs"] * ("pairs" in given)
         flags = ", ".join(named)

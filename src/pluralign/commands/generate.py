@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from pluralign.config import add_generation_flags, generation_kwargs, parse_args
-from pluralign.errors import DataError
+from pluralign.errors import ConfigError, DataError
 from pluralign.generation.prompts import as_chat
 from pluralign.models.manifest import Manifest
 from pluralign.preferences.weights import Preference
@@ -24,7 +24,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--trust_remote_code", action="store_true")
     p.add_argument("--out", default=None, help="image models: PNG file to write (several prompts: OUT_0.png, ...)")
     p.add_argument("--num_inference_steps", type=int, default=None, help="image models: sampling steps")
-    p.add_argument("--guidance_scale", type=float, default=None, help="image models: classifier-free guidance")
+    p.add_argument(
+        "--guidance_scale",
+        type=float,
+        default=None,
+        help="classifier-free guidance: image models' CFG scale; RiC text models' guidance on the tags "
+        "(1: plain decoding; default: what training stored)",
+    )
+    p.add_argument(
+        "--guidance_against",
+        default=None,
+        help="RiC text models: the tags guidance steers away from, opposite | neutral (default: stored)",
+    )
     add_generation_flags(p)
     return p
 
@@ -66,6 +77,15 @@ def run(argv: Sequence[str]) -> int:
     torch.manual_seed(args.seed)
     if getattr(policy, "modality", "text") == "image":
         return _write_images(policy, prompts, preference, context, args)
+    if args.guidance_scale is not None or args.guidance_against is not None:
+        if not hasattr(policy, "set_guidance"):
+            raise ConfigError(
+                f"--guidance_scale/--guidance_against: a {manifest.method} model has no tag guidance (RiC models do); drop them"
+            )
+        policy.set_guidance(
+            policy.guidance_scale if args.guidance_scale is None else args.guidance_scale,
+            args.guidance_against or policy.guidance_against,
+        )
     outs = policy.generate(prompts, preference=preference, context=context, **generation_kwargs(args))
     for text in outs:
         print(text.strip())

@@ -65,6 +65,27 @@ def left_padded(rows: Sequence[Sequence[int]], pad_id: int) -> dict[str, torch.T
     return {"input_ids": ids, "attention_mask": mask}
 
 
+def sampling_warpers(model: Any, call: dict[str, Any]) -> list[Any]:
+    """Temperature, top-k and top-p as processors that run after guidance: transformers places a custom
+    processor after its own warpers, so guided sampling takes them out of ``call`` and applies them itself."""
+    from transformers import TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper
+
+    if not call.get("do_sample"):
+        return []
+    config = model.generation_config
+
+    def setting(name: str, off: float) -> float:  # the call's value, else the model's, else off
+        value = call.pop(name) if name in call else getattr(config, name, None)
+        return off if value is None else value
+
+    temperature, top_k, top_p = setting("temperature", 1.0), setting("top_k", 0), setting("top_p", 1.0)
+    call.update(temperature=1.0, top_k=0, top_p=1.0)
+    warpers: list[Any] = [TemperatureLogitsWarper(float(temperature))] if temperature != 1.0 else []
+    warpers += [TopKLogitsWarper(int(top_k))] if top_k > 0 else []
+    warpers += [TopPLogitsWarper(float(top_p))] if top_p < 1.0 else []
+    return warpers
+
+
 @torch.no_grad()
 def generate_batched(
     model,
@@ -75,6 +96,8 @@ def generate_batched(
     cleaning: Cleaning | None = None,
     on_token: OnToken | None = None,
     row_context: Callable[[list[int]], Any] | None = None,
+    negatives: Sequence[Any] | None = None,
+    guidance_scale: float = 1.0,
     **generation_kwargs: Any,
 ) -> list[str]:
     """Generate one completion per prompt; returns only the new text (special tokens removed), cleaned.
@@ -82,6 +105,8 @@ def generate_batched(
     ``on_token(i, token_id)`` sees prompt ``i``'s tokens as they are generated (end-of-turn tokens
     excluded); returning True ends that row. ``row_context(indices)`` is entered around the generate
     call of each padded batch (indices into ``prompts``), e.g. a LoRA mix's per-row weights.
+    ``negatives`` (one per prompt) with ``guidance_scale`` > 1 decodes with classifier-free guidance
+    away from them (:mod:`pluralign.generation.guidance`).
     Inside ``pluralign.generation.backends.use_backend("continuous")`` it runs through transformers'
     continuous batching instead of padded batches (tokens are then not streamed).
     """
@@ -95,9 +120,15 @@ def generate_batched(
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     ids = prompt_ids(tokenizer, texts)
+    guided = negatives is not None and guidance_scale != 1.0
+    if guided and len(negatives) != len(prompts):
+        raise ConfigError(f"negatives: give one negative prompt per prompt ({len(negatives)} for {len(prompts)})")
+    negative_ids = prompt_ids(tokenizer, [render_prompt(tokenizer, p) for p in negatives]) if guided else []
     if current_backend() == "continuous":
         if row_context is not None:
             raise ConfigError("a per-row LoRA mix cannot run through continuous batching's packed batches")
+        if guided:
+            raise ConfigError("guidance_scale: guided decoding runs in padded batches; use the transformers backend")
         out = [clean_text(t, cleaning) for t in continuous_generate(model, tokenizer, ids, **kwargs)]
         if progress:
             progress(len(texts), len(texts))
@@ -118,6 +149,16 @@ def generate_batched(
 
                 stop = RowTokens(idx, on_token, end_of_turn_ids(tokenizer) if cleaning.enabled else [], device)
                 call["stopping_criteria"] = StoppingCriteriaList([stop])
+            if guided:
+                from transformers import LogitsProcessorList
+
+                from pluralign.generation.guidance import NegativePromptGuidance
+
+                neg = left_padded([negative_ids[i] for i in idx], tokenizer.pad_token_id)
+                guide = NegativePromptGuidance(
+                    model, neg["input_ids"].to(device), neg["attention_mask"].to(device), guidance_scale
+                )
+                call["logits_processor"] = LogitsProcessorList([guide, *sampling_warpers(model, call)])
             context = row_context(idx) if row_context is not None else contextlib.nullcontext()
             with context:
                 seqs = model.generate(**enc, **call)

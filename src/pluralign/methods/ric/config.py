@@ -44,6 +44,17 @@ class RiCConfig(DevicePrecisionMixin, LoraMixin, SFTConfig):
         },
     )
     mapping: str = field(default="linf", metadata={"help": "Preference-to-reward mapping: linf | l2 | linear."})
+    guidance_scale: float = field(
+        default=1.0,
+        metadata={
+            "help": "Classifier-free guidance on the tags when the model generates (stored in pluralign.json; "
+            "generate/serve may override): 1 plain decoding, > 1 amplifies what the tags change."
+        },
+    )
+    guidance_against: str = field(
+        default="opposite",
+        metadata={"help": "The tags guidance steers away from: opposite (desired rewards reflected) | neutral."},
+    )
     # LoRA (the paper: r=64, alpha=128, dropout=0.05)
     use_peft: bool = field(default=False, metadata={"help": "Train LoRA adapters instead of full weights."})
     lora_r: int = field(default=64, metadata={"help": "LoRA rank."})

@@ -54,12 +54,31 @@ def model_prompt(tokenizer: Any, template: TagTemplate, prompt: Any, chat: bool 
     return prompt
 
 
+GUIDANCE_NEGATIVES = ("opposite", "neutral")
+
+
 class RiCPolicy(SteerablePolicy):
-    """A RiC model. Without a preference it uses uniform weights; with ``context`` it infers weights."""
+    """A RiC model. Without a preference it uses uniform weights; with ``context`` it infers weights.
+
+    ``guidance_scale`` > 1 decodes with classifier-free guidance on the tags
+    (:mod:`pluralign.generation.guidance`): each step contrasts the preference's tags with
+    ``guidance_against``'s, the ``opposite`` tags (every desired reward reflected within its bounds) or the
+    ``neutral`` ones (every desired reward at the middle of its bounds), so what the tags change is
+    amplified, at one extra forward pass per token. Both default to what training stored in
+    ``pluralign.json`` (``RiCConfig.guidance_scale``), else 1 (plain decoding)."""
 
     token_streaming = True
 
-    def __init__(self, model, tokenizer, manifest: Manifest, model_dir: Path, batch_size: int = 32) -> None:
+    def __init__(
+        self,
+        model,
+        tokenizer,
+        manifest: Manifest,
+        model_dir: Path,
+        batch_size: int = 32,
+        guidance_scale: float | None = None,
+        guidance_against: str | None = None,
+    ) -> None:
         self.model = model
         self.tokenizer = tokenizer
         self.manifest = manifest
@@ -77,6 +96,18 @@ class RiCPolicy(SteerablePolicy):
         self.chat_trained = fmt == "chat" or (
             fmt is None and has_chat_template(tokenizer) and bool(marker) and marker == assistant_marker(tokenizer)
         )
+        self.set_guidance(
+            extra.get("guidance_scale", 1.0) if guidance_scale is None else guidance_scale,
+            guidance_against or extra.get("guidance_against", "opposite"),
+        )
+
+    def set_guidance(self, scale: float, against: str = "opposite") -> None:
+        """Decode with tag guidance ``scale`` (1: plain decoding) against the ``against`` tags."""
+        if scale < 1.0:
+            raise ConfigError(f"guidance_scale must be at least 1 (1: plain decoding), got {scale}")
+        if against not in GUIDANCE_NEGATIVES:
+            raise ConfigError(f"guidance_against {against!r} is not one of {', '.join(GUIDANCE_NEGATIVES)}")
+        self.guidance_scale, self.guidance_against = float(scale), against
 
     def desired_rewards(self, preference: Preference) -> np.ndarray:
         return preference_to_rewards(preference.weights, self.low, self.high, self.manifest.mapping)
@@ -87,10 +118,20 @@ class RiCPolicy(SteerablePolicy):
         prompt = model_prompt(self.tokenizer, self.template, prompt, self.chat_trained)
         return self.template.apply(prompt, self.objectives, self.desired_rewards(pref))
 
+    def negative_prompt(self, prompt: Any, preference: PreferenceLike | None) -> Any:
+        """The prompt that guidance steers away from: ``prompt`` with the ``guidance_against`` tags."""
+        pref = Preference(tuple(self.objectives), self.weights_for(preference))
+        wanted = self.desired_rewards(pref)
+        values = self.low + self.high - wanted if self.guidance_against == "opposite" else (self.low + self.high) / 2
+        prompt = model_prompt(self.tokenizer, self.template, prompt, self.chat_trained)
+        return self.template.apply(prompt, self.objectives, values)
+
     def rendered_prompt(self, prompt: Any, preference: PreferenceLike | None = None) -> str:
         return render_prompt(self.tokenizer, self.tagged_prompt(prompt, preference))
 
-    def decode_target(self, prompt: Any, preference: PreferenceLike | None, mixing: str | None = None) -> DecodeTarget:
+    def decode_target(self, prompt: Any, preference: PreferenceLike | None, mixing: str | None = None) -> DecodeTarget | None:
+        if self.guidance_scale > 1.0:  # guided rows need their negative branch: padded batches (generate_many)
+            return None
         return DecodeTarget(self.model, self.tokenizer, self.rendered_prompt(prompt, preference))
 
     def preference_from_context(self, context: Sequence[Choice]) -> Preference:
@@ -104,6 +145,9 @@ class RiCPolicy(SteerablePolicy):
         self, prompts: Sequence[Any], preferences: Sequence[PreferenceLike | None], **generation_kwargs: Any
     ) -> list[str]:
         tagged = [self.tagged_prompt(p, w) for p, w in zip(prompts, preferences)]
+        if self.guidance_scale > 1.0:
+            generation_kwargs["negatives"] = [self.negative_prompt(p, w) for p, w in zip(prompts, preferences)]
+            generation_kwargs["guidance_scale"] = self.guidance_scale
         return generate_batched(self.model, self.tokenizer, tagged, batch_size=self.batch_size, **generation_kwargs)
 
 

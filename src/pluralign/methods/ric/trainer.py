@@ -338,5 +338,7 @@ def _export(
             "desired_high": [float(x) for x in high],
             # chat: training prompts were chat-rendered, so a plain prompt is read as a user turn (policy.py)
             "prompt_format": "chat" if chat else "text",
+            "guidance_scale": config.guidance_scale,
+            "guidance_against": config.guidance_against,
         },
     ).save(out)

@@ -58,6 +58,7 @@ def ric_config(world: ChatWorld, output_dir: Path, **overrides: Any):
         tag_format=s.tag_format,
         tag_levels=s.tag_levels,
         tag_position=s.tag_position,
+        guidance_scale=s.guidance_scale,
         lr_scheduler_type="cosine",
         warmup_steps=5,
         per_device_train_batch_size=s.batch_size,
@@ -290,7 +291,8 @@ def run_chat_demo(
         trained = TRAINERS[method](world, model_dir(out, method), progress)
         train_seconds[method] = time.time() - t
         stage(f"train_{method}", t)
-        policies[method] = load_policy(trained)
+        # RiC decodes with the world's tag guidance, also when its model was trained before the setting
+        policies[method] = load_policy(trained, **({"guidance_scale": settings.guidance_scale} if method == "ric" else {}))
     t = time.time()
     gen = {**world.generation_kwargs, **(generation or {})}
     fronts = evaluate_models(

@@ -67,6 +67,7 @@ class PersonalSettings:
     steer_context: int = 10  # the user's choices the steering infers weights from
     steer_prompts: int = 8  # test prompts the steered policy answers (their pairs are never in a context)
     policy: str = "ric"  # the steerable policy driven by the users' weights: ric, or soups (one RLOO run per objective)
+    guidance_scale: float = 1.0  # ric: classifier-free guidance on the tags when it answers (1: plain decoding)
     seed: int = 0
     quick: bool = field(default=False, metadata={"help": "recorded only: a development-sized run"})
 
@@ -77,6 +78,8 @@ class PersonalSettings:
             )
         if self.policy not in POLICIES:
             raise ConfigError(f"policy {self.policy!r} is not one of {', '.join(POLICIES)}")
+        if self.guidance_scale < 1 or (self.guidance_scale != 1 and self.policy != "ric"):
+            raise ConfigError(f"guidance_scale {self.guidance_scale}: at least 1, and only the ric policy takes one above 1")
         if self.tau < 0 or self.alpha <= 0:
             raise ConfigError("tau must be >= 0 and alpha > 0")
         if sorted(set(self.ks)) != list(self.ks) or min(self.ks) < 0:
@@ -285,8 +288,9 @@ def _steered_answers(policy: Any, requests: list[tuple[Any, Any]], cache_file: P
     and how many distinct tagged prompts there were."""
     rendered = [policy.rendered_prompt(p, w) for p, w in requests]
     stamp = str((policy.model_dir / "pluralign.json").stat().st_mtime_ns)
-    # RiC steers through the prompt's tags; a weight-space policy (Soups) by the weights themselves
-    steers = [None if policy.method == "ric" else [round(x, 6) for x in policy.weights_for(w)] for _, w in requests]
+    # RiC steers through the prompt's tags (and its guidance, when on); a weight-space policy (Soups) by the weights
+    guided = ["guidance", policy.guidance_scale, policy.guidance_against] if getattr(policy, "guidance_scale", 1) > 1 else None
+    steers = [guided if policy.method == "ric" else [round(x, 6) for x in policy.weights_for(w)] for _, w in requests]
     keys = [_key(text, gen, stamp) if m is None else _key(text, gen, stamp, m) for text, m in zip(rendered, steers)]
 
     def generate(idx: list[int]) -> list[str]:
@@ -347,7 +351,7 @@ def steering(
         prefs["equal"].append(equal)
     gen, cache_file = world.generation_kwargs, out / "steer_generations.jsonl"
     base = _base_answers(world, prompts, cache_file, gen, log)
-    policy = load_policy(policy_dir)
+    policy = load_policy(policy_dir, **({"guidance_scale": s.guidance_scale} if s.policy == "ric" else {}))
     requests = [(p, dict(zip(names, w))) for c in prefs for w in prefs[c] for p in prompts]
     texts, distinct = _steered_answers(policy, requests, cache_file, gen, log)
     rows = [{"prompt": p, "response": t} for (p, _), t in zip(requests, texts)]
@@ -371,6 +375,7 @@ def steering(
         "context": s.steer_context,
         "distinct_tagged_prompts": distinct,
         "policy": policy.method,
+        "guidance_scale": getattr(policy, "guidance_scale", 1.0),
     }
 
 
@@ -415,7 +420,7 @@ def run_personal(
         json.dumps(
             {
                 "world": asdict(world.settings),
-                "users": {k: v for k, v in asdict(s).items() if k != "policy"} | {"quick": None},  # any policy's
+                "users": {k: v for k, v in asdict(s).items() if k not in ("policy", "guidance_scale")} | {"quick": None},
                 "pairs": len(pool.pairs),
                 "version": STAGE_VERSION,
             }
