@@ -62,7 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--guidance_scale",
         type=float,
         default=None,
-        help="chat and hh: RiC's classifier-free guidance on the tags (1: plain decoding; hh default 5, chat 1)",
+        help="chat and hh: RiC's classifier-free guidance on the tags (1: plain decoding; hh default 7, chat 1)",
     )
     add_generation_flags(p)
     return p

@@ -10,7 +10,7 @@ on topic with classifier-free guidance"). ``g = 1`` is plain decoding; ``g > 1``
 conditioning changes. RiC for diffusion models guides the same way (METHODS.md section 1).
 
 Only *plausible* tokens are guided: a token whose probability under the prompt is below ``plausibility``
-times the most likely token's is ruled out (the adaptive plausibility constraint of contrastive decoding,
+(default 0.03) times the most likely token's is ruled out (the adaptive plausibility constraint of contrastive decoding,
 Li et al. 2023). Without it guidance favours any token the two prompts disagree on, however unlikely: a
 RiC model guided against the mirrored tags began answers by copying its own tag line ("4 <helpful> 0").
 
@@ -27,7 +27,7 @@ import torch
 from transformers import LogitsProcessor
 
 
-PLAUSIBILITY = 0.1  # a guided token is at least this fraction as likely as the prompt's top token
+PLAUSIBILITY = 0.03  # a guided token is at least this fraction as likely as the prompt's top token
 
 
 class NegativePromptGuidance(LogitsProcessor):

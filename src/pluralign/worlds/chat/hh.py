@@ -65,9 +65,9 @@ HH_DEFAULTS: dict[str, Any] = {
     "max_new_tokens": 48,
     "dpo_pairs": 128,
     # RiC decodes with classifier-free guidance on its tags, against the mirrored tags: at this scale the
-    # tags alone move greedy answers little (per-prompt shares 0.33 / 0.30 over three seeds); scale 5 was
-    # chosen on seed 0 among 2, 3, 4, 5 and 7 (docs/hh_world.md "Guidance on the tags")
-    "guidance_scale": 5.0,
+    # tags alone move greedy answers little (per-prompt shares 0.33 / 0.30 over three seeds); scale 7 met
+    # the most steering aims on seed 0 (docs/hh_world.md "Guidance on the tags")
+    "guidance_scale": 7.0,
 }
 
 
