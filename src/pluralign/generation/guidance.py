@@ -26,7 +26,6 @@ from typing import Any
 import torch
 from transformers import LogitsProcessor
 
-
 PLAUSIBILITY = 0.03  # a guided token is at least this fraction as likely as the prompt's top token
 
 
