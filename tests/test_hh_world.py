@@ -386,12 +386,21 @@ def test_front_cost_runs_ric_against_soups_on_the_hh_world(hh, tmp_path):
     assert (out / "hv_vs_compute.png").is_file() and "| soups |" in (out / "matched.md").read_text()
 
 
-def test_the_harmless_model_can_be_npbtl_and_the_world_scores_with_it_at_no_context(hh, tmp_path):
+def test_the_harmless_model_can_be_npbtl_and_the_world_scores_with_it_at_no_context(hh, tmp_path, monkeypatch):
     from pluralign.models.manifest import Manifest
     from pluralign.objectives.trained import load_reward_model
+    from pluralign.worlds.chat import hh as hh_module
     from pluralign.worlds.chat.hh import HH
     from pluralign.worlds.chat.world import build_chat_world
 
+    real_config = hh_module._rm_config
+
+    def few_steps(kind, rm_dir, data, seed):  # this test checks the wiring, not the fit: 60 steps, not 3000
+        config, train = real_config(kind, rm_dir, data, seed)
+        config.max_steps = 60
+        return config, train
+
+    monkeypatch.setattr(hh_module, "_rm_config", few_steps)
     _, _, settings, _ = hh
     world = build_chat_world(tmp_path / "w", progress=None, settings=dataclasses.replace(settings, harmless_rm="npbtl"), spec=HH)
     rm_dir = (tmp_path / "w" / "harmless_rm").resolve()
