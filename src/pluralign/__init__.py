@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
@@ -16,16 +15,23 @@ if TYPE_CHECKING:  # pragma: no cover
     from pluralign.preferences.weights import Preference
 
 
-# Lazy exports keep `import pluralign` and the CLI's start fast (torch is only imported when needed).
-_EXPORTS = {
-    "load_policy": "pluralign.policies",
-    "load_reward_model": "pluralign.objectives.trained",
-    "Preference": "pluralign.preferences.weights",
-    "preference_to_rewards": "pluralign.preferences.rewards",
-}
-
-
+# Lazy exports keep `import pluralign` and the CLI's start fast (torch is only imported when needed); plain
+# imports, so lint-imports sees them.
 def __getattr__(name: str) -> Any:
-    if name not in _EXPORTS:
-        raise AttributeError(name)
-    return getattr(importlib.import_module(_EXPORTS[name]), name)
+    if name == "load_policy":
+        from pluralign.policies import load_policy
+
+        return load_policy
+    if name == "load_reward_model":
+        from pluralign.objectives.trained import load_reward_model
+
+        return load_reward_model
+    if name == "Preference":
+        from pluralign.preferences.weights import Preference
+
+        return Preference
+    if name == "preference_to_rewards":
+        from pluralign.preferences.rewards import preference_to_rewards
+
+        return preference_to_rewards
+    raise AttributeError(name)

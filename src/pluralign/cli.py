@@ -1,47 +1,58 @@
 """The ``pluralign`` command.
 
 ``pluralign demo | score | train <method> | evaluate | generate | serve | accuracy``. Every command takes
-``--config FILE.yaml`` and flags that override it. Training methods are discovered: a method folder
-``pluralign/methods/<name>/`` with a ``cli.py`` exposing ``HELP`` and ``run(argv)`` becomes
-``pluralign train <name>`` (underscores shown as dashes). User errors print one line and exit 2.
+``--config FILE.yaml`` and flags that override it. Each command is a module of ``pluralign.commands``,
+reached through a static table of plain imports (:func:`command`), so ``lint-imports`` checks every edge;
+``pluralign train <method>`` is ``pluralign.commands.train``. User errors print one line and exit 2.
 """
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
 import sys
 from collections.abc import Sequence
+from types import ModuleType
 
 from pluralign.errors import PluralignError
 from pluralign.training.quiet import quiet_libraries
 
 COMMANDS = {
-    "demo": ("pluralign.commands.demo", "run the embedded default end to end (no network, CPU)"),
-    "score": ("pluralign.commands.score", "score a dataset with K objectives (cached, resumable)"),
-    "train": (None, "train a method: pluralign train <method> --help"),
-    "evaluate": ("pluralign.commands.evaluate", "Pareto front of a model over a preference grid"),
-    "generate": ("pluralign.commands.generate", "generate steered by a preference or by choices"),
-    "serve": ("pluralign.commands.serve", "serve a model over an OpenAI-compatible HTTP API"),
-    "accuracy": ("pluralign.commands.accuracy", "pairwise accuracy of reward models / objectives on pairs"),
+    "demo": "run the embedded default end to end (no network, CPU)",
+    "score": "score a dataset with K objectives (cached, resumable)",
+    "train": "train a method: pluralign train <method> --help",
+    "evaluate": "Pareto front of a model over a preference grid",
+    "generate": "generate steered by a preference or by choices",
+    "serve": "serve a model over an OpenAI-compatible HTTP API",
+    "accuracy": "pairwise accuracy of reward models / objectives on pairs",
 }
 
 
-def training_methods() -> dict[str, str]:
-    """``{command name: module}`` for every method folder with a cli.py, plus ``reward-model``."""
-    import pluralign.methods as methods_pkg
-
-    found = {"reward-model": "pluralign.commands.train_reward_model"}
-    for info in pkgutil.iter_modules(methods_pkg.__path__):
-        if info.ispkg and importlib.util.find_spec(f"pluralign.methods.{info.name}.cli") is not None:
-            found[info.name.replace("_", "-")] = f"pluralign.methods.{info.name}.cli"
-    return dict(sorted(found.items()))
+def command(name: str) -> ModuleType:
+    """The module whose ``run(argv)`` is ``pluralign <name>`` (imported only when it runs)."""
+    if name == "demo":
+        from pluralign.commands import demo as module
+    elif name == "score":
+        from pluralign.commands import score as module
+    elif name == "train":
+        from pluralign.commands import train as module
+    elif name == "evaluate":
+        from pluralign.commands import evaluate as module
+    elif name == "generate":
+        from pluralign.commands import generate as module
+    elif name == "serve":
+        from pluralign.commands import serve as module
+    elif name == "accuracy":
+        from pluralign.commands import accuracy as module
+    else:
+        raise KeyError(name)
+    return module
 
 
 def _usage() -> str:
+    from pluralign.commands.train import METHODS
+
     lines = ["usage: pluralign <command> [--config FILE.yaml] [flags]", "", "commands:"]
-    lines += [f"  {name:<10} {help_}" for name, (_, help_) in COMMANDS.items()]
-    lines += ["", "training methods (pluralign train <method>): " + ", ".join(training_methods())]
+    lines += [f"  {name:<10} {help_}" for name, help_ in COMMANDS.items()]
+    lines += ["", "training methods (pluralign train <method>): " + ", ".join(METHODS)]
     return "\n".join(lines)
 
 
@@ -59,21 +70,7 @@ def dispatch(argv: Sequence[str]) -> int:
     if cmd not in COMMANDS:
         print(f"pluralign: unknown command {cmd!r}; commands: {', '.join(COMMANDS)}", file=sys.stderr)
         return 2
-    if cmd == "train":
-        methods = training_methods()
-        if not rest or rest[0] in ("-h", "--help"):
-            print("usage: pluralign train <method> [--config FILE.yaml] [flags]\nmethods: " + ", ".join(methods))
-            return 0
-        if rest[0] not in methods:
-            print(f"pluralign train: unknown method {rest[0]!r}; methods: {', '.join(methods)}", file=sys.stderr)
-            return 2
-        module = importlib.import_module(methods[rest[0]])
-        rest = rest[1:]
-    else:
-        module = importlib.import_module(COMMANDS[cmd][0])
-    return int(module.run(rest) or 0)
-
-
+    return int(command(cmd).run(rest) or 0)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
