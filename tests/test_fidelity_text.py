@@ -248,6 +248,30 @@ def test_a_response_that_leaves_the_prompt_under_a_quarter_of_max_length_is_drop
     assert len(rows) == 1 and any("dropped 1 of 2" in h for h in heard)
 
 
+def test_padding_free_sft_trains_the_same_weights_as_padded_batches(bos_llama, tmp_path):
+    """TRL's padding_free joins a batch's rows end to end; the rows are truncated by run_sft's own rule, and
+    the model must keep them apart (transformers' packed-sequence mask): the same steps, the same weights.
+    Fails if run_sft leaves TRL a max_length it refuses, or if attention crosses from one row into the next."""
+    from safetensors.torch import load_file
+    from trl import SFTConfig
+
+    from pluralign.training.args import precision_for_device
+    from pluralign.training.sft import run_sft
+
+    samples = [{"prompt": HH_PROMPT, "completion": " ".join(["Hello there."] * n)} for n in (1, 7, 3, 12, 2, 5)]
+    weights = {}
+    for free in (False, True):
+        args = SFTConfig(output_dir=str(tmp_path / "args"), max_length=64, report_to="none", disable_tqdm=True,
+                         activation_checkpointing=False, per_device_train_batch_size=3, max_steps=2, learning_rate=1e-2,
+                         save_strategy="no", seed=0, padding_free=free, **precision_for_device({}))  # fmt: skip
+        final = run_sft(str(bos_llama.lm_dir), samples, args, tmp_path / f"sft_{free}", tokenizer=bos_llama.tok)
+        weights[free] = load_file(str(final / "model.safetensors"))
+    start = {k: v for k, v in bos_llama.model.state_dict().items()}
+    moved = max((weights[False][k] - start[k]).abs().max().item() for k in weights[False])
+    gap = max((weights[False][k] - weights[True][k]).abs().max().item() for k in weights[False])
+    assert moved > 1e-3 and gap < 1e-5 * max(1.0, moved) + 1e-6, (moved, gap)
+
+
 # -- item 4: conversational prompts as the objectives were trained on them -----------------------------------
 
 

@@ -190,6 +190,11 @@ def test_the_hh_demo_writes_the_model_the_front_the_steering_and_the_samples(hh,
     assert samples.count("- **w = (harmless=0.5, helpful=0.5)**") == 3
     for prompt in world.eval_prompts[:3]:
         assert f"## {_users(prompt)[-1]}" in samples
+    # samples.md quotes the answers the front scored (front.json keeps the first two per point), not new ones
+    ric_front = front["fronts"][1]
+    quoted = [s for s in ric_front["samples"] if s["preference"] in ([1.0, 0.0], [0.0, 1.0])]
+    assert quoted and all(s["response"].strip() in samples for s in quoted if s["response"].strip())
+    assert summary["stage_seconds"]["samples"] < 1.0
 
 
 def test_steering_share_counts_the_prompts_that_move_their_way():

@@ -36,6 +36,8 @@ class Front:
     range: list[float | None] = field(default_factory=list)  # span over the grid / data spread, per objective
     # per point, per prompt, per objective: the raw scores behind each mean (kept in memory, not in front.json)
     prompt_scores: list[list[list[float]]] = field(default_factory=list, repr=False)
+    # per point, per prompt: the generated text behind those scores (in memory only; samples.md quotes them)
+    prompt_texts: list[list[str]] = field(default_factory=list, repr=False)
 
     @property
     def weights(self) -> np.ndarray:
@@ -80,7 +82,8 @@ def evaluate_front(
         per_prompt.append([[float(scores[name][g * n + j]) for name in objectives.names] for j in range(n)])
         for j in range(min(keep_samples, n)):
             samples.append({"preference": w, "prompt": prompt_text(prompts[j]), "response": texts[g * n + j]})
-    front = Front(method or policy.method, points, samples=samples, prompt_scores=per_prompt)
+    texts_per_point = [texts[g * n : (g + 1) * n] for g in range(len(grid))]
+    front = Front(method or policy.method, points, samples=samples, prompt_scores=per_prompt, prompt_texts=texts_per_point)
     front.steerability = steerability(front.weights, front.scores)
     if progress:
         progress(f"evaluate: {front.method} front over {len(grid)} preferences x {n} prompts in {time.time() - t:.1f}s")

@@ -22,6 +22,8 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from pluralign.errors import ConfigError
 from pluralign.worlds.chat.moslim import train_moslim_chat
 from pluralign.worlds.chat.world import CHAT, LORA_TARGETS, ChatSettings, ChatWorld, WorldSpec, build_chat_world
@@ -63,6 +65,7 @@ def ric_config(world: ChatWorld, output_dir: Path, **overrides: Any):
         warmup_steps=5,
         per_device_train_batch_size=s.batch_size,
         max_length=s.max_length,
+        padding_free=True,  # a batch's rows end to end, no padding: same gradients, a third less compute here
         max_steps=s.offline_max_steps,
         online_iterations=s.online_iterations,
         online_prompts=s.online_prompts,
@@ -212,13 +215,22 @@ def peak_rss_mb() -> float:
     return max(own, kids) / 1024.0
 
 
-def write_samples(out: Path, policy: Any, world: ChatWorld, n_prompts: int = 3, file_name: str = "samples.md") -> None:
-    """DIR/samples.md: the steered model's responses at w = (1,0), (0.5,0.5), (0,1) for a few held-out prompts."""
+def write_samples(
+    out: Path, policy: Any, world: ChatWorld, n_prompts: int = 3, file_name: str = "samples.md", front: Any = None
+) -> None:
+    """DIR/samples.md: the steered model's responses at w = (1,0), (0.5,0.5), (0,1) for a few held-out prompts.
+
+    With the policy's evaluated ``front`` (whose grid holds those weights) it quotes the very answers the
+    front scored, at no extra generation; otherwise it generates them."""
     from pluralign.objectives.relevance import last_user_turn
 
     prompts = world.eval_prompts[:n_prompts]
     names = world.objectives.names
-    texts = {w: policy.generate(prompts, preference=dict(zip(names, w)), **world.generation_kwargs) for w in SAMPLE_WEIGHTS}
+    texts, scores = quoted_answers(front, n_prompts) if front is not None else (None, None)
+    if texts is None:
+        texts = {w: policy.generate(prompts, preference=dict(zip(names, w)), **world.generation_kwargs) for w in SAMPLE_WEIGHTS}
+        scores = {w: world.objectives.score(prompts, texts[w]) for w in SAMPLE_WEIGHTS}
+        scores = {w: [[s[n][i] for n in names] for i in range(len(prompts))] for w, s in scores.items()}
     lines = [f"# Steered samples ({policy.manifest.method}, {world.base_model})", ""]
     lines.append(
         f"Objectives: {', '.join(names)}; held-out prompts; greedy decoding, "
@@ -226,12 +238,23 @@ def write_samples(out: Path, policy: Any, world: ChatWorld, n_prompts: int = 3, 
     )
     for i, p in enumerate(prompts):
         lines += ["", f"## {last_user_turn(p)}", ""]
-        scores = world.objectives.score([p] * len(SAMPLE_WEIGHTS), [texts[w][i] for w in SAMPLE_WEIGHTS])
-        for j, w in enumerate(SAMPLE_WEIGHTS):
+        for w in SAMPLE_WEIGHTS:
             label = ", ".join(f"{n}={v:g}" for n, v in zip(names, w))
-            got = ", ".join(f"{n} {scores[n][j]:+.2f}" for n in names)
+            got = ", ".join(f"{n} {v:+.2f}" for n, v in zip(names, scores[w][i]))
             lines.append(f"- **w = ({label})** [{got}]: {texts[w][i].strip() or '(empty)'}")
     (out / file_name).write_text("\n".join(lines) + "\n")
+
+
+def quoted_answers(front: Any, n_prompts: int) -> tuple[dict | None, dict | None]:
+    """The first ``n_prompts`` answers and their scores at each of SAMPLE_WEIGHTS from an evaluated front
+    (the same prompts, in order); (None, None) when its grid lacks one of the weights or kept no texts."""
+    texts, scores = {}, {}
+    for w in SAMPLE_WEIGHTS:
+        g = next((g for g, p in enumerate(front.points) if np.allclose(p["preference"], w)), None)
+        if g is None or g >= len(front.prompt_texts):
+            return None, None
+        texts[w], scores[w] = front.prompt_texts[g][:n_prompts], front.prompt_scores[g][:n_prompts]
+    return texts, scores
 
 
 def training_record(model_dir: Path) -> dict[str, Any] | None:
@@ -313,10 +336,11 @@ def run_chat_demo(
     stage("evaluate", t)
     t = time.time()
     steered = "ric" if "ric" in policies else methods[0]
-    write_samples(out, policies[steered], world)
+    evaluated = {f.method: f for f in fronts}
+    write_samples(out, policies[steered], world, front=evaluated.get(steered))
     for method in methods:  # every other method's answers to the same prompts, beside it
         if method != steered:
-            write_samples(out, policies[method], world, file_name=f"samples_{method}.md")
+            write_samples(out, policies[method], world, file_name=f"samples_{method}.md", front=evaluated.get(method))
     stage("samples", t)
     steering = steering_summary(fronts, world.objectives.names)
     summary = {
