@@ -251,7 +251,8 @@ def test_guidance_against_the_prompt_itself_changes_nothing_even_in_left_padded_
 
 def test_guidance_moves_decoding_away_from_the_negative_prompt(tiny_llama):
     """With a different negative the guided first token is the argmax of log p + (g-1)(log p - log p_neg)
-    among the plausible tokens, computed here by hand from two forward passes."""
+    among the plausible tokens (the contrast capped at 0 for the tokens only one of the two prompts holds),
+    computed here by hand from two forward passes."""
     import math
 
     import torch
@@ -267,7 +268,11 @@ def test_guidance_moves_decoding_away_from_the_negative_prompt(tiny_llama):
         with torch.no_grad():
             cond = torch.log_softmax(model(**tok(prompt, return_tensors="pt")).logits[0, -1], -1)
             neg = torch.log_softmax(model(**tok(negative, return_tensors="pt")).logits[0, -1], -1)
-        guided_scores = cond + (scale - 1) * (cond - neg)
+        contrast = cond - neg
+        differing = set(tok(prompt)["input_ids"]) ^ set(tok(negative)["input_ids"])  # never promoted
+        for t in differing:
+            contrast[t] = min(float(contrast[t]), 0.0)
+        guided_scores = cond + (scale - 1) * contrast
         plausible = cond >= cond.max() + math.log(guidance.PLAUSIBILITY)  # tokens at least that share of the top one
         expected = tok.decode([int(guided_scores.masked_fill(~plausible, float("-inf")).argmax())])
         guided = generate_batched(model, tok, [prompt], max_new_tokens=1, negatives=[negative], guidance_scale=scale)
@@ -306,3 +311,45 @@ def test_guidance_never_picks_a_token_the_prompt_itself_finds_implausible():
     unconstrained = NegativePromptGuidance(model, ids, mask, scale=5.0, plausibility=0.0)(ids, cond.clone())
     assert int(unconstrained.argmax()) == 2 and int(guided.argmax()) == 0
     assert math.isinf(float(guided[0, 2])) and math.isinf(float(guided[0, 3]))  # 0.015 < 0.03 x 0.62: ruled out too
+
+
+def test_guidance_never_promotes_the_text_by_which_the_prompt_and_its_negative_differ(tiny_llama, monkeypatch):
+    """The tag-level failure: "4" in the prompt's tags and "0" in the negative's make "4" far likelier
+    under the prompt, so guidance promoted it into the answer. A token of that difference keeps at most its
+    plain score: greedy guided decoding stops picking it, and demotion still works."""
+    import types
+
+    import torch
+
+    from pluralign.generation.guidance import NegativePromptGuidance, differing_tokens
+
+    cond = torch.log(torch.tensor([[0.45, 0.25, 0.30]]))  # token 2: the prompt's tag level
+    neg = torch.log(torch.tensor([[0.45, 0.50, 0.05]]))  # the negative's tags make token 1 likelier
+
+    def model(**kwargs):
+        return types.SimpleNamespace(logits=neg[:, None, :], cache=None)
+
+    ids, mask = torch.ones((1, 3), dtype=torch.long), torch.ones((1, 3), dtype=torch.long)
+    free = NegativePromptGuidance(model, ids, mask, scale=5.0)(ids, cond.clone())
+    differing = differing_tokens([[7, 2, 9]], [[7, 1, 9]], vocab_size=3)
+    assert differing.tolist() == [[False, True, True]]
+    capped = NegativePromptGuidance(model, ids, mask, scale=5.0, unpromoted=differing)(ids, cond.clone())
+    assert int(free.argmax()) == 2 and int(capped.argmax()) == 0
+    assert torch.allclose(capped[0, 2], cond[0, 2]) and capped[0, 1] < cond[0, 1]  # not promoted; demoted
+
+    model_, tok, _ = tiny_llama  # generate_batched hands each row its own difference
+    from pluralign.generation import guidance
+    from pluralign.generation.batched import generate_batched
+
+    seen = []
+    real = guidance.NegativePromptGuidance
+
+    def spy(*args, **kwargs):
+        seen.append(kwargs["unpromoted"])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(guidance, "NegativePromptGuidance", spy)
+    prompts, negatives = ["w3 w4 w5", "w9 w10"], ["w3 w4 w6", "w9 w10"]
+    generate_batched(model_, tok, prompts, max_new_tokens=1, negatives=negatives, guidance_scale=3.0, batch_size=2)
+    rows = {tuple(r.nonzero().flatten().tolist()) for r in seen[0]}
+    assert rows == {tuple(sorted(tok.convert_tokens_to_ids(["w5", "w6"]))), ()}

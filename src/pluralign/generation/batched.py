@@ -152,11 +152,16 @@ def generate_batched(
             if guided:
                 from transformers import LogitsProcessorList
 
-                from pluralign.generation.guidance import NegativePromptGuidance
+                from pluralign.generation.guidance import NegativePromptGuidance, differing_tokens
 
                 neg = left_padded([negative_ids[i] for i in idx], tokenizer.pad_token_id)
+                vocab = model.get_output_embeddings().weight.shape[0]
                 guide = NegativePromptGuidance(
-                    model, neg["input_ids"].to(device), neg["attention_mask"].to(device), guidance_scale
+                    model,
+                    neg["input_ids"].to(device),
+                    neg["attention_mask"].to(device),
+                    guidance_scale,
+                    unpromoted=differing_tokens([ids[i] for i in idx], [negative_ids[i] for i in idx], vocab).to(device),
                 )
                 call["logits_processor"] = LogitsProcessorList([guide, *sampling_warpers(model, call)])
             context = row_context(idx) if row_context is not None else contextlib.nullcontext()

@@ -14,6 +14,10 @@ Only *plausible* tokens are guided: a token whose probability under the prompt i
 Li et al. 2023). Without it guidance favours any token the two prompts disagree on, however unlikely: a
 RiC model guided against the mirrored tags began answers by copying its own tag line ("4 <helpful> 0").
 
+Nor does guidance promote a token for being the very text by which the two prompts differ (``unpromoted``:
+in RiC, the tags' level digits): such a token may be demoted but keeps at most its plain score, else a
+guided RiC model wrote "Sure, I'm here to help! 4 moonshine" at tags of level 4 against level 0.
+
 transformers' own ``UnbatchedClassifierFreeGuidanceLogitsProcessor`` gives the negative rows no position
 ids, so a left-padded batch reads them at shifted positions; this one keeps its own cache and positions.
 """
@@ -29,11 +33,21 @@ from transformers import LogitsProcessor
 PLAUSIBILITY = 0.03  # a guided token is at least this fraction as likely as the prompt's top token
 
 
+def differing_tokens(prompt_ids: list[list[int]], negative_ids: list[list[int]], vocab_size: int) -> torch.Tensor:
+    """Per row, the tokens found in only one of the prompt and its negative (batch x vocabulary, bool)."""
+    mask = torch.zeros((len(prompt_ids), vocab_size), dtype=torch.bool)
+    for row, (a, b) in enumerate(zip(prompt_ids, negative_ids)):
+        only = [t for t in set(a) ^ set(b) if 0 <= t < vocab_size]
+        mask[row, only] = True
+    return mask
+
+
 class NegativePromptGuidance(LogitsProcessor):
     """Guide a padded batch's next-token scores away from its negative prompts' (one per row).
 
     ``negative_ids`` / ``negative_mask``: the negative prompts, left padded like the batch. The negative
-    rows follow the tokens the batch generates, so both branches see the same continuation."""
+    rows follow the tokens the batch generates, so both branches see the same continuation.
+    ``unpromoted`` (batch x vocabulary, bool): tokens guidance never raises above their plain score."""
 
     def __init__(
         self,
@@ -42,12 +56,14 @@ class NegativePromptGuidance(LogitsProcessor):
         negative_mask: torch.Tensor,
         scale: float,
         plausibility: float | None = None,
+        unpromoted: torch.Tensor | None = None,
     ) -> None:
         self.model, self.scale = model, float(scale)
         plausibility = PLAUSIBILITY if plausibility is None else plausibility
         self.log_plausibility = math.log(plausibility) if plausibility > 0 else float("-inf")
         self.ids, self.mask = negative_ids, negative_mask
         self.cache: Any = None
+        self.unpromoted = unpromoted
 
     def _negative_logprobs(self, input_ids: torch.Tensor) -> torch.Tensor:
         if self.cache is not None:  # feed the token the batch generated last
@@ -69,6 +85,9 @@ class NegativePromptGuidance(LogitsProcessor):
         if self.scale == 1.0:
             return logp
         negative = self._negative_logprobs(input_ids)
-        guided = logp + (self.scale - 1.0) * (logp - negative)
+        contrast = logp - negative
+        if self.unpromoted is not None:
+            contrast = torch.where(self.unpromoted, contrast.clamp(max=0.0), contrast)
+        guided = logp + (self.scale - 1.0) * contrast
         implausible = logp < logp.max(dim=-1, keepdim=True).values + self.log_plausibility
         return guided.masked_fill(implausible | torch.isinf(logp), float("-inf")).to(scores.dtype)
