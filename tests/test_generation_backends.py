@@ -333,6 +333,9 @@ def test_guidance_never_promotes_the_text_by_which_the_prompt_and_its_negative_d
     free = NegativePromptGuidance(model, ids, mask, scale=5.0)(ids, cond.clone())
     differing = differing_tokens([[7, 2, 9]], [[7, 1, 9]], vocab_size=3)
     assert differing.tolist() == [[False, True, True]]
+    # the whole differing span, shared tokens inside it included: "<a> 4 <b> 4" against "<a> 0 <b> 0"
+    span = differing_tokens([[5, 6, 4, 7, 4, 8]], [[5, 6, 0, 7, 0, 8]], vocab_size=9)
+    assert span.nonzero()[:, 1].tolist() == [0, 4, 7]
     capped = NegativePromptGuidance(model, ids, mask, scale=5.0, unpromoted=differing)(ids, cond.clone())
     assert int(free.argmax()) == 2 and int(capped.argmax()) == 0
     assert torch.allclose(capped[0, 2], cond[0, 2]) and capped[0, 1] < cond[0, 1]  # not promoted; demoted

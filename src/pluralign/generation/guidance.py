@@ -14,9 +14,10 @@ Only *plausible* tokens are guided: a token whose probability under the prompt i
 Li et al. 2023). Without it guidance favours any token the two prompts disagree on, however unlikely: a
 RiC model guided against the mirrored tags began answers by copying its own tag line ("4 <helpful> 0").
 
-Nor does guidance promote a token for being the very text by which the two prompts differ (``unpromoted``:
-in RiC, the tags' level digits): such a token may be demoted but keeps at most its plain score, else a
-guided RiC model wrote "Sure, I'm here to help! 4 moonshine" at tags of level 4 against level 0.
+Nor does guidance promote a token of the very text by which the two prompts differ (``unpromoted``: in
+RiC, the tag line from the first level that differs to the last): such a token may be demoted but keeps
+at most its plain score, else a guided RiC model wrote "Sure, I'm here to help! 4 moonshine" at tags of
+level 4 against level 0, or copied the tag line itself ("I don't know what you mean by 5 <helpful> 2").
 
 transformers' own ``UnbatchedClassifierFreeGuidanceLogitsProcessor`` gives the negative rows no position
 ids, so a left-padded batch reads them at shifted positions; this one keeps its own cache and positions.
@@ -34,10 +35,19 @@ PLAUSIBILITY = 0.03  # a guided token is at least this fraction as likely as the
 
 
 def differing_tokens(prompt_ids: list[list[int]], negative_ids: list[list[int]], vocab_size: int) -> torch.Tensor:
-    """Per row, the tokens found in only one of the prompt and its negative (batch x vocabulary, bool)."""
+    """Per row, the tokens of the span where the prompt and its negative differ (batch x vocabulary, bool):
+    everything between their common beginning and their common end, in either prompt. For RiC's tags
+    "<harmless> 4 <helpful> 4" against "<harmless> 0 <helpful> 0" that is "4 <helpful> 4" and
+    "0 <helpful> 0": the levels and the tag text between them."""
     mask = torch.zeros((len(prompt_ids), vocab_size), dtype=torch.bool)
     for row, (a, b) in enumerate(zip(prompt_ids, negative_ids)):
-        only = [t for t in set(a) ^ set(b) if 0 <= t < vocab_size]
+        start = 0
+        while start < min(len(a), len(b)) and a[start] == b[start]:
+            start += 1
+        end = 0
+        while end < min(len(a), len(b)) - start and a[len(a) - 1 - end] == b[len(b) - 1 - end]:
+            end += 1
+        only = [t for t in set(a[start : len(a) - end]) | set(b[start : len(b) - end]) if 0 <= t < vocab_size]
         mask[row, only] = True
     return mask
 
