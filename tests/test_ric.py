@@ -148,3 +148,21 @@ def test_tag_guidance_amplifies_the_steering_and_steers_away_from_the_mirrored_t
 
     plain_gaps, guided_gaps = gaps(steered_means(plain, tiny_world)), gaps(steered_means(guided, tiny_world))
     assert guided_gaps[0] > plain_gaps[0] and guided_gaps[1] > plain_gaps[1], (plain_gaps, guided_gaps)
+
+
+def test_guided_decoding_bans_the_tag_names_and_plain_decoding_is_untouched(ric_run, tiny_world, monkeypatch):
+    """A guided RiC model's typical slip is copying its tag line ("5 <helpful> 2"): guided generation
+    passes every tag's name text, alone and after a space, to transformers as ``bad_words_ids``."""
+    from pluralign.methods.ric import policy as ric_policy
+
+    seen = []
+    monkeypatch.setattr(ric_policy, "generate_batched", lambda *a, **kw: seen.append(kw) or [""] * len(a[2]))
+    guided = load_policy(ric_run["out"], guidance_scale=3.0)
+    names = guided.template.name_texts(guided.objectives)
+    assert names == [guided.template.tag_format.split("{value")[0].format(name=n).strip() for n in guided.objectives]
+    prompt = tiny_world.eval_prompts[0]
+    guided.generate_many([prompt], [(1.0, 0.0)])
+    decoded = {guided.tokenizer.decode(ids).strip() for ids in seen[-1]["bad_words_ids"]}
+    assert decoded == set(names)
+    load_policy(ric_run["out"]).generate_many([prompt], [(1.0, 0.0)])
+    assert "bad_words_ids" not in seen[-1]

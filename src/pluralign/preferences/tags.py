@@ -16,6 +16,7 @@ far fewer steps (docs/chat_world.md).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -57,6 +58,12 @@ class TagTemplate:
                 self.tag_format.format(name=n, value=level(self.level_edges[n], v)) for n, v in zip(names, values)
             )
         return self.separator.join(self._tag(n, _round(v)) for n, v in zip(names, values))
+
+    def name_texts(self, names: Sequence[str]) -> list[str]:
+        """Each objective's tag without its value ("<harmless>" for "<{name}> {value}"): text an answer
+        never needs, which guided decoding bans (a copied tag line is the guided model's typical slip)."""
+        texts = [re.sub(r"\{value[^}]*\}", "", self.tag_format).format(name=n).strip() for n in names]
+        return [t for t in texts if t]
 
     def _tag(self, name: str, value: float) -> str:
         """One tag; a value the format shows as zero never carries a sign ("-0" and "0" would be two tags)."""

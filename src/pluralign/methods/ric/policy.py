@@ -126,6 +126,12 @@ class RiCPolicy(SteerablePolicy):
         prompt = model_prompt(self.tokenizer, self.template, prompt, self.chat_trained)
         return self.template.apply(prompt, self.objectives, values)
 
+    def tag_name_ids(self) -> list[list[int]]:
+        """The token ids of each tag's name text, alone and after a space: guided decoding bans them."""
+        texts = self.template.name_texts(self.objectives)
+        ids = {tuple(self.tokenizer(t, add_special_tokens=False)["input_ids"]) for x in texts for t in (x, " " + x)}
+        return [list(i) for i in sorted(ids) if i]
+
     def rendered_prompt(self, prompt: Any, preference: PreferenceLike | None = None) -> str:
         return render_prompt(self.tokenizer, self.tagged_prompt(prompt, preference))
 
@@ -148,6 +154,7 @@ class RiCPolicy(SteerablePolicy):
         if self.guidance_scale > 1.0:
             generation_kwargs["negatives"] = [self.negative_prompt(p, w) for p, w in zip(prompts, preferences)]
             generation_kwargs["guidance_scale"] = self.guidance_scale
+            generation_kwargs.setdefault("bad_words_ids", self.tag_name_ids())
         return generate_batched(self.model, self.tokenizer, tagged, batch_size=self.batch_size, **generation_kwargs)
 
 
