@@ -224,3 +224,6 @@ def test_lint_imports_prints_every_contract_kept_on_one_line():
     for name in names:
         assert f"{name} KEPT" in lines, name
     assert f"Contracts: {len(names)} kept, 0 broken." in lines
+    # the layers and the methods' independence are printed last: the output's tail always names them
+    tail = [line for line in lines if line.endswith((" KEPT", " BROKEN"))][-2:]
+    assert tail == ["Methods never import each other KEPT", "Layers, top to bottom KEPT"], tail
