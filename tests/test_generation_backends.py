@@ -356,3 +356,36 @@ def test_guidance_never_promotes_the_text_by_which_the_prompt_and_its_negative_d
     generate_batched(model_, tok, prompts, max_new_tokens=1, negatives=negatives, guidance_scale=3.0, batch_size=2)
     rows = {tuple(r.nonzero().flatten().tolist()) for r in seen[0]}
     assert rows == {tuple(sorted(tok.convert_tokens_to_ids(["w5", "w6"]))), ()}
+
+
+def test_bf16_precision_generates_under_autocast_only_inside_its_block(tiny_llama, monkeypatch):
+    """``use_precision("bf16")`` runs each generate call's matmuls under bfloat16 autocast (the chat worlds'
+    default where the CPU computes bfloat16 natively); outside it generation stays float32."""
+    import torch
+
+    from pluralign.generation.batched import generate_batched
+    from pluralign.generation.precision import use_precision
+    from pluralign.worlds.chat.world import ChatSettings
+
+    model, tok, _ = tiny_llama
+    seen: list[bool] = []
+    forward = model.forward
+
+    def watched(*args, **kwargs):
+        seen.append(torch.is_autocast_enabled("cpu") and torch.get_autocast_dtype("cpu") == torch.bfloat16)
+        return forward(*args, **kwargs)
+
+    monkeypatch.setattr(model, "forward", watched)
+    plain = generate_batched(model, tok, PROMPTS, max_new_tokens=4, do_sample=False)
+    assert seen and not any(seen)
+    seen.clear()
+    with use_precision("bf16"):
+        half = generate_batched(model, tok, PROMPTS, max_new_tokens=4, do_sample=False)
+    assert seen and all(seen) and len(half) == len(plain)
+    seen.clear()
+    generate_batched(model, tok, PROMPTS[:1], max_new_tokens=2)
+    assert seen and not any(seen)  # the block ended
+    with pytest.raises(ConfigError, match="precision 'fp8' is not one of fp32, bf16"):
+        with use_precision("fp8"):
+            pass
+    assert ChatSettings(bf16=True).precision() == "bf16" and ChatSettings(bf16=False).precision() == "fp32"

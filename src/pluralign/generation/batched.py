@@ -26,6 +26,7 @@ from pluralign.generation.cleaning import (
     generation_overrides,
     truncate_ids,
 )
+from pluralign.generation.precision import generation_autocast
 from pluralign.generation.prompts import render_prompt
 from pluralign.generation.vllm import VLLMEngines, shared_engines
 from pluralign.models.sequences import prompt_ids
@@ -165,7 +166,7 @@ def generate_batched(
                 )
                 call["logits_processor"] = LogitsProcessorList([guide, *sampling_warpers(model, call)])
             context = row_context(idx) if row_context is not None else contextlib.nullcontext()
-            with context:
+            with context, generation_autocast(device):
                 seqs = model.generate(**enc, **call)
             new = seqs[:, enc["input_ids"].shape[1] :]
             if stop_ids:

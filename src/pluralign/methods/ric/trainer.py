@@ -252,6 +252,7 @@ def _online_generate(
 
     from pluralign.generation.backends import check_backend
     from pluralign.generation.batched import generate_texts
+    from pluralign.generation.precision import use_precision
     from pluralign.models.loading import load_causal_lm
 
     check_backend(config.generation_backend)
@@ -294,17 +295,18 @@ def _online_generate(
                 # whatever RNG state training left behind
                 torch.manual_seed(config.seed + 1000 * it + int(chunk[0]["i"]))
                 tagged = [tag(template, tokenizer, p["prompt"], objectives.names, p["desired"]) for p in chunk]
-                texts = generate_texts(
-                    config.generation_backend,
-                    lm,
-                    tokenizer,
-                    tagged,
-                    model_dir=model,
-                    batch_size=config.generation_batch_size,
-                    cleaning=_cleaning(config),
-                    engines=engines,
-                    **kwargs,
-                )
+                with use_precision("bf16" if config.bf16 else "fp32"):  # as the stage trains
+                    texts = generate_texts(
+                        config.generation_backend,
+                        lm,
+                        tokenizer,
+                        tagged,
+                        model_dir=model,
+                        batch_size=config.generation_batch_size,
+                        cleaning=_cleaning(config),
+                        engines=engines,
+                        **kwargs,
+                    )
                 rows = "".join(json.dumps({"i": p["i"], "prompt": p["prompt"], "response": t}) + "\n" for p, t in zip(chunk, texts))
                 with out_file.open("a") as f:
                     f.write(rows)

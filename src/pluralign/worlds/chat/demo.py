@@ -61,6 +61,7 @@ def ric_config(world: ChatWorld, output_dir: Path, **overrides: Any):
         tag_levels=s.tag_levels,
         tag_position=s.tag_position,
         guidance_scale=s.guidance_scale,
+        bf16=s.precision() == "bf16",
         lr_scheduler_type="cosine",
         warmup_steps=5,
         per_device_train_batch_size=s.batch_size,
@@ -277,7 +278,25 @@ def run_chat_demo(
     spec: WorldSpec | None = None,
 ) -> int:
     """``pluralign demo --world chat|hh``: build the world (``spec``; default the chat world), train the
-    methods, evaluate their fronts beside the base model, write the results and ``DIR/<world>_demo.json``."""
+    methods, evaluate their fronts beside the base model, write the results and ``DIR/<world>_demo.json``.
+    Every generation runs in the settings' precision (``ChatSettings.bf16``), as RiC's training does."""
+    from pluralign.generation.precision import use_precision
+
+    spec = spec or CHAT
+    settings = settings or spec.settings(seed=seed)  # --seed seeds the world's sampling, training and evaluation
+    with use_precision(settings.precision()):
+        return _run_chat_demo(out, methods, work_dir, seed, generation, settings, spec)
+
+
+def _run_chat_demo(
+    out: str | Path,
+    methods: Sequence[str],
+    work_dir: str | Path | None,
+    seed: int,
+    generation: dict[str, Any] | None,
+    settings: ChatSettings,
+    spec: WorldSpec,
+) -> int:
     from pluralign.evaluation.pipeline import evaluate_models, summary_table
     from pluralign.evaluation.steering import steering_summary
     from pluralign.policies import load_policy
@@ -285,8 +304,6 @@ def run_chat_demo(
     from pluralign.training.quiet import quiet_libraries
 
     quiet_libraries()  # no library deprecation warnings or progress bars among the demo's lines
-    spec = spec or CHAT
-    settings = settings or spec.settings(seed=seed)  # --seed seeds the world's sampling, training and evaluation
     name = spec.name
     start = time.time()
     out = Path(out)
@@ -301,7 +318,8 @@ def run_chat_demo(
         progress(f"{name} demo: stage {label} took {stages[label]:.1f}s (peak RSS {peak_rss_mb():.0f} MB)")
 
     t = time.time()
-    progress(f"{name} demo: building the {name} world ({spec.description}; cached after the first run)")
+    progress(f"{name} demo: building the {name} world ({spec.description}; cached after the first run); "
+             f"computing in {settings.precision()}")
     world = build_chat_world(Path(work_dir) if work_dir else out / "world", progress=progress, settings=settings, spec=spec)
     stage("world", t)
     for part, seconds in world.build_seconds.items():  # the world's own stages in this run (0 when cached)
@@ -351,6 +369,7 @@ def run_chat_demo(
         "correlation_detail": world.info.get("correlation_detail"),
         **({"reward_model": world.info["reward_model"]} if "reward_model" in world.info else {}),
         "held_out_prompts": len(world.eval_prompts),
+        "precision": settings.precision(),
         "methods": list(methods),
         "stage_seconds": stages,
         "total_seconds": round(time.time() - start, 1),

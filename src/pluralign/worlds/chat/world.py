@@ -115,6 +115,10 @@ class ChatSettings:
     # classifier-free guidance on the tags when RiC generates (1: plain decoding; the hh world's default in
     # hh.py; docs/hh_world.md "Guidance on the tags")
     guidance_scale: float = 1.0
+    # bfloat16 matmuls for RiC's LoRA training and every generation of the demo (None: where the machine
+    # computes bfloat16 natively; pluralign.generation.precision): 1.4x faster training, 1.5x faster
+    # generation on this project's CPU
+    bf16: bool | None = None
     batch_size: int = 8
     online_iterations: int = 1
     online_prompts: int = 64
@@ -137,6 +141,12 @@ class ChatSettings:
     # RLOO on prompts that state the wanted levels
     moslim_classes: int = 3
     moslim_preferences_per_prompt: int = 2  # training rows per prompt, each with its own sampled levels
+
+    def precision(self) -> str:
+        """``bf16`` or ``fp32``: ``bf16`` as set, else where the machine computes bfloat16 natively."""
+        from pluralign.generation.precision import bf16_native
+
+        return "bf16" if (bf16_native() if self.bf16 is None else self.bf16) else "fp32"
 
 
 @dataclass
