@@ -237,6 +237,10 @@ def test_demo_size_flags_belong_to_the_chat_worlds():
         world_sizes(build_parser().parse_args(["--out", "x", "--world", "hh", "--guidance_scale", "0.5"]))
     with pytest.raises(ConfigError, match="--guidance_scale: only the chat and hh worlds take it"):
         world_sizes(build_parser().parse_args(["--out", "x", "--guidance_scale", "3"]))
+    assert world_sizes(build_parser().parse_args(["--out", "x", "--world", "hh", "--no-bf16"])) == {"bf16": False}
+    assert world_sizes(build_parser().parse_args(["--out", "x", "--world", "hh", "--bf16"])) == {"bf16": True}
+    with pytest.raises(ConfigError, match="--bf16/--no-bf16: only the chat and hh worlds take it"):
+        world_sizes(build_parser().parse_args(["--out", "x", "--bf16"]))
 
 
 def test_a_world_folder_is_not_reused_for_the_other_world(hh):

@@ -64,6 +64,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="chat and hh: RiC's classifier-free guidance on the tags (1: plain decoding; hh default 7, chat 1)",
     )
+    sizes.add_argument(
+        "--bf16",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="chat and hh: bfloat16 matmuls for RiC's training and all generation (fast on a CPU with native "
+        "bfloat16 or a GPU; default float32)",
+    )
     add_generation_flags(p)
     return p
 
@@ -95,6 +102,10 @@ def world_sizes(args: argparse.Namespace) -> dict[str, object]:
         if args.guidance_scale < 1:
             raise ConfigError(f"--guidance_scale must be at least 1 (1: plain decoding), got {args.guidance_scale}")
         given["guidance_scale"] = args.guidance_scale
+    if args.bf16 is not None:
+        if args.world not in ("chat", "hh"):
+            raise ConfigError(f"--bf16/--no-bf16: only the chat and hh worlds take it; drop it for --world {args.world}")
+        given["bf16"] = args.bf16
     if given and args.world not in ("chat", "hh"):
         named = [f"--{f}" for f, (field, _) in SIZE_FLAGS.items() if field in given] + ["--pairs"] * ("pairs" in given)
         flags = ", ".join(named)

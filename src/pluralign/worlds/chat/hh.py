@@ -68,9 +68,6 @@ HH_DEFAULTS: dict[str, Any] = {
     # tags alone move greedy answers little (per-prompt shares 0.33 / 0.30 over three seeds); scale 7 met
     # the most steering aims on seed 0 (docs/hh_world.md "Guidance on the tags")
     "guidance_scale": 7.0,
-    # two online MORS iterations, as the paper: they widen the front (ranges 0.38 / 0.51 after one, 0.45 /
-    # 0.58 after two on seed 0), and bfloat16 makes room for the second within the 20 minutes
-    "online_iterations": 2,
 }
 
 
