@@ -14,7 +14,8 @@ PACKAGE = Path(pluralign.__file__).parent
 
 
 def module_cycles(graph: grimp.ImportGraph) -> list[list[str]]:
-    """Every strongly connected set of two or more modules (Tarjan), i.e. every import cycle."""
+    """Every import cycle: each strongly connected set of two or more modules (Tarjan), and each module that
+    imports itself (a cycle of one: three modules did, in a function-level import of their own names)."""
     index: dict[str, int] = {}
     low: dict[str, int] = {}
     stack: list[str] = []
@@ -39,7 +40,7 @@ def module_cycles(graph: grimp.ImportGraph) -> list[list[str]]:
                 group.append(top)
                 if top == node:
                     break
-            if len(group) > 1:
+            if len(group) > 1 or node in graph.find_modules_directly_imported_by(node):
                 found.append(sorted(group))
 
     for module in sorted(graph.modules):
@@ -92,6 +93,8 @@ def test_cycle_finder_finds_a_cycle():
     graph.add_import(importer="p.b", imported="p.a")
     graph.add_import(importer="p.c", imported="p.a")
     assert module_cycles(graph) == [["p.a", "p.b"]]
+    graph.add_import(importer="p.c", imported="p.c")  # a module importing itself is a cycle of one
+    assert module_cycles(graph) == [["p.a", "p.b"], ["p.c"]]
 
 
 def test_top_level_stays_short():

@@ -195,10 +195,6 @@ def generate_texts(
     ``model_dir`` (the folder ``model`` came from) is what vllm loads, on an engine of ``engines`` (default:
     the process's), so that calls chunk after chunk reuse one engine. Plain and conversational prompts
     are rendered as by ``generate_batched``."""
-    from pluralign.generation.batched import generate_batched
-    from pluralign.generation.cleaning import DEFAULT as DEFAULT_CLEANING, clean_text
-    from pluralign.generation.prompts import render_prompt
-
     check_backend(backend)
     if backend == "vllm":
         if model_dir is None:

@@ -106,6 +106,4 @@ def with_backend(policy, backend: str):
         return policy
     if backend == "continuous":
         return BackendPolicy(policy, backend)
-    from pluralign.generation.policy_backends import VLLMPolicy
-
     return VLLMPolicy(policy)

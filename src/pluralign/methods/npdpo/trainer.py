@@ -117,8 +117,6 @@ def train_npdpo(cfg: NPDPOConfig, progress: Callable[[str], None] = print) -> Pa
     """Train and save an NP-DPO policy; returns the model directory (loadable by ``load_policy``)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from pluralign.methods.npdpo.trainer import NPDPOTrainer
-
     cfg.require()
     torch.manual_seed(cfg.seed)
     model_path = check_model_source(cfg.model_name_or_path, what="starting model")
