@@ -4,13 +4,14 @@ N users, each a Dirichlet mixture of K = 4 real scorers (harmless: a BTL reward 
 HH pairs; MiniLM relevance; VADER sentiment; conciseness), choose between SmolLM2's own responses by
 Bradley-Terry on their mixture (METHODS.md §8). Measured on users never trained on, against the number k
 of their choices given: NP-BTL's held-out accuracy beside pooled BTL and an oracle that knows their weights,
-the cosine of ``infer_preference``'s weights with the true ones, and RiC (LoRA on SmolLM2) steered by the
-weights inferred from 10 choices against the true and equal weights (``steer_share``). Every stage is cached
-in ``--work_dir``; docs/personalisation.md explains the setup.
+the cosine of ``infer_preference``'s weights with the true ones (under the population's prior, learnt from
+the training users' choices), and Rewarded Soups (one RLOO run with LoRA per objective on SmolLM2) steered by
+the weights inferred from 10 choices against the true and other users' weights (``steer_share``). Every
+stage is cached in ``--work_dir``; docs/personalisation.md explains the setup.
 
-    python benchmarks/personal.py --out personal.json            # about 15 minutes on 2 idle cores
+    python benchmarks/personal.py --out personal.json            # about 30 minutes on 2 idle cores
     python benchmarks/personal.py --quick --out quick.json       # a development-sized run
-    python benchmarks/personal.py --policy soups --out soups.json  # Rewarded Soups (4 RLOO runs) steered instead
+    python benchmarks/personal.py --policy ric --out ric.json    # RiC (48 LoRA steps) steered instead
 """
 
 from __future__ import annotations
@@ -33,12 +34,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true", help="tiny sizes for development (same stages, minutes)")
     ap.add_argument("--users", type=int, help="simulated users N (default 50)")
     ap.add_argument("--unseen", type=int, help="of them held out, never trained on (default 15)")
-    ap.add_argument("--alpha", type=float, default=0.5, help="Dirichlet concentration of the users' weights")
+    ap.add_argument("--alpha", type=float, default=0.05,
+                    help="Dirichlet concentration of the users' weights (PersonalLLM's 0.05; 0.5: more mixed users)")
     ap.add_argument("--tau", type=float, default=0.25, help="choice temperature in z-units (0: deterministic)")
     ap.add_argument("--ric_steps", type=int, help="RiC offline SFT steps (default: 2 epochs of the training responses)")
     ap.add_argument("--base_model", help="the policy's base model (default builtin:smollm2-135m-instruct)")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--policy", choices=["ric", "soups"], default="ric",
+    ap.add_argument("--policy", choices=["ric", "soups"], default="soups",
                     help="the steerable policy driven by the users' weights (soups: one RLOO run per objective)")  # fmt: skip
     ap.add_argument("--guidance_scale", type=float, default=1.0,
                     help="ric: classifier-free guidance on the tags when it answers (1: plain decoding)")  # fmt: skip

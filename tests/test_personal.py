@@ -190,7 +190,7 @@ def personal_run(tmp_path_factory):
     world = PERSONAL.settings(base_model=str(base), pairs=str(pairs), n_prompts=8, n_eval_prompts=6,
                               held_out_fraction=0.4, max_new_tokens=8, offline_max_steps=2, batch_size=4,
                               rl_steps=1, rl_batch_size=4, rl_generations=2)  # fmt: skip
-    users = PersonalSettings(n_users=8, unseen_users=3, ks=(0, 1, 3), eval_repeats=10, num_targets=5,
+    users = PersonalSettings(policy="ric", n_users=8, unseen_users=3, ks=(0, 1, 3), eval_repeats=10, num_targets=5,
                              infer_repeats=3, npbtl_max_steps=20, steer_prompts=2, steer_context=3)  # fmt: skip
     result = run_personal(root / "run", users, world, progress=None)
     yield result, root / "run", users, world
@@ -202,8 +202,12 @@ def test_the_benchmark_reports_every_measure_by_k_and_trains_ric_on_training_pro
 
     result, out, users, world = personal_run
     assert result["k"] == [0, 1, 3]
-    for key in ("npbtl", "btl", "npbtl_scores", "btl_scores", "oracle", "inferred", "cosine"):
+    for key in ("npbtl", "btl", "npbtl_scores", "btl_scores", "oracle", "inferred", "cosine",
+                "inferred_uniform_prior", "cosine_uniform_prior"):  # fmt: skip
         assert len(result[key]) == 3, key
+    # the population prior is fitted on the training users' choices and used at k > 0 only
+    assert result["population_prior"]["alpha"] > 0 and result["population_prior"]["scale"] > 0
+    assert result["cosine"][0] == result["cosine_uniform_prior"][0]
     assert result["objectives"] == ["harmless", "relevance", "sentiment", "conciseness"]
     # the oracle is the exact share of the unseen users' test choices its weights predict
     saved = SimulatedUsers.from_dict(json.loads((out / "users.json").read_text()))
@@ -223,7 +227,7 @@ def test_the_benchmark_reports_every_measure_by_k_and_trains_ric_on_training_pro
     )
     assert result["steer_share"] == steer["steer_share"]
     table = format_table(result)
-    assert "steer_share" in table and len(table.splitlines()) == 2 + 3 + 2
+    assert "steer_share" in table and "population's prior" in table and len(table.splitlines()) == 2 + 3 + 1 + 2
 
 
 def test_a_rerun_reuses_every_stage(personal_run, monkeypatch):

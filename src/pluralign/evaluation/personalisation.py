@@ -21,6 +21,7 @@ import numpy as np
 
 from pluralign.errors import DataError
 from pluralign.preferences.inference import infer_preference
+from pluralign.preferences.population_prior import PopulationPrior
 from pluralign.preferences.simulated_users import cosine
 
 
@@ -47,6 +48,7 @@ def inference_by_context_size(
     repeats: int = 20,
     num_targets: int = 20,
     seed: int = 0,
+    prior: PopulationPrior | None = None,
 ) -> dict[str, list[float]]:
     """Weights inferred from k of each user's choices, by k: ``cosine`` with the true weights and
     ``accuracy`` (%) of the inferred weights' predictions on ``num_targets`` other choices (not in the context).
@@ -54,7 +56,7 @@ def inference_by_context_size(
     ``diffs[u]``: user u's (P_u, K) signed differences (:func:`signed_differences`); ``weights``: (N, K).
     Each of ``repeats`` draws per user and k takes k + ``num_targets`` distinct choices, the first k the
     context. With k = 0 there is nothing to infer from: the answer is the uniform preference (what
-    :func:`infer_preference` returns without informative choices).
+    :func:`infer_preference` returns without informative choices, with or without a population ``prior``).
     """
     if len(diffs) != len(weights):
         raise DataError(f"got choices of {len(diffs)} users but weights of {len(weights)}")
@@ -70,7 +72,7 @@ def inference_by_context_size(
                 idx = rng.permutation(len(d))[: k + num_targets]
                 ctx, tgt = idx[:k], idx[k:]
                 inferred = (
-                    np.asarray(infer_preference(d[ctx], list(names)).weights) if k else np.full(k_count, 1.0 / k_count)
+                    np.asarray(infer_preference(d[ctx], list(names), prior=prior).weights) if k else np.full(k_count, 1.0 / k_count)
                 )
                 cosines.append(cosine(inferred, w))
                 m = d[tgt] @ inferred

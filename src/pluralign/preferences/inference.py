@@ -8,7 +8,8 @@ fit a Bradley-Terry model on the weighted sum of the z-scores,
 
 by maximum a posteriori with a symmetric Dirichlet prior toward uniform weights (``prior_strength``) and a
 log-normal prior on the sharpness ``s`` (centred on ``scale``). With no informative choices the answer is
-the uniform preference.
+the uniform preference. Given a :class:`~pluralign.preferences.population_prior.PopulationPrior` learnt
+from other users' choices, the answer is instead the posterior mean under that population's prior.
 
 Contexts are validated here once for every method: :func:`validate_context` gives one-line errors.
 """
@@ -21,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from pluralign.errors import PreferenceError
+from pluralign.preferences.population_prior import PopulationPrior
 from pluralign.preferences.weights import Preference
 
 Choice = tuple[Any, Any, Any]
@@ -91,6 +93,7 @@ def _names(objectives: Any) -> list[str]:
 def _fit(diffs: np.ndarray, prior_strength: float, scale: float) -> np.ndarray:
     """MAP weights for the BTL-on-weighted-scores model (see the module docstring)."""
     from scipy.optimize import minimize
+    from scipy.special import expit
 
     k = diffs.shape[1]
 
@@ -102,7 +105,7 @@ def _fit(diffs: np.ndarray, prior_strength: float, scale: float) -> np.ndarray:
         u = diffs @ w  # (n,)
         m = s * u
         nll = np.logaddexp(0.0, -m).sum()
-        sig_neg = 1.0 / (1.0 + np.exp(m))  # d/dm of log(1 + e^-m) is -sigmoid(-m)
+        sig_neg = expit(-m)  # d/dm of log(1 + e^-m) is -sigmoid(-m); expit does not overflow
         d_u = -(sig_neg * s)  # dNLL/du_i
         d_w = diffs.T @ d_u
         d_rho = float(-(sig_neg * m).sum())
@@ -126,6 +129,7 @@ def infer_preference(
     objectives: Any,
     prior_strength: float = 1.0,
     scale: float = 4.0,
+    prior: PopulationPrior | None = None,
 ) -> Preference:
     """Estimate a user's :class:`Preference` over ``objectives`` from a few pairwise choices.
 
@@ -133,6 +137,8 @@ def infer_preference(
     ObjectiveSet with fitted statistics); or an (n, K) array of precomputed z-score differences
     chosen - rejected, with ``objectives`` an ObjectiveSet or the K names.
     ``prior_strength``: pull toward uniform weights (0 = none); ``scale``: prior sharpness of the choices.
+    ``prior``: a population's prior (:meth:`PopulationPrior.fit` on other users' choices); when given, the
+    posterior mean under it replaces the MAP fit and ``prior_strength`` / ``scale`` are not used.
     """
     names = _names(objectives)
     if isinstance(context, np.ndarray):
@@ -153,7 +159,12 @@ def infer_preference(
         diffs = score_differences(context, objectives)
     if prior_strength < 0 or scale <= 0:
         raise PreferenceError("prior_strength must be >= 0 and scale > 0")
-    w = _fit(diffs, prior_strength, scale)
+    if prior is not None:
+        if prior.k != len(names):
+            raise PreferenceError(f"the population prior is over {prior.k} objectives, not {len(names)}")
+        w = prior.posterior_mean(diffs)
+    else:
+        w = _fit(diffs, prior_strength, scale)
     return Preference.from_any([float(x) for x in w / w.sum()], names)
 
 

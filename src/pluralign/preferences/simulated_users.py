@@ -5,7 +5,8 @@ over K objectives; its reward of a response is ``r_u = sum_k lambda_uk z_k`` wit
 z-score (statistics fitted on the response pool); between responses a and b it picks a with probability
 ``sigmoid((r_u(a) - r_u(b)) / tau)`` (Bradley-Terry; ``tau = 0``: always the higher reward).
 
-``alpha < 1`` gives users who mostly follow one or two objectives (a more varied population); ``tau`` is
+``alpha < 1`` gives users who mostly follow one or two objectives (a more varied population); the default
+0.05 is PersonalLLM's own (its persona scripts draw with 0.05 or 0.01: most users follow one objective). ``tau`` is
 how noisy a choice is in z-units (0.25: a pair whose rewards differ by 0.25 is chosen 73 / 27). Because
 every user's weights are known, what a few-shot method infers from the choices can be checked against them.
 """
@@ -28,7 +29,7 @@ class SimulatedUsers:
     weights: np.ndarray  # (N, K), rows on the simplex
     names: tuple[str, ...]
     tau: float = 0.25
-    alpha: float = 0.5
+    alpha: float = 0.05
 
     def __post_init__(self) -> None:
         self.weights = np.asarray(self.weights, dtype=np.float64)
@@ -43,7 +44,7 @@ class SimulatedUsers:
             raise PreferenceError(f"tau must be >= 0 (0: deterministic choices), got {self.tau}")
 
     @classmethod
-    def draw(cls, n: int, names: Sequence[str], alpha: float = 0.5, tau: float = 0.25, seed: int = 0) -> SimulatedUsers:
+    def draw(cls, n: int, names: Sequence[str], alpha: float = 0.05, tau: float = 0.25, seed: int = 0) -> SimulatedUsers:
         """``n`` users with weights drawn from a symmetric Dirichlet(``alpha``) over ``names``."""
         if n < 1:
             raise PreferenceError(f"the number of users must be at least 1, got {n}")

@@ -11,10 +11,13 @@ Stages, each cached in ``out_dir`` (a rerun redoes only what is missing):
    MiniLM features of (prompt, response); held-out accuracy on the unseen users' choices on the test prompts
    against the number k of that user's choices given as context (targets not in the context), beside an
    oracle that knows each user's weights;
-4. **inference**: ``infer_preference`` from k of an unseen user's choices: cosine with the true weights;
-5. **RiC**: pluralign's RiC trainer, LoRA on SmolLM2, offline SFT on the training prompts' responses with
-   the K objectives' tags (the chat world's recipe: quantile levels opening the assistant's turn);
-6. **steering**: for each unseen user, RiC driven by the weights inferred from ``steer_context`` of their
+4. **inference**: the population's prior over weights (:class:`~pluralign.preferences.population_prior.PopulationPrior`)
+   fitted on the training users' choices, then ``infer_preference`` under it from k of an unseen user's
+   choices: cosine with the true weights (and the same with the uniform prior, for comparison);
+5. **the policy**: Rewarded Soups (one RLOO run with LoRA on SmolLM2 per objective, on the training prompts;
+   the default), or RiC (pluralign's RiC trainer, offline SFT on the training prompts' responses with the K
+   objectives' tags, the chat world's recipe);
+6. **steering**: for each unseen user, the policy driven by the weights inferred from ``steer_context`` of their
    choices, by their true weights and by equal weights, greedy answers to held-out test prompts scored by
    the user's own reward (:func:`~pluralign.evaluation.personalisation.steering_summary`).
 """
@@ -34,6 +37,7 @@ import numpy as np
 
 from pluralign.data.jsonl import read_jsonl
 from pluralign.errors import ConfigError, DataError
+from pluralign.preferences.population_prior import PopulationPrior
 from pluralign.worlds.chat.personal import PERSONAL, TEST, TRAIN
 from pluralign.worlds.chat.world import ChatSettings, ChatWorld, build_chat_world
 
@@ -56,7 +60,7 @@ class PersonalSettings:
 
     n_users: int = 50
     unseen_users: int = 15  # the last users: never trained on, measured on the test prompts
-    alpha: float = 0.5  # Dirichlet concentration: below 1 most users follow one or two objectives
+    alpha: float = 0.05  # Dirichlet concentration: PersonalLLM's (most users follow one objective); 0.5 mixes more
     tau: float = 0.25  # choice temperature in z-units (infer_preference's default sharpness 4 = 1 / 0.25)
     ks: tuple[int, ...] = KS
     eval_repeats: int = 200  # tasks (context + targets) per unseen user and k
@@ -66,7 +70,7 @@ class PersonalSettings:
     validation_fraction: float = 0.15  # training prompts whose pairs are the reward models' validation split
     steer_context: int = 10  # the user's choices the steering infers weights from
     steer_prompts: int = 8  # test prompts the steered policy answers (their pairs are never in a context)
-    policy: str = "ric"  # the steerable policy driven by the users' weights: ric, or soups (one RLOO run per objective)
+    policy: str = "soups"  # the steerable policy driven by the users' weights: soups (one RLOO run per objective), or ric
     guidance_scale: float = 1.0  # ric: classifier-free guidance on the tags when it answers (1: plain decoding)
     seed: int = 0
     quick: bool = field(default=False, metadata={"help": "recorded only: a development-sized run"})
@@ -321,7 +325,7 @@ def _base_answers(
 
 def steering(
     world: ChatWorld, pool: Pool, users: Any, choices: np.ndarray, policy_dir: Path, out: Path, s: PersonalSettings,
-    log: Progress,
+    log: Progress, prior: PopulationPrior | None = None,
 ) -> dict[str, Any]:  # fmt: skip
     """The steerable policy (RiC, or Rewarded Soups) driven by each unseen user's inferred / true / equal weights, and the unsteered base model; the
     user's own reward of the answers (:func:`~pluralign.evaluation.personalisation.steering_summary`)."""
@@ -346,7 +350,7 @@ def steering(
     for u in unseen:
         idx = rng.permutation(int(pool_mask.sum()))[: s.steer_context]
         diffs = signed_differences(pool.z, pool.pairs[pool_mask], choices[u, pool_mask])[idx]
-        prefs["inferred"].append(list(infer_preference(diffs, names).weights))
+        prefs["inferred"].append(list(infer_preference(diffs, names, prior=prior).weights))
         prefs["true"].append([float(x) for x in users.weights[u]])
         prefs["equal"].append(equal)
     gen, cache_file = world.generation_kwargs, out / "steer_generations.jsonl"
@@ -437,8 +441,18 @@ def run_personal(
     unseen = range(s.n_users - s.unseen_users, s.n_users)
     test = pool.pair_split == TEST
     diffs = [signed_differences(pool.z, pool.pairs[test], choices[u, test]) for u in unseen]
-    inference = inference_by_context_size(diffs, users.weights[list(unseen)], names, s.ks, s.infer_repeats,
-                                          s.num_targets, s.seed)  # fmt: skip
+    train = pool.pair_split == TRAIN
+    prior = PopulationPrior.fit(
+        [signed_differences(pool.z, pool.pairs[train], choices[u, train]) for u in range(s.n_users - s.unseen_users)],
+        context=s.steer_context, seed=s.seed,
+    )  # fmt: skip
+    log(f"personal: the population's prior, fitted on the training users' choices: Dirichlet alpha {prior.alpha}, "
+        f"choice sharpness {prior.scale}")  # fmt: skip
+    inference = {
+        name: inference_by_context_size(diffs, users.weights[list(unseen)], names, s.ks, s.infer_repeats,
+                                        s.num_targets, s.seed, prior=p)  # fmt: skip
+        for name, p in (("population", prior), ("uniform", None))
+    }
     stage("inference", t)
 
     t = time.time()
@@ -452,7 +466,7 @@ def run_personal(
     stage(s.policy, t)
 
     t = time.time()
-    steer = steering(world, pool, users, choices, policy_dir, out, s, log)
+    steer = steering(world, pool, users, choices, policy_dir, out, s, log, prior)
     stage("steering", t)
 
     result = {
@@ -462,8 +476,11 @@ def run_personal(
         "oracle": rm["oracle"],
         "npbtl_scores": rm["npbtl_scores"],
         "btl_scores": rm["btl_scores"],
-        "inferred": [round(a, 2) for a in inference["accuracy"]],
-        "cosine": [round(c, 4) for c in inference["cosine"]],
+        "inferred": [round(a, 2) for a in inference["population"]["accuracy"]],
+        "cosine": [round(c, 4) for c in inference["population"]["cosine"]],
+        "inferred_uniform_prior": [round(a, 2) for a in inference["uniform"]["accuracy"]],
+        "cosine_uniform_prior": [round(c, 4) for c in inference["uniform"]["cosine"]],
+        "population_prior": {"alpha": prior.alpha, "scale": prior.scale},
         "steer_share": steer["steer_share"],
         "policy": s.policy,
         "steering": steer,
@@ -489,14 +506,19 @@ def format_table(result: dict[str, Any]) -> str:
     """The accuracy / cosine table by k and the steering lines, as the benchmark prints them."""
     lines = [
         "held-out accuracy (%) on unseen users by k; NP-BTL and BTL on MiniLM features | on the 4 objectives' z-scores",
-        f"{'k':>4} | {'NP-BTL':>7} {'BTL':>7} | {'NP-BTL':>7} {'BTL':>7} | {'oracle':>7} {'inferred':>8} | {'cosine':>6}",
+        f"{'k':>4} | {'NP-BTL':>7} {'BTL':>7} | {'NP-BTL':>7} {'BTL':>7} | {'oracle':>7} {'inferred':>8} | {'cosine':>6}"
+        f" | uniform prior: {'inferred':>8} {'cosine':>6}",
     ]
     for i, k in enumerate(result["k"]):
         lines.append(
             f"{k:>4} | {result['npbtl'][i]:7.1f} {result['btl'][i]:7.1f} | {result['npbtl_scores'][i]:7.1f} "
             f"{result['btl_scores'][i]:7.1f} | {result['oracle'][i]:7.1f} {result['inferred'][i]:8.1f} | "
-            f"{result['cosine'][i]:6.3f}"
+            f"{result['cosine'][i]:6.3f} | {'':>14} {result['inferred_uniform_prior'][i]:8.1f} "
+            f"{result['cosine_uniform_prior'][i]:6.3f}"
         )
+    pp = result["population_prior"]
+    lines.append(f"inferred: infer_preference under the population's prior fitted on the training users' choices "
+                 f"(Dirichlet alpha {pp['alpha']}, sharpness {pp['scale']}); uniform prior: its default MAP fit")  # fmt: skip
     st = result["steering"]
     m = st["mean_reward"]
 
