@@ -9,7 +9,7 @@ the training users' choices), and Rewarded Soups (one RLOO run with LoRA per obj
 the weights inferred from 10 choices against the true and other users' weights (``steer_share``). Every
 stage is cached in ``--work_dir``; docs/personalisation.md explains the setup.
 
-    python benchmarks/personal.py --out personal.json            # about 30 minutes on 2 idle cores
+    python benchmarks/personal.py --out personal.json            # 31 minutes on 2 idle cores
     python benchmarks/personal.py --quick --out quick.json       # a development-sized run
     python benchmarks/personal.py --policy ric --out ric.json    # RiC (48 LoRA steps) steered instead
 """
@@ -22,7 +22,7 @@ import sys
 import time
 from pathlib import Path
 
-QUICK_WORLD = {"n_prompts": 12, "n_eval_prompts": 8, "max_new_tokens": 24, "offline_max_steps": 6}
+QUICK_WORLD = {"n_prompts": 12, "n_eval_prompts": 8, "max_new_tokens": 24, "offline_max_steps": 6, "rl_steps": 1}
 QUICK_USERS = {"n_users": 12, "unseen_users": 4, "eval_repeats": 50, "num_targets": 10, "infer_repeats": 5,
                "npbtl_max_steps": 300, "steer_prompts": 2}  # fmt: skip
 
