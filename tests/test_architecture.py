@@ -230,3 +230,69 @@ def test_lint_imports_prints_every_contract_kept_on_one_line():
     # the layers and the methods' independence are printed last: the output's tail always names them
     tail = [line for line in lines if line.endswith((" KEPT", " BROKEN"))][-2:]
     assert tail == ["Methods never import each other KEPT", "Layers, top to bottom KEPT"], tail
+
+
+# One violating edit (or pair of edits, for a cycle) per contract: each must turn its contract BROKEN, so no
+# contract in .importlinter can pass because it checks nothing. A new contract needs its probe here.
+CONTRACT_PROBES: dict[str, list[tuple[str, str]]] = {
+    "reward-models-independent": [("reward_models/btl/__init__.py", "import pluralign.reward_models.npbtl")],
+    "reward-model-scorers-independent": [("objectives/learned/btl.py", "import pluralign.objectives.learned.npbtl")],
+    "worlds-independent": [("worlds/images/__init__.py", "import pluralign.worlds.reviews")],
+    "cli-through-commands": [("cli.py", "import pluralign.methods")],
+    "acyclic": [("methods/ric/config.py", "import pluralign.methods.ric.policy"),
+                ("methods/ric/policy.py", "import pluralign.methods.ric.config")],  # fmt: skip
+    "methods-independent": [("methods/ric/__init__.py", "import pluralign.methods.dpo")],
+    "layers": [("data/jsonl.py", "import pluralign.evaluation")],
+}
+
+
+def _contracts() -> dict[str, str]:
+    import configparser
+
+    config = configparser.ConfigParser()
+    config.read(Path(__file__).resolve().parents[1] / ".importlinter")
+    prefix = "importlinter:contract:"
+    return {s[len(prefix) :]: config[s]["name"] for s in config.sections() if s.startswith(prefix)}
+
+
+def _lint_imports(package_parent: Path | None) -> tuple[int, list[str]]:
+    """lint-imports with this checkout's .importlinter on the copy of pluralign under ``package_parent``
+    (``None``: run as scripts/test.sh runs it, on whatever pluralign the environment finds)."""
+    import os
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    lint = Path(sys.executable).with_name("lint-imports")
+    result = subprocess.run(
+        [str(lint), "--no-cache", "--config", str(root / ".importlinter")],
+        cwd=package_parent or root, capture_output=True, text=True,
+        env={**os.environ, "COLUMNS": "80"} | ({"PYTHONPATH": str(package_parent)} if package_parent else {}),
+    )  # fmt: skip
+    return result.returncode, result.stdout.splitlines()
+
+
+def test_every_contract_has_a_probe():
+    assert set(CONTRACT_PROBES) == set(_contracts())
+
+
+@pytest.mark.parametrize("contract", sorted(CONTRACT_PROBES))
+def test_each_contract_breaks_on_a_violating_import(contract, tmp_path):
+    import shutil
+
+    shutil.copytree(PACKAGE, tmp_path / "pluralign", ignore=shutil.ignore_patterns("__pycache__"))
+    code, lines = _lint_imports(tmp_path)
+    assert code == 0 and f"{_contracts()[contract]} KEPT" in lines  # the unedited copy is clean
+    for rel, line in CONTRACT_PROBES[contract]:
+        path = tmp_path / "pluralign" / rel
+        path.write_text(path.read_text() + f"\n{line}  # probe\n")
+    code, lines = _lint_imports(tmp_path)
+    assert code == 1 and f"{_contracts()[contract]} BROKEN" in lines, lines[-12:]
+
+
+def test_lint_imports_reads_this_checkout():
+    """lint-imports finds pluralign through the environment: it must analyse this checkout's files (an
+    installed copy of another version would be checked instead, and pass or fail for the wrong code)."""
+    code, lines = _lint_imports(None)
+    files = sum(1 for _ in (Path(__file__).resolve().parents[1] / "src" / "pluralign").rglob("*.py"))
+    assert code == 0 and any(line.startswith(f"Analyzed {files} files,") for line in lines), lines[:8]
