@@ -28,12 +28,14 @@ QUICK_USERS = {"n_users": 12, "unseen_users": 4, "eval_repeats": 50, "num_target
 
 
 def main(argv: list[str] | None = None) -> int:
+    from pluralign.worlds.chat.personal_benchmark import PersonalSettings
+
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, help="write the results as JSON here")
     ap.add_argument("--work_dir", type=Path, help="stage cache (default runs/personal, --quick: runs/personal_quick)")
     ap.add_argument("--quick", action="store_true", help="tiny sizes for development (same stages, minutes)")
-    ap.add_argument("--users", type=int, help="simulated users N (default 50)")
-    ap.add_argument("--unseen", type=int, help="of them held out, never trained on (default 15)")
+    ap.add_argument("--users", type=int, help="simulated users N (default 135: 35 trained on, 100 unseen)")
+    ap.add_argument("--unseen", type=int, help="of them held out, never trained on (default 100)")
     ap.add_argument("--alpha", type=float, default=0.05,
                     help="Dirichlet concentration of the users' weights (PersonalLLM's 0.05; 0.5: more mixed users)")
     ap.add_argument("--tau", type=float, default=0.25, help="choice temperature in z-units (0: deterministic)")
@@ -44,11 +46,13 @@ def main(argv: list[str] | None = None) -> int:
                     help="the steerable policy driven by the users' weights (soups: one RLOO run per objective)")  # fmt: skip
     ap.add_argument("--guidance_scale", type=float, default=1.0,
                     help="ric: classifier-free guidance on the tags when it answers (1: plain decoding)")  # fmt: skip
+    ap.add_argument("--driver", choices=["corner", "mean"], default=PersonalSettings.driver,
+                    help="drive the policy by the inferred weights' corner (all weight on their largest) or by the weights themselves")  # fmt: skip
     args = ap.parse_args(argv)
 
     from pluralign.training.quiet import quiet_libraries
     from pluralign.worlds.chat.personal import PERSONAL
-    from pluralign.worlds.chat.personal_benchmark import PersonalSettings, format_table, run_personal
+    from pluralign.worlds.chat.personal_benchmark import format_table, run_personal
 
     quiet_libraries()
     world = dict(QUICK_WORLD) if args.quick else {}
@@ -64,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         settings = PersonalSettings(alpha=args.alpha, tau=args.tau, seed=args.seed, quick=args.quick, policy=args.policy,
-                                    guidance_scale=args.guidance_scale, **users)  # fmt: skip
+                                    guidance_scale=args.guidance_scale, driver=args.driver, **users)  # fmt: skip
     except PluralignError as exc:  # one line naming the field, no traceback
         print(f"personal: {exc}", file=sys.stderr)
         return 2

@@ -191,7 +191,7 @@ def personal_run(tmp_path_factory):
                               held_out_fraction=0.4, max_new_tokens=8, offline_max_steps=2, batch_size=4,
                               rl_steps=1, rl_batch_size=4, rl_generations=2)  # fmt: skip
     users = PersonalSettings(policy="ric", n_users=8, unseen_users=3, ks=(0, 1, 3), eval_repeats=10, num_targets=5,
-                             infer_repeats=3, npbtl_max_steps=20, steer_prompts=2, steer_context=3)  # fmt: skip
+                             infer_repeats=3, npbtl_max_steps=20, steer_prompts=2, steer_context=3, driver="mean")  # fmt: skip
     result = run_personal(root / "run", users, world, progress=None)
     yield result, root / "run", users, world
     torch.set_num_threads(threads)
@@ -306,3 +306,30 @@ def test_ric_can_answer_with_tag_guidance_and_its_answers_are_cached_apart(perso
     assert got["npbtl"] == result["npbtl"] and got["cosine"] == result["cosine"]
     with pytest.raises(ConfigError, match="only the ric policy takes one above 1"):
         PersonalSettings(policy="soups", guidance_scale=2.0)
+
+
+def test_the_corner_driver_steers_by_the_largest_inferred_weight_beside_the_posterior_mean(personal_run, monkeypatch):
+    """``driver="corner"``: the policy is driven by the corner of each user's inferred weights; the posterior
+    mean itself is driven beside it (``steer_share_posterior_mean``); no earlier stage runs again."""
+    import dataclasses
+
+    from pluralign.worlds.chat import personal_benchmark
+    from pluralign.worlds.chat.personal_benchmark import PersonalSettings, run_personal
+
+    result, out, users, world = personal_run  # the fixture drives by the posterior mean (driver="mean")
+    assert result["steering"]["driver"] == "mean" and "posterior_mean" not in result["steering"]["per_user"]
+
+    def fail(*args, **kwargs):
+        pytest.fail("a cached stage ran again")
+
+    monkeypatch.setattr(personal_benchmark, "reward_model_accuracy", fail)
+    got = run_personal(out, dataclasses.replace(users, driver="corner"), world, progress=None)
+    mean, corner = np.array(result["steering"]["inferred_weights"]), np.array(got["steering"]["inferred_weights"])
+    assert (corner.max(axis=1) == 1).all() and (corner.argmax(axis=1) == mean.argmax(axis=1)).all()
+    steer = got["steering"]
+    assert steer["driver"] == "corner" and set(steer["per_user"]) >= {"inferred", "posterior_mean", "true"}
+    assert steer["per_user"]["posterior_mean"] == result["steering"]["per_user"]["inferred"]  # the same answers
+    assert steer["steer_share_posterior_mean"] == result["steer_share"]
+    assert steer["inferred_cosine"] == result["steering"]["inferred_cosine"]  # the cosine is the posterior mean's
+    with pytest.raises(ConfigError, match="driver 'mode' is not one of corner, mean"):
+        PersonalSettings(driver="mode")

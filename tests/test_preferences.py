@@ -83,3 +83,12 @@ def test_grids():
     for w in g3:
         assert sum(w) == pytest.approx(1.0) and min(w) >= 0
     assert len({tuple(w) for w in g3}) == len(g3)
+
+
+def test_the_corner_of_a_preference_puts_all_weight_on_its_largest_weight():
+    p = Preference.from_any([0.14, 0.79, 0.05, 0.02], ["a", "b", "c", "d"])
+    assert p.corner() == Preference(p.objectives, (0.0, 1.0, 0.0, 0.0))
+    assert p.corner().corner() == p.corner()
+    # ties split equally: no choices (the uniform preference) stay uniform rather than an arbitrary corner
+    assert Preference.from_any([0.25] * 4, "abcd").corner().weights == (0.25,) * 4
+    assert Preference.from_any([0.4, 0.4, 0.2], "abc").corner().weights == (0.5, 0.5, 0.0)

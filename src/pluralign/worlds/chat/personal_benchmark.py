@@ -44,11 +44,13 @@ from pluralign.worlds.chat.world import ChatSettings, ChatWorld, build_chat_worl
 Progress = Callable[[str], None]
 STAGE_VERSION = 2  # bumped when a cached stage's result changes shape (its cache is then recomputed)
 KS = (0, 1, 3, 5, 10)
+STEERING_ONLY = ("policy", "guidance_scale", "driver")  # settings no cached stage before the steering depends on
 # the settings a trained RiC model depends on: a rerun reuses DIR/ric only with the same ones
 # the world settings each steerable policy is trained with: its folder is reused only with the same ones
 RL_FIELDS = ("base_model", "lora_r", "lora_alpha", "rl_steps", "rl_batch_size", "rl_generations", "rl_learning_rate",
              "rl_beta", "max_new_tokens", "seed")  # fmt: skip
 POLICIES = ("ric", "soups")
+DRIVERS = ("corner", "mean")  # corner: the Bayes action for a policy whose rewards are linear in its weights
 RIC_FIELDS = ("base_model", "lora_r", "lora_alpha", "learning_rate", "offline_epochs", "offline_max_steps", "max_length",
               "tag_format", "tag_levels", "tag_position", "batch_size", "online_iterations", "online_prompts",
               "online_offline_samples", "online_learning_rate", "online_max_steps", "seed")  # fmt: skip
@@ -58,8 +60,8 @@ RIC_FIELDS = ("base_model", "lora_r", "lora_alpha", "learning_rate", "offline_ep
 class PersonalSettings:
     """The users and the measurements (the response pool and RiC's sizes are the world's ChatSettings)."""
 
-    n_users: int = 50
-    unseen_users: int = 15  # the last users: never trained on, measured on the test prompts
+    n_users: int = 135
+    unseen_users: int = 100  # the last users: never trained on, measured on the test prompts (100: a share within about +-0.13)
     alpha: float = 0.05  # Dirichlet concentration: PersonalLLM's (most users follow one objective); 0.5 mixes more
     tau: float = 0.25  # choice temperature in z-units (infer_preference's default sharpness 4 = 1 / 0.25)
     ks: tuple[int, ...] = KS
@@ -72,6 +74,7 @@ class PersonalSettings:
     steer_prompts: int = 8  # test prompts the steered policy answers (their pairs are never in a context)
     policy: str = "soups"  # the steerable policy driven by the users' weights: soups (one RLOO run per objective), or ric
     guidance_scale: float = 1.0  # ric: classifier-free guidance on the tags when it answers (1: plain decoding)
+    driver: str = "corner"  # what the inferred weights drive the policy by: their corner (Preference.corner), or the mean itself
     seed: int = 0
     quick: bool = field(default=False, metadata={"help": "recorded only: a development-sized run"})
 
@@ -84,6 +87,8 @@ class PersonalSettings:
             raise ConfigError(f"policy {self.policy!r} is not one of {', '.join(POLICIES)}")
         if self.guidance_scale < 1 or (self.guidance_scale != 1 and self.policy != "ric"):
             raise ConfigError(f"guidance_scale {self.guidance_scale}: at least 1, and only the ric policy takes one above 1")
+        if self.driver not in DRIVERS:
+            raise ConfigError(f"driver {self.driver!r} is not one of {', '.join(DRIVERS)}")
         if self.tau < 0 or self.alpha <= 0:
             raise ConfigError("tau must be >= 0 and alpha > 0")
         if sorted(set(self.ks)) != list(self.ks) or min(self.ks) < 0:
@@ -347,10 +352,16 @@ def steering(
     unseen = list(range(len(users) - s.unseen_users, len(users)))
     equal = [1.0 / len(names)] * len(names)
     prefs: dict[str, list[list[float]]] = {"inferred": [], "true": [], "equal": []}
+    cornered = s.driver == "corner"
+    if cornered:  # the posterior mean itself, beside its corner
+        prefs["posterior_mean"] = []
     for u in unseen:
         idx = rng.permutation(int(pool_mask.sum()))[: s.steer_context]
         diffs = signed_differences(pool.z, pool.pairs[pool_mask], choices[u, pool_mask])[idx]
-        prefs["inferred"].append(list(infer_preference(diffs, names, prior=prior).weights))
+        inferred = infer_preference(diffs, names, prior=prior)
+        prefs["inferred"].append(list((inferred.corner() if cornered else inferred).weights))
+        if cornered:
+            prefs["posterior_mean"].append(list(inferred.weights))
         prefs["true"].append([float(x) for x in users.weights[u]])
         prefs["equal"].append(equal)
     gen, cache_file = world.generation_kwargs, out / "steer_generations.jsonl"
@@ -370,9 +381,17 @@ def steering(
     rewards["base"] = (w_true @ z_base.T).mean(axis=1).tolist()
     objective_means = {c: dict(zip(names, z[i].mean(axis=(0, 1)).round(3).tolist())) for i, c in enumerate(prefs)}
     objective_means["base"] = dict(zip(names, z_base.mean(axis=0).round(3).tolist()))
+    summary = steering_summary(rewards)
+    if cornered:  # the share the posterior mean itself recovers, for comparison
+        summary["steer_share_posterior_mean"] = steering_summary({**rewards, "inferred": rewards["posterior_mean"]})[
+            "steer_share"
+        ]
     return {
-        **steering_summary(rewards),
-        "inferred_cosine": float(np.mean([cosine(a, b) for a, b in zip(prefs["inferred"], prefs["true"])])),
+        **summary,
+        "driver": s.driver,
+        "inferred_weights": [[round(x, 4) for x in w] for w in prefs["inferred"]],
+        "true_weights": [[round(float(x), 4) for x in w] for w in w_true],
+        "inferred_cosine": float(np.mean([cosine(a, b) for a, b in zip(prefs.get("posterior_mean", prefs["inferred"]), prefs["true"])])),
         "per_user": {c: [round(x, 4) for x in v] for c, v in rewards.items()},
         "objective_means": objective_means,
         "prompts": len(prompts),
@@ -424,7 +443,7 @@ def run_personal(
         json.dumps(
             {
                 "world": asdict(world.settings),
-                "users": {k: v for k, v in asdict(s).items() if k not in ("policy", "guidance_scale")} | {"quick": None},
+                "users": {k: v for k, v in asdict(s).items() if k not in STEERING_ONLY} | {"quick": None},
                 "pairs": len(pool.pairs),
                 "version": STAGE_VERSION,
             }
@@ -525,9 +544,12 @@ def format_table(result: dict[str, Any]) -> str:
     def share(value: float | None) -> str:
         return "n/a" if value is None else f"{value:.3f}"
 
+    posterior_mean = (f" (the posterior mean itself {m['posterior_mean']:+.3f}, steer_share "
+                      f"{share(st.get('steer_share_posterior_mean'))})" if "posterior_mean" in m else "")  # fmt: skip
     lines.append(
         f"steering from {st['context']} choices ({st['users']} unseen users x {st['prompts']} prompts), the user's "
-        f"reward: inferred {m['inferred']:+.3f}, true {m['true']:+.3f}, other users' {m['other']:+.3f}, "
+        f"reward: inferred ({'its corner' if st.get('driver') == 'corner' else 'the posterior mean'}) "
+        f"{m['inferred']:+.3f}{posterior_mean}, true {m['true']:+.3f}, other users' {m['other']:+.3f}, "
         f"equal {m['equal']:+.3f}, base model {m['base']:+.3f}"
     )
     lines.append(
