@@ -18,7 +18,8 @@ Stages, each cached in ``out_dir`` (a rerun redoes only what is missing):
    the default), or RiC (pluralign's RiC trainer, offline SFT on the training prompts' responses with the K
    objectives' tags, the chat world's recipe);
 6. **steering**: for each unseen user, the policy driven by the weights inferred from ``steer_context`` of their
-   choices, by their true weights and by equal weights, greedy answers to held-out test prompts scored by
+   choices (by default their corner, :meth:`~pluralign.preferences.weights.Preference.corner`, with the
+   posterior mean itself beside it), by their true weights and by equal weights, greedy answers to held-out test prompts scored by
    the user's own reward (:func:`~pluralign.evaluation.personalisation.steering_summary`).
 """
 
