@@ -9,7 +9,7 @@ the training users' choices), and Rewarded Soups (one RLOO run with LoRA per obj
 the weights inferred from 10 choices against the true and other users' weights (``steer_share``). Every
 stage is cached in ``--work_dir``; docs/personalisation.md explains the setup.
 
-    python benchmarks/personal.py --out personal.json            # 31 minutes on 2 idle cores
+    python benchmarks/personal.py --out personal.json            # about 40 minutes on 2 idle cores
     python benchmarks/personal.py --quick --out quick.json       # a development-sized run
     python benchmarks/personal.py --policy ric --out ric.json    # RiC (48 LoRA steps) steered instead
 """

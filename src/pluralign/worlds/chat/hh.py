@@ -65,9 +65,10 @@ HH_DEFAULTS: dict[str, Any] = {
     "max_new_tokens": 48,
     "dpo_pairs": 128,
     # RiC decodes with classifier-free guidance on its tags, against the mirrored tags: at this scale the
-    # tags alone move greedy answers little (per-prompt shares 0.33 / 0.30 over three seeds); scale 7 met
-    # the most steering aims on seed 0 (docs/hh_world.md "Guidance on the tags")
-    "guidance_scale": 7.0,
+    # tags alone move greedy answers little (per-prompt shares 0.33 / 0.30 over three seeds); scale 9 steers
+    # more prompts than 7 on each of three seeds (shares 0.89 / 0.89 against 0.82 / 0.80) at the same ranges
+    # (docs/hh_world.md "Guidance on the tags", "Scale 9")
+    "guidance_scale": 9.0,
 }
 
 
