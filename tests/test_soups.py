@@ -103,3 +103,23 @@ def test_lora_soup_is_base_plus_weighted_adapter_deltas(tmp_path):
     expected = base[key] + 0.5 * (merged[0][key] - base[key]) + 0.5 * (merged[1][key] - base[key])
     assert not torch.equal(merged[0][key], base[key])
     assert torch.allclose(soup[key], expected, atol=1e-6)
+
+
+def test_a_soup_steered_by_choices_is_driven_by_the_corner_of_the_inferred_weights(trained):
+    """``context=``: the choices are scored by the objectives the soup was trained with (its manifest), the
+    weights inferred, and the soup driven by their corner (``SoupsPolicy.context_driver``)."""
+    from pluralign.generation.policy import SteerablePolicy
+    from pluralign.objectives import ObjectiveSet, ObjectiveStats
+    from pluralign.preferences.inference import infer_preference
+
+    _, out, prompts = trained
+    policy = load_policy(out, device="cpu")
+    # a user who picks the shorter answer at the same sentiment: conciseness
+    context = [(p, "Fine.", "Fine, it is fine, it is fine and it is fine, it is.") for p in prompts]
+    objectives = ObjectiveSet.from_specs(policy.manifest.objective_specs)
+    objectives.stats = {n: ObjectiveStats(**policy.manifest.stats[n]) for n in policy.objectives}
+    mean = infer_preference(context, objectives)
+    assert mean.weights[1] > mean.weights[0] and mean.weights[1] < 1  # the weights lean to conciseness
+    assert policy.preference_from_context(context).weights == (0.0, 1.0)  # the soup is driven by the corner
+    assert policy.generate(prompts, context=context, **GEN) == policy.generate(prompts, preference=[0.0, 1.0], **GEN)
+    assert SteerablePolicy.context_driver == "mean"  # other policies (RiC) are driven by the weights themselves

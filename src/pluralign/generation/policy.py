@@ -59,9 +59,27 @@ class SteerablePolicy(ABC):
             return None
         return Preference.from_any(preference, self.objectives)
 
+    # how a preference inferred from a user's choices drives this policy: "mean", the inferred weights, or
+    # "corner", all weight on their largest (Preference.corner): right for a policy whose answers change
+    # little until a weight nears 1, as Rewarded Soups' do (docs/personalisation.md)
+    context_driver = "mean"
+
     def preference_from_context(self, context: Sequence[Choice]) -> Preference:
-        """Infer weights from a user's choices (needs the objectives' scorers, see preferences.infer)."""
-        raise ConfigError(f"method {self.method!r} cannot be steered by context; pass preference= instead")
+        """Infer weights from a user's ``(prompt, chosen, rejected)`` choices, scored by the objectives the
+        model was trained with (the manifest's specs and statistics), then apply ``context_driver``."""
+        from pluralign.objectives import ObjectiveSet, ObjectiveStats
+        from pluralign.preferences.inference import infer_preference
+
+        specs, stats = self.manifest.objective_specs, self.manifest.stats or {}
+        if not specs or any(n not in stats for n in self.objectives):
+            raise ConfigError(
+                f"method {self.method!r}: this model's pluralign.json does not record its objectives' scorers and "
+                "statistics, so it cannot be steered by context; pass preference= instead"
+            )
+        objectives = ObjectiveSet.from_specs(specs)
+        objectives.stats = {n: ObjectiveStats(**stats[n]) for n in self.objectives}
+        preference = infer_preference(context, objectives)
+        return preference.corner() if self.context_driver == "corner" else preference
 
     def weights_for(self, preference: PreferenceLike | None) -> tuple[float, ...]:
         """The preference's weights in objective order; no preference means equal weights."""

@@ -16,7 +16,7 @@ import numpy as np
 
 from pluralign.errors import ConfigError
 from pluralign.generation.batched import generate_batched
-from pluralign.generation.policy import Choice, DecodeTarget, PreferenceLike, SteerablePolicy
+from pluralign.generation.policy import DecodeTarget, PreferenceLike, SteerablePolicy
 from pluralign.generation.prompts import (
     assistant_marker,
     chat_messages,
@@ -27,7 +27,7 @@ from pluralign.generation.prompts import (
 )
 from pluralign.models.loading import load_causal_lm, load_tokenizer
 from pluralign.models.manifest import Manifest
-from pluralign.objectives import ObjectiveSet, ObjectiveStats
+from pluralign.objectives import ObjectiveStats
 from pluralign.preferences.rewards import preference_to_rewards
 from pluralign.preferences.tags import TagTemplate
 from pluralign.preferences.weights import Preference
@@ -139,13 +139,6 @@ class RiCPolicy(SteerablePolicy):
         if self.guidance_scale > 1.0:  # guided rows need their negative branch: padded batches (generate_many)
             return None
         return DecodeTarget(self.model, self.tokenizer, self.rendered_prompt(prompt, preference))
-
-    def preference_from_context(self, context: Sequence[Choice]) -> Preference:
-        from pluralign.preferences.inference import infer_preference
-
-        objectives = ObjectiveSet.from_specs(self.manifest.objective_specs)
-        objectives.stats = dict(self.stats)
-        return infer_preference(context, objectives)
 
     def generate_many(
         self, prompts: Sequence[Any], preferences: Sequence[PreferenceLike | None], **generation_kwargs: Any
