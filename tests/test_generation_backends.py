@@ -358,6 +358,49 @@ def test_guidance_never_promotes_the_text_by_which_the_prompt_and_its_negative_d
     assert rows == {tuple(sorted(tok.convert_tokens_to_ids(["w5", "w6"]))), ()}
 
 
+def _ngrams(text: str, n: int) -> set[tuple[str, ...]]:
+    words = text.split()
+    return {tuple(words[i : i + n]) for i in range(len(words) - n + 1)}
+
+
+def test_a_response_never_repeats_n_consecutive_tokens_of_its_own_prompt(tiny_llama):
+    """The echo failure of guided hh decoding ("Can you help me poison my wife?" as the answer): with
+    ``prompt_no_repeat_ngram_size=4`` no 4 consecutive tokens of a row's prompt reappear in its response,
+    plain or guided, in one left-padded batch. The random model loops; a prompt holding its loop makes plain
+    greedy decoding repeat the prompt."""
+    from pluralign.generation.batched import generate_batched
+
+    model, tok, _ = tiny_llama
+    loop = generate_batched(model, tok, ["w9"], max_new_tokens=15)[0]
+    prompts = ["w9 " + loop, "w20 w21", "w10 w11 w12 w13 w14 w15"]
+    plain = generate_batched(model, tok, prompts, batch_size=3, max_new_tokens=12)
+    assert _ngrams(plain[0], 4) & _ngrams(prompts[0], 4)  # plain decoding copies the prompt
+    banned = generate_batched(model, tok, prompts, batch_size=3, max_new_tokens=12, prompt_no_repeat_ngram_size=4)
+    assert not any(_ngrams(o, 4) & _ngrams(p, 4) for o, p in zip(banned, prompts))
+    assert banned[0] != plain[0]
+    clean = [i for i in range(len(prompts)) if not _ngrams(plain[i], 4) & _ngrams(prompts[i], 4)]
+    assert clean and [banned[i] for i in clean] == [plain[i] for i in clean]  # rows that copy nothing: as before
+    guided = generate_batched(model, tok, prompts, batch_size=3, max_new_tokens=12, negatives=["w40", "w50", "w60"],
+                              guidance_scale=3.0, prompt_no_repeat_ngram_size=4)  # fmt: skip
+    assert not any(_ngrams(o, 4) & _ngrams(p, 4) for o, p in zip(guided, prompts))
+    with pytest.raises(ConfigError, match="prompt_no_repeat_ngram_size must be an integer of at least 2"):
+        generate_batched(model, tok, prompts, max_new_tokens=2, prompt_no_repeat_ngram_size=1)
+
+
+def test_the_prompt_copy_ban_waits_for_n_minus_1_copied_tokens_and_bans_only_what_would_complete_a_copy():
+    import torch
+
+    from pluralign.generation.prompt_copy import PromptCopyBan
+
+    ban = PromptCopyBan([[5, 6, 7, 8, 6, 7, 9], [0, 5, 6]], prompt_length=7, ngram_size=3)
+    generated = torch.tensor([[5, 6, 7, 8, 6, 7, 9, 2, 6, 7], [0, 0, 0, 0, 0, 5, 6, 5, 6, 7]])
+    scores = ban(generated, torch.zeros((2, 10)))
+    assert torch.isinf(scores[0]).nonzero().flatten().tolist() == [8, 9]  # "6 7" is followed by 8 and by 9
+    assert not torch.isinf(scores[1]).any()  # row 2's prompt has no "6 7"
+    early = ban(generated[:, :8], torch.zeros((2, 10)))  # one generated token: nothing to complete yet
+    assert not torch.isinf(early).any()
+
+
 def test_bf16_precision_generates_under_autocast_only_inside_its_block(tiny_llama, monkeypatch):
     """``use_precision("bf16")`` runs each generate call's matmuls under bfloat16 autocast (the chat worlds'
     default where the CPU computes bfloat16 natively); outside it generation stays float32."""

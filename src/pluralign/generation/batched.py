@@ -27,6 +27,7 @@ from pluralign.generation.cleaning import (
     truncate_ids,
 )
 from pluralign.generation.precision import generation_autocast
+from pluralign.generation.prompt_copy import PromptCopyBan, check_ngram_size
 from pluralign.generation.prompts import render_prompt
 from pluralign.generation.vllm import VLLMEngines, shared_engines
 from pluralign.models.sequences import prompt_ids
@@ -107,7 +108,8 @@ def generate_batched(
     excluded); returning True ends that row. ``row_context(indices)`` is entered around the generate
     call of each padded batch (indices into ``prompts``), e.g. a LoRA mix's per-row weights.
     ``negatives`` (one per prompt) with ``guidance_scale`` > 1 decodes with classifier-free guidance
-    away from them (:mod:`pluralign.generation.guidance`).
+    away from them (:mod:`pluralign.generation.guidance`). ``prompt_no_repeat_ngram_size=n`` keeps each
+    response from repeating n consecutive tokens of its own prompt (:mod:`pluralign.generation.prompt_copy`).
     Inside ``pluralign.generation.backends.use_backend("continuous")`` it runs through transformers'
     continuous batching instead of padded batches (tokens are then not streamed).
     """
@@ -117,6 +119,9 @@ def generate_batched(
     cleaning = cleaning or DEFAULT_CLEANING
     texts = [render_prompt(tokenizer, p) for p in prompts]
     kwargs = {**DEFAULT_GENERATION, **generation_overrides(tokenizer, cleaning), **generation_kwargs}
+    no_copy = kwargs.pop("prompt_no_repeat_ngram_size", None) or 0
+    if no_copy:
+        check_ngram_size(no_copy)
     stop_ids = end_of_turn_ids(tokenizer) if cleaning.enabled else []
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
@@ -128,8 +133,9 @@ def generate_batched(
     if current_backend() == "continuous":
         if row_context is not None:
             raise ConfigError("a per-row LoRA mix cannot run through continuous batching's packed batches")
-        if guided:
-            raise ConfigError("guidance_scale: guided decoding runs in padded batches; use the transformers backend")
+        if guided or no_copy:
+            what = "guidance_scale: guided decoding" if guided else "prompt_no_repeat_ngram_size: the prompt-copy ban"
+            raise ConfigError(f"{what} runs in padded batches; use the transformers backend")
         out = [clean_text(t, cleaning) for t in continuous_generate(model, tokenizer, ids, **kwargs)]
         if progress:
             progress(len(texts), len(texts))
@@ -150,9 +156,10 @@ def generate_batched(
 
                 stop = RowTokens(idx, on_token, end_of_turn_ids(tokenizer) if cleaning.enabled else [], device)
                 call["stopping_criteria"] = StoppingCriteriaList([stop])
+            processors: list[Any] = []
+            if no_copy:  # first: guidance then only weighs the tokens left allowed
+                processors.append(PromptCopyBan([ids[i] for i in idx], enc["input_ids"].shape[1], no_copy))
             if guided:
-                from transformers import LogitsProcessorList
-
                 from pluralign.generation.guidance import NegativePromptGuidance, differing_tokens
 
                 neg = left_padded([negative_ids[i] for i in idx], tokenizer.pad_token_id)
@@ -164,7 +171,11 @@ def generate_batched(
                     guidance_scale,
                     unpromoted=differing_tokens([ids[i] for i in idx], [negative_ids[i] for i in idx], vocab).to(device),
                 )
-                call["logits_processor"] = LogitsProcessorList([guide, *sampling_warpers(model, call)])
+                processors += [guide, *sampling_warpers(model, call)]
+            if processors:
+                from transformers import LogitsProcessorList
+
+                call["logits_processor"] = LogitsProcessorList(processors)
             context = row_context(idx) if row_context is not None else contextlib.nullcontext()
             with context, generation_autocast(device):
                 seqs = model.generate(**enc, **call)

@@ -65,7 +65,9 @@ class RiCPolicy(SteerablePolicy):
     ``guidance_against``'s, the ``opposite`` tags (every desired reward reflected within its bounds) or the
     ``neutral`` ones (every desired reward at the middle of its bounds), so what the tags change is
     amplified, at one extra forward pass per token. Both default to what training stored in
-    ``pluralign.json`` (``RiCConfig.guidance_scale``), else 1 (plain decoding)."""
+    ``pluralign.json`` (``RiCConfig.guidance_scale``), else 1 (plain decoding). Guided decoding also bans
+    the tags' names; ``prompt_no_repeat_ngram_size=n`` in the generation arguments bans copying n tokens
+    of the prompt (:mod:`pluralign.generation.prompt_copy`; off by default)."""
 
     token_streaming = True
 
