@@ -418,3 +418,13 @@ def test_the_harmless_model_can_be_npbtl_and_the_world_scores_with_it_at_no_cont
     rows = world.train[:4]
     direct = load_reward_model(rm_dir).score([r["prompt"] for r in rows], [r["response"] for r in rows])
     np.testing.assert_allclose([r["score_harmless"] for r in rows], direct, rtol=1e-4, atol=1e-5)
+
+
+def test_demo_help_states_the_hh_worlds_own_defaults():
+    """The flags' help names the hh world's defaults as HH_DEFAULTS holds them (it said 7 after 9 was chosen)."""
+    from pluralign.commands.demo import build_parser
+    from pluralign.worlds.chat.hh import HH_DEFAULTS
+
+    helps = {a.dest: " ".join(a.help.split()) for a in build_parser()._actions if a.help}
+    assert f"hh default {HH_DEFAULTS['guidance_scale']:g}," in helps["guidance_scale"]
+    assert f"hh default {HH_DEFAULTS['base_samples_per_prompt']}" in helps["base_samples"]

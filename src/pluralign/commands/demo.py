@@ -62,7 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--guidance_scale",
         type=float,
         default=None,
-        help="chat and hh: RiC's classifier-free guidance on the tags (1: plain decoding; hh default 7, chat 1)",
+        help="chat and hh: RiC's classifier-free guidance on the tags (1: plain decoding; hh default 9, chat 1)",
     )
     sizes.add_argument(
         "--bf16",
@@ -83,7 +83,7 @@ SIZE_FLAGS = {
     "online_prompts": ("online_prompts", "prompts generated per online iteration"),
     "offline_steps": ("offline_max_steps", "RiC's offline SFT steps (default: 2 epochs)"),
     "online_steps": ("online_max_steps", "SFT steps per online iteration (default: 1 epoch over the buffer)"),
-    "base_samples": ("base_samples_per_prompt", "hh: the base model's own samples per training prompt, added to the offline data (default 0)"),
+    "base_samples": ("base_samples_per_prompt", "hh: the base model's own samples per training prompt, added to the offline data (hh default 1; 0: the pairs' responses alone)"),
 }
 
 

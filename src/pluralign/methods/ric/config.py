@@ -43,6 +43,14 @@ class RiCConfig(DevicePrecisionMixin, LoraMixin, SFTConfig):
             "among the offline data (same order, no signs, every value equally common)."
         },
     )
+    center_rewards: str = field(
+        default="none",
+        metadata={
+            "help": "none: tags show each sample's rewards (the paper) | prompt: minus the mean over the offline "
+            "responses to its prompt (a reward model trained on pairs fixes no per-prompt level; "
+            "pluralign.methods.ric.centering)."
+        },
+    )
     mapping: str = field(default="linf", metadata={"help": "Preference-to-reward mapping: linf | l2 | linear."})
     guidance_scale: float = field(
         default=1.0,

@@ -24,6 +24,7 @@ from pluralign.generation.cleaning import Cleaning, keep_mask
 from pluralign.generation.vllm import VLLMEngines
 from pluralign.methods.ric.bounds import BOUNDS, desired_bounds
 from pluralign.methods.ric.buffer import offline_selection
+from pluralign.methods.ric.centering import centred, check_centering, prompt_means
 from pluralign.methods.ric.config import RiCConfig
 from pluralign.methods.ric.mors import mors_accept, mors_thresholds, sample_desired_rewards
 from pluralign.methods.ric.policy import model_prompt, trained_on_chat
@@ -87,6 +88,7 @@ def validate(config: RiCConfig) -> None:
         raise ConfigError(f"reward_bounds {config.reward_bounds!r} is not one of {', '.join(BOUNDS)}")
     if config.tag_levels == 1 or config.tag_levels < 0:
         raise ConfigError(f"tag_levels must be 0 (z-score tags) or at least 2 (quantile levels), got {config.tag_levels}")
+    check_centering(config.center_rewards)
     if not 0 < config.online_quantile < 1:
         raise ConfigError(f"online_quantile must be in (0, 1), got {config.online_quantile}")
 
@@ -131,7 +133,13 @@ def train_ric(config: RiCConfig, progress: Progress | None = print, callbacks: S
     objectives = ObjectiveSet.load(out / "objectives.json")
     scores = score_samples(samples, objectives, ScoreCache(cache_path))  # all cached now
     z = objectives.zscores(scores)
-    low, high = desired_bounds(config.reward_bounds, *objectives.z_bounds(), config.online_low, config.online_high)
+    data_bounds = objectives.z_bounds()
+    centres = None
+    if config.center_rewards == "prompt":
+        centres = prompt_means([s["prompt"] for s in samples], z)
+        z = centred([s["prompt"] for s in samples], z, centres)
+        data_bounds = (z.min(axis=0), z.max(axis=0))
+    low, high = desired_bounds(config.reward_bounds, *data_bounds, config.online_low, config.online_high)
     if config.tag_levels:
         template.level_edges = {n: quantile_edges(z[:, i], config.tag_levels) for i, n in enumerate(objectives.names)}
     state.mark("score")
@@ -170,6 +178,8 @@ def train_ric(config: RiCConfig, progress: Progress | None = print, callbacks: S
             )
         if state_acc.is_main_process and not (stage / "buffer.jsonl").is_file():
             gz = objectives.zscores(gen_scores)  # hindsight relabelling with the OFFLINE statistics
+            if centres is not None:  # and the offline responses' per-prompt means
+                gz = centred([g["prompt"] for g in generated], gz, centres)
             thr = mors_thresholds(gz, config.online_quantile)
             keep = mors_accept(gz, thr)
             accepted = [
@@ -336,6 +346,7 @@ def _export(
             "online_iterations": config.online_iterations,
             "use_peft": config.use_peft,
             "reward_bounds": config.reward_bounds,
+            "center_rewards": config.center_rewards,
             "desired_low": [float(x) for x in low],
             "desired_high": [float(x) for x in high],
             # chat: training prompts were chat-rendered, so a plain prompt is read as a user turn (policy.py)

@@ -60,6 +60,7 @@ def ric_config(world: ChatWorld, output_dir: Path, **overrides: Any):
         tag_format=s.tag_format,
         tag_levels=s.tag_levels,
         tag_position=s.tag_position,
+        center_rewards=s.center_rewards,
         guidance_scale=s.guidance_scale,
         bf16=s.precision() == "bf16",
         lr_scheduler_type="cosine",

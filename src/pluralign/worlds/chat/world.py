@@ -112,6 +112,9 @@ class ChatSettings:
     tag_format: str = "<{name}> {value}"
     tag_levels: int = 5
     tag_position: str = "response_start"
+    # RiC's tags from raw rewards (none, the paper) or minus each prompt's mean over its offline responses
+    # (prompt; pluralign.methods.ric.centering)
+    center_rewards: str = "none"
     # classifier-free guidance on the tags when RiC generates (1: plain decoding; the hh world's default in
     # hh.py; docs/hh_world.md "Guidance on the tags")
     guidance_scale: float = 1.0
