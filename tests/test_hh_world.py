@@ -177,6 +177,8 @@ def test_the_hh_demo_writes_the_model_the_front_the_steering_and_the_samples(hh,
     # the world's tag guidance is stored with the model, so `pluralign generate` decodes as the demo did
     assert settings.guidance_scale > 1 and policy.manifest.extra["guidance_scale"] == settings.guidance_scale
     assert policy.guidance_scale == settings.guidance_scale and policy.decode_target("Hi", None) is None
+    # RiC's tags were centred on each prompt's offline responses (the hh world's default), and it says so
+    assert settings.center_rewards == "prompt" and policy.manifest.extra["center_rewards"] == "prompt"
     front = json.loads((out / "front.json").read_text())
     assert [f["method"] for f in front["fronts"]] == ["base", "ric", "dpo"]
     base_scores = front["fronts"][0]["points"][0]["scores"]

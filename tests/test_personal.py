@@ -333,3 +333,20 @@ def test_the_corner_driver_steers_by_the_largest_inferred_weight_beside_the_post
     assert steer["inferred_cosine"] == result["steering"]["inferred_cosine"]  # the cosine is the posterior mean's
     with pytest.raises(ConfigError, match="driver 'mode' is not one of corner, mean"):
         PersonalSettings(driver="mode")
+
+
+def test_a_ric_folder_is_reused_only_with_the_tags_it_was_trained_with(tmp_path):
+    """A folder saved before ``center_rewards`` existed was trained with raw tags: reusing it for centred
+    tags is a one-line error, not a silent reuse."""
+    import dataclasses
+    import json
+
+    from pluralign.errors import ConfigError
+    from pluralign.worlds.chat.personal_benchmark import PERSONAL, RIC_FIELDS, _check_policy_settings
+
+    settings = PERSONAL.settings(seed=0)
+    old = {f: getattr(settings, f) for f in RIC_FIELDS if f != "center_rewards"}
+    (tmp_path / "personal_ric_settings.json").write_text(json.dumps(old))
+    _check_policy_settings(tmp_path, dataclasses.replace(settings, center_rewards="none"))
+    with pytest.raises(ConfigError, match="center_rewards='none', not 'prompt'"):
+        _check_policy_settings(tmp_path, dataclasses.replace(settings, center_rewards="prompt"))

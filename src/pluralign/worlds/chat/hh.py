@@ -69,6 +69,11 @@ HH_DEFAULTS: dict[str, Any] = {
     # more prompts than 7 on each of three seeds (shares 0.89 / 0.89 against 0.82 / 0.80) at the same ranges
     # (docs/hh_world.md "Guidance on the tags", "Scale 9")
     "guidance_scale": 9.0,
+    # RiC's tags from each sample's rewards minus its prompt's offline mean: a third of the harmless model's
+    # variance is the request's own level, which no answer changes; over four seeds the front rose on every
+    # seed (HV 12.38 against 11.94) and harmlessness's range from 0.40 to 0.46 (docs/hh_world.md
+    # "Prompt-centred tags", pluralign.methods.ric.centering)
+    "center_rewards": "prompt",
 }
 
 

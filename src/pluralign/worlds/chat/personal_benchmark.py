@@ -54,7 +54,9 @@ POLICIES = ("ric", "soups")
 DRIVERS = ("corner", "mean")  # corner: the Bayes action for a policy whose rewards are linear in its weights
 RIC_FIELDS = ("base_model", "lora_r", "lora_alpha", "learning_rate", "offline_epochs", "offline_max_steps", "max_length",
               "tag_format", "tag_levels", "tag_position", "batch_size", "online_iterations", "online_prompts",
-              "online_offline_samples", "online_learning_rate", "online_max_steps", "seed")  # fmt: skip
+              "online_offline_samples", "online_learning_rate", "online_max_steps", "center_rewards", "seed")  # fmt: skip
+# what a folder saved before a field existed was trained with
+SAVED_BEFORE = {"center_rewards": "none"}
 
 
 @dataclass
@@ -144,9 +146,10 @@ def _check_policy_settings(policy_dir: Path, settings: ChatSettings, policy: str
     if saved_file.is_file():
         saved = json.loads(saved_file.read_text())
         for name, value in wanted.items():
-            if name in saved and saved[name] != value:
+            was = saved.get(name, SAVED_BEFORE.get(name))
+            if was is not None and was != value:
                 raise ConfigError(
-                    f"{policy_dir} was trained with {name}={saved[name]!r}, not {value!r}; use another --out to retrain"
+                    f"{policy_dir} was trained with {name}={was!r}, not {value!r}; use another --out to retrain"
                 )
     policy_dir.mkdir(parents=True, exist_ok=True)
     saved_file.write_text(json.dumps(wanted, indent=1))
