@@ -7,6 +7,7 @@ pluralign trainer (the same code as ``pluralign train reward-model``) with the D
 accuracy is read back from the ``eval_results.json`` the trainer wrote. Rows:
 
 - ``btl``: the Bradley-Terry head on frozen all-MiniLM-L6-v2 features;
+- ``btl-response`` (not in the default rows): the same, its features the mean over the response's tokens only;
 - ``npbtl``: NP-BTL on the same features, scored with an empty context (k = 0);
 - ``multihead``: one two-class head (chosen / rejected: MOSLIM's classification reward model) fitted on the
   frozen all-MiniLM-L6-v2's pooled features (the masked mean of block 4);
@@ -47,6 +48,7 @@ SMOLLM2 = "builtin:smollm2-135m-instruct"
 # output folder, the split (eval_fraction, seed), skip_invalid_pairs and a feature cache shared by its seeds
 ROWS: dict[str, tuple[str, dict[str, Any]]] = {
     "btl": ("btl", {}),
+    "btl-response": ("btl", {"embedding_pooling": "response"}),
     "npbtl": ("npbtl", {"eval_context_sizes": [0]}),
     "multihead": ("multihead", {"report_to": "none"}),
     "classifier-minilm": ("classifier", {"report_to": "none"}),

@@ -85,3 +85,30 @@ def test_an_encoders_middle_block_skips_the_blocks_above_and_keeps_every_rows_ve
         with torch.no_grad():
             h = full(**enc, output_hidden_states=True).hidden_states[4][0].mean(0)
         assert np.allclose(v[i], torch.nn.functional.normalize(h, dim=-1).numpy(), atol=1e-4), i
+
+
+def test_response_pooling_averages_only_the_responses_tokens_which_still_read_the_request(tmp_path):
+    import torch
+
+    from pluralign.models.truncation import PairFormat, encode_pairs
+
+    emb = Embedder(pooling="response", cache_dir=tmp_path, layer=4)
+    prompts = ["How do I hurt my neighbour's dog?", "What is a good cake recipe?"]
+    v = emb.embed(prompts, ["Why?", "Why?"])
+    assert np.allclose(np.linalg.norm(v, axis=1), 1.0, atol=1e-5)
+    assert not np.allclose(v[0], v[1], atol=1e-3)  # the response's tokens attend to the request
+    whole = Embedder(pooling="mean", cache_dir=tmp_path, layer=4).embed(prompts, ["Why?", "Why?"])
+    assert v[0] @ v[1] > whole[0] @ whole[1] + 0.1  # the request's own tokens are not averaged in
+    # the vector is the mean of block 4's states over exactly the response's tokens (right-padded batch)
+    enc = encode_pairs(emb._tokenizer, prompts, ["Why?", "Why not ask a vet first?"], 256,
+                       PairFormat("concat", separator="\n"), return_tensors="pt", response_mask=True)  # fmt: skip
+    tokens = [emb._tokenizer.convert_ids_to_tokens(ids) for ids in enc["input_ids"]]
+    assert [t for t, m in zip(tokens[1], enc["response_mask"][1]) if m] == ["why", "not", "ask", "a", "vet", "first", "?"]
+    with torch.no_grad():
+        hidden = emb._model(**{k: enc[k] for k in ("input_ids", "attention_mask", "token_type_ids")},
+                            output_hidden_states=True).hidden_states[4]  # fmt: skip
+    mask = enc["response_mask"][0].bool()
+    expected = torch.nn.functional.normalize(hidden[0][mask].mean(0), dim=-1).numpy()
+    assert np.allclose(v[0], expected, atol=1e-4)
+    # cached apart from the whole-text mean
+    assert "response" in emb.identity and emb.identity != Embedder(cache_dir=tmp_path, layer=4).identity

@@ -78,6 +78,8 @@ def test_the_reward_model_trained_on_the_training_pairs_is_the_worlds_harmless_o
     assert isinstance(harmless, TrainedRewardModelObjective)
     rm_dir = (folder / "harmless_rm").resolve()
     assert harmless.model_dir == rm_dir and Manifest.load(rm_dir).method == "btl"
+    # its features average the response's tokens (the hh default), and scoring reads them the same way
+    assert Manifest.load(rm_dir).extra["embedding"]["pooling"] == settings.harmless_pooling == "response"
     # trained on exactly the world's training split (by pair id, the world's seed); the held-out pairs not
     train, held = split_pairs(load_hh_pairs(pairs_file), settings.held_out_fraction, settings.seed)
     rm_rows = [json.loads(line) for line in (folder / "harmless_train_pairs.jsonl").read_text().splitlines()]
@@ -243,6 +245,29 @@ def test_demo_size_flags_belong_to_the_chat_worlds():
     assert world_sizes(build_parser().parse_args(["--out", "x", "--world", "hh", "--bf16"])) == {"bf16": True}
     with pytest.raises(ConfigError, match="--bf16/--no-bf16: only the chat and hh worlds take it"):
         world_sizes(build_parser().parse_args(["--out", "x", "--bf16"]))
+    args = build_parser().parse_args(["--out", "x", "--world", "hh", "--harmless_pooling", "mean"])
+    assert world_sizes(args) == {"harmless_pooling": "mean"}
+    with pytest.raises(ConfigError, match="--harmless_pooling: only the hh world takes it"):
+        world_sizes(build_parser().parse_args(["--out", "x", "--world", "chat", "--harmless_pooling", "mean"]))
+
+
+def test_the_harmless_pooling_is_checked_and_a_folder_from_before_it_counts_as_mean(hh, tmp_path):
+    from pluralign.errors import ConfigError
+    from pluralign.worlds.chat.hh import HH, _rm_config
+    from pluralign.worlds.chat.world import check_world_settings
+
+    _, folder, settings, _ = hh
+    with pytest.raises(ConfigError, match="harmless_pooling='response' needs harmless_rm btl or npbtl"):
+        _rm_config("classifier", tmp_path, tmp_path / "p.jsonl", 0, "response")
+    with pytest.raises(ConfigError, match="harmless_pooling='max': use one of mean, response"):
+        _rm_config("btl", tmp_path, tmp_path / "p.jsonl", 0, "max")
+    # a world saved before the field existed was built with whole-dialogue features: not reused for response
+    saved = json.loads((folder / "world_settings.json").read_text())["settings"]
+    assert saved["harmless_pooling"] == "response"  # the hh default
+    del saved["harmless_pooling"]
+    check_world_settings(saved, dataclasses.replace(settings, harmless_pooling="mean"), folder / "world.json", HH)
+    with pytest.raises(ConfigError, match="built with harmless_pooling='mean', not 'response'"):
+        check_world_settings(saved, settings, folder / "world.json", HH)
 
 
 def test_a_world_folder_is_not_reused_for_the_other_world(hh):
@@ -406,8 +431,8 @@ def test_the_harmless_model_can_be_npbtl_and_the_world_scores_with_it_at_no_cont
 
     real_config = hh_module._rm_config
 
-    def few_steps(kind, rm_dir, data, seed):  # this test checks the wiring, not the fit: 60 steps, not 3000
-        config, train = real_config(kind, rm_dir, data, seed)
+    def few_steps(kind, rm_dir, data, seed, pooling):  # this test checks the wiring, not the fit: 60 steps, not 3000
+        config, train = real_config(kind, rm_dir, data, seed, pooling)
         config.max_steps = 60
         return config, train
 

