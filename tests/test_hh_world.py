@@ -455,3 +455,5 @@ def test_demo_help_states_the_hh_worlds_own_defaults():
     helps = {a.dest: " ".join(a.help.split()) for a in build_parser()._actions if a.help}
     assert f"hh default {HH_DEFAULTS['guidance_scale']:g}," in helps["guidance_scale"]
     assert f"hh default {HH_DEFAULTS['base_samples_per_prompt']}" in helps["base_samples"]
+    default = {"response": "the response's tokens (default)", "mean": "the whole dialogue (default)"}
+    assert default[HH_DEFAULTS["harmless_pooling"]] in helps["harmless_pooling"]

@@ -75,8 +75,9 @@ HH_DEFAULTS: dict[str, Any] = {
     # "Prompt-centred tags", pluralign.methods.ric.centering)
     "center_rewards": "prompt",
     # the harmless model's features average the response's tokens only (each still reads the request): on
-    # the world's 199 held-out pairs it is as accurate or more, and a request's own level no longer rides on
-    # every answer to it (docs/hh_world.md "A harmless model that reads the response")
+    # the world's 199 held-out pairs 0.637 against 0.602 over four seeds, and over four RiC runs the middle
+    # point reached the base model on two seeds (one before); docs/hh_world.md "A harmless model that reads
+    # the response"
     "harmless_pooling": "response",
 }
 
