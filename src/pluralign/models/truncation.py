@@ -212,8 +212,9 @@ def encode_pairs(
         tokenizer.padding_side = side
     if masks is not None:
         import numpy as np
+        import torch
 
         width = padded["input_ids"].shape[1]
         mask = np.array([m + [0] * (width - len(m)) for m in masks], dtype=np.int64)
-        padded["response_mask"] = __import__("torch").from_numpy(mask) if return_tensors == "pt" else mask
+        padded["response_mask"] = torch.from_numpy(mask) if return_tensors == "pt" else mask
     return padded
