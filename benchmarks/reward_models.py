@@ -9,6 +9,7 @@ accuracy is read back from the ``eval_results.json`` the trainer wrote. Rows:
 - ``btl``: the Bradley-Terry head on frozen all-MiniLM-L6-v2 features;
 - ``btl-response`` (not in the default rows): the same, its features the mean over the response's tokens only;
 - ``npbtl``: NP-BTL on the same features, scored with an empty context (k = 0);
+- ``npbtl-response`` (not in the default rows): the same on the response-pooled features;
 - ``multihead``: one two-class head (chosen / rejected: MOSLIM's classification reward model) fitted on the
   frozen all-MiniLM-L6-v2's pooled features (the masked mean of block 4);
 - ``classifier-minilm``: all-MiniLM-L6-v2 as a sequence classifier, its head fitted on the masked mean of block 4;
@@ -50,6 +51,7 @@ ROWS: dict[str, tuple[str, dict[str, Any]]] = {
     "btl": ("btl", {}),
     "btl-response": ("btl", {"embedding_pooling": "response"}),
     "npbtl": ("npbtl", {"eval_context_sizes": [0]}),
+    "npbtl-response": ("npbtl", {"eval_context_sizes": [0], "embedding_pooling": "response"}),
     "multihead": ("multihead", {"report_to": "none"}),
     "classifier-minilm": ("classifier", {"report_to": "none"}),
     "classifier-smollm2": ("classifier", {"report_to": "none", "model_name_or_path": SMOLLM2, "trainable_layers": 0}),
