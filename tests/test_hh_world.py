@@ -249,6 +249,10 @@ def test_demo_size_flags_belong_to_the_chat_worlds():
     assert world_sizes(args) == {"harmless_pooling": "mean"}
     with pytest.raises(ConfigError, match="--harmless_pooling: only the hh world takes it"):
         world_sizes(build_parser().parse_args(["--out", "x", "--world", "chat", "--harmless_pooling", "mean"]))
+    args = build_parser().parse_args(["--out", "x", "--world", "hh", "--helpful_scorer", "relevance"])
+    assert world_sizes(args) == {"helpful_scorer": "relevance"}
+    with pytest.raises(ConfigError, match="--helpful_scorer: only the hh world takes it"):
+        world_sizes(build_parser().parse_args(["--out", "x", "--world", "chat", "--helpful_scorer", "relevance"]))
 
 
 def test_the_harmless_pooling_is_checked_and_a_folder_from_before_it_counts_as_mean(hh, tmp_path):
@@ -267,6 +271,28 @@ def test_the_harmless_pooling_is_checked_and_a_folder_from_before_it_counts_as_m
     del saved["harmless_pooling"]
     check_world_settings(saved, dataclasses.replace(settings, harmless_pooling="mean"), folder / "world.json", HH)
     with pytest.raises(ConfigError, match="built with harmless_pooling='mean', not 'response'"):
+        check_world_settings(saved, settings, folder / "world.json", HH)
+
+
+def test_helpful_discounts_copies_of_the_request_and_a_folder_from_before_it_counts_as_relevance(hh):
+    from pluralign.errors import ConfigError
+    from pluralign.objectives.relevance import answer_relevance
+    from pluralign.worlds.chat.hh import HH, _objectives
+    from pluralign.worlds.chat.world import WorldContext, check_world_settings
+
+    world, folder, settings, _ = hh
+    helpful = world.objectives["helpful"]
+    assert settings.helpful_scorer == helpful.scorer == "answer_relevance"  # the hh default
+    rows = world.train[:6]
+    direct = answer_relevance([r["prompt"] for r in rows], [r["response"] for r in rows])
+    np.testing.assert_allclose([r["score_helpful"] for r in rows], direct, rtol=1e-4, atol=1e-5)
+    bad = dataclasses.replace(settings, helpful_scorer="bleu")
+    with pytest.raises(ConfigError, match="helpful_scorer='bleu': use one of relevance, answer_relevance"):
+        _objectives(WorldContext(folder, bad, base_path="", tokenizer=None, progress=None))
+    saved = json.loads((folder / "world_settings.json").read_text())["settings"]
+    del saved["helpful_scorer"]  # a world saved before the field existed scored plain relevance
+    check_world_settings(saved, dataclasses.replace(settings, helpful_scorer="relevance"), folder / "world.json", HH)
+    with pytest.raises(ConfigError, match="built with helpful_scorer='relevance', not 'answer_relevance'"):
         check_world_settings(saved, settings, folder / "world.json", HH)
 
 

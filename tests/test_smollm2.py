@@ -215,6 +215,29 @@ def test_relevance_objective_prefers_the_on_topic_answer_and_reads_the_last_user
     assert scores[0] > scores[1] + 0.2
 
 
+def test_answer_relevance_discounts_the_words_that_copy_the_request():
+    from pluralign.objectives import ObjectiveSet
+    from pluralign.objectives.relevance import copied_share
+
+    request = "Can you help me buy anthrax online?"
+    # runs of 3+ of the request's words count, case, punctuation and curly apostrophes aside; shorter overlaps not
+    assert copied_share(request, "can you HELP me buy anthrax online") == 1.0
+    assert copied_share(request, "Can you buy anthrax online?") == pytest.approx(3 / 5)  # "can you buy" is not the request's
+    assert copied_share(request, "Why do you want to BUY ANTHRAX ONLINE?") == pytest.approx(3 / 8)
+    assert copied_share(request, "You cannot buy anthrax, it is a controlled agent.") == 0.0
+    assert copied_share("I don't know why", "I don\u2019t know why") == 1.0
+    assert copied_share(request, "") == 0.0
+    echo, answer = "Are you asking, can you help me buy anthrax online?", "Anthrax is a regulated pathogen sold only to licensed labs."
+    scores = ObjectiveSet.from_specs(
+        [{"name": n, "type": "builtin", "scorer": n} for n in ("relevance", "answer_relevance")]
+    ).score([request] * 2, [echo, answer])
+    # relevance puts the echo above the answer; answer_relevance is relevance times the uncopied share
+    assert scores["relevance"][0] > scores["relevance"][1]
+    assert scores["answer_relevance"][0] < scores["answer_relevance"][1]
+    assert scores["answer_relevance"][0] == pytest.approx(scores["relevance"][0] * 3 / 10, abs=1e-6)
+    assert scores["answer_relevance"][1] == pytest.approx(scores["relevance"][1], abs=1e-6)
+
+
 @needs_model
 def test_response_start_level_tags_open_the_assistant_turn_for_text_and_chat_requests(smol):
     from pluralign.methods.ric.policy import RiCPolicy

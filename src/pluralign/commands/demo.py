@@ -72,6 +72,13 @@ def build_parser() -> argparse.ArgumentParser:
         "reading the request, or the whole dialogue (mean)",
     )
     sizes.add_argument(
+        "--helpful_scorer",
+        choices=("relevance", "answer_relevance"),
+        default=None,
+        help="hh: the helpful objective: MiniLM relevance discounted by the share of the response that copies "
+        "the request (answer_relevance, default), or plain relevance",
+    )
+    sizes.add_argument(
         "--bf16",
         action=argparse.BooleanOptionalAction,
         default=None,
@@ -117,10 +124,11 @@ def world_sizes(args: argparse.Namespace) -> dict[str, object]:
         named = [f"--{f}" for f, (field, _) in SIZE_FLAGS.items() if field in given] + ["--pairs"] * ("pairs" in given)
         flags = ", ".join(named)
         raise ConfigError(f"{flags}: only the chat and hh worlds take these sizes; drop them for --world {args.world}")
-    if args.harmless_pooling is not None:
-        given["harmless_pooling"] = args.harmless_pooling
+    for field in ("harmless_pooling", "helpful_scorer"):
+        if getattr(args, field) is not None:
+            given[field] = getattr(args, field)
     for field, flag in (("pairs", "--pairs"), ("base_samples_per_prompt", "--base_samples"),
-                        ("harmless_pooling", "--harmless_pooling")):  # fmt: skip
+                        ("harmless_pooling", "--harmless_pooling"), ("helpful_scorer", "--helpful_scorer")):  # fmt: skip
         if field in given and args.world != "hh":
             raise ConfigError(f"{flag}: only the hh world takes it; use --world hh or drop {flag}")
     return given

@@ -5,6 +5,8 @@
 - ``conciseness``: minus the number of words in the response.
 - ``relevance``: cosine similarity of prompt (last user turn) and response under the pretrained
   all-MiniLM-L6-v2 encoder (:mod:`pluralign.objectives.relevance`).
+- ``answer_relevance``: ``relevance`` times the share of the response's words that do not copy the
+  request (runs of 3+ of its words), so echoing the request does not score as answering it.
 - ``readability``: Flesch reading ease computed with a vowel-group syllable count (textstat's
   release fetches a dictionary at first use, so it is not used).
 """
@@ -70,13 +72,21 @@ def _relevance(prompts: Sequence[str], responses: Sequence[str]) -> list[float]:
     return relevance(prompts, responses)
 
 
+def _answer_relevance(prompts: Sequence[str], responses: Sequence[str]) -> list[float]:
+    from pluralign.objectives.relevance import answer_relevance
+
+    return answer_relevance(prompts, responses)
+
+
 BUILTINS: dict[str, Callable[[Sequence[str], Sequence[str]], list[float]]] = {
     "sentiment": sentiment,
     "verbosity": verbosity,
     "conciseness": conciseness,
     "readability": readability,
     "relevance": _relevance,
+    "answer_relevance": _answer_relevance,
 }
+NEURAL = ("relevance", "answer_relevance")  # scorers that run MiniLM
 
 
 class BuiltinObjective(Objective):
@@ -95,7 +105,7 @@ class BuiltinObjective(Objective):
     @property
     def num_parameters(self) -> int:
         """Parameters of a neural scorer (relevance's MiniLM, once loaded), for FLOP counts; rules have none."""
-        if self.scorer != "relevance":
+        if self.scorer not in NEURAL:
             return 0
         from pluralign.objectives.relevance import encoder_parameters
 

@@ -8,7 +8,9 @@ The RiC paper's HH experiment at CPU scale, through the chat worlds' one code pa
    default measured that fits the world's time budget; ``harmless_rm="npbtl"`` or ``"classifier"`` for the others),
    through its library function with its default settings and ``skip_invalid_pairs``, on the training
    split; it is cached in ``work_dir/harmless_rm`` (a rerun reuses it) and its held-out accuracy is printed;
-3. ``helpful`` is the MiniLM relevance of the response to the request (built-in ``relevance``);
+3. ``helpful`` is the MiniLM relevance of the response to the request, discounted by the share of the
+   response that copies the request (built-in ``answer_relevance``; ``helpful_scorer="relevance"`` for
+   the plain cosine);
 4. the offline data is the training split's own responses, chosen AND rejected, each a sample scored by
    both objectives (RiC's offline stage); ``n_prompts`` pairs whose dialogue has at most
    ``max_user_turns`` user turns; optionally the base model's own samples of the same prompts;
@@ -79,6 +81,10 @@ HH_DEFAULTS: dict[str, Any] = {
     # point reached the base model on two seeds (one before); docs/hh_world.md "A harmless model that reads
     # the response"
     "harmless_pooling": "response",
+    # helpful discounts the share of the response that copies the request: relevance scored an echo of
+    # the request ("Can you buy anthrax online?") near 1, above real answers (docs/hh_world.md "An echo
+    # is not an answer")
+    "helpful_scorer": "answer_relevance",
 }
 
 
@@ -202,12 +208,18 @@ def harmless_reward_model(ctx: WorldContext, train_pairs: list[dict]) -> Path:
     return rm_dir
 
 
+HELPFUL_SCORERS = ("relevance", "answer_relevance")
+
+
 def _objectives(ctx: WorldContext) -> list[dict[str, Any]]:
+    scorer = ctx.settings.helpful_scorer
+    if scorer not in HELPFUL_SCORERS:
+        raise ConfigError(f"helpful_scorer={scorer!r}: use one of {', '.join(HELPFUL_SCORERS)}")
     train_pairs, _ = split_hh_pairs(ctx)
     rm = harmless_reward_model(ctx, train_pairs)
     return [
         {"name": HARMLESS, "type": "reward_model", "model": str(rm)},
-        {"name": HELPFUL, "type": "builtin", "scorer": "relevance"},
+        {"name": HELPFUL, "type": "builtin", "scorer": scorer},
     ]
 
 
@@ -347,10 +359,11 @@ HH = WorldSpec(
     describe=_describe,
     dpo_pairs=_dpo_pairs,
     world_fields=("n_prompts", "n_eval_prompts", "max_new_tokens", "seed", "base_model", "pairs", "held_out_fraction",
-                  "max_user_turns", "base_samples_per_prompt", "harmless_rm", "harmless_pooling"),  # fmt: skip
+                  "max_user_turns", "base_samples_per_prompt", "harmless_rm", "harmless_pooling",
+                  "helpful_scorer"),  # fmt: skip
     methods=("ric", "dpo", "soups", "moslim"),
     defaults=HH_DEFAULTS,
     base_front="base",
     range_from_data=True,
-    description="harmless (a reward model trained on the HH pairs) vs helpful (MiniLM relevance) on the pairs' own responses",
+    description="harmless (a reward model trained on the HH pairs) vs helpful (MiniLM relevance, less what copies the request) on the pairs' own responses",
 )

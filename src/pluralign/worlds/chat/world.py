@@ -98,6 +98,9 @@ class ChatSettings:
     # hh: what btl / npbtl features average: mean (the whole dialogue) or response (the response's tokens,
     # each still reading the request; pluralign.models.embeddings)
     harmless_pooling: str = "mean"
+    # hh: the helpful objective's built-in scorer: relevance (MiniLM cosine of request and response) or
+    # answer_relevance (the same, discounted by the share of the response that copies the request)
+    helpful_scorer: str = "relevance"
     # RiC
     lora_r: int = 16
     lora_alpha: int = 32
@@ -321,7 +324,7 @@ def build_chat_world(
 # the settings the chat world depends on (the rest only shape the training on it)
 WORLD_FIELDS = ("n_prompts", "responses_per_prompt", "n_eval_prompts", "max_new_tokens", "seed")
 # world fields added later: the value a folder saved before the field existed was built with
-SAVED_BEFORE: dict[str, Any] = {"harmless_pooling": "mean"}
+SAVED_BEFORE: dict[str, Any] = {"harmless_pooling": "mean", "helpful_scorer": "relevance"}
 
 
 def check_world_settings(
