@@ -69,7 +69,7 @@ def test_generate_takes_tag_guidance_for_a_ric_model_and_refuses_a_bad_one(capsy
     code, err = run_cli(capsys, *args, "--guidance_scale", "0.5", "the lamp")
     assert code == 2 and "guidance_scale must be at least 1" in err and "\n" not in err
     code, err = run_cli(capsys, *args, "--guidance_against", "random", "the lamp")
-    assert code == 2 and "guidance_against 'random' is not one of opposite, neutral" in err and "\n" not in err
+    assert code == 2 and "guidance_against 'random' is not one of opposite, neutral, raised" in err and "\n" not in err
 
 
 def test_unknown_objective_name_in_score(capsys, tmp_path):

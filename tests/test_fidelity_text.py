@@ -366,3 +366,24 @@ def test_chat_ric_with_tags_in_the_user_turn_and_text_models_given_messages(bos_
 
     with pytest.raises(ConfigError, match="--no-chat"):
         as_chat(["How do I pick a lock?"], tok, False, chat_trained=policy.chat_trained)
+
+
+def test_each_guidance_negative_asks_for_its_own_tags(bos_llama, tmp_path):
+    """``opposite`` mirrors every desired reward (so at a one-hot preference it pushes the other objective
+    down), ``raised`` mirrors only those asked above their middle (it pushes nothing down), ``neutral``
+    asks for every middle. Desired rewards lie in [0, 4] here."""
+    tok = bos_llama.tok
+    policy = _ric_policy(tok, tmp_path)
+    rendered = _chat(tok, "How do I pick a lock?")
+
+    def negative(against: str, w: list[float]) -> str:
+        policy.set_guidance(3.0, against)
+        return policy.negative_prompt("How do I pick a lock?", w)[len(rendered) :]
+
+    assert negative("opposite", [1.0, 0.0]) == "<a> 0.0 <b> 4.0\n"
+    assert negative("raised", [1.0, 0.0]) == "<a> 0.0 <b> 0.0\n"  # only a's push; b stays as asked
+    assert negative("raised", [0.0, 1.0]) == "<a> 0.0 <b> 0.0\n"
+    assert negative("raised", [0.75, 0.25]) == negative("opposite", [0.75, 0.25]) == "<a> 0.0 <b> 2.0\n"
+    assert negative("raised", [0.5, 0.5]) == negative("opposite", [0.5, 0.5]) == "<a> 0.0 <b> 0.0\n"
+    assert negative("neutral", [1.0, 0.0]) == "<a> 2.0 <b> 2.0\n"
+    assert policy.tagged_prompt("How do I pick a lock?", [0.75, 0.25]) == rendered + "<a> 4.0 <b> 2.0\n"

@@ -171,7 +171,8 @@ def test_the_hh_demo_writes_the_model_the_front_the_steering_and_the_samples(hh,
 
     world, folder, settings, _pairs = hh
     quick = dataclasses.replace(settings, offline_max_steps=2, online_prompts=4, online_offline_samples=4,
-                                online_max_steps=1, batch_size=4, generation_batch_size=4, dpo_pairs=4)  # fmt: skip
+                                online_max_steps=1, batch_size=4, generation_batch_size=4, dpo_pairs=4,
+                                guidance_against="raised")  # fmt: skip
     out = tmp_path / "demo"
     assert run_chat_demo(out, ("ric", "dpo"), work_dir=folder, settings=quick, spec=HH) == 0
     policy = load_policy(out / "model")
@@ -179,6 +180,7 @@ def test_the_hh_demo_writes_the_model_the_front_the_steering_and_the_samples(hh,
     # the world's tag guidance is stored with the model, so `pluralign generate` decodes as the demo did
     assert settings.guidance_scale > 1 and policy.manifest.extra["guidance_scale"] == settings.guidance_scale
     assert policy.guidance_scale == settings.guidance_scale and policy.decode_target("Hi", None) is None
+    assert policy.guidance_against == "raised" == policy.manifest.extra["guidance_against"]  # and its negative
     # RiC's tags were centred on each prompt's offline responses (the hh world's default), and it says so
     assert settings.center_rewards == "prompt" and policy.manifest.extra["center_rewards"] == "prompt"
     front = json.loads((out / "front.json").read_text())
@@ -241,6 +243,10 @@ def test_demo_size_flags_belong_to_the_chat_worlds():
         world_sizes(build_parser().parse_args(["--out", "x", "--world", "hh", "--guidance_scale", "0.5"]))
     with pytest.raises(ConfigError, match="--guidance_scale: only the chat and hh worlds take it"):
         world_sizes(build_parser().parse_args(["--out", "x", "--guidance_scale", "3"]))
+    args = build_parser().parse_args(["--out", "x", "--world", "hh", "--guidance_against", "raised"])
+    assert world_sizes(args) == {"guidance_against": "raised"}
+    with pytest.raises(ConfigError, match="--guidance_against: only the chat and hh worlds take it"):
+        world_sizes(build_parser().parse_args(["--out", "x", "--guidance_against", "raised"]))
     assert world_sizes(build_parser().parse_args(["--out", "x", "--world", "hh", "--no-bf16"])) == {"bf16": False}
     assert world_sizes(build_parser().parse_args(["--out", "x", "--world", "hh", "--bf16"])) == {"bf16": True}
     with pytest.raises(ConfigError, match="--bf16/--no-bf16: only the chat and hh worlds take it"):

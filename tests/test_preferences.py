@@ -32,6 +32,16 @@ def test_l2_and_linear():
     np.testing.assert_allclose(preference_to_rewards(w, LO, HI, "linear"), [-2 + 0.6 * 5, -1 + 0.4 * 2])
 
 
+@pytest.mark.parametrize(
+    "w,expected",
+    [([1.0, 0.0], [3.0, 0.0]), ([0.75, 0.25], [3.0, 0.5]), ([0.5, 0.5], [3.0, 1.0]), ([0.0, 1.0], [0.5, 1.0])],
+)
+def test_linf_mid_asks_a_zero_weight_for_the_middle_not_the_lowest(w, expected):
+    """``linf_mid`` is ``linf`` between each objective's middle and top: the other objective of a one-hot
+    preference is asked for its middle (``linf``: its lowest), and both are at the top at (0.5, 0.5)."""
+    np.testing.assert_allclose(preference_to_rewards(w, LO, HI, "linf_mid"), expected)
+
+
 def test_unrounded_output():
     f = preference_to_rewards([0.33, 0.67], [0.0, 0.0], [1.0, 1.0], "linear")
     assert f[0] == pytest.approx(0.33)

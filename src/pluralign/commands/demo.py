@@ -15,6 +15,7 @@ from types import ModuleType
 
 from pluralign.config import add_generation_flags, generation_kwargs, parse_args
 from pluralign.errors import ConfigError
+from pluralign.preferences.tags import GUIDANCE_NEGATIVES
 from pluralign.training.seeding import seed_everything
 
 DEMO_METHODS = ("ric", "moslim", "spo", "modpo", "morlhf", "soups", "npdpo", "dpo")
@@ -63,6 +64,13 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         default=None,
         help="chat and hh: RiC's classifier-free guidance on the tags (1: plain decoding; hh default 9, chat 1)",
+    )
+    sizes.add_argument(
+        "--guidance_against",
+        choices=GUIDANCE_NEGATIVES,
+        default=None,
+        help="chat and hh: the tags RiC's guidance steers away from: opposite (every desired reward mirrored, "
+        "default), raised (only those asked above their middle: nothing is pushed down), neutral",
     )
     sizes.add_argument(
         "--harmless_pooling",
@@ -116,6 +124,10 @@ def world_sizes(args: argparse.Namespace) -> dict[str, object]:
         if args.guidance_scale < 1:
             raise ConfigError(f"--guidance_scale must be at least 1 (1: plain decoding), got {args.guidance_scale}")
         given["guidance_scale"] = args.guidance_scale
+    if args.guidance_against is not None:
+        if args.world not in ("chat", "hh"):
+            raise ConfigError(f"--guidance_against: only the chat and hh worlds take it; drop it for --world {args.world}")
+        given["guidance_against"] = args.guidance_against
     if args.bf16 is not None:
         if args.world not in ("chat", "hh"):
             raise ConfigError(f"--bf16/--no-bf16: only the chat and hh worlds take it; drop it for --world {args.world}")

@@ -34,7 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--guidance_against",
         default=None,
-        help="RiC text models: the tags guidance steers away from, opposite | neutral (default: stored)",
+        help="RiC text models: the tags guidance steers away from, opposite | raised | neutral (default: stored)",
     )
     add_generation_flags(p)
     return p

@@ -14,7 +14,7 @@ import numpy as np
 from pluralign.errors import PreferenceError
 from pluralign.preferences.weights import validate_weights
 
-MAPPINGS = ("linf", "l2", "linear")
+MAPPINGS = ("linf", "l2", "linear", "linf_mid")
 
 
 def preference_to_rewards(
@@ -28,6 +28,9 @@ def preference_to_rewards(
     - ``linf`` (the paper's rule): f_i = lo_i + min(1, K w_i) (hi_i - lo_i)
     - ``l2``: f_i = lo_i + (w_i / ||w||_2) (hi_i - lo_i)
     - ``linear``: f_i = lo_i + w_i (hi_i - lo_i)
+    - ``linf_mid``: f_i = m_i + min(1, K w_i) (hi_i - m_i), m_i = (lo_i + hi_i) / 2: ``linf`` above the middle,
+      so a weight of 0 asks for an objective's middle, not its lowest (for objectives that do not conflict
+      at their low end: on the hh world the least helpful answers are off-topic, not harmless)
 
     Values are returned unrounded; the tag formatter rounds them like the training tags.
     """
@@ -43,6 +46,9 @@ def preference_to_rewards(
         frac = w / math.sqrt(float((w**2).sum()))
     elif method == "linear":
         frac = w
+    elif method == "linf_mid":
+        lo = (lo + hi) / 2
+        frac = np.minimum(1.0, k * w)
     else:
         raise PreferenceError(f"unknown mapping {method!r}; use one of {', '.join(MAPPINGS)}")
     return lo + frac * (hi - lo)

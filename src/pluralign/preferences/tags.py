@@ -124,3 +124,27 @@ def _round(value: float) -> float:
     # round like the training tags and avoid "-0.0"
     r = round(float(value), 1)
     return 0.0 if r == 0 else r
+
+
+# the tags classifier-free guidance on RiC's tags contrasts the wanted ones with (pluralign.generation.guidance)
+GUIDANCE_NEGATIVES = ("opposite", "neutral", "raised")
+
+
+def negative_rewards(wanted: np.ndarray, low: np.ndarray, high: np.ndarray, against: str) -> np.ndarray:
+    """The desired rewards of guidance's negative tags, per objective within [low, high]:
+
+    - ``opposite``: every wanted reward mirrored (low + high - wanted); at a one-hot preference that pushes
+      the other objective down as hard as the chosen one up;
+    - ``raised``: only the rewards wanted above their middle mirrored, the others as wanted, so guidance
+      raises what is asked for and pushes nothing down (for objectives that do not conflict at their low end);
+    - ``neutral``: every reward at its middle.
+    """
+    wanted, low, high = (np.asarray(a, dtype=float) for a in (wanted, low, high))
+    if against not in GUIDANCE_NEGATIVES:
+        raise ConfigError(f"guidance_against {against!r} is not one of {', '.join(GUIDANCE_NEGATIVES)}")
+    opposite = low + high - wanted
+    if against == "opposite":
+        return opposite
+    if against == "raised":
+        return np.minimum(wanted, opposite)
+    return (low + high) / 2

@@ -51,7 +51,7 @@ class RiCConfig(DevicePrecisionMixin, LoraMixin, SFTConfig):
             "pluralign.methods.ric.centering)."
         },
     )
-    mapping: str = field(default="linf", metadata={"help": "Preference-to-reward mapping: linf | l2 | linear."})
+    mapping: str = field(default="linf", metadata={"help": "Preference-to-reward mapping: linf | l2 | linear | linf_mid."})
     guidance_scale: float = field(
         default=1.0,
         metadata={
@@ -61,7 +61,10 @@ class RiCConfig(DevicePrecisionMixin, LoraMixin, SFTConfig):
     )
     guidance_against: str = field(
         default="opposite",
-        metadata={"help": "The tags guidance steers away from: opposite (desired rewards reflected) | neutral."},
+        metadata={
+            "help": "The tags guidance steers away from: opposite (desired rewards reflected) | raised (only those "
+            "above their middle reflected: nothing is pushed down) | neutral (every reward at its middle)."
+        },
     )
     # LoRA (the paper: r=64, alpha=128, dropout=0.05)
     use_peft: bool = field(default=False, metadata={"help": "Train LoRA adapters instead of full weights."})

@@ -29,7 +29,7 @@ from pluralign.models.loading import load_causal_lm, load_tokenizer
 from pluralign.models.manifest import Manifest
 from pluralign.objectives import ObjectiveStats
 from pluralign.preferences.rewards import preference_to_rewards
-from pluralign.preferences.tags import TagTemplate
+from pluralign.preferences.tags import GUIDANCE_NEGATIVES, TagTemplate, negative_rewards
 from pluralign.preferences.weights import Preference
 
 
@@ -54,7 +54,6 @@ def model_prompt(tokenizer: Any, template: TagTemplate, prompt: Any, chat: bool 
     return prompt
 
 
-GUIDANCE_NEGATIVES = ("opposite", "neutral")
 
 
 class RiCPolicy(SteerablePolicy):
@@ -62,8 +61,9 @@ class RiCPolicy(SteerablePolicy):
 
     ``guidance_scale`` > 1 decodes with classifier-free guidance on the tags
     (:mod:`pluralign.generation.guidance`): each step contrasts the preference's tags with
-    ``guidance_against``'s, the ``opposite`` tags (every desired reward reflected within its bounds) or the
-    ``neutral`` ones (every desired reward at the middle of its bounds), so what the tags change is
+    ``guidance_against``'s, the ``opposite`` tags (every desired reward reflected within its bounds), the
+    ``raised`` ones (only the desired rewards above their middle reflected, the others as wanted: guidance
+    pushes nothing down) or the ``neutral`` ones (every desired reward at the middle of its bounds), so what the tags change is
     amplified, at one extra forward pass per token. Both default to what training stored in
     ``pluralign.json`` (``RiCConfig.guidance_scale``), else 1 (plain decoding). Guided decoding also bans
     the tags' names; ``prompt_no_repeat_ngram_size=n`` in the generation arguments bans copying n tokens
@@ -124,7 +124,7 @@ class RiCPolicy(SteerablePolicy):
         """The prompt that guidance steers away from: ``prompt`` with the ``guidance_against`` tags."""
         pref = Preference(tuple(self.objectives), self.weights_for(preference))
         wanted = self.desired_rewards(pref)
-        values = self.low + self.high - wanted if self.guidance_against == "opposite" else (self.low + self.high) / 2
+        values = negative_rewards(wanted, self.low, self.high, self.guidance_against)
         prompt = model_prompt(self.tokenizer, self.template, prompt, self.chat_trained)
         return self.template.apply(prompt, self.objectives, values)
 

@@ -54,7 +54,7 @@ class RiCImageConfig:
     caption_dropout: float = field(
         default=0.1, metadata={"help": "Probability of replacing caption AND tags by '' (classifier-free guidance)."}
     )
-    mapping: str = field(default="quantile", metadata={"help": "Preference-to-reward mapping: quantile | linf | l2 | linear."})
+    mapping: str = field(default="quantile", metadata={"help": "Preference-to-reward mapping: quantile | linf | l2 | linear | linf_mid."})
     quantile_top: float = field(default=0.9999999, metadata={"help": "Quantile the dominant objective asks for."})
     # optimisation
     learning_rate: float = field(default=1e-5, metadata={"help": "AdamW learning rate (constant after warm-up)."})

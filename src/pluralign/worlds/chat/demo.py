@@ -62,6 +62,7 @@ def ric_config(world: ChatWorld, output_dir: Path, **overrides: Any):
         tag_position=s.tag_position,
         center_rewards=s.center_rewards,
         guidance_scale=s.guidance_scale,
+        guidance_against=s.guidance_against,
         bf16=s.precision() == "bf16",
         lr_scheduler_type="cosine",
         warmup_steps=5,
@@ -334,7 +335,8 @@ def _run_chat_demo(
         train_seconds[method] = time.time() - t
         stage(f"train_{method}", t)
         # RiC decodes with the world's tag guidance, also when its model was trained before the setting
-        policies[method] = load_policy(trained, **({"guidance_scale": settings.guidance_scale} if method == "ric" else {}))
+        guidance = {"guidance_scale": settings.guidance_scale, "guidance_against": settings.guidance_against}
+        policies[method] = load_policy(trained, **(guidance if method == "ric" else {}))
     t = time.time()
     gen = {**world.generation_kwargs, **(generation or {})}
     fronts = evaluate_models(

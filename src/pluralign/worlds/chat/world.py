@@ -124,6 +124,9 @@ class ChatSettings:
     # classifier-free guidance on the tags when RiC generates (1: plain decoding; the hh world's default in
     # hh.py; docs/hh_world.md "Guidance on the tags")
     guidance_scale: float = 1.0
+    # the tags guidance steers away from (pluralign.preferences.tags.GUIDANCE_NEGATIVES): opposite, or
+    # raised, which pushes no objective down (docs/hh_world.md "The refusing end")
+    guidance_against: str = "opposite"
     # bfloat16 matmuls for RiC's LoRA training and every generation of the demo (pluralign.generation.precision):
     # on a CPU with native bfloat16 LoRA steps 1.25x and generation 1.5-2x faster; off by default, since
     # the three hh seeds did not steer better with it (docs/hh_world.md "bfloat16")
