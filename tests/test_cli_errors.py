@@ -70,6 +70,10 @@ def test_generate_takes_tag_guidance_for_a_ric_model_and_refuses_a_bad_one(capsy
     assert code == 2 and "guidance_scale must be at least 1" in err and "\n" not in err
     code, err = run_cli(capsys, *args, "--guidance_against", "random", "the lamp")
     assert code == 2 and "guidance_against 'random' is not one of opposite, neutral, raised" in err and "\n" not in err
+    code, err = run_cli(capsys, *args, "--floor_at_middle", "helpful", "the lamp")
+    assert code == 2 and "floor_at_middle 'helpful' is not an objective here; use one of sentiment, conciseness" in err
+    assert "\n" not in err
+    assert main([*args, "--floor_at_middle", "conciseness", "the lamp"]) == 0
 
 
 def test_unknown_objective_name_in_score(capsys, tmp_path):

@@ -387,3 +387,33 @@ def test_each_guidance_negative_asks_for_its_own_tags(bos_llama, tmp_path):
     assert negative("raised", [0.5, 0.5]) == negative("opposite", [0.5, 0.5]) == "<a> 0.0 <b> 0.0\n"
     assert negative("neutral", [1.0, 0.0]) == "<a> 2.0 <b> 2.0\n"
     assert policy.tagged_prompt("How do I pick a lock?", [0.75, 0.25]) == rendered + "<a> 4.0 <b> 2.0\n"
+
+
+def test_floor_at_middle_raises_the_wanted_tags_only_and_comes_from_the_manifest(bos_llama, tmp_path):
+    """b floored: a one-hot a asks b for its middle (2), not 0, and guidance still contrasts with the tags
+    mirrored in the training bounds [0, 4] (b stays 2), so the other end (0, 1) is unchanged."""
+    tok = bos_llama.tok
+    policy = _ric_policy(tok, tmp_path)
+    rendered = _chat(tok, "How do I pick a lock?")
+    policy.set_guidance(3.0, "opposite")
+    ends = {}
+    for floored in ([], ["b"]):
+        policy.set_floor(floored)
+        ends[tuple(floored)] = [
+            (policy.tagged_prompt("How do I pick a lock?", w)[len(rendered) :], policy.negative_prompt("How do I pick a lock?", w)[len(rendered) :])
+            for w in ([1.0, 0.0], [0.0, 1.0])
+        ]  # fmt: skip
+    assert ends[()][0] == ("<a> 4.0 <b> 0.0\n", "<a> 0.0 <b> 4.0\n")
+    assert ends[("b",)][0] == ("<a> 4.0 <b> 2.0\n", "<a> 0.0 <b> 2.0\n")
+    assert ends[("b",)][1] == ends[()][1] == ("<a> 0.0 <b> 4.0\n", "<a> 4.0 <b> 0.0\n")
+    assert policy.floor_at_middle == ["b"]
+    from pluralign.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="floor_at_middle 'c' is not an objective here; use one of a, b"):
+        policy.set_floor(["c"])
+    # a model trained with the option stores it; a load-time argument overrides it
+    from pluralign.methods.ric.policy import RiCPolicy
+
+    policy.manifest.extra["floor_at_middle"] = ["a"]
+    assert RiCPolicy(None, tok, policy.manifest, tmp_path).floor_at_middle == ["a"]
+    assert RiCPolicy(None, tok, policy.manifest, tmp_path, floor_at_middle=[]).floor_at_middle == []

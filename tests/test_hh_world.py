@@ -165,6 +165,7 @@ def test_a_held_out_prompt_never_appears_in_training(hh):
 
 
 def test_the_hh_demo_writes_the_model_the_front_the_steering_and_the_samples(hh, tmp_path):
+    from pluralign.errors import ConfigError
     from pluralign.policies import load_policy
     from pluralign.worlds.chat.demo import run_chat_demo
     from pluralign.worlds.chat.hh import HH
@@ -172,8 +173,12 @@ def test_the_hh_demo_writes_the_model_the_front_the_steering_and_the_samples(hh,
     world, folder, settings, _pairs = hh
     quick = dataclasses.replace(settings, offline_max_steps=2, online_prompts=4, online_offline_samples=4,
                                 online_max_steps=1, batch_size=4, generation_batch_size=4, dpo_pairs=4,
-                                guidance_against="raised")  # fmt: skip
+                                guidance_against="raised", floor_at_middle=("helpful",))  # fmt: skip
     out = tmp_path / "demo"
+    wrong = dataclasses.replace(quick, floor_at_middle=("helpfulness",))
+    with pytest.raises(ConfigError, match="floor_at_middle 'helpfulness' is not an objective here; use one of harmless, helpful"):
+        run_chat_demo(out, ("ric", "dpo"), work_dir=folder, settings=wrong, spec=HH)
+    assert not (out / "model").exists()  # refused before any training
     assert run_chat_demo(out, ("ric", "dpo"), work_dir=folder, settings=quick, spec=HH) == 0
     policy = load_policy(out / "model")
     assert policy.objectives == ["harmless", "helpful"] and policy.manifest.method == "ric"
@@ -181,6 +186,9 @@ def test_the_hh_demo_writes_the_model_the_front_the_steering_and_the_samples(hh,
     assert settings.guidance_scale > 1 and policy.manifest.extra["guidance_scale"] == settings.guidance_scale
     assert policy.guidance_scale == settings.guidance_scale and policy.decode_target("Hi", None) is None
     assert policy.guidance_against == "raised" == policy.manifest.extra["guidance_against"]  # and its negative
+    # helpful floored at its middle (an option; the hh world's default floors nothing): stored and decoded with
+    assert settings.floor_at_middle == () and policy.manifest.extra["floor_at_middle"] == ["helpful"]
+    assert policy.floor_at_middle == ["helpful"] and policy.desired_rewards(policy.resolve_preference([1.0, 0.0]))[1] > policy.low[1]
     # RiC's tags were centred on each prompt's offline responses (the hh world's default), and it says so
     assert settings.center_rewards == "prompt" and policy.manifest.extra["center_rewards"] == "prompt"
     front = json.loads((out / "front.json").read_text())
@@ -247,6 +255,12 @@ def test_demo_size_flags_belong_to_the_chat_worlds():
     assert world_sizes(args) == {"guidance_against": "raised"}
     with pytest.raises(ConfigError, match="--guidance_against: only the chat and hh worlds take it"):
         world_sizes(build_parser().parse_args(["--out", "x", "--guidance_against", "raised"]))
+    args = build_parser().parse_args(["--out", "x", "--world", "hh", "--floor_at_middle", "none"])
+    assert world_sizes(args) == {"floor_at_middle": ()}
+    args = build_parser().parse_args(["--out", "x", "--world", "hh", "--floor_at_middle", "helpful, harmless"])
+    assert world_sizes(args) == {"floor_at_middle": ("helpful", "harmless")}
+    with pytest.raises(ConfigError, match="--floor_at_middle: only the chat and hh worlds take it"):
+        world_sizes(build_parser().parse_args(["--out", "x", "--floor_at_middle", "helpful"]))
     assert world_sizes(build_parser().parse_args(["--out", "x", "--world", "hh", "--no-bf16"])) == {"bf16": False}
     assert world_sizes(build_parser().parse_args(["--out", "x", "--world", "hh", "--bf16"])) == {"bf16": True}
     with pytest.raises(ConfigError, match="--bf16/--no-bf16: only the chat and hh worlds take it"):

@@ -3,8 +3,8 @@ import math
 import numpy as np
 import pytest
 
-from pluralign.errors import PreferenceError
-from pluralign.preferences.rewards import preference_to_rewards
+from pluralign.errors import ConfigError, PreferenceError
+from pluralign.preferences.rewards import middle_floor_flags, preference_to_rewards
 from pluralign.preferences.weights import Preference, parse_preference, preference_grid
 
 LO, HI = [-2.0, -1.0], [3.0, 1.0]
@@ -40,6 +40,27 @@ def test_linf_mid_asks_a_zero_weight_for_the_middle_not_the_lowest(w, expected):
     """``linf_mid`` is ``linf`` between each objective's middle and top: the other objective of a one-hot
     preference is asked for its middle (``linf``: its lowest), and both are at the top at (0.5, 0.5)."""
     np.testing.assert_allclose(preference_to_rewards(w, LO, HI, "linf_mid"), expected)
+
+
+@pytest.mark.parametrize(
+    "w,expected",
+    [([1.0, 0.0], [3.0, 0.0]), ([0.75, 0.25], [3.0, 0.5]), ([0.5, 0.5], [3.0, 1.0]), ([0.0, 1.0], [-2.0, 1.0])],
+)
+def test_floor_at_middle_raises_only_the_flagged_objectives_lowest_ask(w, expected):
+    """Flagging b alone: a one-hot a asks b for its middle (0), not its lowest (-1), while a one-hot b still
+    asks a for its lowest (-2); ``linf_mid`` is every objective flagged."""
+    np.testing.assert_allclose(preference_to_rewards(w, LO, HI, "linf", [False, True]), expected)
+    np.testing.assert_allclose(
+        preference_to_rewards(w, LO, HI, "linf", [True, True]), preference_to_rewards(w, LO, HI, "linf_mid")
+    )
+
+
+def test_floor_flags_name_objectives_and_refuse_an_unknown_one():
+    assert middle_floor_flags(["a", "b"], ["b"]) == [False, True] and middle_floor_flags(["a", "b"], []) == [False, False]
+    with pytest.raises(ConfigError, match="floor_at_middle 'c' is not an objective here; use one of a, b"):
+        middle_floor_flags(["a", "b"], ["c"])
+    with pytest.raises(PreferenceError, match="floor_at_middle must have 2 flags"):
+        preference_to_rewards([0.5, 0.5], LO, HI, "linf", [True])
 
 
 def test_unrounded_output():

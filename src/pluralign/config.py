@@ -118,6 +118,13 @@ def parse_args(parser, argv: Sequence[str]):
     return parser.parse_args(argv)
 
 
+def name_list(text: str) -> list[str]:
+    """A comma-separated list of names from a flag (``a,b``); ``none`` or an empty text: no name."""
+    if text.strip().lower() == "none":
+        return []
+    return [n.strip() for n in text.split(",") if n.strip()]
+
+
 def add_generation_flags(parser) -> None:
     """transformers generation flags shared by generate / evaluate / demo."""
     parser.add_argument("--max_new_tokens", type=int, default=None, help="new tokens per response")

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from types import ModuleType
 
-from pluralign.config import add_generation_flags, generation_kwargs, parse_args
+from pluralign.config import add_generation_flags, generation_kwargs, name_list, parse_args
 from pluralign.errors import ConfigError
 from pluralign.preferences.tags import GUIDANCE_NEGATIVES
 from pluralign.training.seeding import seed_everything
@@ -73,6 +73,12 @@ def build_parser() -> argparse.ArgumentParser:
         "default), raised (only those asked above their middle: nothing is pushed down), neutral",
     )
     sizes.add_argument(
+        "--floor_at_middle",
+        default=None,
+        help="chat and hh: objectives (comma-separated) RiC never asks for less than the middle of their bounds, "
+        "'none' for no objective (the default); hh: helpful, whose least helpful answers are off-topic, not refusals",
+    )
+    sizes.add_argument(
         "--harmless_pooling",
         choices=("mean", "response"),
         default=None,
@@ -128,6 +134,10 @@ def world_sizes(args: argparse.Namespace) -> dict[str, object]:
         if args.world not in ("chat", "hh"):
             raise ConfigError(f"--guidance_against: only the chat and hh worlds take it; drop it for --world {args.world}")
         given["guidance_against"] = args.guidance_against
+    if args.floor_at_middle is not None:
+        if args.world not in ("chat", "hh"):
+            raise ConfigError(f"--floor_at_middle: only the chat and hh worlds take it; drop it for --world {args.world}")
+        given["floor_at_middle"] = tuple(name_list(args.floor_at_middle))
     if args.bf16 is not None:
         if args.world not in ("chat", "hh"):
             raise ConfigError(f"--bf16/--no-bf16: only the chat and hh worlds take it; drop it for --world {args.world}")

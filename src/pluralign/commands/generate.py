@@ -7,7 +7,7 @@ import json
 from collections.abc import Sequence
 from pathlib import Path
 
-from pluralign.config import add_generation_flags, generation_kwargs, parse_args
+from pluralign.config import add_generation_flags, generation_kwargs, name_list, parse_args
 from pluralign.errors import ConfigError, DataError
 from pluralign.generation.prompts import as_chat
 from pluralign.models.manifest import Manifest
@@ -35,6 +35,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--guidance_against",
         default=None,
         help="RiC text models: the tags guidance steers away from, opposite | raised | neutral (default: stored)",
+    )
+    p.add_argument(
+        "--floor_at_middle",
+        default=None,
+        help="RiC text models: objectives (comma-separated) never asked below the middle of their bounds, "
+        "'none' for no objective (default: stored)",
     )
     add_generation_flags(p)
     return p
@@ -77,6 +83,10 @@ def run(argv: Sequence[str]) -> int:
     torch.manual_seed(args.seed)
     if getattr(policy, "modality", "text") == "image":
         return _write_images(policy, prompts, preference, context, args)
+    if args.floor_at_middle is not None:
+        if not hasattr(policy, "set_floor"):
+            raise ConfigError(f"--floor_at_middle: a {manifest.method} model has no reward tags (RiC models do); drop it")
+        policy.set_floor(name_list(args.floor_at_middle))
     if args.guidance_scale is not None or args.guidance_against is not None:
         if not hasattr(policy, "set_guidance"):
             raise ConfigError(

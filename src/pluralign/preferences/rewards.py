@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from pluralign.errors import PreferenceError
+from pluralign.errors import ConfigError, PreferenceError
 from pluralign.preferences.weights import validate_weights
 
 MAPPINGS = ("linf", "l2", "linear", "linf_mid")
@@ -22,6 +22,7 @@ def preference_to_rewards(
     low: Sequence[float],
     high: Sequence[float],
     method: str = "linf",
+    floor_at_middle: Sequence[bool] | None = None,
 ) -> np.ndarray:
     """Map preference weights to the desired rewards RiC writes into the prompt (METHODS.md §1).
 
@@ -32,7 +33,10 @@ def preference_to_rewards(
       so a weight of 0 asks for an objective's middle, not its lowest (for objectives that do not conflict
       at their low end: on the hh world the least helpful answers are off-topic, not harmless)
 
-    Values are returned unrounded; the tag formatter rounds them like the training tags.
+    ``floor_at_middle`` (one flag per objective) does for the flagged objectives alone what ``linf_mid``
+    does for all: their lowest desired reward is the middle of their bounds, so a weight of 0 asks for a
+    typical level of that objective, not for its worst. Values are returned unrounded; the tag formatter
+    rounds them like the training tags.
     """
     w = validate_weights(weights)
     lo = np.asarray(low, dtype=np.float64)
@@ -40,21 +44,33 @@ def preference_to_rewards(
     if lo.shape != w.shape or hi.shape != w.shape:
         raise PreferenceError(f"low/high must have {w.size} values, one per objective (got {lo.size} and {hi.size})")
     k = w.size
+    if method == "linf_mid":
+        method, floor_at_middle = "linf", [True] * k
+    if floor_at_middle is not None:
+        floor = np.asarray(floor_at_middle, dtype=bool)
+        if floor.shape != w.shape:
+            raise PreferenceError(f"floor_at_middle must have {w.size} flags, one per objective (got {floor.size})")
+        lo = np.where(floor, (lo + hi) / 2, lo)
     if method == "linf":
         frac = np.minimum(1.0, k * w)
     elif method == "l2":
         frac = w / math.sqrt(float((w**2).sum()))
     elif method == "linear":
         frac = w
-    elif method == "linf_mid":
-        lo = (lo + hi) / 2
-        frac = np.minimum(1.0, k * w)
     else:
         raise PreferenceError(f"unknown mapping {method!r}; use one of {', '.join(MAPPINGS)}")
     return lo + frac * (hi - lo)
 
 
 
+
+def middle_floor_flags(objectives: Sequence[str], floored: Sequence[str]) -> list[bool]:
+    """One ``floor_at_middle`` flag per objective, from the names of the floored ones (a one-line
+    ConfigError for a name that is not an objective)."""
+    for name in floored:
+        if name not in objectives:
+            raise ConfigError(f"floor_at_middle {name!r} is not an objective here; use one of {', '.join(objectives)}")
+    return [n in floored for n in objectives]
 
 # RiC's diffusion mapping (ric_txt2img): desired rewards are quantiles of the training rewards.
 QUANTILE_MAPPING = "quantile"

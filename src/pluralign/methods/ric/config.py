@@ -52,6 +52,14 @@ class RiCConfig(DevicePrecisionMixin, LoraMixin, SFTConfig):
         },
     )
     mapping: str = field(default="linf", metadata={"help": "Preference-to-reward mapping: linf | l2 | linear | linf_mid."})
+    floor_at_middle: list[str] = field(
+        default_factory=list,
+        metadata={
+            "help": "Objectives whose desired reward never goes below the middle of its bounds (repeatable): a "
+            "weight of 0 asks for a typical level, not the lowest. For an objective whose worst samples are "
+            "not what the others want (hh: the least helpful answers are off-topic questions, not refusals)."
+        },
+    )
     guidance_scale: float = field(
         default=1.0,
         metadata={

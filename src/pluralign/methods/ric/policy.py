@@ -28,7 +28,7 @@ from pluralign.generation.prompts import (
 from pluralign.models.loading import load_causal_lm, load_tokenizer
 from pluralign.models.manifest import Manifest
 from pluralign.objectives import ObjectiveStats
-from pluralign.preferences.rewards import preference_to_rewards
+from pluralign.preferences.rewards import middle_floor_flags, preference_to_rewards
 from pluralign.preferences.tags import GUIDANCE_NEGATIVES, TagTemplate, negative_rewards
 from pluralign.preferences.weights import Preference
 
@@ -67,7 +67,8 @@ class RiCPolicy(SteerablePolicy):
     amplified, at one extra forward pass per token. Both default to what training stored in
     ``pluralign.json`` (``RiCConfig.guidance_scale``), else 1 (plain decoding). Guided decoding also bans
     the tags' names; ``prompt_no_repeat_ngram_size=n`` in the generation arguments bans copying n tokens
-    of the prompt (:mod:`pluralign.generation.prompt_copy`; off by default)."""
+    of the prompt (:mod:`pluralign.generation.prompt_copy`; off by default). ``floor_at_middle`` names the
+    objectives never asked for less than the middle of their bounds (default: what training stored)."""
 
     token_streaming = True
 
@@ -80,6 +81,7 @@ class RiCPolicy(SteerablePolicy):
         batch_size: int = 32,
         guidance_scale: float | None = None,
         guidance_against: str | None = None,
+        floor_at_middle: Sequence[str] | None = None,
     ) -> None:
         self.model = model
         self.tokenizer = tokenizer
@@ -102,6 +104,13 @@ class RiCPolicy(SteerablePolicy):
             extra.get("guidance_scale", 1.0) if guidance_scale is None else guidance_scale,
             guidance_against or extra.get("guidance_against", "opposite"),
         )
+        self.set_floor(extra.get("floor_at_middle", []) if floor_at_middle is None else floor_at_middle)
+
+    def set_floor(self, floored: Sequence[str]) -> None:
+        """Ask the ``floored`` objectives for at least the middle of their bounds (``RiCConfig.floor_at_middle``);
+        only the wanted tags change: guidance's negative tags still mirror within the training bounds."""
+        self.floor_flags = middle_floor_flags(self.objectives, floored)
+        self.floor_at_middle = [n for n, f in zip(self.objectives, self.floor_flags) if f]
 
     def set_guidance(self, scale: float, against: str = "opposite") -> None:
         """Decode with tag guidance ``scale`` (1: plain decoding) against the ``against`` tags."""
@@ -112,7 +121,7 @@ class RiCPolicy(SteerablePolicy):
         self.guidance_scale, self.guidance_against = float(scale), against
 
     def desired_rewards(self, preference: Preference) -> np.ndarray:
-        return preference_to_rewards(preference.weights, self.low, self.high, self.manifest.mapping)
+        return preference_to_rewards(preference.weights, self.low, self.high, self.manifest.mapping, self.floor_flags)
 
     def tagged_prompt(self, prompt: Any, preference: PreferenceLike | None) -> Any:
         """The steered prompt the model is fed: ``prompt`` as in training (:func:`model_prompt`) with the tags."""

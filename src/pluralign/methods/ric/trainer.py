@@ -32,7 +32,7 @@ from pluralign.models.manifest import Manifest
 from pluralign.models.state import broadcast, process_state
 from pluralign.objectives import ObjectiveSet
 from pluralign.objectives.scoring import ScoreCache, score_samples
-from pluralign.preferences.rewards import MAPPINGS
+from pluralign.preferences.rewards import MAPPINGS, middle_floor_flags
 from pluralign.preferences.tags import TagTemplate, quantile_edges
 from pluralign.training.sft import run_sft
 
@@ -105,6 +105,7 @@ def train_ric(config: RiCConfig, progress: Progress | None = print, callbacks: S
     out.mkdir(parents=True, exist_ok=True)
     state = _State(out / "ric_state.json", state_acc.is_main_process)
     objectives = ObjectiveSet.from_specs(config.objective)
+    middle_floor_flags(objectives.names, config.floor_at_middle)  # an unknown name fails before any work
     template = TagTemplate(
         tag_format=config.tag_format,
         separator=config.tag_separator,
@@ -353,5 +354,6 @@ def _export(
             "prompt_format": "chat" if chat else "text",
             "guidance_scale": config.guidance_scale,
             "guidance_against": config.guidance_against,
+            "floor_at_middle": list(config.floor_at_middle),
         },
     ).save(out)

@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from pluralign.errors import ConfigError
+from pluralign.preferences.rewards import middle_floor_flags
 from pluralign.worlds.chat.moslim import train_moslim_chat
 from pluralign.worlds.chat.world import CHAT, LORA_TARGETS, ChatSettings, ChatWorld, WorldSpec, build_chat_world
 
@@ -63,6 +64,7 @@ def ric_config(world: ChatWorld, output_dir: Path, **overrides: Any):
         center_rewards=s.center_rewards,
         guidance_scale=s.guidance_scale,
         guidance_against=s.guidance_against,
+        floor_at_middle=list(s.floor_at_middle),
         bf16=s.precision() == "bf16",
         lr_scheduler_type="cosine",
         warmup_steps=5,
@@ -327,6 +329,7 @@ def _run_chat_demo(
     for part, seconds in world.build_seconds.items():  # the world's own stages in this run (0 when cached)
         stages[f"world.{part}"] = seconds
     progress(f"{name} demo: {world.objectives.names} correlate {world.correlation:+.3f} on the offline data")
+    middle_floor_flags(world.objectives.names, settings.floor_at_middle)  # a wrong name fails before training
     policies, train_seconds = {}, {}
     for method in methods:
         t = time.time()
@@ -335,7 +338,11 @@ def _run_chat_demo(
         train_seconds[method] = time.time() - t
         stage(f"train_{method}", t)
         # RiC decodes with the world's tag guidance, also when its model was trained before the setting
-        guidance = {"guidance_scale": settings.guidance_scale, "guidance_against": settings.guidance_against}
+        guidance = {
+            "guidance_scale": settings.guidance_scale,
+            "guidance_against": settings.guidance_against,
+            "floor_at_middle": list(settings.floor_at_middle),
+        }
         policies[method] = load_policy(trained, **(guidance if method == "ric" else {}))
     t = time.time()
     gen = {**world.generation_kwargs, **(generation or {})}

@@ -127,6 +127,10 @@ class ChatSettings:
     # the tags guidance steers away from (pluralign.preferences.tags.GUIDANCE_NEGATIVES): opposite, or
     # raised, which pushes no objective down (docs/hh_world.md "The refusing end")
     guidance_against: str = "opposite"
+    # objectives RiC never asks for less than the middle of their bounds (RiCConfig.floor_at_middle); none by
+    # default: on the hh world flooring helpful mends two seeds' refusing ends and breaks two others' steering
+    # (docs/hh_world.md "The refusing end")
+    floor_at_middle: tuple[str, ...] = ()
     # bfloat16 matmuls for RiC's LoRA training and every generation of the demo (pluralign.generation.precision):
     # on a CPU with native bfloat16 LoRA steps 1.25x and generation 1.5-2x faster; off by default, since
     # the three hh seeds did not steer better with it (docs/hh_world.md "bfloat16")
