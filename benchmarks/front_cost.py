@@ -318,6 +318,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     from pluralign.evaluation.front import evaluate_front, finalise
     from pluralign.evaluation.pipeline import sft_front, summary_table, write_results
+    from pluralign.generation.precision import use_precision
     from pluralign.models.loading import load_tokenizer
     from pluralign.policies import load_policy
     from pluralign.preferences.weights import preference_grid
@@ -338,52 +339,54 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     gen = world.generation_kwargs
     n_policy = policy_parameters(world.base_model)
     tokenizer = load_tokenizer(world.base_model)
-    base, norm = sft_front(world.base_model, world.eval_prompts, world.objectives, grid, seed=args.seed, **gen)
-    final_fronts, curves, profiles, overrides, eval_seconds = [base], {}, {}, {}, {}
-    # load the objectives' models now (scores may come from caches), so reward-model parameters count for all
-    world.objectives.score([world.train[0]["prompt"]], [world.train[0]["response"]])
-    for method in present:
-        hook = training_hook(args.world, method)
-        overrides[method] = overrides_for(method, args)
-        every = args.ric_snapshot_every if method == "ric" else args.rl_snapshot_every
-        clock = Stopwatch()
-        callback = SnapshotCallback(out / "snapshots" / method, clock, every_steps=every)
-        progress(f"{method}: training its whole front from the SFT model, snapshots every {every} steps")
-        model_dir = Path(hook(world, out / "models" / method, progress, callbacks=[callback], **overrides[method]))
-        total = clock.elapsed()
-        profiles[method] = profile(method, callback.events, total)
-        progress(f"{method}: trained in {total:.1f}s (saving snapshots excluded)")
-        ric_extra = ric_tokens_outside_trainers(world, model_dir, tokenizer) if method == "ric" else {}
-        rl_beta = getattr(world.settings, "rl_beta", 0.05)  # the chat worlds' RL runs take it from their settings
-        beta = float(overrides[method].get("beta", rl_beta)) if method in RL_METHODS else 0.0
-        n_rm = reward_model_parameters(world.objectives[n] for n in world.objectives.names)
-        trainable = trainable_parameters(model_dir)
-        t = time.time()
-        fronts = []
-        for entry in tag_totals(callback.snapshots):
-            policy = load_policy(materialise(out / "snapshots" / method / entry["tag"], model_dir))
-            front = evaluate_front(
-                policy, world.eval_prompts, world.objectives, grid, method=method, seed=args.seed, **gen
+    # every generation in the world's precision (ChatSettings.bf16, as RiC trains), as `pluralign demo` does
+    with use_precision(world.settings.precision() if hasattr(world.settings, "precision") else "fp32"):
+        base, norm = sft_front(world.base_model, world.eval_prompts, world.objectives, grid, seed=args.seed, **gen)
+        final_fronts, curves, profiles, overrides, eval_seconds = [base], {}, {}, {}, {}
+        # load the objectives' models now (scores may come from caches), so reward-model parameters count for all
+        world.objectives.score([world.train[0]["prompt"]], [world.train[0]["response"]])
+        for method in present:
+            hook = training_hook(args.world, method)
+            overrides[method] = overrides_for(method, args)
+            every = args.ric_snapshot_every if method == "ric" else args.rl_snapshot_every
+            clock = Stopwatch()
+            callback = SnapshotCallback(out / "snapshots" / method, clock, every_steps=every)
+            progress(f"{method}: training its whole front from the SFT model, snapshots every {every} steps")
+            model_dir = Path(hook(world, out / "models" / method, progress, callbacks=[callback], **overrides[method]))
+            total = clock.elapsed()
+            profiles[method] = profile(method, callback.events, total)
+            progress(f"{method}: trained in {total:.1f}s (saving snapshots excluded)")
+            ric_extra = ric_tokens_outside_trainers(world, model_dir, tokenizer) if method == "ric" else {}
+            rl_beta = getattr(world.settings, "rl_beta", 0.05)  # the chat worlds' RL runs take it from their settings
+            beta = float(overrides[method].get("beta", rl_beta)) if method in RL_METHODS else 0.0
+            n_rm = reward_model_parameters(world.objectives[n] for n in world.objectives.names)
+            trainable = trainable_parameters(model_dir)
+            t = time.time()
+            fronts = []
+            for entry in tag_totals(callback.snapshots):
+                policy = load_policy(materialise(out / "snapshots" / method / entry["tag"], model_dir))
+                front = evaluate_front(
+                    policy, world.eval_prompts, world.objectives, grid, method=method, seed=args.seed, **gen
+                )
+                front.wall_seconds = entry["seconds"]
+                fronts.append((entry, front))
+            eval_seconds[method] = time.time() - t
+            finalise([base] + [f for _, f in fronts], norm, world.objectives.names)  # sets their hypervolumes
+            curves[method] = [CurvePoint("sft", 0.0, 0.0, base.hypervolume, {"stage": "start", "step": 0, "tokens": 0})] + [
+                CurvePoint(
+                    label=entry["tag"],
+                    seconds=entry["seconds"],
+                    flops=snapshot_flops(method, entry, n_policy, n_rm, beta, ric_extra, trainable),
+                    hypervolume=front.hypervolume,
+                    extra={"stage": entry["stage"], "step": entry["step"], "tokens": entry["tokens"]},
+                )
+                for entry, front in fronts
+            ]
+            final_fronts.append(fronts[-1][1])
+            progress(
+                f"{method}: {len(fronts)} snapshots evaluated in {eval_seconds[method]:.1f}s; HV "
+                + ", ".join(f"{p.hypervolume:.2f}@{p.seconds:.0f}s" for p in curves[method])
             )
-            front.wall_seconds = entry["seconds"]
-            fronts.append((entry, front))
-        eval_seconds[method] = time.time() - t
-        finalise([base] + [f for _, f in fronts], norm, world.objectives.names)  # sets their hypervolumes
-        curves[method] = [CurvePoint("sft", 0.0, 0.0, base.hypervolume, {"stage": "start", "step": 0, "tokens": 0})] + [
-            CurvePoint(
-                label=entry["tag"],
-                seconds=entry["seconds"],
-                flops=snapshot_flops(method, entry, n_policy, n_rm, beta, ric_extra, trainable),
-                hypervolume=front.hypervolume,
-                extra={"stage": entry["stage"], "step": entry["step"], "tokens": entry["tokens"]},
-            )
-            for entry, front in fronts
-        ]
-        final_fronts.append(fronts[-1][1])
-        progress(
-            f"{method}: {len(fronts)} snapshots evaluated in {eval_seconds[method]:.1f}s; HV "
-            + ", ".join(f"{p.hypervolume:.2f}@{p.seconds:.0f}s" for p in curves[method])
-        )
     matched_blocks = [matched(m, curves[m], curves["ric"]) for m in RL_METHODS if m in curves and "ric" in curves]
     targets = {m: max(p.hypervolume for p in curves[m]) for m in RL_METHODS if m in curves}
     ric_stop = where_it_stops(curves["ric"], targets) if "ric" in curves else None
