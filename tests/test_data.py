@@ -44,6 +44,20 @@ def test_conversational_prompts(tmp_path):
     assert scores["verbosity"] == [1.0]
 
 
+def test_score_cache_copy_holds_scores_still_in_the_write_ahead_log(tmp_path):
+    """The chat demo hands the world's scores to RiC while the world's cache is open: a file copy missed
+    the scores in SQLite's write-ahead log (RiC rescored all 600 offline samples); copy_to keeps them."""
+    import shutil
+
+    cache = ScoreCache(tmp_path / "world.sqlite")
+    cache.put("harmless", {f"k{i}": float(i) for i in range(50)})
+    shutil.copy2(tmp_path / "world.sqlite", tmp_path / "file_copy.sqlite")
+    assert ScoreCache(tmp_path / "file_copy.sqlite").count() == 0  # what the demo did before
+    cache.copy_to(tmp_path / "copy.sqlite")
+    copied = ScoreCache(tmp_path / "copy.sqlite")
+    assert copied.count("harmless") == 50 and copied.get("harmless", ["k7"]) == {"k7": 7.0}
+
+
 def test_missing_prompt_column_names_it(tmp_path):
     ds = load_any(str(write_jsonl(tmp_path / "d.jsonl", [{"question": "q", "response": "r"}])))
     with pytest.raises(DataError, match="no prompt column 'prompt'.*question.*--prompt_column"):

@@ -80,6 +80,15 @@ class ScoreCache:
             return self.conn.execute("SELECT COUNT(*) FROM scores").fetchone()[0]
         return self.conn.execute("SELECT COUNT(*) FROM scores WHERE objective=?", (objective,)).fetchone()[0]
 
+    def copy_to(self, path: str | Path) -> None:
+        """Write every score to a new cache file at ``path``, through SQLite's backup API: it reads what
+        this connection sees, scores still in the write-ahead log included (copying the file would miss them)."""
+        target = sqlite3.connect(str(path))
+        try:
+            self.conn.backup(target)
+        finally:
+            target.close()
+
     def close(self) -> None:
         self.conn.close()
 

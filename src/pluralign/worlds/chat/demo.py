@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import resource
-import shutil
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict
@@ -25,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from pluralign.errors import ConfigError
+from pluralign.objectives.scoring import ScoreCache
 from pluralign.preferences.rewards import middle_floor_flags
 from pluralign.worlds.chat.moslim import train_moslim_chat
 from pluralign.worlds.chat.world import CHAT, LORA_TARGETS, ChatSettings, ChatWorld, WorldSpec, build_chat_world
@@ -45,7 +45,9 @@ def ric_config(world: ChatWorld, output_dir: Path, **overrides: Any):
         data.write_text("".join(json.dumps({"prompt": r["prompt"], "response": r["response"]}) + "\n" for r in world.train))
     cache = output_dir / "score_cache.sqlite"
     if not cache.is_file() and (world.work_dir / "score_cache.sqlite").is_file():
-        shutil.copy2(world.work_dir / "score_cache.sqlite", cache)  # the world's scores: no rescoring
+        world_cache = ScoreCache(world.work_dir / "score_cache.sqlite")
+        world_cache.copy_to(cache)  # the world's scores: no rescoring
+        world_cache.close()
     settings: dict[str, Any] = dict(
         output_dir=str(output_dir),
         model_name_or_path=world.base_model,
