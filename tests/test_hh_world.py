@@ -245,6 +245,12 @@ def test_demo_size_flags_belong_to_the_chat_worlds():
         world_sizes(build_parser().parse_args(["--out", "x", "--world", "hh", "--offline_steps", "0"]))
     with pytest.raises(ConfigError, match="--pairs: only the hh world takes it"):
         world_sizes(build_parser().parse_args(["--out", "x", "--world", "chat", "--pairs", "p.jsonl"]))
+    args = build_parser().parse_args(["--out", "x", "--world", "hh", "--tag_levels", "5"])
+    assert world_sizes(args) == {"tag_levels": 5}
+    with pytest.raises(ConfigError, match="--tag_levels must be at least 2, got 1"):
+        world_sizes(build_parser().parse_args(["--out", "x", "--world", "hh", "--tag_levels", "1"]))
+    with pytest.raises(ConfigError, match="--tag_levels: only the chat and hh worlds take these sizes"):
+        world_sizes(build_parser().parse_args(["--out", "x", "--tag_levels", "5"]))
     args = build_parser().parse_args(["--out", "x", "--world", "hh", "--guidance_scale", "3"])
     assert world_sizes(args) == {"guidance_scale": 3.0}
     with pytest.raises(ConfigError, match="--guidance_scale must be at least 1"):
@@ -501,5 +507,8 @@ def test_demo_help_states_the_hh_worlds_own_defaults():
     helps = {a.dest: " ".join(a.help.split()) for a in build_parser()._actions if a.help}
     assert f"hh default {HH_DEFAULTS['guidance_scale']:g}," in helps["guidance_scale"]
     assert f"hh default {HH_DEFAULTS['base_samples_per_prompt']}" in helps["base_samples"]
+    assert f"hh default {HH_DEFAULTS['tag_levels']}," in helps["tag_levels"]
+    assert f"hh default {HH_DEFAULTS['online_iterations']}," in helps["online_iterations"]
+    assert ("hh default bfloat16" in helps["bf16"]) is HH_DEFAULTS["bf16"]
     default = {"response": "the response's tokens (default)", "mean": "the whole dialogue (default)"}
     assert default[HH_DEFAULTS["harmless_pooling"]] in helps["harmless_pooling"]

@@ -97,7 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
         action=argparse.BooleanOptionalAction,
         default=None,
         help="chat and hh: bfloat16 matmuls for RiC's training and all generation (fast on a CPU with native "
-        "bfloat16 or a GPU; default float32)",
+        "bfloat16 or a GPU; hh default bfloat16, chat float32; --no-bf16: float32)",
     )
     add_generation_flags(p)
     return p
@@ -107,10 +107,11 @@ def build_parser() -> argparse.ArgumentParser:
 SIZE_FLAGS = {
     "prompts": ("n_prompts", "training prompts (chat) or training pairs (hh, two samples each)"),
     "eval_prompts": ("n_eval_prompts", "held-out evaluation prompts"),
-    "online_iterations": ("online_iterations", "RiC's online MORS iterations"),
+    "online_iterations": ("online_iterations", "RiC's online MORS iterations (hh default 2, chat 1)"),
     "online_prompts": ("online_prompts", "prompts generated per online iteration"),
     "offline_steps": ("offline_max_steps", "RiC's offline SFT steps (default: 2 epochs)"),
     "online_steps": ("online_max_steps", "SFT steps per online iteration (default: 1 epoch over the buffer)"),
+    "tag_levels": ("tag_levels", "chat and hh: RiC's tag levels per objective, quantiles of the training rewards (hh default 10, chat 5)"),
     "base_samples": ("base_samples_per_prompt", "hh: the base model's own samples per training prompt, added to the offline data (hh default 1; 0: the pairs' responses alone)"),
 }
 
@@ -119,7 +120,7 @@ def world_sizes(args: argparse.Namespace) -> dict[str, object]:
     """The size flags given, as ChatSettings fields; a one-line error where the world has no such sizes."""
     given = {field: getattr(args, flag) for flag, (field, _) in SIZE_FLAGS.items() if getattr(args, flag) is not None}
     for flag, (field, _) in SIZE_FLAGS.items():
-        least = 0 if flag in ("online_iterations", "base_samples") else 1  # 0: no online stage, no base samples
+        least = {"online_iterations": 0, "base_samples": 0, "tag_levels": 2}.get(flag, 1)  # 0: no online stage, no base samples
         if field in given and given[field] < least:
             raise ConfigError(f"--{flag} must be at least {least}, got {given[field]}")
     if args.pairs is not None:
