@@ -73,7 +73,8 @@ RL_COST_SETTINGS: dict[str, Any] = {}
 WORLD_DEFAULTS: dict[str, dict[str, Any]] = {
     "reviews": {"ric": {}, "rl_steps": 100, "rl_snapshot_every": 20, "ric_snapshot_every": 63},
     "chat": {"ric": {}, "rl_steps": None, "rl_snapshot_every": 4, "ric_snapshot_every": 24},
-    # the hh demo's own settings (HH_DEFAULTS: 80 offline steps, 12 RLOO steps per objective)
+    # the hh demo's own settings (HH_DEFAULTS: 100 offline steps and two online iterations since stop 44,
+    # 12 RLOO steps per objective)
     "hh": {"ric": {}, "rl_steps": None, "rl_snapshot_every": 4, "ric_snapshot_every": 20},
 }
 

@@ -110,9 +110,9 @@ class ChatSettings:
     offline_epochs: float = 2.0
     offline_max_steps: int = -1  # > 0 overrides offline_epochs
     max_length: int = 192  # tokens per training sequence (the oldest prompt tokens go first)
-    # tags show each reward's quantile level 0..4 among the base samples (no signs, every value equally
-    # common) on their own line at the start of the assistant's turn, right before the response's first
-    # token. The place is what lets 96 LoRA steps steer (the same levels before the assistant header:
+    # tags show each reward's quantile level 0..4 (hh: 0..9, HH_DEFAULTS) among the base samples (no signs,
+    # every value equally common) on their own line at the start of the assistant's turn, right before the
+    # response's first token. The place is what lets 96 LoRA steps steer (the same levels before the assistant header:
     # 1.00 / 0.70, range 0.19 / 0.40); the levels gave 1.00 / 1.00, z-scores there 0.90 / 0.90
     # (benchmarks/chat_tags.py, docs/chat_world.md)
     tag_format: str = "<{name}> {value}"
@@ -132,8 +132,8 @@ class ChatSettings:
     # (docs/hh_world.md "The refusing end")
     floor_at_middle: tuple[str, ...] = ()
     # bfloat16 matmuls for RiC's LoRA training and every generation of the demo (pluralign.generation.precision):
-    # on a CPU with native bfloat16 LoRA steps 1.25x and generation 1.5-2x faster; off by default, since
-    # the three hh seeds did not steer better with it (docs/hh_world.md "bfloat16")
+    # on a CPU with native bfloat16 LoRA steps 1.25x and generation 1.5-2x faster; off for the chat world,
+    # on for hh since stop 44, where it pays for the second online iteration (docs/hh_world.md)
     bf16: bool = False
     batch_size: int = 8
     online_iterations: int = 1
