@@ -60,7 +60,7 @@ RM_PAIRS = "harmless_train_pairs.jsonl"
 # request average 25-33 words); 32 held-out prompts (the per-prompt steering share moves in 1/32 steps).
 # The base samples widen what the tags can select: with the pairs' responses alone RiC did not steer
 # (docs/hh_world.md, "Results"). Until stop 44: 128 pairs, 80 float32 steps, one online iteration, tags of
-# 5 levels; the stop-44 settings steer every seed of three at 0.8 or more and widen both ranges past 0.5
+# 5 levels; the stop-44 settings steer every seed of four at 0.8 or more and widen both ranges past 0.5
 # on average (docs/hh_world.md "Two online iterations and finer tags")
 HH_DEFAULTS: dict[str, Any] = {
     "n_prompts": 200,
